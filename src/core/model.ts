@@ -1,0 +1,125 @@
+/**
+ * The execution model, shaped after the Remote Execution API v2 so every front door (HTTP JSON, REAPI
+ * gRPC) builds the same thing: a Command run over an input tree of Directory blobs in the CAS, keyed for
+ * caching and merging by an action digest the front door computes.
+ */
+import type { Digest } from './digest.js';
+import type { LimitKind, ResourceLimits } from './limits.js';
+
+export interface FileNode {
+  name: string;
+  digest: Digest;
+  isExecutable: boolean;
+}
+
+export interface DirectoryNode {
+  name: string;
+  digest: Digest;
+}
+
+export interface SymlinkNode {
+  name: string;
+  target: string;
+}
+
+/** One level of an input tree. Names are single path segments, sorted, unique across the three lists. */
+export interface Directory {
+  files: FileNode[];
+  directories: DirectoryNode[];
+  symlinks: SymlinkNode[];
+}
+
+export interface EnvironmentVariable {
+  name: string;
+  value: string;
+}
+
+export interface Command {
+  /** argv; arguments[0] is the program, a path relative to the input root or an absolute path. */
+  arguments: string[];
+  environmentVariables: EnvironmentVariable[];
+  /** Files (and later directories) to collect after the run, relative to the working directory. */
+  outputPaths: string[];
+  /** Relative to the input root; '' is the root itself. */
+  workingDirectory: string;
+}
+
+/**
+ * Everything a worker needs to run one action. Front doors build it; the scheduler stores it and
+ * hands it to a worker unchanged.
+ */
+export interface ExecutionSpec {
+  /** Canonical platform triple, e.g. `aarch64-linux-cpu`. */
+  platform: string;
+  command: Command;
+  inputRootDigest: Digest;
+  /** Bytes fed to the program's standard input; none means /dev/null. */
+  stdinDigest: Digest | null;
+  /** Execution time only: time spent queued never counts. */
+  timeoutMs: number;
+  limits: ResourceLimits;
+  /** Neither look up nor store a cached result, and never merge with another in-flight run. */
+  doNotCache: boolean;
+}
+
+/** Standard output or error of a run. The bytes are always in the CAS; small ones are inline too. */
+export interface OutputStream {
+  digest: Digest;
+  /** The bytes kept, base64, when at most the inline limit; otherwise read them by digest. */
+  inlineBase64: string | null;
+  /** Bytes the program wrote in all, including those dropped past the limit. */
+  totalBytes: number;
+  truncated: boolean;
+}
+
+export interface OutputFile {
+  path: string;
+  digest: Digest;
+  isExecutable: boolean;
+}
+
+/** What a worker reports for one run that the sandbox started. */
+export interface RunReport {
+  /** Exit status when the program exited; null when a signal ended it. */
+  exitCode: number | null;
+  /** Name of the signal that ended the program (`SIGKILL`), or null. */
+  signal: string | null;
+  timedOut: boolean;
+  /** The limit that stopped the run, if one did (a timeout is `wall_time`). */
+  limitExceeded: LimitKind | null;
+  stdout: OutputStream;
+  stderr: OutputStream;
+  outputFiles: OutputFile[];
+  wallTimeMs: number;
+  cpuTimeMs: number;
+  maxRssKb: number;
+  /** True when the program ran under qemu-user instead of natively. */
+  emulated: boolean;
+  worker: string;
+}
+
+/**
+ * Job states. `queued` → `running` (leased to a worker for one attempt) → one terminal state.
+ * An expired lease puts a running job back to `queued` with attempt + 1, or fails it as lost.
+ */
+export type JobState = 'queued' | 'running' | 'completed' | 'timed_out' | 'cancelled' | 'failed';
+
+export const TERMINAL_STATES: readonly JobState[] = ['completed', 'timed_out', 'cancelled', 'failed'];
+
+export function isTerminal(state: JobState): boolean {
+  return TERMINAL_STATES.includes(state);
+}
+
+/** Why remex could not run a job (state `failed`); the program's own failures are `completed` runs. */
+export interface JobFailure {
+  code: string;
+  message: string;
+}
+
+/**
+ * A run is cacheable only when it ended on its own: exited or died of its own signal, with no timeout,
+ * no limit, no cancellation and no remex failure.
+ */
+export function isCacheable(report: RunReport): boolean {
+  return !report.timedOut && report.limitExceeded === null;
+}

@@ -1,0 +1,71 @@
+/**
+ * The sandbox port: run one program in isolation with limits and report what happened. Adapters:
+ * `bwrap-sandbox.ts` (bubblewrap + cgroups + rlimits). A sandbox never throws for what the program
+ * did (crash, timeout, limit): those are results. It throws only when it could not start the run.
+ */
+import type { LimitKind, ResourceLimits } from '../../core/limits.js';
+
+export interface EmulationSpec {
+  /** Host path of the qemu-user binary (`/usr/bin/qemu-aarch64-static`). */
+  qemuPath: string;
+  /** Host path of the target's sysroot (`/usr/aarch64-linux-gnu`), for dynamically linked programs. */
+  sysroot: string | null;
+}
+
+export interface SandboxRequest {
+  /**
+   * Host directory holding the staged input root. It is the only writable host path the program sees,
+   * mounted at {@link SANDBOX_ROOT}; it is emptied by the caller afterwards.
+   */
+  inputRoot: string;
+  /** Working directory relative to the input root ('' for the root). */
+  workingDirectory: string;
+  /** argv; argv[0] relative to the working directory or absolute inside the sandbox. */
+  argv: string[];
+  env: Record<string, string>;
+  /** Host file whose bytes are the program's stdin; null for an empty stdin. */
+  stdinPath: string | null;
+  /** Wall-clock limit for the run alone. */
+  timeoutMs: number;
+  /** After SIGTERM (timeout or cancel), how long before SIGKILL of the whole tree. */
+  graceMs: number;
+  limits: ResourceLimits;
+  /** Run under qemu-user instead of natively. */
+  emulation: EmulationSpec | null;
+  /** Aborting cancels the run: SIGTERM, grace, SIGKILL; the result then has `cancelled: true`. */
+  signal?: AbortSignal;
+}
+
+export interface SandboxResult {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  cancelled: boolean;
+  limitExceeded: LimitKind | null;
+  stdout: Buffer;
+  stderr: Buffer;
+  /** Bytes written to each stream in all (what was kept is capped at limits.outputBytes). */
+  stdoutTotalBytes: number;
+  stderrTotalBytes: number;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  wallTimeMs: number;
+  cpuTimeMs: number;
+  maxRssKb: number;
+}
+
+/** What isolation an adapter provides on this host, for logs and the platform listing. */
+export interface SandboxCapabilities {
+  kind: string;
+  /** True when memory, process count and CPU are enforced on the whole tree (cgroups). */
+  treeLimits: boolean;
+  notes: string[];
+}
+
+export interface Sandbox {
+  readonly capabilities: SandboxCapabilities;
+  run(req: SandboxRequest): Promise<SandboxResult>;
+}
+
+/** Where the input root appears inside the sandbox. */
+export const SANDBOX_ROOT = '/work';
