@@ -1,0 +1,386 @@
+/**
+ * The scheduler: the one place where executions are submitted, merged, cached, queued per platform,
+ * leased to workers, completed and cancelled, whichever front door they came through.
+ *
+ * Guarantees: at-least-once execution with exactly one committed result per job (completion is
+ * compare-and-set on attempt and lease owner); queue time never counts against the execution timeout;
+ * queued and running jobs live in the store, so they survive a restart; a job whose worker dies is
+ * requeued when its lease expires, or failed as lost after `maxAttempts`.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Digest } from '../core/digest.js';
+import { formatDigest } from '../core/digest.js';
+import { ConflictError, MissingBlobsError, NotFoundError, UnsupportedPlatformError } from '../core/errors.js';
+import { isCacheable, isTerminal } from '../core/model.js';
+import type { ExecutionSpec, RunReport } from '../core/model.js';
+import { canonicalPlatform } from '../core/platform.js';
+import type { JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
+import type { EventBus } from './event-bus.js';
+import type { Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from './worker-link.js';
+
+/** The part of the blob store the scheduler needs: whether inputs and cached outputs still exist. */
+export interface BlobPresence {
+  findMissing(digests: readonly Digest[]): Promise<Digest[]>;
+}
+
+export interface SchedulerOptions {
+  leaseTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  /** Attempts a job gets before it is failed as lost. */
+  maxAttempts: number;
+  /** A worker silent this long is declared gone and its leases are released at once. */
+  workerSilenceMs: number;
+  reaperIntervalMs: number;
+  /** Platforms accepted even before any worker has offered them (workers expected to join). */
+  acceptPlatforms: readonly string[];
+}
+
+export const DEFAULT_SCHEDULER_OPTIONS: Readonly<SchedulerOptions> = Object.freeze({
+  leaseTimeoutMs: 30_000,
+  heartbeatIntervalMs: 2_000,
+  maxAttempts: 3,
+  workerSilenceMs: 15_000,
+  reaperIntervalMs: 1_000,
+  acceptPlatforms: [],
+});
+
+export interface SubmitRequest {
+  /** Cache and merge key, computed by the front door from the action it received. */
+  actionDigest: Digest;
+  instance?: string;
+  spec: ExecutionSpec;
+  priority?: number;
+  skipCacheLookup?: boolean;
+}
+
+export interface SubmitResult {
+  job: JobRecord;
+  /** Answered from the action cache. */
+  cached: boolean;
+  /** Joined an identical job already queued or running. */
+  merged: boolean;
+}
+
+export interface PlatformStatus {
+  platform: string;
+  /** True when only emulating workers serve it. */
+  emulated: boolean;
+  workers: number;
+  slots: number;
+  freeSlots: number;
+  queued: number;
+  running: number;
+}
+
+interface Waiter {
+  readonly platforms: readonly string[];
+  wake(): void;
+}
+
+type Clock = () => number;
+
+export class Scheduler implements WorkerLink {
+  private readonly opts: SchedulerOptions;
+  private readonly waiters = new Set<Waiter>();
+  private readonly liveWorkers = new Map<string, WorkerRecord>();
+  private readonly cancelHooks = new Map<string, (jobId: string) => void>();
+  private reaper: NodeJS.Timeout | undefined;
+  /** Bumped whenever work may have appeared, so a lease never sleeps through a wake-up it raced with. */
+  private workSeq = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly blobs: BlobPresence,
+    readonly events: EventBus,
+    opts: Partial<SchedulerOptions> = {},
+    private readonly now: Clock = Date.now,
+  ) {
+    this.opts = { ...DEFAULT_SCHEDULER_OPTIONS, ...opts };
+  }
+
+  /** Starts the lease reaper. Leases held by earlier in-process workers (`ownerPrefix`) are released at once. */
+  async start(opts: { releaseOwnerPrefix?: string } = {}): Promise<void> {
+    if (opts.releaseOwnerPrefix) {
+      this.publishExpiry(await this.store.jobs.releaseLeasesOf({ prefix: opts.releaseOwnerPrefix }, this.now(), this.opts.maxAttempts));
+    }
+    this.reaper = setInterval(() => void this.reap().catch(() => undefined), this.opts.reaperIntervalMs);
+    this.reaper.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.reaper) clearInterval(this.reaper);
+    for (const w of [...this.waiters]) w.wake();
+  }
+
+  get options(): Readonly<SchedulerOptions> {
+    return this.opts;
+  }
+
+  // ---- front-door side --------------------------------------------------------------------------
+
+  async submit(req: SubmitRequest): Promise<SubmitResult> {
+    const platform = canonicalPlatform(req.spec.platform);
+    await this.assertServable(platform);
+    const spec: ExecutionSpec = { ...req.spec, platform };
+    const inputs = spec.stdinDigest ? [spec.inputRootDigest, spec.stdinDigest] : [spec.inputRootDigest];
+    const missing = await this.blobs.findMissing(inputs);
+    if (missing.length > 0) throw new MissingBlobsError(missing);
+
+    const instance = req.instance ?? '';
+    const newJob = {
+      id: randomUUID(),
+      actionDigest: req.actionDigest,
+      instance,
+      priority: req.priority ?? 0,
+      spec,
+      nowMs: this.now(),
+      mergeable: !spec.doNotCache,
+    };
+    if (!spec.doNotCache && !req.skipCacheLookup) {
+      const hit = await this.lookupCache(instance, req.actionDigest);
+      if (hit) {
+        const job = await this.store.jobs.insertCached(newJob, hit);
+        this.events.publish(job);
+        return { job, cached: true, merged: false };
+      }
+    }
+    const { job, merged } = await this.store.jobs.enqueue(newJob);
+    if (!merged) {
+      this.events.publish(job);
+      this.wakeFor(job.platform);
+    }
+    return { job, cached: false, merged };
+  }
+
+  /** A cached result, only while every blob it names still exists; a broken entry is dropped. */
+  async lookupCache(instance: string, actionDigest: Digest): Promise<RunReport | undefined> {
+    const hit = await this.store.actionCache.get(instance, actionDigest);
+    if (!hit) return undefined;
+    const needed = [hit.stdout.digest, hit.stderr.digest, ...hit.outputFiles.map((f) => f.digest)];
+    if ((await this.blobs.findMissing(needed)).length > 0) {
+      await this.store.actionCache.delete(instance, actionDigest);
+      return undefined;
+    }
+    return hit;
+  }
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    return this.store.jobs.get(id);
+  }
+
+  async list(limit: number): Promise<JobRecord[]> {
+    return this.store.jobs.list({ limit });
+  }
+
+  async cancel(id: string): Promise<JobRecord> {
+    const before = await this.store.jobs.get(id);
+    if (!before) throw new NotFoundError(`no execution ${id}`);
+    if (isTerminal(before.state)) return before;
+    const job = await this.store.jobs.cancel(id, this.now());
+    if (!job) throw new NotFoundError(`no execution ${id}`);
+    if (job.state === 'cancelled') this.events.publish(job);
+    else if (job.state === 'running' && job.leaseOwner) this.cancelHooks.get(job.leaseOwner)?.(job.id);
+    return job;
+  }
+
+  /** Resolves with the job once it is terminal; with its current state when `signal` aborts first. */
+  async waitForTerminal(id: string, signal?: AbortSignal): Promise<JobRecord> {
+    let resolveDone!: (job: JobRecord) => void;
+    const done = new Promise<JobRecord>((resolve) => (resolveDone = resolve));
+    const unsubscribe = this.events.subscribe(id, (job) => {
+      if (isTerminal(job.state)) resolveDone(job);
+    });
+    try {
+      const current = await this.store.jobs.get(id);
+      if (!current) throw new NotFoundError(`no execution ${id}`);
+      if (isTerminal(current.state)) return current;
+      if (signal) {
+        const onAbort = () => void this.store.jobs.get(id).then((j) => resolveDone(j ?? current));
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+      }
+      return await done;
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  async platforms(): Promise<PlatformStatus[]> {
+    const [offers, workers, depths, running, byWorker] = await Promise.all([
+      this.servablePlatforms(),
+      this.store.workers.list(),
+      this.store.jobs.queueDepths(),
+      this.store.jobs.runningCounts(),
+      this.store.jobs.runningByWorker(),
+    ]);
+    const live = workers.filter((w) => w.state !== 'gone');
+    return offers
+      .map((offer) => {
+        const serving = live.filter((w) => w.platforms.some((p) => p.platform === offer.platform));
+        const slots = serving.reduce((sum, w) => sum + w.slots, 0);
+        const busy = serving.reduce((sum, w) => sum + Math.min(w.slots, byWorker.get(w.id) ?? 0), 0);
+        const nativeLive = serving.some((w) => w.platforms.some((p) => p.platform === offer.platform && !p.emulated));
+        return {
+          platform: offer.platform,
+          emulated: serving.length > 0 ? !nativeLive : offer.emulated,
+          workers: serving.length,
+          slots,
+          freeSlots: Math.max(0, slots - busy),
+          queued: depths.get(offer.platform) ?? 0,
+          running: running.get(offer.platform) ?? 0,
+        };
+      })
+      .sort((a, b) => a.platform.localeCompare(b.platform));
+  }
+
+  private async servablePlatforms(): Promise<PlatformOffer[]> {
+    const offers = await this.store.workers.offeredPlatforms();
+    for (const p of this.opts.acceptPlatforms) {
+      const platform = canonicalPlatform(p);
+      if (!offers.some((o) => o.platform === platform)) offers.push({ platform, emulated: false });
+    }
+    return offers;
+  }
+
+  private async assertServable(platform: string): Promise<void> {
+    const offers = await this.servablePlatforms();
+    if (offers.some((o) => o.platform === platform)) return;
+    const known = offers.map((o) => o.platform).sort();
+    throw new UnsupportedPlatformError(
+      `no worker serves platform ${platform}${known.length ? ` (served: ${known.join(', ')})` : ' (no worker has registered)'}`,
+      { details: { platform, served: known } },
+    );
+  }
+
+  // ---- worker side (WorkerLink) -----------------------------------------------------------------
+
+  async register(reg: WorkerRegistration): Promise<WorkerSession> {
+    const nowMs = this.now();
+    const record: WorkerRecord = {
+      id: reg.id ?? `w-${randomUUID()}`,
+      name: reg.name,
+      platforms: reg.platforms.map((p) => ({ platform: canonicalPlatform(p.platform), emulated: p.emulated })),
+      slots: reg.slots,
+      state: 'active',
+      registeredAtMs: nowMs,
+      lastSeenAtMs: nowMs,
+    };
+    await this.store.workers.upsert(record);
+    this.liveWorkers.set(record.id, record);
+    // Jobs queued before this worker existed can now run.
+    for (const p of record.platforms) this.wakeFor(p.platform);
+    return { workerId: record.id, leaseTimeoutMs: this.opts.leaseTimeoutMs, heartbeatIntervalMs: this.opts.heartbeatIntervalMs };
+  }
+
+  async lease(workerId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Lease[]> {
+    const worker = await this.activeWorker(workerId);
+    const platforms = worker.platforms.map((p) => p.platform);
+    const deadline = this.now() + waitMs;
+    for (;;) {
+      const seqBefore = this.workSeq;
+      const claimed = await this.store.jobs.claim({ platforms, workerId, max, leaseMs: this.opts.leaseTimeoutMs, nowMs: this.now() });
+      if (claimed.length > 0) {
+        for (const job of claimed) this.events.publish(job);
+        return claimed.map((job) => ({ jobId: job.id, attempt: job.attempt, spec: job.spec, leaseExpiresAtMs: job.leaseExpiresAtMs ?? 0 }));
+      }
+      const remaining = deadline - this.now();
+      if (remaining <= 0 || signal?.aborted) return [];
+      if (seqBefore !== this.workSeq) continue;
+      await this.waitForWork(platforms, remaining, signal);
+      if (signal?.aborted) return [];
+    }
+  }
+
+  async heartbeat(workerId: string, draining: boolean): Promise<HeartbeatReply> {
+    const nowMs = this.now();
+    const known = await this.store.workers.touch(workerId, nowMs, draining ? 'draining' : undefined);
+    if (!known) {
+      this.liveWorkers.delete(workerId);
+      return { cancel: [], known: false };
+    }
+    const live = this.liveWorkers.get(workerId);
+    if (live && draining) live.state = 'draining';
+    const { cancelRequested } = await this.store.jobs.renewLeases(workerId, nowMs + this.opts.leaseTimeoutMs);
+    return { cancel: cancelRequested, known: true };
+  }
+
+  async complete(workerId: string, c: Completion): Promise<void> {
+    const job = await this.store.jobs.finish({ id: c.jobId, attempt: c.attempt, workerId, outcome: c.outcome, nowMs: this.now() });
+    if (!job) {
+      throw new ConflictError(`lease of job ${c.jobId} attempt ${c.attempt} is no longer held by worker ${workerId}; result discarded`);
+    }
+    if (job.state === 'completed' && job.result && !job.spec.doNotCache && isCacheable(job.result)) {
+      await this.store.actionCache.put(job.instance, job.actionDigest, job.result, this.now());
+    }
+    this.events.publish(job);
+  }
+
+  async unregister(workerId: string): Promise<void> {
+    this.liveWorkers.delete(workerId);
+    this.cancelHooks.delete(workerId);
+    await this.store.workers.touch(workerId, this.now(), 'gone');
+    this.publishExpiry(await this.store.jobs.releaseLeasesOf([workerId], this.now(), this.opts.maxAttempts));
+  }
+
+  /** In-process workers hear of cancellations at once rather than at their next heartbeat. */
+  onCancel(workerId: string, listener: (jobId: string) => void): void {
+    this.cancelHooks.set(workerId, listener);
+  }
+
+  private async activeWorker(workerId: string): Promise<WorkerRecord> {
+    const worker = this.liveWorkers.get(workerId) ?? (await this.store.workers.get(workerId));
+    if (!worker || worker.state === 'gone') {
+      throw new NotFoundError(`worker ${workerId} is not registered; register again`, { details: { workerId } });
+    }
+    this.liveWorkers.set(workerId, worker);
+    return worker;
+  }
+
+  private waitForWork(platforms: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        platforms,
+        wake: () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', waiter.wake);
+          this.waiters.delete(waiter);
+          resolve();
+        },
+      };
+      const timer = setTimeout(waiter.wake, timeoutMs);
+      signal?.addEventListener('abort', waiter.wake, { once: true });
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** Wakes one worker waiting for this platform: enough for one new job, and no thundering herd. */
+  private wakeFor(platform: string): void {
+    this.workSeq++;
+    for (const w of this.waiters) {
+      if (w.platforms.includes(platform)) {
+        w.wake();
+        return;
+      }
+    }
+  }
+
+  private publishExpiry(expiry: LeaseExpiry): void {
+    for (const job of expiry.requeued) {
+      this.events.publish(job);
+      this.wakeFor(job.platform);
+    }
+    for (const job of expiry.failed) this.events.publish(job);
+  }
+
+  private async reap(): Promise<void> {
+    const nowMs = this.now();
+    const gone = await this.store.workers.markSilentGone(nowMs - this.opts.workerSilenceMs);
+    for (const id of gone) this.liveWorkers.delete(id);
+    if (gone.length > 0) this.publishExpiry(await this.store.jobs.releaseLeasesOf(gone, nowMs, this.opts.maxAttempts));
+    this.publishExpiry(await this.store.jobs.expireLeases(nowMs, this.opts.maxAttempts));
+  }
+}
+
+export function describeJob(job: JobRecord): string {
+  return `${job.id} (${job.platform}, action ${formatDigest(job.actionDigest)}, ${job.state}, attempt ${job.attempt})`;
+}

@@ -1,0 +1,51 @@
+/**
+ * The worker protocol, as a port. A worker (in-process pool or `remex worker` over the network) registers
+ * the platforms it serves, leases jobs, heartbeats to keep its leases, and completes each lease once.
+ * The scheduler implements it directly; `client/http-worker-link.ts` carries it over HTTP.
+ */
+import type { ExecutionSpec } from '../core/model.js';
+import type { Outcome, PlatformOffer } from '../store/ports.js';
+
+export interface WorkerRegistration {
+  /** Stable across reconnects of the same process; the server assigns one when absent. */
+  id?: string;
+  name: string;
+  platforms: PlatformOffer[];
+  slots: number;
+}
+
+export interface WorkerSession {
+  workerId: string;
+  leaseTimeoutMs: number;
+  heartbeatIntervalMs: number;
+}
+
+export interface Lease {
+  jobId: string;
+  attempt: number;
+  spec: ExecutionSpec;
+  leaseExpiresAtMs: number;
+}
+
+export interface HeartbeatReply {
+  /** Jobs the worker holds whose cancellation was requested: stop them and complete as cancelled. */
+  cancel: string[];
+  /** False when the server no longer knows this worker (it was declared gone): register again. */
+  known: boolean;
+}
+
+export interface Completion {
+  jobId: string;
+  attempt: number;
+  outcome: Outcome;
+}
+
+export interface WorkerLink {
+  register(reg: WorkerRegistration): Promise<WorkerSession>;
+  /** Up to `max` jobs; waits up to `waitMs` for one when none is queued. Resolves [] on timeout or abort. */
+  lease(workerId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Lease[]>;
+  heartbeat(workerId: string, draining: boolean): Promise<HeartbeatReply>;
+  /** Commits the result of one lease; ConflictError when the lease is no longer this worker's. */
+  complete(workerId: string, completion: Completion): Promise<void>;
+  unregister(workerId: string): Promise<void>;
+}

@@ -1,0 +1,127 @@
+/**
+ * Store ports: durable state of jobs, the action cache and the worker registry. Adapters own their
+ * connections and transactions; nothing of a driver leaks through these types. Every state change is
+ * compare-and-set on (state, attempt, lease owner), so a stale worker can never commit a result.
+ * Adapters: `sqlite/` (embedded default). PostgreSQL comes next with the same conformance suite.
+ */
+import type { Digest } from '../core/digest.js';
+import type { ExecutionSpec, JobFailure, JobState, RunReport } from '../core/model.js';
+
+export interface JobRecord {
+  id: string;
+  /** Cache and merge key: the digest the front door computed for this action. */
+  actionDigest: Digest;
+  /** Separates caches and queues (REAPI instance name); '' by default. */
+  instance: string;
+  platform: string;
+  state: JobState;
+  /** Attempts started so far; the current lease belongs to this attempt. */
+  attempt: number;
+  /** Lower runs sooner. */
+  priority: number;
+  spec: ExecutionSpec;
+  createdAtMs: number;
+  /** When the job last entered the queue. */
+  queuedAtMs: number;
+  startedAtMs: number | null;
+  completedAtMs: number | null;
+  /** Time spent waiting for a worker, summed over attempts. */
+  queueTimeMs: number;
+  leaseOwner: string | null;
+  leaseExpiresAtMs: number | null;
+  cancelRequested: boolean;
+  /** True when the result came from the action cache, not a run. */
+  cached: boolean;
+  result: RunReport | null;
+  failure: JobFailure | null;
+}
+
+export interface NewJob {
+  id: string;
+  actionDigest: Digest;
+  instance: string;
+  priority: number;
+  spec: ExecutionSpec;
+  nowMs: number;
+  /** Merge with an identical queued or running job instead of inserting (when the spec allows caching). */
+  mergeable: boolean;
+}
+
+/** How a lease ends: the run's report, or why remex could not run it. */
+export type Outcome =
+  | { state: 'completed' | 'timed_out' | 'cancelled'; result: RunReport }
+  | { state: 'failed' | 'cancelled'; failure: JobFailure };
+
+export interface LeaseExpiry {
+  requeued: JobRecord[];
+  /** Jobs that ran out of attempts and were failed as lost. */
+  failed: JobRecord[];
+}
+
+export interface JobStore {
+  /** Inserts a queued job, or returns the identical in-flight one when `mergeable` (merged = true). */
+  enqueue(job: NewJob): Promise<{ job: JobRecord; merged: boolean }>;
+  /** Inserts a job already completed from the action cache. */
+  insertCached(job: NewJob, result: RunReport): Promise<JobRecord>;
+  get(id: string): Promise<JobRecord | undefined>;
+  list(opts: { limit: number; states?: readonly JobState[] }): Promise<JobRecord[]>;
+  /** Leases up to `max` queued jobs of these platforms to a worker: state running, attempt + 1. */
+  claim(opts: { platforms: readonly string[]; workerId: string; max: number; leaseMs: number; nowMs: number }): Promise<JobRecord[]>;
+  /** Extends every lease the worker holds; returns ids of its running jobs whose cancellation was requested. */
+  renewLeases(workerId: string, leaseExpiresAtMs: number): Promise<{ renewed: number; cancelRequested: string[] }>;
+  /** Commits a terminal state iff the job is running under this worker and attempt; undefined otherwise. */
+  finish(opts: { id: string; attempt: number; workerId: string; outcome: Outcome; nowMs: number }): Promise<JobRecord | undefined>;
+  /** Cancels a queued job at once, or flags a running one for its worker; returns the job as it now is. */
+  cancel(id: string, nowMs: number): Promise<JobRecord | undefined>;
+  /** Queued or running job to terminal `failed` regardless of lease (input missing, worker gone for good). */
+  fail(id: string, failure: JobFailure, nowMs: number): Promise<JobRecord | undefined>;
+  /** Requeues running jobs whose lease expired (attempt < maxAttempts) and fails the rest as lost. */
+  expireLeases(nowMs: number, maxAttempts: number): Promise<LeaseExpiry>;
+  /** Requeues every running job leased to one of these workers (their process is known gone). */
+  releaseLeasesOf(workerIds: readonly string[] | { prefix: string }, nowMs: number, maxAttempts: number): Promise<LeaseExpiry>;
+  queueDepths(): Promise<Map<string, number>>;
+  runningCounts(): Promise<Map<string, number>>;
+  /** Running jobs per lease owner (worker id). */
+  runningByWorker(): Promise<Map<string, number>>;
+}
+
+export interface ActionCache {
+  get(instance: string, actionDigest: Digest): Promise<RunReport | undefined>;
+  put(instance: string, actionDigest: Digest, result: RunReport, nowMs: number): Promise<void>;
+  delete(instance: string, actionDigest: Digest): Promise<void>;
+}
+
+export interface PlatformOffer {
+  platform: string;
+  emulated: boolean;
+}
+
+export interface WorkerRecord {
+  id: string;
+  name: string;
+  platforms: PlatformOffer[];
+  slots: number;
+  /** `active` takes jobs; `draining` finishes what it holds and takes no more; `gone` left or timed out. */
+  state: 'active' | 'draining' | 'gone';
+  registeredAtMs: number;
+  lastSeenAtMs: number;
+}
+
+export interface WorkerRegistry {
+  upsert(worker: WorkerRecord): Promise<void>;
+  touch(id: string, nowMs: number, state?: WorkerRecord['state']): Promise<boolean>;
+  get(id: string): Promise<WorkerRecord | undefined>;
+  list(): Promise<WorkerRecord[]>;
+  /** Marks workers not seen since `cutoffMs` gone; returns their ids. */
+  markSilentGone(cutoffMs: number): Promise<string[]>;
+  /** Platforms some worker has ever offered (still registered, any state): those are servable. */
+  offeredPlatforms(): Promise<PlatformOffer[]>;
+}
+
+/** One embedded or networked database holding all three. */
+export interface Store {
+  readonly jobs: JobStore;
+  readonly actionCache: ActionCache;
+  readonly workers: WorkerRegistry;
+  close(): Promise<void>;
+}

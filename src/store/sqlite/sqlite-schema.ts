@@ -1,0 +1,58 @@
+/**
+ * Schema migrations for the SQLite store, applied in order at open; PRAGMA user_version records the
+ * last one applied. A migration is never edited once released: add the next one.
+ */
+export const SQLITE_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE jobs (
+    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                TEXT NOT NULL UNIQUE,
+    instance          TEXT NOT NULL,
+    action_hash       TEXT NOT NULL,
+    action_size       INTEGER NOT NULL,
+    platform          TEXT NOT NULL,
+    state             TEXT NOT NULL CHECK (state IN ('queued','running','completed','timed_out','cancelled','failed')),
+    attempt           INTEGER NOT NULL DEFAULT 0,
+    priority          INTEGER NOT NULL DEFAULT 0,
+    mergeable         INTEGER NOT NULL,
+    spec              TEXT NOT NULL,
+    created_at        INTEGER NOT NULL,
+    queued_at         INTEGER NOT NULL,
+    started_at        INTEGER,
+    completed_at      INTEGER,
+    queue_time_ms     INTEGER NOT NULL DEFAULT 0,
+    lease_owner       TEXT,
+    lease_expires_at  INTEGER,
+    cancel_requested  INTEGER NOT NULL DEFAULT 0,
+    cached            INTEGER NOT NULL DEFAULT 0,
+    result            TEXT,
+    failure           TEXT
+  );
+  -- Dispatch: the head of one platform's queue, in O(log n) however long the queue.
+  CREATE INDEX jobs_queue ON jobs (platform, priority, seq) WHERE state = 'queued';
+  CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'running';
+  CREATE INDEX jobs_owner ON jobs (lease_owner) WHERE state = 'running';
+  -- At most one mergeable in-flight job per action: the merge is enforced by the database, not by luck.
+  CREATE UNIQUE INDEX jobs_inflight ON jobs (instance, action_hash, action_size)
+    WHERE mergeable = 1 AND state IN ('queued','running');
+
+  CREATE TABLE action_cache (
+    instance     TEXT NOT NULL,
+    action_hash  TEXT NOT NULL,
+    action_size  INTEGER NOT NULL,
+    result       TEXT NOT NULL,
+    stored_at    INTEGER NOT NULL,
+    PRIMARY KEY (instance, action_hash, action_size)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE workers (
+    id             TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    platforms      TEXT NOT NULL,
+    slots          INTEGER NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('active','draining','gone')),
+    registered_at  INTEGER NOT NULL,
+    last_seen_at   INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
+];

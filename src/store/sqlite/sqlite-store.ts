@@ -1,0 +1,389 @@
+/**
+ * The embedded store: one SQLite file in WAL mode (better-sqlite3). Calls are synchronous underneath and
+ * each state change is a single statement or a short transaction, so they are atomic with respect to
+ * every other caller in the process; the port stays async so networked adapters fit behind it.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Digest } from '../../core/digest.js';
+import type { JobFailure, JobState, RunReport } from '../../core/model.js';
+import type {
+  ActionCache,
+  JobRecord,
+  JobStore,
+  LeaseExpiry,
+  NewJob,
+  Outcome,
+  PlatformOffer,
+  Store,
+  WorkerRecord,
+  WorkerRegistry,
+} from '../ports.js';
+import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
+
+interface JobRow {
+  id: string;
+  instance: string;
+  action_hash: string;
+  action_size: number;
+  platform: string;
+  state: JobState;
+  attempt: number;
+  priority: number;
+  spec: string;
+  created_at: number;
+  queued_at: number;
+  started_at: number | null;
+  completed_at: number | null;
+  queue_time_ms: number;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  cancel_requested: number;
+  cached: number;
+  result: string | null;
+  failure: string | null;
+}
+
+function toJob(row: JobRow): JobRecord {
+  return {
+    id: row.id,
+    actionDigest: { hash: row.action_hash, sizeBytes: row.action_size },
+    instance: row.instance,
+    platform: row.platform,
+    state: row.state,
+    attempt: row.attempt,
+    priority: row.priority,
+    spec: JSON.parse(row.spec) as JobRecord['spec'],
+    createdAtMs: row.created_at,
+    queuedAtMs: row.queued_at,
+    startedAtMs: row.started_at,
+    completedAtMs: row.completed_at,
+    queueTimeMs: row.queue_time_ms,
+    leaseOwner: row.lease_owner,
+    leaseExpiresAtMs: row.lease_expires_at,
+    cancelRequested: row.cancel_requested === 1,
+    cached: row.cached === 1,
+    result: row.result === null ? null : (JSON.parse(row.result) as RunReport),
+    failure: row.failure === null ? null : (JSON.parse(row.failure) as JobFailure),
+  };
+}
+
+export interface SqliteStoreOptions {
+  /** Database file, or ':memory:'. */
+  path: string;
+}
+
+export class SqliteStore implements Store {
+  readonly jobs: JobStore;
+  readonly actionCache: ActionCache;
+  readonly workers: WorkerRegistry;
+  private readonly db: Database.Database;
+
+  constructor(opts: SqliteStoreOptions) {
+    if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
+    this.db = new Database(opts.path);
+    this.db.pragma('journal_mode = WAL');
+    // NORMAL in WAL mode: a committed transaction survives a process crash; only an OS crash may lose the
+    // last few, which leases and at-least-once execution tolerate.
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
+    this.jobs = new SqliteJobStore(this.db);
+    this.actionCache = new SqliteActionCache(this.db);
+    this.workers = new SqliteWorkerRegistry(this.db);
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}
+
+function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  for (let v = current; v < SQLITE_MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(SQLITE_MIGRATIONS[v] as string);
+      db.pragma(`user_version = ${v + 1}`);
+    }).immediate();
+  }
+}
+
+const JOB_COLUMNS = `id, instance, action_hash, action_size, platform, state, attempt, priority, spec, created_at,
+  queued_at, started_at, completed_at, queue_time_ms, lease_owner, lease_expires_at, cancel_requested, cached,
+  result, failure`;
+
+class SqliteJobStore implements JobStore {
+  private readonly s;
+
+  constructor(private readonly db: Database.Database) {
+    const prepare = <R>(sql: string) => db.prepare<unknown[], R>(sql);
+    this.s = {
+      insert: prepare<JobRow>(`INSERT INTO jobs (id, instance, action_hash, action_size, platform, state, priority,
+          mergeable, spec, created_at, queued_at, cached, result, completed_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${JOB_COLUMNS}`),
+      inflight: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE instance = ? AND action_hash = ? AND action_size = ?
+          AND mergeable = 1 AND state IN ('queued','running')`),
+      get: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`),
+      list: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?`),
+      claim: prepare<JobRow>(`UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?,
+          lease_expires_at = ?, started_at = ?, queue_time_ms = queue_time_ms + max(0, ? - queued_at)
+        WHERE seq IN (SELECT seq FROM jobs WHERE state = 'queued' AND platform = ? ORDER BY priority, seq LIMIT ?)
+        RETURNING ${JOB_COLUMNS}`),
+      renew: prepare<{ id: string; cancel_requested: number }>(`UPDATE jobs SET lease_expires_at = ?
+        WHERE state = 'running' AND lease_owner = ? RETURNING id, cancel_requested`),
+      finishResult: prepare<JobRow>(`UPDATE jobs SET state = ?, result = ?, completed_at = ?, lease_owner = NULL,
+          lease_expires_at = NULL
+        WHERE id = ? AND attempt = ? AND lease_owner = ? AND state = 'running' RETURNING ${JOB_COLUMNS}`),
+      finishFailure: prepare<JobRow>(`UPDATE jobs SET state = ?, failure = ?, completed_at = ?, lease_owner = NULL,
+          lease_expires_at = NULL
+        WHERE id = ? AND attempt = ? AND lease_owner = ? AND state = 'running' RETURNING ${JOB_COLUMNS}`),
+      cancelQueued: prepare<JobRow>(`UPDATE jobs SET state = 'cancelled', completed_at = ?,
+          failure = '{"code":"CANCELLED","message":"cancelled before it started"}'
+        WHERE id = ? AND state = 'queued' RETURNING ${JOB_COLUMNS}`),
+      flagCancel: prepare<JobRow>(`UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'
+        RETURNING ${JOB_COLUMNS}`),
+      fail: prepare<JobRow>(`UPDATE jobs SET state = 'failed', failure = ?, completed_at = ?, lease_owner = NULL,
+          lease_expires_at = NULL
+        WHERE id = ? AND state IN ('queued','running') RETURNING ${JOB_COLUMNS}`),
+      expiredRequeue: prepare<JobRow>(`UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+          cancel_requested = 0, queued_at = ?
+        WHERE state = 'running' AND lease_expires_at < ? AND attempt < ? RETURNING ${JOB_COLUMNS}`),
+      expiredFail: prepare<JobRow>(`UPDATE jobs SET state = 'failed', completed_at = ?, lease_owner = NULL,
+          lease_expires_at = NULL, failure = ?
+        WHERE state = 'running' AND lease_expires_at < ? RETURNING ${JOB_COLUMNS}`),
+      expireOwner: prepare(`UPDATE jobs SET lease_expires_at = 0 WHERE state = 'running' AND lease_owner = ?`),
+      expireOwnerPrefix: prepare(`UPDATE jobs SET lease_expires_at = 0
+        WHERE state = 'running' AND substr(lease_owner, 1, ?) = ?`),
+      depths: prepare<{ platform: string; n: number }>(`SELECT platform, count(*) AS n FROM jobs
+        WHERE state = 'queued' GROUP BY platform`),
+      running: prepare<{ platform: string; n: number }>(`SELECT platform, count(*) AS n FROM jobs
+        WHERE state = 'running' GROUP BY platform`),
+      byWorker: prepare<{ owner: string; n: number }>(`SELECT lease_owner AS owner, count(*) AS n FROM jobs
+        WHERE state = 'running' GROUP BY lease_owner`),
+    };
+  }
+
+  async enqueue(job: NewJob): Promise<{ job: JobRecord; merged: boolean }> {
+    return this.db.transaction(() => {
+      if (job.mergeable) {
+        const existing = this.s.inflight.get(job.instance, job.actionDigest.hash, job.actionDigest.sizeBytes);
+        if (existing) return { job: toJob(existing), merged: true };
+      }
+      const row = this.s.insert.get(...this.insertArgs(job, 'queued', null)) as JobRow;
+      return { job: toJob(row), merged: false };
+    })();
+  }
+
+  async insertCached(job: NewJob, result: RunReport): Promise<JobRecord> {
+    const row = this.s.insert.get(...this.insertArgs({ ...job, mergeable: false }, 'completed', result)) as JobRow;
+    return toJob(row);
+  }
+
+  private insertArgs(job: NewJob, state: JobState, cachedResult: RunReport | null): unknown[] {
+    const cached = cachedResult !== null;
+    return [
+      job.id,
+      job.instance,
+      job.actionDigest.hash,
+      job.actionDigest.sizeBytes,
+      job.spec.platform,
+      state,
+      job.priority,
+      job.mergeable ? 1 : 0,
+      JSON.stringify(job.spec),
+      job.nowMs,
+      job.nowMs,
+      cached ? 1 : 0,
+      cached ? JSON.stringify(cachedResult) : null,
+      cached ? job.nowMs : null,
+    ];
+  }
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    const row = this.s.get.get(id);
+    return row ? toJob(row) : undefined;
+  }
+
+  async list(opts: { limit: number; states?: readonly JobState[] }): Promise<JobRecord[]> {
+    if (!opts.states) return this.s.list.all(opts.limit).map(toJob);
+    const marks = opts.states.map(() => '?').join(',');
+    return this.db
+      .prepare<unknown[], JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE state IN (${marks}) ORDER BY seq DESC LIMIT ?`)
+      .all(...opts.states, opts.limit)
+      .map(toJob);
+  }
+
+  async claim(opts: { platforms: readonly string[]; workerId: string; max: number; leaseMs: number; nowMs: number }): Promise<JobRecord[]> {
+    return this.db.transaction(() => {
+      const claimed: JobRecord[] = [];
+      for (const platform of opts.platforms) {
+        const want = opts.max - claimed.length;
+        if (want <= 0) break;
+        const rows = this.s.claim.all(opts.workerId, opts.nowMs + opts.leaseMs, opts.nowMs, opts.nowMs, platform, want);
+        for (const row of rows) claimed.push(toJob(row));
+      }
+      return claimed;
+    })();
+  }
+
+  async renewLeases(workerId: string, leaseExpiresAtMs: number): Promise<{ renewed: number; cancelRequested: string[] }> {
+    const rows = this.s.renew.all(leaseExpiresAtMs, workerId);
+    return { renewed: rows.length, cancelRequested: rows.filter((r) => r.cancel_requested === 1).map((r) => r.id) };
+  }
+
+  async finish(opts: { id: string; attempt: number; workerId: string; outcome: Outcome; nowMs: number }): Promise<JobRecord | undefined> {
+    const { outcome } = opts;
+    const row =
+      'result' in outcome
+        ? this.s.finishResult.get(outcome.state, JSON.stringify(outcome.result), opts.nowMs, opts.id, opts.attempt, opts.workerId)
+        : this.s.finishFailure.get(outcome.state, JSON.stringify(outcome.failure), opts.nowMs, opts.id, opts.attempt, opts.workerId);
+    return row ? toJob(row) : undefined;
+  }
+
+  async cancel(id: string, nowMs: number): Promise<JobRecord | undefined> {
+    return this.db.transaction(() => {
+      const row = this.s.cancelQueued.get(nowMs, id) ?? this.s.flagCancel.get(id) ?? this.s.get.get(id);
+      return row ? toJob(row) : undefined;
+    })();
+  }
+
+  async fail(id: string, failure: JobFailure, nowMs: number): Promise<JobRecord | undefined> {
+    const row = this.s.fail.get(JSON.stringify(failure), nowMs, id);
+    return row ? toJob(row) : undefined;
+  }
+
+  async expireLeases(nowMs: number, maxAttempts: number): Promise<LeaseExpiry> {
+    return this.db.transaction(() => {
+      const requeued = this.s.expiredRequeue.all(nowMs, nowMs, maxAttempts).map(toJob);
+      const failure = JSON.stringify({
+        code: 'LOST',
+        message: `the worker running it was lost ${maxAttempts} time(s); giving up`,
+      } satisfies JobFailure);
+      const failed = this.s.expiredFail.all(nowMs, failure, nowMs).map(toJob);
+      return { requeued, failed };
+    })();
+  }
+
+  async releaseLeasesOf(workerIds: readonly string[] | { prefix: string }, nowMs: number, maxAttempts: number): Promise<LeaseExpiry> {
+    this.db.transaction(() => {
+      if ('prefix' in workerIds) this.s.expireOwnerPrefix.run(workerIds.prefix.length, workerIds.prefix);
+      else for (const id of workerIds) this.s.expireOwner.run(id);
+    })();
+    return this.expireLeases(nowMs, maxAttempts);
+  }
+
+  async queueDepths(): Promise<Map<string, number>> {
+    return new Map(this.s.depths.all().map((r) => [r.platform, r.n]));
+  }
+
+  async runningCounts(): Promise<Map<string, number>> {
+    return new Map(this.s.running.all().map((r) => [r.platform, r.n]));
+  }
+
+  async runningByWorker(): Promise<Map<string, number>> {
+    return new Map(this.s.byWorker.all().map((r) => [r.owner, r.n]));
+  }
+}
+
+class SqliteActionCache implements ActionCache {
+  private readonly s;
+
+  constructor(db: Database.Database) {
+    this.s = {
+      get: db.prepare<unknown[], { result: string }>(
+        'SELECT result FROM action_cache WHERE instance = ? AND action_hash = ? AND action_size = ?',
+      ),
+      put: db.prepare(`INSERT INTO action_cache (instance, action_hash, action_size, result, stored_at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (instance, action_hash, action_size) DO UPDATE SET result = excluded.result, stored_at = excluded.stored_at`),
+      delete: db.prepare('DELETE FROM action_cache WHERE instance = ? AND action_hash = ? AND action_size = ?'),
+    };
+  }
+
+  async get(instance: string, d: Digest): Promise<RunReport | undefined> {
+    const row = this.s.get.get(instance, d.hash, d.sizeBytes);
+    return row ? (JSON.parse(row.result) as RunReport) : undefined;
+  }
+
+  async put(instance: string, d: Digest, result: RunReport, nowMs: number): Promise<void> {
+    this.s.put.run(instance, d.hash, d.sizeBytes, JSON.stringify(result), nowMs);
+  }
+
+  async delete(instance: string, d: Digest): Promise<void> {
+    this.s.delete.run(instance, d.hash, d.sizeBytes);
+  }
+}
+
+interface WorkerRow {
+  id: string;
+  name: string;
+  platforms: string;
+  slots: number;
+  state: WorkerRecord['state'];
+  registered_at: number;
+  last_seen_at: number;
+}
+
+function toWorker(row: WorkerRow): WorkerRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    platforms: JSON.parse(row.platforms) as PlatformOffer[],
+    slots: row.slots,
+    state: row.state,
+    registeredAtMs: row.registered_at,
+    lastSeenAtMs: row.last_seen_at,
+  };
+}
+
+class SqliteWorkerRegistry implements WorkerRegistry {
+  private readonly s;
+
+  constructor(db: Database.Database) {
+    this.s = {
+      upsert: db.prepare(`INSERT INTO workers (id, name, platforms, slots, state, registered_at, last_seen_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (id) DO UPDATE SET name = excluded.name, platforms = excluded.platforms, slots = excluded.slots,
+          state = excluded.state, last_seen_at = excluded.last_seen_at`),
+      touch: db.prepare('UPDATE workers SET last_seen_at = ?, state = coalesce(?, state) WHERE id = ? AND state != \'gone\''),
+      get: db.prepare<unknown[], WorkerRow>('SELECT * FROM workers WHERE id = ?'),
+      list: db.prepare<unknown[], WorkerRow>('SELECT * FROM workers ORDER BY registered_at'),
+      silent: db.prepare<unknown[], { id: string }>(`UPDATE workers SET state = 'gone'
+        WHERE state != 'gone' AND last_seen_at < ? RETURNING id`),
+      platforms: db.prepare<unknown[], { platforms: string }>('SELECT platforms FROM workers'),
+    };
+  }
+
+  async upsert(w: WorkerRecord): Promise<void> {
+    this.s.upsert.run(w.id, w.name, JSON.stringify(w.platforms), w.slots, w.state, w.registeredAtMs, w.lastSeenAtMs);
+  }
+
+  async touch(id: string, nowMs: number, state?: WorkerRecord['state']): Promise<boolean> {
+    return this.s.touch.run(nowMs, state ?? null, id).changes === 1;
+  }
+
+  async get(id: string): Promise<WorkerRecord | undefined> {
+    const row = this.s.get.get(id);
+    return row ? toWorker(row) : undefined;
+  }
+
+  async list(): Promise<WorkerRecord[]> {
+    return this.s.list.all().map(toWorker);
+  }
+
+  async markSilentGone(cutoffMs: number): Promise<string[]> {
+    return this.s.silent.all(cutoffMs).map((r) => r.id);
+  }
+
+  async offeredPlatforms(): Promise<PlatformOffer[]> {
+    const seen = new Map<string, PlatformOffer>();
+    for (const row of this.s.platforms.all()) {
+      for (const offer of JSON.parse(row.platforms) as PlatformOffer[]) {
+        const prior = seen.get(offer.platform);
+        // Native wins over emulated when several workers offer the same platform.
+        if (!prior || (prior.emulated && !offer.emulated)) seen.set(offer.platform, offer);
+      }
+    }
+    return [...seen.values()];
+  }
+}
