@@ -1,0 +1,168 @@
+/**
+ * The HTTP front door's request: "run this executable with these files". It becomes the same
+ * ExecutionSpec every front door builds: an input tree in the CAS, a Command, limits, and an action digest
+ * over everything that decides the result (the cache and merge key).
+ */
+import { z } from 'zod';
+import type { BlobStore } from '../cas/blob-store.js';
+import { buildInputTree } from '../cas/tree.js';
+import type { Digest } from '../core/digest.js';
+import { digestOf } from '../core/digest.js';
+import { InvalidArgumentError, MissingBlobsError, UnsupportedExecutableError } from '../core/errors.js';
+import { detectExecutable, EXECUTABLE_HEADER_BYTES } from '../core/executable-format.js';
+import type { ResourceLimits } from '../core/limits.js';
+import type { ExecutionSpec } from '../core/model.js';
+import { canonicalPlatform } from '../core/platform.js';
+
+const hash = z.string().regex(/^[0-9a-f]{64}$/, 'hash must be 64 lower-case hex characters (SHA-256)');
+const sizeBytes = z.number().int().nonnegative();
+const digest = z.strictObject({ hash, sizeBytes });
+
+const limits = z.strictObject({
+  memoryBytes: z.number().int().positive(),
+  processes: z.number().int().positive(),
+  cpuTimeMs: z.number().int().positive(),
+  fileSizeBytes: z.number().int().nonnegative(),
+  outputBytes: z.number().int().nonnegative(),
+  tmpBytes: z.number().int().nonnegative(),
+  openFiles: z.number().int().positive(),
+});
+
+export const executionRequestSchema = z.strictObject({
+  /** Optional when the executable is an ELF binary: its header tells the platform. */
+  platform: z.string().min(1).max(64).optional(),
+  executable: digest,
+  /** File name of the executable inside the sandbox (argv[0] is `./<name>`). */
+  executableName: z.string().min(1).max(255).default('program'),
+  /** Extra input files: path relative to the working directory → digest. */
+  files: z.record(z.string().min(1).max(4096), z.strictObject({ hash, sizeBytes, executable: z.boolean().default(false) })).default({}),
+  args: z.array(z.string().max(128 * 1024)).max(4096).default([]),
+  stdin: z.string().max(16 * 1024 * 1024).optional(),
+  stdinDigest: digest.optional(),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are [A-Za-z_][A-Za-z0-9_]*'), z.string()).default({}),
+  timeoutMs: z.number().int().positive().optional(),
+  limits: limits.partial().default({}),
+  /** Files to collect after the run, relative to the working directory. */
+  outputPaths: z.array(z.string().min(1).max(4096)).max(1024).default([]),
+  priority: z.number().int().min(-1000).max(1000).default(0),
+  doNotCache: z.boolean().default(false),
+  skipCacheLookup: z.boolean().default(false),
+});
+
+export type ExecutionRequest = z.infer<typeof executionRequestSchema>;
+
+/** What the server allows; requests above a maximum are refused, not silently lowered. */
+export interface ExecutionPolicy {
+  defaultTimeoutMs: number;
+  maxTimeoutMs: number;
+  defaultLimits: ResourceLimits;
+  maxLimits: ResourceLimits;
+}
+
+export interface BuiltExecution {
+  actionDigest: Digest;
+  spec: ExecutionSpec;
+  priority: number;
+  skipCacheLookup: boolean;
+}
+
+export function parseExecutionRequest(body: unknown): ExecutionRequest {
+  const parsed = executionRequestSchema.safeParse(body);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+    throw new InvalidArgumentError(`invalid execution request: ${issues.map((i) => `${i.path || '(body)'}: ${i.message}`).join('; ')}`, {
+      details: { issues },
+    });
+  }
+  return parsed.data;
+}
+
+export async function buildExecution(req: ExecutionRequest, blobs: BlobStore, policy: ExecutionPolicy): Promise<BuiltExecution> {
+  if (req.stdin !== undefined && req.stdinDigest !== undefined) throw new InvalidArgumentError('give stdin or stdinDigest, not both');
+  if (req.executableName.includes('/') || req.executableName === '.' || req.executableName === '..') {
+    throw new InvalidArgumentError('executableName must be a plain file name');
+  }
+  const timeoutMs = req.timeoutMs ?? policy.defaultTimeoutMs;
+  if (timeoutMs > policy.maxTimeoutMs) throw new InvalidArgumentError(`timeoutMs ${timeoutMs} is above this server's maximum ${policy.maxTimeoutMs}`);
+  const effective: ResourceLimits = { ...policy.defaultLimits, ...req.limits };
+  for (const key of Object.keys(effective) as Array<keyof ResourceLimits>) {
+    if (effective[key] > policy.maxLimits[key]) {
+      throw new InvalidArgumentError(`limits.${key} ${effective[key]} is above this server's maximum ${policy.maxLimits[key]}`);
+    }
+  }
+
+  const inputs = [
+    { path: req.executableName, digest: req.executable, isExecutable: true },
+    ...Object.entries(req.files).map(([path, f]) => ({ path, digest: { hash: f.hash, sizeBytes: f.sizeBytes }, isExecutable: f.executable })),
+  ];
+  const missing = await blobs.findMissing([...inputs.map((i) => i.digest), ...(req.stdinDigest ? [req.stdinDigest] : [])]);
+  if (missing.length > 0) throw new MissingBlobsError(missing);
+
+  const platform = req.platform !== undefined ? canonicalPlatform(req.platform) : await platformOf(req.executable, blobs);
+  const inputRootDigest = await buildInputTree(inputs, blobs);
+
+  let stdinDigest: Digest | null = req.stdinDigest ?? null;
+  if (req.stdin !== undefined && req.stdin !== '') {
+    const bytes = Buffer.from(req.stdin, 'utf8');
+    stdinDigest = digestOf(bytes);
+    await blobs.put(stdinDigest, bytes);
+  }
+
+  const spec: ExecutionSpec = {
+    platform,
+    command: {
+      arguments: [`./${req.executableName}`, ...req.args],
+      environmentVariables: Object.entries(req.env)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([name, value]) => ({ name, value })),
+      outputPaths: [...req.outputPaths].sort(),
+      workingDirectory: '',
+    },
+    inputRootDigest,
+    stdinDigest,
+    timeoutMs,
+    limits: effective,
+    doNotCache: req.doNotCache,
+  };
+  return { actionDigest: actionDigestOf(spec), spec, priority: req.priority, skipCacheLookup: req.skipCacheLookup };
+}
+
+/**
+ * The cache and merge key of an HTTP-submitted action: every field that decides the result, in a
+ * canonical encoding (fixed key order). doNotCache is left out: it changes what is stored, not the result.
+ */
+export function actionDigestOf(spec: ExecutionSpec): Digest {
+  const key = {
+    v: 1,
+    platform: spec.platform,
+    command: spec.command,
+    inputRootDigest: spec.inputRootDigest,
+    stdinDigest: spec.stdinDigest,
+    timeoutMs: spec.timeoutMs,
+    limits: [
+      spec.limits.memoryBytes,
+      spec.limits.processes,
+      spec.limits.cpuTimeMs,
+      spec.limits.fileSizeBytes,
+      spec.limits.outputBytes,
+      spec.limits.tmpBytes,
+      spec.limits.openFiles,
+    ],
+  };
+  return digestOf(JSON.stringify(key));
+}
+
+async function platformOf(executable: Digest, blobs: BlobStore): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of await blobs.getStream(executable, { offset: 0, limit: EXECUTABLE_HEADER_BYTES })) {
+    chunks.push(chunk);
+    size += chunk.byteLength;
+    if (size >= EXECUTABLE_HEADER_BYTES) break;
+  }
+  const info = detectExecutable(Buffer.concat(chunks));
+  if (!info.platform) {
+    throw new UnsupportedExecutableError(`cannot tell the platform of this executable (${info.kind}); give "platform" explicitly`);
+  }
+  return info.platform;
+}

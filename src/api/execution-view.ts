@@ -1,0 +1,89 @@
+/**
+ * The JSON shape of one execution, shared by the HTTP API and the WebSocket events. It carries
+ * Compiler Explorer's result fields (guid, code, stdout/stderr as [{text}], execTime, timedOut, truncated,
+ * okToCache) beside remex's own.
+ */
+import { isCacheable } from '../core/model.js';
+import type { OutputStream } from '../core/model.js';
+import type { JobRecord } from '../store/ports.js';
+
+export interface OutputView {
+  digest: { hash: string; sizeBytes: number };
+  /** Bytes kept, base64, when small enough to travel inline; otherwise fetch the blob by digest. */
+  base64: string | null;
+  totalBytes: number;
+  truncated: boolean;
+}
+
+export interface ExecutionView {
+  id: string;
+  guid: string;
+  state: JobRecord['state'];
+  platform: string;
+  attempt: number;
+  cached: boolean;
+  createdAt: string;
+  queueTimeMs: number;
+  worker: string | null;
+  emulated: boolean | null;
+  // Compiler Explorer's result fields; present once the run has ended.
+  code: number | null;
+  stdout: Array<{ text: string }>;
+  stderr: Array<{ text: string }>;
+  execTime: number | null;
+  timedOut: boolean;
+  truncated: boolean;
+  okToCache: boolean;
+  // remex's own.
+  signal: string | null;
+  cpuTimeMs: number | null;
+  maxRssKb: number | null;
+  limitExceeded: string | null;
+  output: { stdout: OutputView; stderr: OutputView } | null;
+  outputFiles: Array<{ path: string; digest: { hash: string; sizeBytes: number }; isExecutable: boolean }>;
+  failure: { code: string; message: string } | null;
+}
+
+function lines(stream: OutputStream | undefined): Array<{ text: string }> {
+  if (!stream || stream.inlineBase64 === null) return [];
+  const text = Buffer.from(stream.inlineBase64, 'base64').toString('utf8');
+  if (text === '') return [];
+  const parts = text.split('\n');
+  if (parts[parts.length - 1] === '') parts.pop();
+  return parts.map((t) => ({ text: t }));
+}
+
+function outputView(s: OutputStream): OutputView {
+  return { digest: { hash: s.digest.hash, sizeBytes: s.digest.sizeBytes }, base64: s.inlineBase64, totalBytes: s.totalBytes, truncated: s.truncated };
+}
+
+export function executionView(job: JobRecord): ExecutionView {
+  const r = job.result;
+  return {
+    id: job.id,
+    guid: job.id,
+    state: job.state,
+    platform: job.platform,
+    attempt: job.attempt,
+    cached: job.cached,
+    createdAt: new Date(job.createdAtMs).toISOString(),
+    queueTimeMs: job.state === 'queued' ? Math.max(0, Date.now() - job.queuedAtMs) + job.queueTimeMs : job.queueTimeMs,
+    worker: r?.worker ?? job.leaseOwner,
+    emulated: r ? r.emulated : null,
+    code: r ? (r.exitCode ?? -1) : null,
+    stdout: lines(r?.stdout),
+    stderr: lines(r?.stderr),
+    execTime: r ? r.wallTimeMs : null,
+    timedOut: r?.timedOut ?? job.state === 'timed_out',
+    truncated: r ? r.stdout.truncated || r.stderr.truncated : false,
+    okToCache: job.state === 'completed' && r !== null && !job.spec.doNotCache && isCacheable(r),
+    signal: r?.signal ?? null,
+    cpuTimeMs: r?.cpuTimeMs ?? null,
+    maxRssKb: r?.maxRssKb ?? null,
+    limitExceeded: r?.limitExceeded ?? null,
+    output: r ? { stdout: outputView(r.stdout), stderr: outputView(r.stderr) } : null,
+    outputFiles: r?.outputFiles ?? [],
+    failure: job.failure,
+  };
+}
+

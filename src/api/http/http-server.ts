@@ -1,0 +1,154 @@
+/**
+ * The HTTP front door: blobs, executions, platforms, health, the worker protocol, and the WebSocket event
+ * relay at /v1/events. Every route validates its input and reports errors through problem.ts only.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import Fastify from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { BlobStore } from '../../cas/blob-store.js';
+import { InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
+import { isTerminal } from '../../core/model.js';
+import type { Scheduler } from '../../scheduler/scheduler.js';
+import { buildExecution, parseExecutionRequest } from '../execution-request.js';
+import type { ExecutionPolicy } from '../execution-request.js';
+import { executionView } from '../execution-view.js';
+import { attachEventRelay } from '../ws/event-relay.js';
+import { toProblem } from './problem.js';
+import { registerWorkerRoutes } from './worker-routes.js';
+
+export interface HttpServerOptions {
+  scheduler: Scheduler;
+  blobs: BlobStore;
+  logger: Logger;
+  policy: ExecutionPolicy;
+  /** Largest JSON body accepted. */
+  maxJsonBodyBytes: number;
+  /** Answered by GET /healthz beside status. */
+  describe: () => Record<string, unknown>;
+}
+
+export const DEFAULT_MAX_JSON_BODY_BYTES = 32 * 1024 * 1024;
+const HASH_RE = /^[0-9a-f]{64}$/;
+
+const digestList = z.strictObject({
+  digests: z.array(z.strictObject({ hash: z.string().regex(HASH_RE), sizeBytes: z.number().int().nonnegative() })).max(100_000),
+});
+
+export function parseWith<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    throw new InvalidArgumentError(`invalid ${what}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}
+
+export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyInstance> {
+  const { scheduler, blobs } = opts;
+  const app = Fastify({
+    // pino's Logger is Fastify's logger; the cast only bridges the two packages' declarations.
+    loggerInstance: opts.logger as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: opts.maxJsonBodyBytes,
+    genReqId: () => randomUUID(),
+  });
+
+  // Blob bodies are streamed into the store as they arrive, never buffered whole.
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+
+  app.setErrorHandler((err, req, reply) => {
+    const problem = toProblem(err, String(req.id));
+    if (problem.status >= 500) req.log.error({ err, requestId: req.id }, 'request failed');
+    void reply.status(problem.status).type('application/problem+json').send(problem.body);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const problem = toProblem(new NotFoundError(`no route ${req.method} ${req.url}`), String(req.id));
+    void reply.status(problem.status).type('application/problem+json').send(problem.body);
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok', ...opts.describe() }));
+
+  // ---- blobs ----------------------------------------------------------------------------------------
+  app.put<{ Params: { hash: string } }>('/v1/blobs/sha256/:hash', async (req, reply) => {
+    const hash = blobHash(req.params.hash);
+    const length = Number(req.headers['content-length']);
+    if (!Number.isSafeInteger(length) || length < 0) throw new InvalidArgumentError('PUT of a blob needs a Content-Length header');
+    if (length > blobs.maxBlobBytes) throw new TooLargeError(`blob of ${length} bytes is over the limit of ${blobs.maxBlobBytes}`);
+    if (typeof req.body !== 'object' || req.body === null || !('pipe' in req.body)) {
+      throw new InvalidArgumentError('PUT of a blob needs Content-Type: application/octet-stream');
+    }
+    const digest = { hash, sizeBytes: length };
+    if (await blobs.has(digest)) {
+      (req.body as Readable).resume();
+      return reply.status(200).send({ digest, stored: false });
+    }
+    await blobs.putStream(digest, req.body as Readable);
+    return reply.status(201).send({ digest, stored: true });
+  });
+
+  app.head<{ Params: { hash: string } }>('/v1/blobs/sha256/:hash', async (req, reply) => {
+    const size = await blobs.sizeOf(blobHash(req.params.hash));
+    if (size === undefined) return reply.status(404).send();
+    return reply.status(200).header('content-length', size).send();
+  });
+
+  app.get<{ Params: { hash: string } }>('/v1/blobs/sha256/:hash', async (req, reply) => {
+    const hash = blobHash(req.params.hash);
+    const size = await blobs.sizeOf(hash);
+    if (size === undefined) throw new NotFoundError(`no blob ${hash}`);
+    const stream = await blobs.getStream({ hash, sizeBytes: size });
+    return reply.status(200).type('application/octet-stream').header('content-length', size).send(stream);
+  });
+
+  app.post('/v1/blobs/find-missing', async (req) => {
+    const { digests } = parseWith(digestList, req.body, 'digest list');
+    return { missing: await blobs.findMissing(digests) };
+  });
+
+  // ---- executions -----------------------------------------------------------------------------------
+  app.post<{ Querystring: { wait?: string } }>('/v1/executions', async (req, reply) => {
+    const request = parseExecutionRequest(req.body);
+    const built = await buildExecution(request, blobs, opts.policy);
+    const submitted = await scheduler.submit({ ...built, instance: '' });
+    const wait = req.query.wait === '1' || req.query.wait === 'true';
+    if (wait && !isTerminal(submitted.job.state)) {
+      const abort = new AbortController();
+      req.raw.on('close', () => abort.abort());
+      const done = await scheduler.waitForTerminal(submitted.job.id, abort.signal);
+      return reply.status(200).send({ ...executionView(done), merged: submitted.merged });
+    }
+    const status = isTerminal(submitted.job.state) ? 200 : 202;
+    return reply
+      .status(status)
+      .header('location', `/v1/executions/${submitted.job.id}`)
+      .send({ ...executionView(submitted.job), merged: submitted.merged });
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/executions/:id', async (req) => {
+    const job = await scheduler.get(req.params.id);
+    if (!job) throw new NotFoundError(`no execution ${req.params.id}`);
+    return executionView(job);
+  });
+
+  app.get<{ Querystring: { limit?: string } }>('/v1/executions', async (req) => {
+    const limit = req.query.limit === undefined ? 50 : Number(req.query.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new InvalidArgumentError('limit must be an integer from 1 to 1000');
+    return { executions: (await scheduler.list(limit)).map(executionView) };
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/executions/:id/cancel', async (req) => executionView(await scheduler.cancel(req.params.id)));
+
+  // ---- discovery ------------------------------------------------------------------------------------
+  app.get('/v1/platforms', async () => ({ platforms: await scheduler.platforms() }));
+
+  registerWorkerRoutes(app, scheduler);
+  attachEventRelay(app.server, scheduler, opts.logger);
+  return app;
+}
+
+function blobHash(text: string): string {
+  if (!HASH_RE.test(text)) throw new InvalidArgumentError('blob hash must be 64 lower-case hex characters (SHA-256)');
+  return text;
+}

@@ -1,0 +1,71 @@
+/**
+ * The worker protocol over HTTP: the WorkerLink port's calls as JSON routes. `client/http-worker-link.ts`
+ * is the other end. Lease calls long-poll so an idle worker hears of new work at once.
+ */
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import type { Scheduler } from '../../scheduler/scheduler.js';
+import { parseWith } from './http-server.js';
+
+const MAX_LEASE_WAIT_MS = 60_000;
+
+const digest = z.strictObject({ hash: z.string().regex(/^[0-9a-f]{64}$/), sizeBytes: z.number().int().nonnegative() });
+const outputStream = z.strictObject({ digest, inlineBase64: z.string().nullable(), totalBytes: z.number().int().nonnegative(), truncated: z.boolean() });
+const runReport = z.strictObject({
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  timedOut: z.boolean(),
+  limitExceeded: z.enum(['wall_time', 'cpu_time', 'memory', 'processes', 'file_size', 'output']).nullable(),
+  stdout: outputStream,
+  stderr: outputStream,
+  outputFiles: z.array(z.strictObject({ path: z.string(), digest, isExecutable: z.boolean() })),
+  wallTimeMs: z.number().nonnegative(),
+  cpuTimeMs: z.number().nonnegative(),
+  maxRssKb: z.number().nonnegative(),
+  emulated: z.boolean(),
+  worker: z.string(),
+});
+const failure = z.strictObject({ code: z.string(), message: z.string() });
+
+const registration = z.strictObject({
+  id: z.string().min(1).max(200).optional(),
+  name: z.string().min(1).max(200),
+  platforms: z.array(z.strictObject({ platform: z.string(), emulated: z.boolean() })).min(1).max(64),
+  slots: z.number().int().min(1).max(1024),
+});
+const leaseBody = z.strictObject({ max: z.number().int().min(1).max(1024), waitMs: z.number().int().min(0).max(MAX_LEASE_WAIT_MS) });
+const heartbeatBody = z.strictObject({ draining: z.boolean() });
+const completionBody = z.strictObject({
+  jobId: z.string(),
+  attempt: z.number().int().min(1),
+  outcome: z.union([
+    z.strictObject({ state: z.enum(['completed', 'timed_out', 'cancelled']), result: runReport }),
+    z.strictObject({ state: z.enum(['failed', 'cancelled']), failure }),
+  ]),
+});
+
+export function registerWorkerRoutes(app: FastifyInstance, scheduler: Scheduler): void {
+  app.post('/v1/workers', async (req) => scheduler.register(parseWith(registration, req.body, 'worker registration')));
+
+  app.post<{ Params: { id: string } }>('/v1/workers/:id/lease', async (req) => {
+    const { max, waitMs } = parseWith(leaseBody, req.body, 'lease request');
+    const abort = new AbortController();
+    req.raw.on('close', () => abort.abort());
+    return { leases: await scheduler.lease(req.params.id, max, waitMs, abort.signal) };
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/workers/:id/heartbeat', async (req) => {
+    const { draining } = parseWith(heartbeatBody, req.body, 'heartbeat');
+    return scheduler.heartbeat(req.params.id, draining);
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/workers/:id/complete', async (req) => {
+    await scheduler.complete(req.params.id, parseWith(completionBody, req.body, 'completion'));
+    return { ok: true };
+  });
+
+  app.delete<{ Params: { id: string } }>('/v1/workers/:id', async (req) => {
+    await scheduler.unregister(req.params.id);
+    return { ok: true };
+  });
+}

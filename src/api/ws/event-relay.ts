@@ -1,0 +1,73 @@
+/**
+ * Execution results over WebSocket at /v1/events, in Compiler Explorer's relay protocol: the client sends
+ * `subscribe: <id>`, `unsubscribe: <id>` or `ping` (answered `pong`); each result arrives as one JSON
+ * text frame (execution-view.ts). A result that was ready before the subscription is sent at once.
+ */
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import { WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
+import { isTerminal } from '../../core/model.js';
+import type { Scheduler } from '../../scheduler/scheduler.js';
+import type { JobRecord } from '../../store/ports.js';
+import { executionView } from '../execution-view.js';
+
+const MAX_SUBSCRIPTIONS_PER_SOCKET = 10_000;
+const MAX_FRAME_BYTES = 4096;
+
+export function attachEventRelay(server: Server, scheduler: Scheduler, logger: Logger): WebSocketServer {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  server.on('upgrade', (req, socket, head) => {
+    if (new URL(req.url ?? '/', 'http://x').pathname !== '/v1/events') {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, scheduler, logger));
+  });
+  server.on('close', () => wss.close());
+  return wss;
+}
+
+function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
+  const subscriptions = new Map<string, () => void>();
+  const send = (job: JobRecord): void => {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(executionView(job)));
+  };
+  const deliverOnce = (id: string, job: JobRecord): void => {
+    const stop = subscriptions.get(id);
+    if (!stop) return;
+    stop();
+    subscriptions.delete(id);
+    send(job);
+  };
+
+  ws.on('message', (data, isBinary) => {
+    const text = isBinary ? '' : data.toString().trim();
+    if (text === 'ping') return ws.send('pong');
+    const m = /^(subscribe|unsubscribe|ack):\s*(\S+)$/.exec(text);
+    if (!m) return ws.send(JSON.stringify({ error: { code: 'INVALID_ARGUMENT', detail: 'expected "subscribe: <id>", "unsubscribe: <id>" or "ping"' } }));
+    const [, verb, id] = m as unknown as [string, string, string];
+    if (verb === 'ack') return;
+    if (verb === 'unsubscribe') {
+      subscriptions.get(id)?.();
+      subscriptions.delete(id);
+      return;
+    }
+    if (subscriptions.has(id)) return;
+    if (subscriptions.size >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
+      return ws.send(JSON.stringify({ error: { code: 'RESOURCE_EXHAUSTED', detail: 'too many subscriptions on one socket' } }));
+    }
+    // Subscribe first, then look: a result that lands in between is caught by one or the other.
+    subscriptions.set(id, scheduler.events.subscribe(id, (job) => isTerminal(job.state) && deliverOnce(id, job)));
+    scheduler
+      .get(id)
+      .then((job) => {
+        if (job && isTerminal(job.state)) deliverOnce(id, job);
+      })
+      .catch((err: unknown) => logger.warn({ err, id }, 'event relay lookup failed'));
+  });
+  ws.on('close', () => {
+    for (const stop of subscriptions.values()) stop();
+    subscriptions.clear();
+  });
+}

@@ -1,0 +1,9 @@
+/**
+ * Exit codes of `remex run`. The program's own exit code passes through; remex's outcomes use the codes
+ * timeout(1) and shells made familiar, so scripts can tell them apart.
+ */
+export const EXIT_TIMED_OUT = 124;
+/** remex itself failed: bad input, server unreachable, the job could not run, cancelled. */
+export const EXIT_REMEX_FAILURE = 125;
+/** A program ended by signal N exits 128 + N, as in a shell. */
+export const EXIT_SIGNAL_BASE = 128;

@@ -1,0 +1,184 @@
+/**
+ * `remex run EXECUTABLE [-- ARGS…]`: detects the platform from the binary, uploads only what the server
+ * lacks, submits, waits for the result over the WebSocket event relay, writes the program's output to its
+ * own stdout and stderr, and exits with the program's code (exit-codes.ts for remex's own outcomes).
+ */
+import { createReadStream, readFileSync } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { constants as osConstants } from 'node:os';
+import { WebSocket } from 'ws';
+import type { ExecutionView, OutputView } from '../api/execution-view.js';
+import type { Digest } from '../core/digest.js';
+import { digestOf } from '../core/digest.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import { detectExecutable, EXECUTABLE_HEADER_BYTES } from '../core/executable-format.js';
+import { canonicalPlatform } from '../core/platform.js';
+import { RemexClient, digestFile } from '../client/remex-client.js';
+import type { ExecutionSubmission } from '../client/remex-client.js';
+import { EXIT_REMEX_FAILURE, EXIT_SIGNAL_BASE, EXIT_TIMED_OUT } from './exit-codes.js';
+
+export interface RunOptions {
+  server: string;
+  platform?: string;
+  timeoutSeconds?: number;
+  stdin?: string;
+  env: string[];
+  file: string[];
+  json: boolean;
+  quiet: boolean;
+  noCache: boolean;
+}
+
+export async function runCommand(executable: string, args: string[], opts: RunOptions): Promise<number> {
+  const client = new RemexClient(opts.server);
+  const platform = opts.platform !== undefined ? canonicalPlatform(opts.platform) : await detectPlatform(executable);
+
+  const files: Record<string, Digest & { executable?: boolean }> = {};
+  const uploads: Array<{ path: string; digest: Digest }> = [];
+  const exeDigest = await digestFile(executable);
+  uploads.push({ path: executable, digest: exeDigest });
+  for (const spec of opts.file) {
+    const [local, remote] = splitFileSpec(spec);
+    const digest = await digestFile(local);
+    const mode = (await stat(local)).mode;
+    files[remote] = { ...digest, executable: (mode & 0o111) !== 0 };
+    uploads.push({ path: local, digest });
+  }
+
+  const submission: ExecutionSubmission = { platform, executable: exeDigest, executableName: basename(executable), files, args };
+  const stdinBytes = await readStdin(opts.stdin);
+  if (stdinBytes && stdinBytes.byteLength > 0) {
+    const digest = digestOf(stdinBytes);
+    submission.stdinDigest = digest;
+    uploads.push({ path: '', digest });
+    if ((await client.findMissing([digest])).length > 0) await client.putBlob(digest, stdinBytes);
+  }
+  const env = parseEnv(opts.env);
+  if (Object.keys(env).length > 0) submission.env = env;
+  if (opts.timeoutSeconds !== undefined) submission.timeoutMs = Math.round(opts.timeoutSeconds * 1000);
+  if (opts.noCache) submission.doNotCache = true;
+
+  const missing = new Set((await client.findMissing(uploads.map((u) => u.digest))).map((d) => d.hash));
+  for (const u of uploads) {
+    if (u.path !== '' && missing.has(u.digest.hash)) {
+      await client.putBlob(u.digest, () => createReadStream(u.path));
+      missing.delete(u.digest.hash);
+    }
+  }
+
+  const submitted = await client.submit(submission);
+  const result = isDone(submitted) ? submitted : await waitForResult(client, submitted.id);
+  return report(client, result, opts);
+}
+
+function isDone(v: ExecutionView): boolean {
+  return v.state !== 'queued' && v.state !== 'running';
+}
+
+/** Subscribes on the event relay; the relay sends results that were ready before the subscription too. */
+function waitForResult(client: RemexClient, id: string): Promise<ExecutionView> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(client.eventsUrl);
+    const ping = setInterval(() => ws.readyState === ws.OPEN && ws.send('ping'), 20_000);
+    const finish = (err: Error | null, view?: ExecutionView) => {
+      clearInterval(ping);
+      ws.removeAllListeners();
+      ws.on('error', () => undefined);
+      ws.close();
+      if (err) reject(err);
+      else resolve(view as ExecutionView);
+    };
+    ws.on('open', () => ws.send(`subscribe: ${id}`));
+    ws.on('message', (data) => {
+      const text = data.toString();
+      if (text === 'pong') return;
+      const msg = JSON.parse(text) as ExecutionView & { error?: { detail: string } };
+      if (msg.error) return finish(new Error(msg.error.detail));
+      if (msg.id === id) finish(null, msg);
+    });
+    ws.on('error', (err) => finish(err));
+    ws.on('close', () => finish(new Error('event relay closed before the result arrived')));
+  });
+}
+
+async function report(client: RemexClient, v: ExecutionView, opts: RunOptions): Promise<number> {
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+  } else if (v.output) {
+    await writeAll(process.stdout, await outputBytes(client, v.output.stdout));
+    await writeAll(process.stderr, await outputBytes(client, v.output.stderr));
+  }
+  const how = v.emulated ? 'emulated (qemu-user)' : 'native';
+  const say = (line: string) => !opts.quiet && !opts.json && process.stderr.write(`remex: ${line}\n`);
+  switch (v.state) {
+    case 'completed': {
+      say(`ran on ${v.platform}, ${how}, worker ${v.worker ?? '?'}: ${v.execTime ?? 0} ms${v.cached ? ' (cached result)' : ''}`);
+      if (v.limitExceeded) say(`stopped by the ${v.limitExceeded} limit`);
+      if (v.truncated) say('output truncated at the output limit');
+      if (v.signal) return EXIT_SIGNAL_BASE + signalNumber(v.signal);
+      return v.code ?? EXIT_REMEX_FAILURE;
+    }
+    case 'timed_out':
+      say(`timed out on ${v.platform} after ${v.execTime ?? 0} ms (${how})`);
+      return EXIT_TIMED_OUT;
+    case 'cancelled':
+      say('execution was cancelled');
+      return EXIT_REMEX_FAILURE;
+    default:
+      say(`execution failed: ${v.failure?.code ?? 'UNKNOWN'}: ${v.failure?.message ?? ''}`);
+      return EXIT_REMEX_FAILURE;
+  }
+}
+
+async function outputBytes(client: RemexClient, o: OutputView): Promise<Buffer> {
+  if (o.base64 !== null) return Buffer.from(o.base64, 'base64');
+  return client.getBlob(o.digest);
+}
+
+function writeAll(stream: NodeJS.WriteStream, bytes: Buffer): Promise<void> {
+  if (bytes.byteLength === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => stream.write(bytes, (err) => (err ? reject(err) : resolve())));
+}
+
+function signalNumber(name: string): number {
+  return (osConstants.signals as Record<string, number>)[name] ?? 0;
+}
+
+async function detectPlatform(path: string): Promise<string> {
+  const handle = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(EXECUTABLE_HEADER_BYTES);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    const info = detectExecutable(buf.subarray(0, bytesRead));
+    if (!info.platform) throw new InvalidArgumentError(`cannot tell the platform of ${path} (${info.kind}); pass --platform`);
+    return info.platform;
+  } finally {
+    await handle.close();
+  }
+}
+
+function splitFileSpec(spec: string): [string, string] {
+  const i = spec.lastIndexOf(':');
+  if (i <= 0) return [spec, basename(spec)];
+  return [spec.slice(0, i), spec.slice(i + 1)];
+}
+
+function parseEnv(pairs: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new InvalidArgumentError(`--env ${JSON.stringify(pair)} is not K=V`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return env;
+}
+
+/** --stdin FILE or '-' reads that; without it, a redirected or piped stdin is forwarded, a terminal is not. */
+async function readStdin(option: string | undefined): Promise<Buffer | undefined> {
+  if (option !== undefined && option !== '-') return readFileSync(option);
+  if (option === undefined && process.stdin.isTTY) return undefined;
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,76 @@
+/**
+ * The blob store as a network worker sees it: a local filesystem cache in front of the server's CAS.
+ * Reads are served from the cache, fetching (streamed) what it lacks; writes go to both, so outputs are
+ * on the server before the result that names them is committed.
+ */
+import { Readable } from 'node:stream';
+import type { BlobStore } from '../cas/blob-store.js';
+import type { Digest } from '../core/digest.js';
+import type { RemexClient } from './remex-client.js';
+
+export class RemoteBlobStore implements BlobStore {
+  constructor(
+    private readonly client: RemexClient,
+    private readonly cache: BlobStore,
+  ) {}
+
+  get maxBlobBytes(): number {
+    return this.cache.maxBlobBytes;
+  }
+
+  async has(d: Digest): Promise<boolean> {
+    return (await this.findMissing([d])).length === 0;
+  }
+
+  async sizeOf(hash: string): Promise<number | undefined> {
+    return this.cache.sizeOf(hash);
+  }
+
+  /** Missing from both the cache and the server. */
+  async findMissing(digests: readonly Digest[]): Promise<Digest[]> {
+    const notCached = await this.cache.findMissing(digests);
+    return notCached.length === 0 ? [] : this.client.findMissing(notCached);
+  }
+
+  async put(d: Digest, data: Uint8Array): Promise<void> {
+    await this.cache.put(d, data);
+    if ((await this.client.findMissing([d])).length > 0) await this.client.putBlob(d, data);
+  }
+
+  async putStream(d: Digest, source: AsyncIterable<Uint8Array>): Promise<void> {
+    await this.cache.putStream(d, source);
+    await this.upload(d);
+  }
+
+  async putFile(path: string): Promise<Digest> {
+    const d = await this.cache.putFile(path);
+    await this.upload(d);
+    return d;
+  }
+
+  async get(d: Digest): Promise<Buffer> {
+    await this.fetchIntoCache(d);
+    return this.cache.get(d);
+  }
+
+  async getStream(d: Digest, range?: { offset?: number; limit?: number }): Promise<AsyncIterable<Buffer>> {
+    await this.fetchIntoCache(d);
+    return this.cache.getStream(d, range);
+  }
+
+  async materialize(d: Digest, destPath: string, mode: number): Promise<void> {
+    await this.fetchIntoCache(d);
+    await this.cache.materialize(d, destPath, mode);
+  }
+
+  private async fetchIntoCache(d: Digest): Promise<void> {
+    if (await this.cache.has(d)) return;
+    await this.cache.putStream(d, await this.client.blobStream(d));
+  }
+
+  private async upload(d: Digest): Promise<void> {
+    if ((await this.client.findMissing([d])).length === 0) return;
+    const stream = await this.cache.getStream(d);
+    await this.client.putBlob(d, () => Readable.from(stream));
+  }
+}

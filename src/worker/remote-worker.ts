@@ -1,0 +1,52 @@
+/**
+ * `remex worker`: the worker loop linked to a server over HTTP, with a local blob cache, serving every
+ * platform this host can run (natively, or under qemu-user where installed).
+ */
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { FsBlobStore } from '../cas/fs/fs-blob-store.js';
+import { HttpWorkerLink } from '../client/http-worker-link.js';
+import { RemexClient } from '../client/remex-client.js';
+import { RemoteBlobStore } from '../client/remote-blob-store.js';
+import { canonicalPlatform } from '../core/platform.js';
+import { UnsupportedPlatformError } from '../core/errors.js';
+import { detectPlatformSupport } from './emulation.js';
+import { BwrapSandbox } from './sandbox/bwrap-sandbox.js';
+import { Worker } from './worker.js';
+
+export interface RemoteWorkerOptions {
+  server: string;
+  slots: number;
+  name: string;
+  workDir: string;
+  platforms?: readonly string[];
+  logger: Logger;
+  leaseWaitMs?: number;
+}
+
+const CACHE_MAX_BLOB_BYTES = 64 * 1024 * 1024 * 1024;
+
+export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<Worker> {
+  const client = new RemexClient(opts.server);
+  const cache = new FsBlobStore({ root: join(opts.workDir, 'cache'), maxBlobBytes: CACHE_MAX_BLOB_BYTES });
+  let platforms = await detectPlatformSupport({});
+  if (opts.platforms) {
+    const wanted = opts.platforms.map(canonicalPlatform);
+    const unavailable = wanted.filter((w) => !platforms.some((p) => p.platform === w));
+    if (unavailable.length > 0) throw new UnsupportedPlatformError(`this host cannot run ${unavailable.join(', ')}`);
+    platforms = platforms.filter((p) => wanted.includes(p.platform));
+  }
+  const worker = new Worker({
+    name: opts.name,
+    slots: opts.slots,
+    workRoot: join(opts.workDir, 'runs'),
+    link: new HttpWorkerLink(client),
+    blobs: new RemoteBlobStore(client, cache),
+    sandbox: await BwrapSandbox.create({}),
+    platforms,
+    logger: opts.logger,
+    ...(opts.leaseWaitMs !== undefined ? { leaseWaitMs: opts.leaseWaitMs } : {}),
+  });
+  await worker.start();
+  return worker;
+}

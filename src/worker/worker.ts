@@ -1,0 +1,258 @@
+/**
+ * A worker: registers the platforms this host serves (natively or under qemu-user), leases jobs up to
+ * its slot count, stages each job's inputs from the CAS into a fresh directory, runs it in the sandbox,
+ * stores its outputs in the CAS and commits the result for its lease. The same loop runs inside
+ * `remex serve` (linked to the scheduler directly) and as `remex worker` (linked over HTTP).
+ *
+ * Drain (SIGTERM): take no new jobs, finish the running ones, commit them, unregister.
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { BlobStore } from '../cas/blob-store.js';
+import { stageTree } from '../cas/tree.js';
+import { digestOf } from '../core/digest.js';
+import { isRemexError } from '../core/errors.js';
+import type { OutputStream, RunReport } from '../core/model.js';
+import type { Outcome } from '../store/ports.js';
+import type { Lease, WorkerLink } from '../scheduler/worker-link.js';
+import type { EmulationSpec, Sandbox } from './sandbox/sandbox.js';
+import { collectOutputFiles } from './outputs.js';
+
+export interface PlatformSupport {
+  platform: string;
+  emulated: boolean;
+  emulation: EmulationSpec | null;
+}
+
+export interface WorkerOptions {
+  name: string;
+  slots: number;
+  /** Where per-run directories are made; emptied runs are removed. */
+  workRoot: string;
+  link: WorkerLink;
+  blobs: BlobStore;
+  sandbox: Sandbox;
+  platforms: readonly PlatformSupport[];
+  logger: Logger;
+  /** Fixed id (in-process pool: `local:<host>:<n>`); otherwise the server assigns one. */
+  id?: string;
+  /** Outputs up to this size travel inline in the result as well as in the CAS. */
+  inlineOutputBytes?: number;
+  graceMs?: number;
+  /** How long one lease call waits for work before asking again. */
+  leaseWaitMs?: number;
+  /** In-process only: subscribe to cancellations as they happen. */
+  onCancel?: (workerId: string, listener: (jobId: string) => void) => void;
+}
+
+export const DEFAULT_INLINE_OUTPUT_BYTES = 64 * 1024;
+export const DEFAULT_LEASE_WAIT_MS = 20_000;
+const RETRY_DELAY_MS = 500;
+
+interface Running {
+  lease: Lease;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+export class Worker {
+  private workerId: string | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly running = new Map<string, Running>();
+  private draining = false;
+  private readonly stopLeasing = new AbortController();
+  private loopDone: Promise<void> = Promise.resolve();
+  private slotFreed: (() => void) | undefined;
+
+  constructor(private readonly opts: WorkerOptions) {}
+
+  get id(): string | undefined {
+    return this.workerId;
+  }
+
+  get activeJobs(): number {
+    return this.running.size;
+  }
+
+  async start(): Promise<void> {
+    await this.register();
+    this.loopDone = this.leaseLoop();
+  }
+
+  private async register(): Promise<void> {
+    const session = await this.opts.link.register({
+      ...(this.workerId ?? this.opts.id ? { id: this.workerId ?? this.opts.id } : {}),
+      name: this.opts.name,
+      platforms: this.opts.platforms.map((p) => ({ platform: p.platform, emulated: p.emulated })),
+      slots: this.opts.slots,
+    });
+    this.workerId = session.workerId;
+    this.opts.onCancel?.(session.workerId, (jobId) => this.running.get(jobId)?.abort.abort());
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), session.heartbeatIntervalMs);
+    this.heartbeatTimer.unref();
+    this.opts.logger.info({ workerId: session.workerId, platforms: this.opts.platforms.map((p) => p.platform), slots: this.opts.slots }, 'worker registered');
+  }
+
+  /** Stops taking jobs, waits for the running ones to finish and commit, then leaves the server. */
+  async drain(): Promise<void> {
+    if (this.draining) return this.loopDone;
+    this.draining = true;
+    this.stopLeasing.abort();
+    this.slotFreed?.();
+    await this.heartbeat();
+    await this.loopDone;
+    await Promise.all([...this.running.values()].map((r) => r.done));
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.workerId) await this.opts.link.unregister(this.workerId).catch(() => undefined);
+  }
+
+  private async leaseLoop(): Promise<void> {
+    const waitMs = this.opts.leaseWaitMs ?? DEFAULT_LEASE_WAIT_MS;
+    while (!this.draining) {
+      const free = this.opts.slots - this.running.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => (this.slotFreed = resolve));
+        continue;
+      }
+      let leases: Lease[];
+      try {
+        leases = await this.opts.link.lease(this.workerId as string, free, waitMs, this.stopLeasing.signal);
+      } catch (err) {
+        if (this.draining) break;
+        if (isRemexError(err, 'NOT_FOUND')) await this.register().catch(() => undefined);
+        else this.opts.logger.warn({ err }, 'lease failed; retrying');
+        await delay(RETRY_DELAY_MS);
+        continue;
+      }
+      for (const lease of leases) this.startJob(lease);
+    }
+  }
+
+  private startJob(lease: Lease): void {
+    const abort = new AbortController();
+    const entry: Running = { lease, abort, done: Promise.resolve() };
+    this.running.set(lease.jobId, entry);
+    entry.done = this.runJob(lease, abort.signal)
+      .catch((err: unknown) => this.opts.logger.error({ err, jobId: lease.jobId }, 'job handling failed'))
+      .finally(() => {
+        this.running.delete(lease.jobId);
+        const wake = this.slotFreed;
+        this.slotFreed = undefined;
+        wake?.();
+      });
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (!this.workerId) return;
+    try {
+      const reply = await this.opts.link.heartbeat(this.workerId, this.draining);
+      if (!reply.known && !this.draining) {
+        this.opts.logger.warn('server forgot this worker; registering again');
+        await this.register();
+        return;
+      }
+      for (const jobId of reply.cancel) this.running.get(jobId)?.abort.abort();
+    } catch (err) {
+      this.opts.logger.warn({ err }, 'heartbeat failed');
+    }
+  }
+
+  private async runJob(lease: Lease, signal: AbortSignal): Promise<void> {
+    const outcome = await this.execute(lease, signal);
+    await this.commit(lease, outcome);
+  }
+
+  /** Runs one lease and describes how it ended; never throws. */
+  private async execute(lease: Lease, signal: AbortSignal): Promise<Outcome> {
+    const { spec } = lease;
+    const support = this.opts.platforms.find((p) => p.platform === spec.platform);
+    if (!support) {
+      return { state: 'failed', failure: { code: 'FAILED_PRECONDITION', message: `worker ${this.opts.name} does not serve ${spec.platform}` } };
+    }
+    await mkdir(this.opts.workRoot, { recursive: true });
+    const runDir = await mkdtemp(join(this.opts.workRoot, 'run-'));
+    try {
+      const inputRoot = join(runDir, 'root');
+      await stageTree(spec.inputRootDigest, this.opts.blobs, inputRoot);
+      let stdinPath: string | null = null;
+      if (spec.stdinDigest) {
+        stdinPath = join(runDir, 'stdin');
+        await this.opts.blobs.materialize(spec.stdinDigest, stdinPath, 0o644);
+      }
+      const [program, ...args] = spec.command.arguments;
+      if (program === undefined) return { state: 'failed', failure: { code: 'INVALID_ARGUMENT', message: 'command has no arguments' } };
+      const result = await this.opts.sandbox.run({
+        inputRoot,
+        workingDirectory: spec.command.workingDirectory,
+        argv: [program, ...args],
+        env: Object.fromEntries(spec.command.environmentVariables.map((v) => [v.name, v.value])),
+        stdinPath,
+        timeoutMs: spec.timeoutMs,
+        graceMs: this.opts.graceMs ?? 1_000,
+        limits: spec.limits,
+        emulation: support.emulation,
+        signal,
+      });
+      const inlineLimit = this.opts.inlineOutputBytes ?? DEFAULT_INLINE_OUTPUT_BYTES;
+      const [stdout, stderr, outputFiles] = await Promise.all([
+        this.storeOutput(result.stdout, result.stdoutTotalBytes, result.stdoutTruncated, inlineLimit),
+        this.storeOutput(result.stderr, result.stderrTotalBytes, result.stderrTruncated, inlineLimit),
+        collectOutputFiles(inputRoot, spec.command.workingDirectory, spec.command.outputPaths, this.opts.blobs),
+      ]);
+      const report: RunReport = {
+        exitCode: result.exitCode,
+        signal: result.signal,
+        timedOut: result.timedOut,
+        limitExceeded: result.limitExceeded,
+        stdout,
+        stderr,
+        outputFiles,
+        wallTimeMs: result.wallTimeMs,
+        cpuTimeMs: result.cpuTimeMs,
+        maxRssKb: result.maxRssKb,
+        emulated: support.emulated,
+        worker: this.opts.name,
+      };
+      const state = result.cancelled ? 'cancelled' : result.timedOut ? 'timed_out' : 'completed';
+      return { state, result: report };
+    } catch (err) {
+      if (isRemexError(err)) return { state: 'failed', failure: { code: err.code, message: err.message } };
+      this.opts.logger.error({ err, jobId: lease.jobId }, 'run failed inside the worker');
+      return { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} could not run the job` } };
+    } finally {
+      await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  private async storeOutput(bytes: Buffer, totalBytes: number, truncated: boolean, inlineLimit: number): Promise<OutputStream> {
+    const digest = digestOf(bytes);
+    await this.opts.blobs.put(digest, bytes);
+    return { digest, inlineBase64: bytes.byteLength <= inlineLimit ? bytes.toString('base64') : null, totalBytes, truncated };
+  }
+
+  /** Commits until the server answers: a result must not be lost to a brief outage. A stale lease is final. */
+  private async commit(lease: Lease, outcome: Outcome): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.opts.link.complete(this.workerId as string, { jobId: lease.jobId, attempt: lease.attempt, outcome });
+        return;
+      } catch (err) {
+        if (isRemexError(err, 'ABORTED') || isRemexError(err, 'NOT_FOUND')) {
+          this.opts.logger.warn({ jobId: lease.jobId, attempt: lease.attempt }, 'lease lost before completion; result discarded');
+          return;
+        }
+        if (Date.now() > lease.leaseExpiresAtMs + 60_000 && attempt > 10) {
+          this.opts.logger.error({ err, jobId: lease.jobId }, 'giving up committing a result');
+          return;
+        }
+        await delay(Math.min(5_000, RETRY_DELAY_MS * 2 ** Math.min(attempt, 4)));
+      }
+    }
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
