@@ -43,7 +43,7 @@ export function isIsa(s: string): s is Isa {
 /** Canonical ISA for any accepted spelling, or undefined. */
 export function normaliseIsa(s: string): Isa | undefined {
   const lower = s.toLowerCase();
-  return isIsa(lower) ? lower : ISA_ALIASES[lower];
+  return isIsa(lower) ? lower : Object.hasOwn(ISA_ALIASES, lower) ? ISA_ALIASES[lower] : undefined;
 }
 
 export function formatPlatform(p: Platform): string {
@@ -83,5 +83,5 @@ export function canonicalPlatform(text: string): string {
 /** ISA of a Node.js `process.arch` value, or undefined when remex has no name for it. */
 export function isaOfNodeArch(arch: string): Isa | undefined {
   const map: Record<string, Isa> = { x64: 'x86_64', arm64: 'aarch64', arm: 'arm', ia32: 'x86', riscv64: 'riscv64', ppc64: 'ppc64le', s390x: 's390x', loong64: 'loongarch64' };
-  return map[arch];
+  return Object.hasOwn(map, arch) ? map[arch] : undefined;
 }

@@ -25,10 +25,11 @@ export interface RemoteWorkerOptions {
 }
 
 const CACHE_MAX_BLOB_BYTES = 64 * 1024 * 1024 * 1024;
+// The cache can always be refilled from the server: losing a blob to a crash costs a download, not data.
 
 export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<Worker> {
   const client = new RemexClient(opts.server);
-  const cache = new FsBlobStore({ root: join(opts.workDir, 'cache'), maxBlobBytes: CACHE_MAX_BLOB_BYTES });
+  const cache = new FsBlobStore({ root: join(opts.workDir, 'cache'), maxBlobBytes: CACHE_MAX_BLOB_BYTES, fsync: false });
   let platforms = await detectPlatformSupport({});
   if (opts.platforms) {
     const wanted = opts.platforms.map(canonicalPlatform);

@@ -1,0 +1,62 @@
+/**
+ * The content-addressed store port. Blobs are named by their {@link Digest}; a blob is visible only once
+ * its bytes have been checked against that digest, so a reader never sees partial or wrong content.
+ * Adapters: `fs/` (the server's store, a worker's cache) and `memory/` (tests, small deployments).
+ */
+import type { Digest } from '../core/digest.js';
+
+/** A byte range of a blob: from `offset` (default 0), at most `limit` bytes (default: to the end; 0 reads nothing). */
+export interface ByteRange {
+  offset?: number;
+  limit?: number;
+}
+
+export interface BlobStore {
+  /** Largest blob accepted, bytes. */
+  readonly maxBlobBytes: number;
+
+  /** Whether the blob is present. The empty blob always is. */
+  has(d: Digest): Promise<boolean>;
+
+  /**
+   * Size of the blob stored under this hash, or undefined when there is none: for front doors that
+   * address blobs by hash alone (HTTP `GET /blobs/sha256/<hash>`). InvalidArgumentError for a malformed hash.
+   */
+  sizeOf(hash: string): Promise<number | undefined>;
+
+  /** Those of `digests` not present, in their first order, duplicates collapsed. The empty blob is always present. */
+  findMissing(digests: readonly Digest[]): Promise<Digest[]>;
+
+  /**
+   * Stores bytes after verifying them against `d`: DigestMismatchError when they differ, TooLargeError
+   * when `d` is over {@link maxBlobBytes}; on either, nothing is stored. Idempotent.
+   */
+  put(d: Digest, data: Uint8Array): Promise<void>;
+
+  /**
+   * Stores a stream without holding it whole. Size and hash are verified before the blob becomes visible;
+   * on any error (mismatch, too large, the source throwing) nothing is visible. Reading stops early once
+   * the source has sent more bytes than `d` says.
+   */
+  putStream(d: Digest, source: AsyncIterable<Uint8Array>): Promise<void>;
+
+  /** Stores a host file's bytes (streamed, not held whole) and returns their digest. */
+  putFile(path: string): Promise<Digest>;
+
+  /** The whole blob; NotFoundError when absent. For small blobs only. */
+  get(d: Digest): Promise<Buffer>;
+
+  /**
+   * Streams a blob or a range of it. NotFoundError when absent is thrown by this call, not later; an
+   * offset past the end is OUT_OF_RANGE. Adapters return a Node.js Readable, which is also what this type
+   * promises: consume it or destroy it, or its file stays open until collected.
+   */
+  getStream(d: Digest, range?: ByteRange): Promise<AsyncIterable<Buffer>>;
+
+  /**
+   * Writes the blob to a new host file at `destPath` with exactly `mode` (umask does not apply), as fast
+   * as the backend allows. Never replaces or follows an existing file or symlink at `destPath`.
+   * NotFoundError when absent.
+   */
+  materialize(d: Digest, destPath: string, mode: number): Promise<void>;
+}

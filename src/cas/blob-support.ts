@@ -1,0 +1,115 @@
+/**
+ * Checks and stream plumbing every BlobStore adapter needs, so they agree on digests, ranges, limits and
+ * verification down to the error raised.
+ */
+import { open } from 'node:fs/promises';
+import type { Digest } from '../core/digest.js';
+import { DigestBuilder, digestEquals, EMPTY_DIGEST, validateDigest } from '../core/digest.js';
+import { DigestMismatchError, InvalidArgumentError, RemexError, TooLargeError } from '../core/errors.js';
+import type { ByteRange } from './blob-store.js';
+
+/** Bytes read or streamed at a time. */
+export const CHUNK_BYTES = 256 * 1024;
+
+/** Validates a digest's shape (a hash that is safe to use in a path) and checks it against the size limit. */
+export function checkDigestForWrite(d: Digest, maxBlobBytes: number): Digest {
+  const digest = validateDigest(d);
+  if (digest.sizeBytes > maxBlobBytes) {
+    throw new TooLargeError(`blob of ${digest.sizeBytes} bytes is over this store's limit of ${maxBlobBytes}`, {
+      details: { digest, maxBlobBytes },
+    });
+  }
+  return digest;
+}
+
+export function isEmptyDigest(d: Digest): boolean {
+  return digestEquals(d, EMPTY_DIGEST);
+}
+
+export function digestKey(d: Digest): string {
+  return `${d.hash}/${d.sizeBytes}`;
+}
+
+/** Validated digests, duplicates removed, first occurrences in order. */
+export function uniqueDigests(digests: readonly Digest[]): Digest[] {
+  const seen = new Map<string, Digest>();
+  for (const raw of digests) {
+    const d = validateDigest(raw);
+    const key = digestKey(d);
+    if (!seen.has(key)) seen.set(key, d);
+  }
+  return [...seen.values()];
+}
+
+/** A validated range of a blob of `size` bytes as [start, end). */
+export function resolveRange(size: number, range: ByteRange | undefined): { start: number; end: number } {
+  const offset = range?.offset ?? 0;
+  const limit = range?.limit;
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidArgumentError(`range offset must be a non-negative integer, got ${offset}`);
+  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 0)) {
+    throw new InvalidArgumentError(`range limit must be a non-negative integer, got ${limit}`);
+  }
+  if (offset > size) {
+    throw new RemexError('OUT_OF_RANGE', `range offset ${offset} is past the end of a ${size}-byte blob`, { details: { offset, size } });
+  }
+  return { start: offset, end: limit === undefined ? size : Math.min(size, offset + limit) };
+}
+
+/** A source chunk as bytes; strings (a Readable with an encoding set) would be hashed differently from what was sent. */
+export function asBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  throw new InvalidArgumentError(`blob streams must yield bytes (Uint8Array), got ${typeof chunk}`);
+}
+
+/**
+ * Tracks a stream against the digest it claims: throws DigestMismatchError as soon as it runs longer than
+ * `expected`, and at {@link finish} when size or hash differ.
+ */
+export class VerifyingCounter {
+  private readonly builder = new DigestBuilder();
+
+  constructor(private readonly expected: Digest) {}
+
+  update(chunk: Uint8Array): void {
+    if (this.builder.bytesSoFar + chunk.byteLength > this.expected.sizeBytes) {
+      // The true digest of an overlong stream is unknowable without reading it all; report what was read.
+      this.builder.update(chunk);
+      throw new DigestMismatchError(this.expected, this.builder.digest());
+    }
+    this.builder.update(chunk);
+  }
+
+  finish(): void {
+    const actual = this.builder.digest();
+    if (!digestEquals(actual, this.expected)) throw new DigestMismatchError(this.expected, actual);
+  }
+}
+
+/** Consumes a source that must match `d` without storing it (the empty blob, or a blob already present). */
+export async function drainVerifying(d: Digest, source: AsyncIterable<Uint8Array>): Promise<void> {
+  const counter = new VerifyingCounter(d);
+  for await (const chunk of source) counter.update(asBytes(chunk));
+  counter.finish();
+}
+
+/** The error for a materialize onto an existing path: never replaced, never followed if a symlink. */
+export function alreadyExists(path: string, cause: unknown): RemexError {
+  return new RemexError('ALREADY_EXISTS', `cannot write ${path}: something already exists there`, { cause, details: { path } });
+}
+
+export function isErrno(err: unknown, code: string): boolean {
+  return err instanceof Error && (err as NodeJS.ErrnoException).code === code;
+}
+
+/** Creates a new file holding `data` with exactly `mode`; ALREADY_EXISTS when anything is at `path`. */
+export async function writeNewFile(path: string, data: Uint8Array, mode: number): Promise<void> {
+  const handle = await open(path, 'wx', mode).catch((err: unknown) => {
+    throw isErrno(err, 'EEXIST') ? alreadyExists(path, err) : err;
+  });
+  try {
+    await handle.writeFile(data);
+    await handle.chmod(mode);
+  } finally {
+    await handle.close();
+  }
+}

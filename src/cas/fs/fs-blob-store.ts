@@ -1,0 +1,438 @@
+/**
+ * The filesystem CAS: one read-only file per blob at `<root>/sha256/<first two hex>/<hash>`.
+ *
+ * Writes are atomic. Bytes go to a fresh temporary file under `<root>/tmp` (the same filesystem, so the
+ * final step is a rename), are hashed as they are written, and the file is renamed into place only when
+ * size and hash match: a blob's path holds either nothing or the whole verified blob. Concurrent puts of
+ * one blob each write their own temporary file; whichever rename lands last wins, with identical bytes.
+ *
+ * Durability (`fsync`, on by default): the temporary file is fsynced before the rename, so a blob that is
+ * visible survives a crash whole. The directory is not fsynced: a crash may forget a rename, which only
+ * makes the blob missing again, and every client already handles a missing blob by uploading it.
+ *
+ * Reads verify. `get` and whole-blob `getStream` hash what they serve; ranged reads and `materialize`
+ * hash the whole blob the first time this store instance serves it, then trust it while its inode, size,
+ * mtime and ctime are unchanged. A blob whose bytes do not match its name is deleted, never served; the
+ * next upload replaces it.
+ */
+import { randomBytes } from 'node:crypto';
+import type { BigIntStats } from 'node:fs';
+import { constants } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { Digest } from '../../core/digest.js';
+import { DigestBuilder, digestEquals, EMPTY_DIGEST, isValidHash, validateDigest } from '../../core/digest.js';
+import { InternalError, InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
+import type { BlobStore, ByteRange } from '../blob-store.js';
+import {
+  alreadyExists,
+  asBytes,
+  CHUNK_BYTES,
+  checkDigestForWrite,
+  drainVerifying,
+  isEmptyDigest,
+  isErrno,
+  resolveRange,
+  uniqueDigests,
+  VerifyingCounter,
+  writeNewFile,
+} from '../blob-support.js';
+
+export interface FsBlobStoreOptions {
+  /** Directory holding the store; created on first write. */
+  root: string;
+  /** Largest blob accepted, bytes. */
+  maxBlobBytes: number;
+  /** fsync each blob before it becomes visible (default true). A disposable cache may turn it off. */
+  fsync?: boolean;
+  /** Blobs remembered as verified, so ranged reads and materialize do not rehash them (default 100 000). */
+  verifiedMemoEntries?: number;
+}
+
+const BLOB_MODE = 0o444;
+const STAT_CONCURRENCY = 64;
+
+export class FsBlobStore implements BlobStore {
+  readonly root: string;
+  readonly maxBlobBytes: number;
+  private readonly fsync: boolean;
+  private readonly verified: VerifiedMemo;
+  private readonly tmpDir: string;
+  private tmpReady: Promise<void> | undefined;
+  private readonly shardsReady = new Set<string>();
+
+  constructor(opts: FsBlobStoreOptions) {
+    if (!Number.isSafeInteger(opts.maxBlobBytes) || opts.maxBlobBytes < 0) {
+      throw new InvalidArgumentError(`maxBlobBytes must be a non-negative integer, got ${opts.maxBlobBytes}`);
+    }
+    this.root = opts.root;
+    this.maxBlobBytes = opts.maxBlobBytes;
+    this.fsync = opts.fsync ?? true;
+    this.verified = new VerifiedMemo(opts.verifiedMemoEntries ?? 100_000);
+    this.tmpDir = join(opts.root, 'tmp');
+  }
+
+  /** Where the blob with this hash lives (or would): for diagnostics and tests. */
+  pathOf(hash: string): string {
+    if (!isValidHash(hash)) throw new InvalidArgumentError('hash must be 64 lower-case hex characters (SHA-256)');
+    return join(this.root, 'sha256', hash.slice(0, 2), hash);
+  }
+
+  async has(d: Digest): Promise<boolean> {
+    const digest = validateDigest(d);
+    return isEmptyDigest(digest) || (await this.statBlob(digest)) !== undefined;
+  }
+
+  async sizeOf(hash: string): Promise<number | undefined> {
+    const path = this.pathOf(hash);
+    if (hash === EMPTY_DIGEST.hash) return 0;
+    const st = await stat(path).catch(ifMissing(undefined));
+    return st?.isFile() ? st.size : undefined;
+  }
+
+  async findMissing(digests: readonly Digest[]): Promise<Digest[]> {
+    const unique = uniqueDigests(digests);
+    const missing: Digest[] = [];
+    for (let i = 0; i < unique.length; i += STAT_CONCURRENCY) {
+      const batch = unique.slice(i, i + STAT_CONCURRENCY);
+      const present = await Promise.all(batch.map((d) => this.has(d)));
+      batch.forEach((d, j) => {
+        if (!present[j]) missing.push(d);
+      });
+    }
+    return missing;
+  }
+
+  async put(d: Digest, data: Uint8Array): Promise<void> {
+    const digest = checkDigestForWrite(d, this.maxBlobBytes);
+    const counter = new VerifyingCounter(digest);
+    counter.update(data);
+    counter.finish();
+    if (isEmptyDigest(digest) || (await this.statBlob(digest))) return;
+    await this.writeAtomically(digest, async (handle) => {
+      await handle.writeFile(data);
+    });
+  }
+
+  async putStream(d: Digest, source: AsyncIterable<Uint8Array>): Promise<void> {
+    const digest = checkDigestForWrite(d, this.maxBlobBytes);
+    if (isEmptyDigest(digest) || (await this.statBlob(digest))) {
+      // Still read and check it: the caller learns of bad bytes whether or not the store needed them.
+      await drainVerifying(digest, source);
+      return;
+    }
+    await this.writeAtomically(digest, async (handle) => {
+      const counter = new VerifyingCounter(digest);
+      for await (const raw of source) {
+        const chunk = asBytes(raw);
+        counter.update(chunk);
+        await writeFully(handle, chunk);
+      }
+      counter.finish();
+    });
+  }
+
+  async putFile(path: string): Promise<Digest> {
+    const source = await stat(path).catch((err: unknown) => {
+      if (isMissing(err)) throw new NotFoundError(`no file ${path}`);
+      throw err;
+    });
+    if (!source.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
+    this.checkFileSize(path, source.size);
+    const tmp = await this.newTempPath('file');
+    try {
+      // Copy first (a clone where the filesystem can), then hash the copy: the digest is of exactly the
+      // bytes stored, even if the source changes meanwhile.
+      await copyFile(path, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+      const handle = await open(tmp, 'r');
+      try {
+        const digest = await hashHandle(handle, (size) => this.checkFileSize(path, size));
+        if (isEmptyDigest(digest) || (await this.statBlob(digest))) return digest;
+        if (this.fsync) await handle.sync();
+        await handle.chmod(BLOB_MODE);
+        await this.publish(tmp, digest);
+        return digest;
+      } finally {
+        await handle.close();
+      }
+    } finally {
+      await unlink(tmp).catch(ifMissing(undefined));
+    }
+  }
+
+  async get(d: Digest): Promise<Buffer> {
+    const digest = validateDigest(d);
+    if (isEmptyDigest(digest)) return Buffer.alloc(0);
+    const handle = await this.openBlob(digest);
+    let data: Buffer;
+    try {
+      data = await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+    const actual = digestOfBytes(data);
+    if (!digestEquals(actual, digest)) {
+      await this.evict(digest);
+      throw corruptNotFound(digest);
+    }
+    return data;
+  }
+
+  async getStream(d: Digest, range?: ByteRange): Promise<Readable> {
+    const digest = validateDigest(d);
+    const { start, end } = resolveRange(digest.sizeBytes, range);
+    if (isEmptyDigest(digest) || start === end) {
+      if (!(await this.has(digest))) throw notFound(digest);
+      return Readable.from([], { objectMode: false });
+    }
+    const handle = await this.openBlob(digest);
+    const whole = start === 0 && end === digest.sizeBytes;
+    try {
+      if (!whole) await this.verifyOnce(handle, digest);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    const stream = Readable.from(this.readChunks(handle, digest, start, end, whole), { objectMode: false });
+    // A stream destroyed before its first read never enters the generator, whose finally would close it.
+    stream.once('close', () => void handle.close().catch(() => undefined));
+    return stream;
+  }
+
+  async materialize(d: Digest, destPath: string, mode: number): Promise<void> {
+    const digest = validateDigest(d);
+    if (isEmptyDigest(digest)) {
+      await writeNewFile(destPath, new Uint8Array(0), mode);
+      return;
+    }
+    const path = this.pathOf(digest.hash);
+    const st = await this.statBlob(digest);
+    if (!st) throw notFound(digest);
+    await copyFile(path, destPath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE).catch(async (err: unknown) => {
+      if (isErrno(err, 'EEXIST')) throw alreadyExists(destPath, err);
+      if (isMissing(err) && !(await this.statBlob(digest))) throw notFound(digest);
+      throw err;
+    });
+    await chmod(destPath, mode);
+    if (this.verified.has(digest.hash, st)) return;
+    // Hash the copy rather than the store file: it is what the caller gets.
+    const handle = await open(destPath, 'r');
+    let actual: Digest;
+    try {
+      actual = await hashHandle(handle);
+    } finally {
+      await handle.close();
+    }
+    if (!digestEquals(actual, digest)) {
+      await unlink(destPath).catch(ifMissing(undefined));
+      await this.evict(digest);
+      throw corruptNotFound(digest);
+    }
+    this.verified.add(digest.hash, st);
+  }
+
+  // ---- internals --------------------------------------------------------------------------------------
+
+  /** The blob's stats when a regular file of the digest's size is at its path; a size mismatch counts as absent. */
+  private async statBlob(digest: Digest): Promise<BigIntStats | undefined> {
+    const st = await stat(this.pathOf(digest.hash), { bigint: true }).catch(ifMissing(undefined));
+    return st?.isFile() && st.size === BigInt(digest.sizeBytes) ? st : undefined;
+  }
+
+  private async openBlob(digest: Digest): Promise<FileHandle> {
+    const handle = await open(this.pathOf(digest.hash), 'r').catch((err: unknown) => {
+      if (isMissing(err)) throw notFound(digest);
+      throw err;
+    });
+    const st = await handle.stat({ bigint: true }).catch(async (err: unknown) => {
+      await handle.close();
+      throw err;
+    });
+    if (!st.isFile() || st.size !== BigInt(digest.sizeBytes)) {
+      await handle.close();
+      throw notFound(digest);
+    }
+    return handle;
+  }
+
+  /** Hashes the whole blob through `handle` unless this instance already has; evicts and throws when corrupt. */
+  private async verifyOnce(handle: FileHandle, digest: Digest): Promise<void> {
+    const st = await handle.stat({ bigint: true });
+    if (this.verified.has(digest.hash, st)) return;
+    const actual = await hashHandle(handle);
+    if (!digestEquals(actual, digest)) {
+      await this.evict(digest);
+      throw corruptNotFound(digest);
+    }
+    this.verified.add(digest.hash, st);
+  }
+
+  private async *readChunks(handle: FileHandle, digest: Digest, start: number, end: number, verify: boolean): AsyncGenerator<Buffer> {
+    try {
+      const builder = new DigestBuilder();
+      let position = start;
+      while (position < end) {
+        const buf = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, end - position));
+        const { bytesRead } = await handle.read(buf, 0, buf.byteLength, position);
+        if (bytesRead === 0) throw new InternalError(`blob ${digest.hash}/${digest.sizeBytes} shrank while being read`);
+        const chunk = bytesRead === buf.byteLength ? buf : buf.subarray(0, bytesRead);
+        position += bytesRead;
+        if (verify) {
+          builder.update(chunk);
+          // The last chunk waits until the whole blob is known good: a corrupt blob never ends cleanly.
+          if (position === end) await this.checkStreamed(handle, digest, builder.digest());
+        }
+        yield chunk;
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private async checkStreamed(handle: FileHandle, digest: Digest, actual: Digest): Promise<void> {
+    if (!digestEquals(actual, digest)) {
+      await this.evict(digest);
+      throw new InternalError(`blob ${digest.hash}/${digest.sizeBytes} was corrupt on disk and has been removed`, {
+        details: { digest, corrupt: true },
+      });
+    }
+    this.verified.add(digest.hash, await handle.stat({ bigint: true }));
+  }
+
+  /** Writes a blob through `write` into a temporary file, then renames it into place; cleans up on any error. */
+  private async writeAtomically(digest: Digest, write: (handle: FileHandle) => Promise<void>): Promise<void> {
+    const tmp = await this.newTempPath(digest.hash.slice(0, 16));
+    try {
+      const handle = await open(tmp, 'wx', BLOB_MODE);
+      try {
+        await write(handle);
+        if (this.fsync) await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await this.publish(tmp, digest);
+    } finally {
+      await unlink(tmp).catch(ifMissing(undefined));
+    }
+  }
+
+  private async publish(tmp: string, digest: Digest): Promise<void> {
+    const dest = this.pathOf(digest.hash);
+    const shard = join(this.root, 'sha256', digest.hash.slice(0, 2));
+    if (!this.shardsReady.has(shard)) {
+      await mkdir(shard, { recursive: true });
+      this.shardsReady.add(shard);
+    }
+    await rename(tmp, dest);
+    const st = await stat(dest, { bigint: true }).catch(ifMissing(undefined));
+    if (st) this.verified.add(digest.hash, st);
+  }
+
+  private async newTempPath(label: string): Promise<string> {
+    this.tmpReady ??= mkdir(this.tmpDir, { recursive: true }).then(() => undefined);
+    try {
+      await this.tmpReady;
+    } catch (err) {
+      this.tmpReady = undefined;
+      throw err;
+    }
+    return join(this.tmpDir, `${label}-${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
+  }
+
+  /** Removes a blob found corrupt. A concurrent good upload may lose its rename to this: it is then just missing. */
+  private async evict(digest: Digest): Promise<void> {
+    this.verified.delete(digest.hash);
+    await unlink(this.pathOf(digest.hash)).catch(ifMissing(undefined));
+  }
+
+  private checkFileSize(path: string, size: number): void {
+    if (size > this.maxBlobBytes) {
+      throw new TooLargeError(`${path} is ${size} bytes, over this store's limit of ${this.maxBlobBytes}`, {
+        details: { sizeBytes: size, maxBlobBytes: this.maxBlobBytes },
+      });
+    }
+  }
+}
+
+/**
+ * Blobs this instance has hashed and found good, keyed by hash, remembered with the file identity they had
+ * then; any change to the file (a rewrite, a replacement) makes the memory stale. Oldest entries go first.
+ */
+class VerifiedMemo {
+  private readonly entries = new Map<string, string>();
+
+  constructor(private readonly capacity: number) {}
+
+  has(hash: string, st: BigIntStats): boolean {
+    return this.entries.get(hash) === identity(st);
+  }
+
+  add(hash: string, st: BigIntStats): void {
+    if (this.capacity <= 0) return;
+    this.entries.delete(hash);
+    this.entries.set(hash, identity(st));
+    if (this.entries.size > this.capacity) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+  }
+
+  delete(hash: string): void {
+    this.entries.delete(hash);
+  }
+}
+
+function identity(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.byteLength) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+/** Digest of everything readable through `handle`; `onSize` may veto a growing size. */
+async function hashHandle(handle: FileHandle, onSize?: (size: number) => void): Promise<Digest> {
+  const builder = new DigestBuilder();
+  const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  let position = 0;
+  for (;;) {
+    const { bytesRead } = await handle.read(buf, 0, buf.byteLength, position);
+    if (bytesRead === 0) break;
+    builder.update(buf.subarray(0, bytesRead));
+    position += bytesRead;
+    onSize?.(position);
+  }
+  return builder.digest();
+}
+
+function digestOfBytes(data: Uint8Array): Digest {
+  return new DigestBuilder().update(data).digest();
+}
+
+function notFound(digest: Digest): NotFoundError {
+  return new NotFoundError(`blob ${digest.hash}/${digest.sizeBytes} not found`, { details: { digest } });
+}
+
+function corruptNotFound(digest: Digest): NotFoundError {
+  return new NotFoundError(`blob ${digest.hash}/${digest.sizeBytes} was corrupt on disk and has been removed`, {
+    details: { digest, corrupt: true },
+  });
+}
+
+function isMissing(err: unknown): boolean {
+  return isErrno(err, 'ENOENT');
+}
+
+/** A catch handler turning "no such file" into `value` and rethrowing anything else. */
+function ifMissing<T>(value: T): (err: unknown) => T {
+  return (err) => {
+    if (isMissing(err)) return value;
+    throw err;
+  };
+}

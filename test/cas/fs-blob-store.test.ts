@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { FsBlobStore } from '../../src/cas/fs/fs-blob-store.js';
+import { digestOf } from '../../src/core/digest.js';
+import { DigestMismatchError, InvalidArgumentError, NotFoundError } from '../../src/core/errors.js';
+import { blobStoreConformance, chunked, collect, failingAfter, flipped, isCode, LARGE, MAX_BLOB_BYTES } from './blob-store-conformance.js';
+
+blobStoreConformance('fs', async ({ maxBlobBytes }) => {
+  const root = await mkdtemp(join(tmpdir(), 'remex-fs-cas-'));
+  return { store: new FsBlobStore({ root, maxBlobBytes }), cleanup: () => rm(root, { recursive: true, force: true }) };
+});
+
+blobStoreConformance('fs without fsync', async ({ maxBlobBytes }) => {
+  const root = await mkdtemp(join(tmpdir(), 'remex-fs-cas-'));
+  return { store: new FsBlobStore({ root, maxBlobBytes, fsync: false, verifiedMemoEntries: 0 }), cleanup: () => rm(root, { recursive: true, force: true }) };
+});
+
+describe('FsBlobStore', () => {
+  let root: string;
+  let store: FsBlobStore;
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'remex-fs-cas-'));
+    store = new FsBlobStore({ root, maxBlobBytes: MAX_BLOB_BYTES });
+  });
+
+  afterEach(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  async function tempFiles(): Promise<string[]> {
+    return readdir(join(root, 'tmp')).catch(() => []);
+  }
+
+  /** Rewrites a stored blob's bytes in place, as disk corruption or a stray writer would. */
+  async function corrupt(hash: string, bytes: Buffer): Promise<void> {
+    const path = store.pathOf(hash);
+    await chmod(path, 0o644);
+    await writeFile(path, bytes);
+  }
+
+  test('lays blobs out as <root>/sha256/<2 hex>/<hash>, read-only', async () => {
+    const d = digestOf('layout');
+    await store.put(d, Buffer.from('layout'));
+    const path = store.pathOf(d.hash);
+    assert.equal(path, join(root, 'sha256', d.hash.slice(0, 2), d.hash));
+    assert.equal((await stat(path)).mode & 0o777, 0o444);
+    assert.throws(() => store.pathOf('../../etc/passwd'), InvalidArgumentError);
+  });
+
+  test('the empty blob is never written to disk', async () => {
+    await store.put(digestOf(''), new Uint8Array(0));
+    await assert.rejects(stat(join(root, 'sha256')), { code: 'ENOENT' });
+  });
+
+  test('a second store over the same root sees the blobs', async () => {
+    const d = digestOf(LARGE);
+    await store.put(d, LARGE);
+    const again = new FsBlobStore({ root, maxBlobBytes: MAX_BLOB_BYTES });
+    assert.deepEqual(await again.findMissing([d]), []);
+    assert.deepEqual(await collect(await again.getStream(d, { offset: 10, limit: 10 })), LARGE.subarray(10, 20));
+  });
+
+  test('no temporary files are left behind after failures or successes', async () => {
+    const d = digestOf(LARGE);
+    await assert.rejects(store.putStream(d, failingAfter(LARGE.subarray(0, 70_000), new Error('boom'))));
+    await assert.rejects(store.putStream(d, chunked(LARGE.subarray(1))), DigestMismatchError);
+    await assert.rejects(store.putStream(d, chunked(Buffer.concat([LARGE, LARGE]))), DigestMismatchError);
+    await assert.rejects(store.put(d, LARGE.subarray(2)), DigestMismatchError);
+    const bigFile = join(root, 'big-input');
+    await writeFile(bigFile, Buffer.alloc(MAX_BLOB_BYTES + 1));
+    await assert.rejects(store.putFile(bigFile));
+    assert.deepEqual(await tempFiles(), []);
+    await store.putStream(d, chunked(LARGE));
+    const inputFile = join(root, 'input');
+    await writeFile(inputFile, 'from a file');
+    await store.putFile(inputFile);
+    await store.putFile(inputFile);
+    assert.deepEqual(await tempFiles(), []);
+  });
+
+  test('a blob is not visible at its path until its stream has been verified', async () => {
+    const d = digestOf(LARGE);
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let midway!: () => void;
+    const reachedMidway = new Promise<void>((r) => (midway = r));
+    async function* slow(): AsyncGenerator<Uint8Array> {
+      yield LARGE.subarray(0, 300_000);
+      midway();
+      await released;
+      yield LARGE.subarray(300_000);
+    }
+    const put = store.putStream(d, slow());
+    await reachedMidway;
+    await assert.rejects(stat(store.pathOf(d.hash)), { code: 'ENOENT' });
+    assert.equal(await store.has(d), false);
+    assert.equal(await store.sizeOf(d.hash), undefined);
+    await assert.rejects(store.getStream(d), NotFoundError);
+    assert.equal((await tempFiles()).length, 1, 'the bytes so far are in a temporary file');
+    release();
+    await put;
+    assert.equal((await stat(store.pathOf(d.hash))).size, LARGE.length);
+    assert.deepEqual(await tempFiles(), []);
+  });
+
+  describe('a blob corrupted on disk is not served', () => {
+    test('get: NotFoundError, and the bad file is removed', async () => {
+      const d = digestOf('good bytes');
+      await store.put(d, Buffer.from('good bytes'));
+      await corrupt(d.hash, Buffer.from('evil bytes'));
+      await assert.rejects(store.get(d), (err) => err instanceof NotFoundError && err.details?.corrupt === true);
+      assert.equal(await store.has(d), false);
+      await assert.rejects(stat(store.pathOf(d.hash)), { code: 'ENOENT' });
+    });
+
+    test('a whole-blob stream errors instead of ending cleanly', async () => {
+      const d = digestOf(LARGE);
+      await store.put(d, LARGE);
+      await corrupt(d.hash, flipped(LARGE, LARGE.length - 1));
+      const stream = await store.getStream(d);
+      await assert.rejects(collect(stream), isCode('INTERNAL'));
+      assert.equal(await store.has(d), false);
+    });
+
+    test('a ranged read checks the whole blob first, even one it verified before the change', async () => {
+      const d = digestOf(LARGE);
+      await store.put(d, LARGE);
+      assert.deepEqual(await collect(await store.getStream(d, { offset: 0, limit: 4 })), LARGE.subarray(0, 4));
+      await corrupt(d.hash, flipped(LARGE, 500_000));
+      await assert.rejects(store.getStream(d, { offset: 0, limit: 4 }), NotFoundError);
+      assert.equal(await store.has(d), false);
+    });
+
+    test('materialize: NotFoundError and no file left at the destination', async () => {
+      const d = digestOf('materialize me');
+      await store.put(d, Buffer.from('materialize me'));
+      await corrupt(d.hash, Buffer.from('materialize m3'));
+      const dest = join(root, 'out');
+      await assert.rejects(store.materialize(d, dest, 0o755), NotFoundError);
+      await assert.rejects(stat(dest), { code: 'ENOENT' });
+      assert.equal(await store.has(d), false);
+    });
+
+    test('a truncated file counts as absent, and a new upload heals it', async () => {
+      const d = digestOf(LARGE);
+      await store.put(d, LARGE);
+      await chmod(store.pathOf(d.hash), 0o644);
+      await truncate(store.pathOf(d.hash), 1000);
+      assert.deepEqual(await store.findMissing([d]), [d]);
+      await assert.rejects(store.get(d), NotFoundError);
+      await assert.rejects(store.getStream(d, { offset: 1, limit: 1 }), NotFoundError);
+      await store.putStream(d, chunked(LARGE));
+      assert.deepEqual(await store.get(d), LARGE);
+    });
+  });
+
+  test('refuses a bad maxBlobBytes', () => {
+    assert.throws(() => new FsBlobStore({ root, maxBlobBytes: Number.NaN }), InvalidArgumentError);
+  });
+});
