@@ -87,6 +87,8 @@ export class Scheduler implements WorkerLink {
   private reaper: NodeJS.Timeout | undefined;
   /** Bumped whenever work may have appeared, so a lease never sleeps through a wake-up it raced with. */
   private workSeq = 0;
+  /** Set by close(): parked leases then return [] instead of parking again. */
+  private closed = false;
 
   constructor(
     private readonly store: Store,
@@ -95,7 +97,9 @@ export class Scheduler implements WorkerLink {
     opts: Partial<SchedulerOptions> = {},
     private readonly now: Clock = Date.now,
   ) {
-    this.opts = { ...DEFAULT_SCHEDULER_OPTIONS, ...opts };
+    const merged = { ...DEFAULT_SCHEDULER_OPTIONS, ...opts };
+    // Compiled once: a malformed platform is a start-up error, not a failure of every submit.
+    this.opts = { ...merged, acceptPlatforms: merged.acceptPlatforms.map(canonicalPlatform) };
   }
 
   /** Starts the lease reaper. Leases held by earlier in-process workers (`ownerPrefix`) are released at once. */
@@ -103,11 +107,20 @@ export class Scheduler implements WorkerLink {
     if (opts.releaseOwnerPrefix) {
       this.publishExpiry(await this.store.jobs.releaseLeasesOf({ prefix: opts.releaseOwnerPrefix }, this.now(), this.opts.maxAttempts));
     }
-    this.reaper = setInterval(() => void this.reap().catch(() => undefined), this.opts.reaperIntervalMs);
+    if (this.reaper) return;
+    let reaping = false;
+    this.reaper = setInterval(() => {
+      if (reaping) return;
+      reaping = true;
+      void this.reap()
+        .catch(() => undefined)
+        .finally(() => (reaping = false));
+    }, this.opts.reaperIntervalMs);
     this.reaper.unref();
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.reaper) clearInterval(this.reaper);
     for (const w of [...this.waiters]) w.wake();
   }
@@ -190,18 +203,24 @@ export class Scheduler implements WorkerLink {
     const unsubscribe = this.events.subscribe(id, (job) => {
       if (isTerminal(job.state)) resolveDone(job);
     });
+    let onAbort: (() => void) | undefined;
     try {
       const current = await this.store.jobs.get(id);
       if (!current) throw new NotFoundError(`no execution ${id}`);
       if (isTerminal(current.state)) return current;
       if (signal) {
-        const onAbort = () => void this.store.jobs.get(id).then((j) => resolveDone(j ?? current));
+        onAbort = () =>
+          void this.store.jobs.get(id).then(
+            (j) => resolveDone(j ?? current),
+            () => resolveDone(current),
+          );
         if (signal.aborted) onAbort();
         else signal.addEventListener('abort', onAbort, { once: true });
       }
       return await done;
     } finally {
       unsubscribe();
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
     }
   }
 
@@ -218,7 +237,8 @@ export class Scheduler implements WorkerLink {
       .map((offer) => {
         const serving = live.filter((w) => w.platforms.some((p) => p.platform === offer.platform));
         const slots = serving.reduce((sum, w) => sum + w.slots, 0);
-        const busy = serving.reduce((sum, w) => sum + Math.min(w.slots, byWorker.get(w.id) ?? 0), 0);
+        // A draining worker finishes what it holds and takes nothing new: none of its slots is free.
+        const busy = serving.reduce((sum, w) => sum + (w.state === 'draining' ? w.slots : Math.min(w.slots, byWorker.get(w.id) ?? 0)), 0);
         const nativeLive = serving.some((w) => w.platforms.some((p) => p.platform === offer.platform && !p.emulated));
         return {
           platform: offer.platform,
@@ -235,8 +255,7 @@ export class Scheduler implements WorkerLink {
 
   private async servablePlatforms(): Promise<PlatformOffer[]> {
     const offers = await this.store.workers.offeredPlatforms();
-    for (const p of this.opts.acceptPlatforms) {
-      const platform = canonicalPlatform(p);
+    for (const platform of this.opts.acceptPlatforms) {
       if (!offers.some((o) => o.platform === platform)) offers.push({ platform, emulated: false });
     }
     return offers;
@@ -274,9 +293,13 @@ export class Scheduler implements WorkerLink {
 
   async lease(workerId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Lease[]> {
     const worker = await this.activeWorker(workerId);
+    if (worker.state === 'draining') return [];
     const platforms = worker.platforms.map((p) => p.platform);
     const deadline = this.now() + waitMs;
     for (;;) {
+      // A worker that is draining, or was declared gone while it waited, takes nothing more.
+      const current = this.liveWorkers.get(workerId);
+      if (!current || current.state !== 'active') return [];
       const seqBefore = this.workSeq;
       const claimed = await this.store.jobs.claim({ platforms, workerId, max, leaseMs: this.opts.leaseTimeoutMs, nowMs: this.now() });
       if (claimed.length > 0) {
@@ -284,10 +307,10 @@ export class Scheduler implements WorkerLink {
         return claimed.map((job) => ({ jobId: job.id, attempt: job.attempt, spec: job.spec, leaseExpiresAtMs: job.leaseExpiresAtMs ?? 0 }));
       }
       const remaining = deadline - this.now();
-      if (remaining <= 0 || signal?.aborted) return [];
+      if (remaining <= 0 || signal?.aborted || this.closed) return [];
       if (seqBefore !== this.workSeq) continue;
       await this.waitForWork(platforms, remaining, signal);
-      if (signal?.aborted) return [];
+      if (signal?.aborted || this.closed) return [];
     }
   }
 
@@ -369,7 +392,7 @@ export class Scheduler implements WorkerLink {
       this.events.publish(job);
       this.wakeFor(job.platform);
     }
-    for (const job of expiry.failed) this.events.publish(job);
+    for (const job of [...expiry.failed, ...expiry.cancelled]) this.events.publish(job);
   }
 
   private async reap(): Promise<void> {

@@ -56,6 +56,8 @@ export interface LeaseExpiry {
   requeued: JobRecord[];
   /** Jobs that ran out of attempts and were failed as lost. */
   failed: JobRecord[];
+  /** Jobs whose cancellation was requested: cancelled, never run again. */
+  cancelled: JobRecord[];
 }
 
 export interface JobStore {
@@ -65,7 +67,11 @@ export interface JobStore {
   insertCached(job: NewJob, result: RunReport): Promise<JobRecord>;
   get(id: string): Promise<JobRecord | undefined>;
   list(opts: { limit: number; states?: readonly JobState[] }): Promise<JobRecord[]>;
-  /** Leases up to `max` queued jobs of these platforms to a worker: state running, attempt + 1. */
+  /**
+   * Leases up to `max` queued jobs of these platforms to a worker: state running, attempt + 1. Platforms are
+   * served in the order given; within one, jobs go lowest priority first, then first in, first out, and
+   * are returned in that order.
+   */
   claim(opts: { platforms: readonly string[]; workerId: string; max: number; leaseMs: number; nowMs: number }): Promise<JobRecord[]>;
   /** Extends every lease the worker holds; returns ids of its running jobs whose cancellation was requested. */
   renewLeases(workerId: string, leaseExpiresAtMs: number): Promise<{ renewed: number; cancelRequested: string[] }>;
@@ -75,9 +81,12 @@ export interface JobStore {
   cancel(id: string, nowMs: number): Promise<JobRecord | undefined>;
   /** Queued or running job to terminal `failed` regardless of lease (input missing, worker gone for good). */
   fail(id: string, failure: JobFailure, nowMs: number): Promise<JobRecord | undefined>;
-  /** Requeues running jobs whose lease expired (attempt < maxAttempts) and fails the rest as lost. */
+  /**
+   * Ends running jobs whose lease expired: cancels those whose cancellation was requested, requeues the
+   * rest while attempt < maxAttempts, and fails the others as lost.
+   */
   expireLeases(nowMs: number, maxAttempts: number): Promise<LeaseExpiry>;
-  /** Requeues every running job leased to one of these workers (their process is known gone). */
+  /** Expires at once the leases of every running job these workers hold (their process is known gone), as expireLeases does. */
   releaseLeasesOf(workerIds: readonly string[] | { prefix: string }, nowMs: number, maxAttempts: number): Promise<LeaseExpiry>;
   queueDepths(): Promise<Map<string, number>>;
   runningCounts(): Promise<Map<string, number>>;

@@ -126,10 +126,11 @@ class SqliteJobStore implements JobStore {
           AND mergeable = 1 AND state IN ('queued','running')`),
       get: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`),
       list: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?`),
-      claim: prepare<JobRow>(`UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?,
+      // RETURNING has no ORDER BY: `seq` comes back so the batch can be put in dispatch order.
+      claim: prepare<JobRow & { seq: number }>(`UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?,
           lease_expires_at = ?, started_at = ?, queue_time_ms = queue_time_ms + max(0, ? - queued_at)
         WHERE seq IN (SELECT seq FROM jobs WHERE state = 'queued' AND platform = ? ORDER BY priority, seq LIMIT ?)
-        RETURNING ${JOB_COLUMNS}`),
+        RETURNING ${JOB_COLUMNS}, seq`),
       renew: prepare<{ id: string; cancel_requested: number }>(`UPDATE jobs SET lease_expires_at = ?
         WHERE state = 'running' AND lease_owner = ? RETURNING id, cancel_requested`),
       finishResult: prepare<JobRow>(`UPDATE jobs SET state = ?, result = ?, completed_at = ?, lease_owner = NULL,
@@ -146,6 +147,10 @@ class SqliteJobStore implements JobStore {
       fail: prepare<JobRow>(`UPDATE jobs SET state = 'failed', failure = ?, completed_at = ?, lease_owner = NULL,
           lease_expires_at = NULL
         WHERE id = ? AND state IN ('queued','running') RETURNING ${JOB_COLUMNS}`),
+      // A cancellation that its lost worker never acted on still stands: the job ends, it does not run again.
+      expiredCancel: prepare<JobRow>(`UPDATE jobs SET state = 'cancelled', completed_at = ?, lease_owner = NULL,
+          lease_expires_at = NULL, failure = '{"code":"CANCELLED","message":"cancelled; its worker was lost before it reported"}'
+        WHERE state = 'running' AND lease_expires_at < ? AND cancel_requested = 1 RETURNING ${JOB_COLUMNS}`),
       expiredRequeue: prepare<JobRow>(`UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
           cancel_requested = 0, queued_at = ?
         WHERE state = 'running' AND lease_expires_at < ? AND attempt < ? RETURNING ${JOB_COLUMNS}`),
@@ -221,6 +226,7 @@ class SqliteJobStore implements JobStore {
         const want = opts.max - claimed.length;
         if (want <= 0) break;
         const rows = this.s.claim.all(opts.workerId, opts.nowMs + opts.leaseMs, opts.nowMs, opts.nowMs, platform, want);
+        rows.sort((a, b) => a.priority - b.priority || a.seq - b.seq);
         for (const row of rows) claimed.push(toJob(row));
       }
       return claimed;
@@ -255,13 +261,14 @@ class SqliteJobStore implements JobStore {
 
   async expireLeases(nowMs: number, maxAttempts: number): Promise<LeaseExpiry> {
     return this.db.transaction(() => {
+      const cancelled = this.s.expiredCancel.all(nowMs, nowMs).map(toJob);
       const requeued = this.s.expiredRequeue.all(nowMs, nowMs, maxAttempts).map(toJob);
       const failure = JSON.stringify({
         code: 'LOST',
         message: `the worker running it was lost ${maxAttempts} time(s); giving up`,
       } satisfies JobFailure);
       const failed = this.s.expiredFail.all(nowMs, failure, nowMs).map(toJob);
-      return { requeued, failed };
+      return { requeued, failed, cancelled };
     })();
   }
 

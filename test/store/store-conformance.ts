@@ -1,0 +1,769 @@
+/**
+ * The behavioural suite of the Store port. Every adapter runs it unchanged (SQLite now, PostgreSQL later):
+ * `storeConformance('postgres', () => …)` is all a new backend's test file needs. Times are passed in
+ * explicitly (`nowMs`), so nothing here depends on the wall clock.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import type { Digest } from '../../src/core/digest.js';
+import { digestOf } from '../../src/core/digest.js';
+import type { ExecutionSpec } from '../../src/core/model.js';
+import type { JobRecord, NewJob, Store, WorkerRecord } from '../../src/store/ports.js';
+import { actionDigestOf, ARM, makeReport, makeSpec, RISCV, X86 } from './fixtures.js';
+
+export interface StoreHandle {
+  store: Store;
+  /** Closes whatever store is current and deletes its data. */
+  cleanup(): Promise<void>;
+  /**
+   * Closes the store and opens a new one over the same data (a restart). Absent when the backend keeps
+   * nothing across a close (SQLite ':memory:'); the durability tests are then skipped.
+   */
+  reopen?(): Promise<Store>;
+}
+
+export type StoreFactory = () => Promise<StoreHandle>;
+
+const T0 = 1_700_000_000_000;
+const LEASE_MS = 1_000;
+
+let seq = 0;
+
+function newJob(o: { label?: string; platform?: string; instance?: string; priority?: number; mergeable?: boolean; nowMs?: number; spec?: ExecutionSpec } = {}): NewJob {
+  const spec = o.spec ?? makeSpec({ label: o.label ?? `job-${++seq}`, platform: o.platform ?? X86 });
+  return {
+    id: `job-${++seq}-${Math.random().toString(36).slice(2, 8)}`,
+    actionDigest: actionDigestOf(spec),
+    instance: o.instance ?? '',
+    priority: o.priority ?? 0,
+    spec,
+    nowMs: o.nowMs ?? T0,
+    mergeable: o.mergeable ?? true,
+  };
+}
+
+function worker(id: string, o: Partial<WorkerRecord> = {}): WorkerRecord {
+  return {
+    id,
+    name: `${id}-name`,
+    platforms: [{ platform: X86, emulated: false }],
+    slots: 2,
+    state: 'active',
+    registeredAtMs: T0,
+    lastSeenAtMs: T0,
+    ...o,
+  };
+}
+
+function sortedIds(jobs: readonly JobRecord[]): string[] {
+  return jobs.map((j) => j.id).sort();
+}
+
+/** What a backend can do; the suite defines only the tests that apply (never a skip counted as a pass). */
+export interface StoreCapabilities {
+  /** Keeps its data across close and reopen. */
+  durable: boolean;
+}
+
+export function storeConformance(name: string, factory: StoreFactory, capabilities: StoreCapabilities): void {
+  describe(`Store conformance: ${name}`, () => {
+    let handle: StoreHandle;
+    let store: Store;
+
+    beforeEach(async () => {
+      handle = await factory();
+      store = handle.store;
+    });
+    afterEach(async () => {
+      await handle.cleanup();
+    });
+
+    async function enqueue(o: Parameters<typeof newJob>[0] = {}): Promise<JobRecord> {
+      const { job, merged } = await store.jobs.enqueue(newJob(o));
+      assert.equal(merged, false);
+      return job;
+    }
+
+    async function claimOne(workerId: string, nowMs = T0, platforms: readonly string[] = [X86]): Promise<JobRecord> {
+      const [job, ...rest] = await store.jobs.claim({ platforms, workerId, max: 1, leaseMs: LEASE_MS, nowMs });
+      assert.ok(job, 'expected a job to claim');
+      assert.equal(rest.length, 0);
+      return job;
+    }
+
+    describe('jobs: enqueue and get', () => {
+      test('round trip keeps every field and the spec JSON intact', async () => {
+        const spec = makeSpec({ label: 'round-trip', platform: ARM, stdin: 'some stdin' });
+        const nj = { ...newJob({ spec, instance: 'inst-a', priority: 7, nowMs: T0 + 5 }) };
+        const { job, merged } = await store.jobs.enqueue(nj);
+        assert.equal(merged, false);
+        const expected: JobRecord = {
+          id: nj.id,
+          actionDigest: nj.actionDigest,
+          instance: 'inst-a',
+          platform: ARM,
+          state: 'queued',
+          attempt: 0,
+          priority: 7,
+          spec,
+          createdAtMs: T0 + 5,
+          queuedAtMs: T0 + 5,
+          startedAtMs: null,
+          completedAtMs: null,
+          queueTimeMs: 0,
+          leaseOwner: null,
+          leaseExpiresAtMs: null,
+          cancelRequested: false,
+          cached: false,
+          result: null,
+          failure: null,
+        };
+        assert.deepEqual(job, expected);
+        assert.deepEqual(await store.jobs.get(nj.id), expected);
+        assert.equal((await store.jobs.get(nj.id))?.spec.command.arguments[2], 'ünïcødé ✓');
+      });
+
+      test('get of an unknown id is undefined', async () => {
+        assert.equal(await store.jobs.get('no-such-job'), undefined);
+      });
+
+      test('list is newest first, honours limit and filters by state', async () => {
+        const a = await enqueue({ nowMs: T0 });
+        const b = await enqueue({ nowMs: T0 + 1 });
+        const c = await enqueue({ nowMs: T0 + 2 });
+        assert.deepEqual((await store.jobs.list({ limit: 10 })).map((j) => j.id), [c.id, b.id, a.id]);
+        assert.deepEqual((await store.jobs.list({ limit: 2 })).map((j) => j.id), [c.id, b.id]);
+        await claimOne('w1'); // takes a (FIFO)
+        assert.deepEqual((await store.jobs.list({ limit: 10, states: ['running'] })).map((j) => j.id), [a.id]);
+        assert.deepEqual((await store.jobs.list({ limit: 10, states: ['queued'] })).map((j) => j.id), [c.id, b.id]);
+        assert.deepEqual((await store.jobs.list({ limit: 10, states: ['queued', 'running'] })).length, 3);
+        assert.deepEqual(await store.jobs.list({ limit: 10, states: ['failed'] }), []);
+        assert.deepEqual(await store.jobs.list({ limit: 10, states: [] }), []);
+      });
+    });
+
+    describe('jobs: merging of identical in-flight work', () => {
+      test('an identical mergeable job merges into the queued one, then into the running one', async () => {
+        const spec = makeSpec({ label: 'merge' });
+        const first = await store.jobs.enqueue(newJob({ spec }));
+        const second = await store.jobs.enqueue(newJob({ spec, nowMs: T0 + 10 }));
+        assert.equal(second.merged, true);
+        assert.equal(second.job.id, first.job.id);
+        assert.equal(second.job.state, 'queued');
+
+        await claimOne('w1');
+        const third = await store.jobs.enqueue(newJob({ spec, nowMs: T0 + 20 }));
+        assert.equal(third.merged, true);
+        assert.equal(third.job.id, first.job.id);
+        assert.equal(third.job.state, 'running');
+        assert.equal((await store.jobs.list({ limit: 10 })).length, 1);
+      });
+
+      test('does not merge across instances', async () => {
+        const spec = makeSpec({ label: 'instances' });
+        const a = await store.jobs.enqueue(newJob({ spec, instance: 'a' }));
+        const b = await store.jobs.enqueue(newJob({ spec, instance: 'b' }));
+        assert.equal(b.merged, false);
+        assert.notEqual(a.job.id, b.job.id);
+        // Each instance still merges with its own.
+        const a2 = await store.jobs.enqueue(newJob({ spec, instance: 'a' }));
+        assert.equal(a2.merged, true);
+        assert.equal(a2.job.id, a.job.id);
+      });
+
+      test('does not merge when either job is not mergeable', async () => {
+        const spec = makeSpec({ label: 'unmergeable' });
+        const plain = await store.jobs.enqueue(newJob({ spec, mergeable: false }));
+        const mergeable = await store.jobs.enqueue(newJob({ spec, mergeable: true }));
+        assert.equal(mergeable.merged, false, 'a mergeable job must not join an unmergeable one');
+        const plain2 = await store.jobs.enqueue(newJob({ spec, mergeable: false }));
+        assert.equal(plain2.merged, false, 'an unmergeable job never merges');
+        assert.equal(new Set([plain.job.id, mergeable.job.id, plain2.job.id]).size, 3);
+        const mergeable2 = await store.jobs.enqueue(newJob({ spec, mergeable: true }));
+        assert.equal(mergeable2.merged, true);
+        assert.equal(mergeable2.job.id, mergeable.job.id);
+      });
+
+      test('does not merge into a job that is already terminal', async () => {
+        for (const end of ['completed', 'failed', 'cancelled'] as const) {
+          const spec = makeSpec({ label: `terminal-${end}` });
+          const first = await store.jobs.enqueue(newJob({ spec }));
+          if (end === 'cancelled') {
+            await store.jobs.cancel(first.job.id, T0 + 1);
+          } else if (end === 'failed') {
+            await store.jobs.fail(first.job.id, { code: 'INTERNAL', message: 'boom' }, T0 + 1);
+          } else {
+            const running = await claimOne('w1');
+            assert.equal(running.id, first.job.id);
+            const done = await store.jobs.finish({ id: running.id, attempt: 1, workerId: 'w1', outcome: { state: 'completed', result: makeReport() }, nowMs: T0 + 2 });
+            assert.equal(done?.state, 'completed');
+          }
+          assert.equal((await store.jobs.get(first.job.id))?.state, end);
+          const second = await store.jobs.enqueue(newJob({ spec, nowMs: T0 + 3 }));
+          assert.equal(second.merged, false, `merged into a ${end} job`);
+          assert.notEqual(second.job.id, first.job.id);
+          assert.equal(second.job.state, 'queued');
+        }
+      });
+    });
+
+    describe('jobs: insertCached', () => {
+      test('inserts a completed, cached job that is never claimed nor merged into', async () => {
+        const spec = makeSpec({ label: 'cached' });
+        const report = makeReport({ stdoutText: 'from the cache\n' });
+        const nj = newJob({ spec, nowMs: T0 + 3 });
+        const job = await store.jobs.insertCached(nj, report);
+        assert.equal(job.id, nj.id);
+        assert.equal(job.state, 'completed');
+        assert.equal(job.cached, true);
+        assert.deepEqual(job.result, report);
+        assert.equal(job.failure, null);
+        assert.equal(job.completedAtMs, T0 + 3);
+        assert.equal(job.attempt, 0);
+        assert.deepEqual(await store.jobs.get(nj.id), job);
+
+        assert.deepEqual(await store.jobs.claim({ platforms: [X86], workerId: 'w1', max: 10, leaseMs: LEASE_MS, nowMs: T0 + 4 }), []);
+        const next = await store.jobs.enqueue(newJob({ spec }));
+        assert.equal(next.merged, false);
+        assert.notEqual(next.job.id, nj.id);
+      });
+
+      test('a cached insert may coexist with an identical in-flight job', async () => {
+        const spec = makeSpec({ label: 'cached-while-inflight' });
+        const inflight = await store.jobs.enqueue(newJob({ spec }));
+        const cached = await store.jobs.insertCached(newJob({ spec }), makeReport());
+        assert.notEqual(cached.id, inflight.job.id);
+        assert.equal((await store.jobs.get(inflight.job.id))?.state, 'queued');
+      });
+    });
+
+    describe('jobs: claim', () => {
+      test('lower priority first, then first in first out', async () => {
+        const p5a = await enqueue({ priority: 5, nowMs: T0 });
+        const p0a = await enqueue({ priority: 0, nowMs: T0 + 1 });
+        const p5b = await enqueue({ priority: 5, nowMs: T0 + 2 });
+        const pm1 = await enqueue({ priority: -1, nowMs: T0 + 3 });
+        const p0b = await enqueue({ priority: 0, nowMs: T0 + 4 });
+        const order: string[] = [];
+        for (let i = 0; i < 5; i++) order.push((await claimOne('w1', T0 + 10)).id);
+        assert.deepEqual(order, [pm1.id, p0a.id, p0b.id, p5a.id, p5b.id]);
+        assert.deepEqual(await store.jobs.claim({ platforms: [X86], workerId: 'w1', max: 1, leaseMs: LEASE_MS, nowMs: T0 + 10 }), []);
+      });
+
+      test('a batch takes the head of the queue, in dispatch order', async () => {
+        const p5 = await enqueue({ priority: 5 });
+        const p0a = await enqueue({ priority: 0 });
+        const p0b = await enqueue({ priority: 0 });
+        const pm1 = await enqueue({ priority: -1 });
+        const batch = await store.jobs.claim({ platforms: [X86], workerId: 'w1', max: 3, leaseMs: LEASE_MS, nowMs: T0 + 10 });
+        assert.deepEqual(batch.map((j) => j.id), [pm1.id, p0a.id, p0b.id]);
+        assert.equal((await store.jobs.get(p5.id))?.state, 'queued');
+      });
+
+      test('only the platforms asked for', async () => {
+        const x = await enqueue({ platform: X86 });
+        const a = await enqueue({ platform: ARM });
+        const r = await enqueue({ platform: RISCV });
+        const armOnly = await store.jobs.claim({ platforms: [ARM], workerId: 'w-arm', max: 10, leaseMs: LEASE_MS, nowMs: T0 });
+        assert.deepEqual(armOnly.map((j) => j.id), [a.id]);
+        assert.equal(armOnly[0]?.platform, ARM);
+        const both = await store.jobs.claim({ platforms: [X86, RISCV], workerId: 'w-multi', max: 10, leaseMs: LEASE_MS, nowMs: T0 });
+        assert.deepEqual(sortedIds(both), [x.id, r.id].sort());
+        assert.deepEqual(await store.jobs.claim({ platforms: ['mips64el-linux-cpu'], workerId: 'w', max: 10, leaseMs: LEASE_MS, nowMs: T0 }), []);
+        assert.deepEqual(await store.jobs.claim({ platforms: [], workerId: 'w', max: 10, leaseMs: LEASE_MS, nowMs: T0 }), []);
+      });
+
+      test('max is respected, also across platforms; max 0 claims nothing', async () => {
+        for (let i = 0; i < 3; i++) await enqueue({ platform: X86 });
+        for (let i = 0; i < 3; i++) await enqueue({ platform: ARM });
+        assert.deepEqual(await store.jobs.claim({ platforms: [X86, ARM], workerId: 'w1', max: 0, leaseMs: LEASE_MS, nowMs: T0 }), []);
+        const two = await store.jobs.claim({ platforms: [X86, ARM], workerId: 'w1', max: 2, leaseMs: LEASE_MS, nowMs: T0 });
+        assert.equal(two.length, 2);
+        const four = await store.jobs.claim({ platforms: [X86, ARM], workerId: 'w1', max: 4, leaseMs: LEASE_MS, nowMs: T0 });
+        assert.equal(four.length, 4);
+        assert.equal(new Set([...two, ...four].map((j) => j.id)).size, 6);
+        assert.equal((await store.jobs.claim({ platforms: [X86, ARM], workerId: 'w1', max: 4, leaseMs: LEASE_MS, nowMs: T0 })).length, 0);
+      });
+
+      test('sets running, lease owner and expiry, start time, and increments the attempt', async () => {
+        const queued = await enqueue({ nowMs: T0 });
+        const job = await claimOne('w1', T0 + 250);
+        assert.equal(job.id, queued.id);
+        assert.equal(job.state, 'running');
+        assert.equal(job.attempt, 1);
+        assert.equal(job.leaseOwner, 'w1');
+        assert.equal(job.leaseExpiresAtMs, T0 + 250 + LEASE_MS);
+        assert.equal(job.startedAtMs, T0 + 250);
+        assert.equal(job.queueTimeMs, 250);
+        assert.deepEqual(job.spec, queued.spec);
+        assert.deepEqual(await store.jobs.get(job.id), job);
+      });
+
+      test('queue time accumulates over attempts and excludes time running', async () => {
+        await enqueue({ nowMs: T0 });
+        const first = await claimOne('w1', T0 + 300);
+        assert.equal(first.queueTimeMs, 300);
+        // Lease runs out at T0 + 1300; requeued at T0 + 2000, claimed again at T0 + 2500.
+        const expiry = await store.jobs.expireLeases(T0 + 2_000, 3);
+        assert.deepEqual(expiry.requeued.map((j) => j.id), [first.id]);
+        assert.equal(expiry.requeued[0]?.queuedAtMs, T0 + 2_000);
+        const second = await claimOne('w2', T0 + 2_500);
+        assert.equal(second.attempt, 2);
+        assert.equal(second.queueTimeMs, 300 + 500);
+        assert.equal(second.startedAtMs, T0 + 2_500);
+      });
+
+      test('concurrent claims never hand one job to two workers', async () => {
+        const ids: string[] = [];
+        for (let i = 0; i < 25; i++) ids.push((await enqueue({ platform: i % 2 ? ARM : X86 })).id);
+        const workers = Array.from({ length: 12 }, (_, i) => `w${i}`);
+        const batches = await Promise.all(
+          workers.map((workerId) => store.jobs.claim({ platforms: [X86, ARM], workerId, max: 3, leaseMs: LEASE_MS, nowMs: T0 })),
+        );
+        const claimed = batches.flat();
+        assert.equal(claimed.length, 25);
+        assert.deepEqual(claimed.map((j) => j.id).sort(), ids.sort());
+        for (const [i, batch] of batches.entries()) {
+          assert.ok(batch.length <= 3);
+          for (const job of batch) {
+            assert.equal(job.leaseOwner, workers[i]);
+            assert.equal((await store.jobs.get(job.id))?.leaseOwner, workers[i]);
+            assert.equal(job.attempt, 1);
+          }
+        }
+      });
+    });
+
+    describe('jobs: leases and completion', () => {
+      test('renewLeases extends only that worker\'s running leases and returns cancel-requested ids', async () => {
+        const a = await enqueue();
+        const b = await enqueue();
+        const c = await enqueue();
+        await claimOne('w1', T0);
+        await claimOne('w1', T0);
+        await claimOne('w2', T0);
+        await store.jobs.cancel(b.id, T0 + 1);
+
+        const r = await store.jobs.renewLeases('w1', T0 + 5_000);
+        assert.equal(r.renewed, 2);
+        assert.deepEqual(r.cancelRequested, [b.id]);
+        assert.equal((await store.jobs.get(a.id))?.leaseExpiresAtMs, T0 + 5_000);
+        assert.equal((await store.jobs.get(b.id))?.leaseExpiresAtMs, T0 + 5_000);
+        assert.equal((await store.jobs.get(c.id))?.leaseExpiresAtMs, T0 + LEASE_MS);
+        assert.deepEqual(await store.jobs.renewLeases('nobody', T0 + 5_000), { renewed: 0, cancelRequested: [] });
+      });
+
+      test('finish commits the outcome of the current lease once', async () => {
+        await enqueue();
+        const job = await claimOne('w1', T0);
+        const report = makeReport({ exitCode: 3 });
+        const done = await store.jobs.finish({ id: job.id, attempt: 1, workerId: 'w1', outcome: { state: 'completed', result: report }, nowMs: T0 + 40 });
+        assert.ok(done);
+        assert.equal(done.state, 'completed');
+        assert.deepEqual(done.result, report);
+        assert.equal(done.failure, null);
+        assert.equal(done.completedAtMs, T0 + 40);
+        assert.equal(done.leaseOwner, null);
+        assert.equal(done.leaseExpiresAtMs, null);
+        assert.equal(done.attempt, 1);
+        assert.deepEqual(await store.jobs.get(job.id), done);
+        const again = await store.jobs.finish({ id: job.id, attempt: 1, workerId: 'w1', outcome: { state: 'completed', result: makeReport({ exitCode: 9 }) }, nowMs: T0 + 50 });
+        assert.equal(again, undefined);
+        assert.deepEqual(await store.jobs.get(job.id), done);
+      });
+
+      test('finish with a failure, a timeout or a cancellation', async () => {
+        const outcomes = [
+          { state: 'failed', failure: { code: 'INTERNAL', message: 'sandbox broke' } },
+          { state: 'timed_out', result: makeReport({ timedOut: true, limitExceeded: 'wall_time', exitCode: null, signal: 'SIGKILL' }) },
+          { state: 'cancelled', result: makeReport({ exitCode: null, signal: 'SIGTERM' }) },
+          { state: 'cancelled', failure: { code: 'CANCELLED', message: 'stopped before start' } },
+        ] as const;
+        for (const outcome of outcomes) {
+          await enqueue();
+          const job = await claimOne('w1', T0);
+          const done = await store.jobs.finish({ id: job.id, attempt: job.attempt, workerId: 'w1', outcome, nowMs: T0 + 1 });
+          assert.equal(done?.state, outcome.state);
+          if ('result' in outcome) {
+            assert.deepEqual(done?.result, outcome.result);
+            assert.equal(done?.failure, null);
+          } else {
+            assert.deepEqual(done?.failure, outcome.failure);
+            assert.equal(done?.result, null);
+          }
+        }
+      });
+
+      test('finish is compare-and-set: wrong attempt, wrong worker or not running changes nothing', async () => {
+        const queued = await enqueue();
+        const outcome = { state: 'completed', result: makeReport() } as const;
+        // Not running yet.
+        assert.equal(await store.jobs.finish({ id: queued.id, attempt: 0, workerId: 'w1', outcome, nowMs: T0 }), undefined);
+        assert.equal(await store.jobs.finish({ id: queued.id, attempt: 1, workerId: 'w1', outcome, nowMs: T0 }), undefined);
+        assert.deepEqual(await store.jobs.get(queued.id), queued);
+
+        const running = await claimOne('w1', T0 + 5);
+        const before = await store.jobs.get(running.id);
+        assert.equal(await store.jobs.finish({ id: running.id, attempt: 2, workerId: 'w1', outcome, nowMs: T0 + 6 }), undefined);
+        assert.equal(await store.jobs.finish({ id: running.id, attempt: 0, workerId: 'w1', outcome, nowMs: T0 + 6 }), undefined);
+        assert.equal(await store.jobs.finish({ id: running.id, attempt: 1, workerId: 'w2', outcome, nowMs: T0 + 6 }), undefined);
+        assert.equal(await store.jobs.finish({ id: 'no-such-job', attempt: 1, workerId: 'w1', outcome, nowMs: T0 + 6 }), undefined);
+        assert.deepEqual(await store.jobs.get(running.id), before);
+
+        // A later attempt: the first attempt's worker can no longer commit, even with its own id.
+        await store.jobs.expireLeases(T0 + 5 + LEASE_MS + 1, 3);
+        const retried = await claimOne('w1', T0 + 5_000);
+        assert.equal(retried.attempt, 2);
+        const snapshot = await store.jobs.get(retried.id);
+        assert.equal(await store.jobs.finish({ id: retried.id, attempt: 1, workerId: 'w1', outcome, nowMs: T0 + 5_001 }), undefined);
+        assert.deepEqual(await store.jobs.get(retried.id), snapshot);
+        assert.equal((await store.jobs.finish({ id: retried.id, attempt: 2, workerId: 'w1', outcome, nowMs: T0 + 5_002 }))?.state, 'completed');
+      });
+    });
+
+    describe('jobs: cancel and fail', () => {
+      test('cancel of a queued job cancels it at once; it is never claimed', async () => {
+        const job = await enqueue();
+        const cancelled = await store.jobs.cancel(job.id, T0 + 7);
+        assert.ok(cancelled);
+        assert.equal(cancelled.state, 'cancelled');
+        assert.equal(cancelled.completedAtMs, T0 + 7);
+        assert.equal(cancelled.failure?.code, 'CANCELLED');
+        assert.deepEqual(await store.jobs.get(job.id), cancelled);
+        assert.deepEqual(await store.jobs.claim({ platforms: [X86], workerId: 'w1', max: 5, leaseMs: LEASE_MS, nowMs: T0 + 8 }), []);
+      });
+
+      test('cancel of a running job only flags it; its worker still completes it', async () => {
+        await enqueue();
+        const job = await claimOne('w1');
+        const flagged = await store.jobs.cancel(job.id, T0 + 7);
+        assert.ok(flagged);
+        assert.equal(flagged.state, 'running');
+        assert.equal(flagged.cancelRequested, true);
+        assert.equal(flagged.leaseOwner, 'w1');
+        assert.equal(flagged.completedAtMs, null);
+        const done = await store.jobs.finish({ id: job.id, attempt: 1, workerId: 'w1', outcome: { state: 'cancelled', result: makeReport({ signal: 'SIGKILL', exitCode: null }) }, nowMs: T0 + 9 });
+        assert.equal(done?.state, 'cancelled');
+      });
+
+      test('cancel of a terminal job returns it unchanged; of an unknown job, undefined', async () => {
+        await enqueue();
+        const job = await claimOne('w1');
+        const done = await store.jobs.finish({ id: job.id, attempt: 1, workerId: 'w1', outcome: { state: 'completed', result: makeReport() }, nowMs: T0 + 1 });
+        assert.deepEqual(await store.jobs.cancel(job.id, T0 + 2), done);
+        assert.deepEqual(await store.jobs.get(job.id), done);
+        assert.equal(await store.jobs.cancel('no-such-job', T0), undefined);
+      });
+
+      test('fail ends a queued or running job regardless of lease, and nothing else', async () => {
+        const queued = await enqueue();
+        const failure = { code: 'FAILED_PRECONDITION', message: 'input vanished' };
+        const failedQueued = await store.jobs.fail(queued.id, failure, T0 + 3);
+        assert.equal(failedQueued?.state, 'failed');
+        assert.deepEqual(failedQueued?.failure, failure);
+        assert.equal(failedQueued?.completedAtMs, T0 + 3);
+
+        await enqueue();
+        const running = await claimOne('w1');
+        const failedRunning = await store.jobs.fail(running.id, failure, T0 + 4);
+        assert.equal(failedRunning?.state, 'failed');
+        assert.equal(failedRunning?.leaseOwner, null);
+        // Its worker can no longer commit.
+        assert.equal(await store.jobs.finish({ id: running.id, attempt: 1, workerId: 'w1', outcome: { state: 'completed', result: makeReport() }, nowMs: T0 + 5 }), undefined);
+        // A terminal job is not failed again.
+        assert.equal(await store.jobs.fail(running.id, { code: 'INTERNAL', message: 'again' }, T0 + 6), undefined);
+        assert.deepEqual((await store.jobs.get(running.id))?.failure, failure);
+        assert.equal(await store.jobs.fail('no-such-job', failure, T0), undefined);
+      });
+    });
+
+    describe('jobs: lease expiry and release', () => {
+      test('expireLeases requeues an expired lease, then fails it as LOST after maxAttempts', async () => {
+        const queued = await enqueue();
+        const first = await claimOne('w1', T0);
+        // Not yet expired (expiry is exclusive of the instant itself).
+        assert.deepEqual(await store.jobs.expireLeases(T0 + LEASE_MS, 2), { requeued: [], failed: [], cancelled: [] });
+
+        const e1 = await store.jobs.expireLeases(T0 + LEASE_MS + 1, 2);
+        assert.deepEqual(e1.failed, []);
+        assert.equal(e1.requeued.length, 1);
+        const requeued = e1.requeued[0] as JobRecord;
+        assert.equal(requeued.id, queued.id);
+        assert.equal(requeued.state, 'queued');
+        assert.equal(requeued.leaseOwner, null);
+        assert.equal(requeued.leaseExpiresAtMs, null);
+        assert.equal(requeued.attempt, first.attempt, 'attempt counts attempts started; the next claim makes it 2');
+        assert.deepEqual(await store.jobs.get(queued.id), requeued);
+
+        const second = await claimOne('w2', T0 + 2_000);
+        assert.equal(second.attempt, 2);
+        const e2 = await store.jobs.expireLeases(T0 + 2_000 + LEASE_MS + 1, 2);
+        assert.deepEqual(e2.requeued, []);
+        assert.equal(e2.failed.length, 1);
+        const lost = e2.failed[0] as JobRecord;
+        assert.equal(lost.state, 'failed');
+        assert.equal(lost.failure?.code, 'LOST');
+        assert.equal(lost.completedAtMs, T0 + 2_000 + LEASE_MS + 1);
+        assert.equal(lost.leaseOwner, null);
+        assert.deepEqual(await store.jobs.get(queued.id), lost);
+        assert.deepEqual(await store.jobs.expireLeases(T0 + 1_000_000, 2), { requeued: [], failed: [], cancelled: [] });
+      });
+
+      test('a lost job whose cancellation was requested is cancelled, not run again', async () => {
+        const queued = await enqueue();
+        await claimOne('w1', T0);
+        await store.jobs.cancel(queued.id, T0 + 1);
+        const e = await store.jobs.expireLeases(T0 + LEASE_MS + 1, 3);
+        assert.deepEqual(e.requeued, []);
+        assert.deepEqual(e.failed, []);
+        assert.deepEqual(e.cancelled.map((j) => j.id), [queued.id]);
+        const job = await store.jobs.get(queued.id);
+        assert.equal(job?.state, 'cancelled');
+        assert.equal(job?.failure?.code, 'CANCELLED');
+        assert.equal(job?.completedAtMs, T0 + LEASE_MS + 1);
+        assert.deepEqual(await store.jobs.claim({ platforms: [X86], workerId: 'w2', max: 1, leaseMs: LEASE_MS, nowMs: T0 + 5_000 }), []);
+      });
+
+      test('expireLeases leaves live leases alone', async () => {
+        await enqueue();
+        await enqueue();
+        const early = await claimOne('w1', T0);
+        const late = await claimOne('w2', T0 + 500);
+        const e = await store.jobs.expireLeases(T0 + LEASE_MS + 1, 3);
+        assert.deepEqual(e.requeued.map((j) => j.id), [early.id]);
+        assert.equal((await store.jobs.get(late.id))?.state, 'running');
+      });
+
+      test('releaseLeasesOf worker ids requeues their jobs at once, and only theirs', async () => {
+        for (let i = 0; i < 3; i++) await enqueue();
+        const a = await claimOne('wa', T0);
+        const b = await claimOne('wb', T0);
+        const c = await claimOne('wc', T0);
+        const e = await store.jobs.releaseLeasesOf(['wa', 'wb', 'unknown'], T0 + 1, 3);
+        assert.deepEqual(sortedIds(e.requeued), [a.id, b.id].sort());
+        assert.deepEqual(e.failed, []);
+        for (const id of [a.id, b.id]) {
+          const job = await store.jobs.get(id);
+          assert.equal(job?.state, 'queued');
+          assert.equal(job?.leaseOwner, null);
+        }
+        assert.equal((await store.jobs.get(c.id))?.state, 'running');
+        assert.equal((await store.jobs.get(c.id))?.leaseOwner, 'wc');
+        assert.deepEqual(await store.jobs.releaseLeasesOf([], T0 + 2, 3), { requeued: [], failed: [], cancelled: [] });
+      });
+
+      test('releaseLeasesOf a prefix requeues the jobs of every worker whose id starts with it', async () => {
+        for (let i = 0; i < 4; i++) await enqueue();
+        const l1 = await claimOne('local-1', T0);
+        const l2 = await claimOne('local-2', T0);
+        const remote = await claimOne('remote-local-3', T0);
+        const other = await claimOne('loc', T0);
+        const e = await store.jobs.releaseLeasesOf({ prefix: 'local-' }, T0 + 1, 3);
+        assert.deepEqual(sortedIds(e.requeued), [l1.id, l2.id].sort());
+        assert.equal((await store.jobs.get(remote.id))?.state, 'running');
+        assert.equal((await store.jobs.get(other.id))?.state, 'running');
+      });
+
+      test('releaseLeasesOf cancels a released job whose cancellation was requested', async () => {
+        await enqueue();
+        await enqueue();
+        const flagged = await claimOne('w1', T0);
+        const plain = await claimOne('w1', T0);
+        await store.jobs.cancel(flagged.id, T0 + 1);
+        const e = await store.jobs.releaseLeasesOf(['w1'], T0 + 2, 3);
+        assert.deepEqual(e.cancelled.map((j) => j.id), [flagged.id]);
+        assert.deepEqual(e.requeued.map((j) => j.id), [plain.id]);
+        assert.equal((await store.jobs.get(flagged.id))?.state, 'cancelled');
+      });
+
+      test('releaseLeasesOf fails jobs that have used up their attempts', async () => {
+        await enqueue();
+        const job = await claimOne('w1', T0);
+        const e = await store.jobs.releaseLeasesOf(['w1'], T0 + 1, 1);
+        assert.deepEqual(e.requeued, []);
+        assert.deepEqual(e.failed.map((j) => j.id), [job.id]);
+        assert.equal((await store.jobs.get(job.id))?.failure?.code, 'LOST');
+      });
+    });
+
+    describe('jobs: counts', () => {
+      test('queueDepths, runningCounts and runningByWorker', async () => {
+        assert.equal((await store.jobs.queueDepths()).size, 0);
+        assert.equal((await store.jobs.runningCounts()).size, 0);
+        assert.equal((await store.jobs.runningByWorker()).size, 0);
+        for (let i = 0; i < 4; i++) await enqueue({ platform: X86 });
+        for (let i = 0; i < 3; i++) await enqueue({ platform: ARM });
+        await store.jobs.claim({ platforms: [X86], workerId: 'w1', max: 2, leaseMs: LEASE_MS, nowMs: T0 });
+        await store.jobs.claim({ platforms: [ARM], workerId: 'w2', max: 1, leaseMs: LEASE_MS, nowMs: T0 });
+        await store.jobs.claim({ platforms: [X86, ARM], workerId: 'w3', max: 2, leaseMs: LEASE_MS, nowMs: T0 });
+        const [done] = await store.jobs.claim({ platforms: [ARM], workerId: 'w4', max: 1, leaseMs: LEASE_MS, nowMs: T0 });
+        assert.ok(done);
+        await store.jobs.finish({ id: done.id, attempt: 1, workerId: 'w4', outcome: { state: 'completed', result: makeReport() }, nowMs: T0 });
+        // x86: 4 jobs, w1 took 2, w3 took 2 → 0 queued, 4 running. arm: 3 jobs, w2 took 1, w4 took 1 (done) → 1 queued, 1 running.
+        assert.deepEqual(await store.jobs.queueDepths(), new Map([[ARM, 1]]));
+        assert.deepEqual(await store.jobs.runningCounts(), new Map([[X86, 4], [ARM, 1]]));
+        assert.deepEqual(await store.jobs.runningByWorker(), new Map([['w1', 2], ['w2', 1], ['w3', 2]]));
+      });
+    });
+
+    describe('action cache', () => {
+      const d1: Digest = digestOf('action one');
+      const d2: Digest = digestOf('action two');
+
+      test('put, get, overwrite and delete', async () => {
+        assert.equal(await store.actionCache.get('', d1), undefined);
+        const r1 = makeReport({ stdoutText: 'first\n' });
+        await store.actionCache.put('', d1, r1, T0);
+        assert.deepEqual(await store.actionCache.get('', d1), r1);
+        assert.equal(await store.actionCache.get('', d2), undefined);
+        const r2 = makeReport({ stdoutText: 'second\n', exitCode: 1 });
+        await store.actionCache.put('', d1, r2, T0 + 1);
+        assert.deepEqual(await store.actionCache.get('', d1), r2);
+        await store.actionCache.delete('', d1);
+        assert.equal(await store.actionCache.get('', d1), undefined);
+        await store.actionCache.delete('', d1); // deleting a missing entry is fine
+      });
+
+      test('instances are separate, and the size is part of the key', async () => {
+        const ra = makeReport({ stdoutText: 'a\n' });
+        const rb = makeReport({ stdoutText: 'b\n' });
+        await store.actionCache.put('a', d1, ra, T0);
+        await store.actionCache.put('b', d1, rb, T0);
+        assert.deepEqual(await store.actionCache.get('a', d1), ra);
+        assert.deepEqual(await store.actionCache.get('b', d1), rb);
+        assert.equal(await store.actionCache.get('', d1), undefined);
+        assert.equal(await store.actionCache.get('a', { hash: d1.hash, sizeBytes: d1.sizeBytes + 1 }), undefined);
+        await store.actionCache.delete('a', d1);
+        assert.equal(await store.actionCache.get('a', d1), undefined);
+        assert.deepEqual(await store.actionCache.get('b', d1), rb);
+      });
+    });
+
+    describe('worker registry', () => {
+      test('upsert inserts and then updates; get and list', async () => {
+        assert.equal(await store.workers.get('w1'), undefined);
+        assert.deepEqual(await store.workers.list(), []);
+        const w1 = worker('w1');
+        await store.workers.upsert(w1);
+        assert.deepEqual(await store.workers.get('w1'), w1);
+        await store.workers.upsert(worker('w2', { registeredAtMs: T0 + 1 }));
+        assert.deepEqual((await store.workers.list()).map((w) => w.id), ['w1', 'w2']);
+
+        const updated = worker('w1', {
+          name: 'renamed',
+          platforms: [{ platform: ARM, emulated: true }],
+          slots: 8,
+          state: 'draining',
+          lastSeenAtMs: T0 + 50,
+        });
+        await store.workers.upsert(updated);
+        const got = await store.workers.get('w1');
+        assert.equal(got?.name, 'renamed');
+        assert.deepEqual(got?.platforms, [{ platform: ARM, emulated: true }]);
+        assert.equal(got?.slots, 8);
+        assert.equal(got?.state, 'draining');
+        assert.equal(got?.lastSeenAtMs, T0 + 50);
+        assert.equal((await store.workers.list()).length, 2);
+      });
+
+      test('touch updates last seen and optionally the state; false for unknown or gone workers', async () => {
+        await store.workers.upsert(worker('w1'));
+        assert.equal(await store.workers.touch('w1', T0 + 10), true);
+        assert.equal((await store.workers.get('w1'))?.lastSeenAtMs, T0 + 10);
+        assert.equal((await store.workers.get('w1'))?.state, 'active');
+        assert.equal(await store.workers.touch('w1', T0 + 20, 'draining'), true);
+        assert.equal((await store.workers.get('w1'))?.state, 'draining');
+        assert.equal(await store.workers.touch('w1', T0 + 30), true);
+        assert.equal((await store.workers.get('w1'))?.state, 'draining', 'a touch without a state keeps it');
+        assert.equal(await store.workers.touch('w1', T0 + 40, 'gone'), true);
+        assert.equal(await store.workers.touch('w1', T0 + 50), false);
+        assert.equal((await store.workers.get('w1'))?.lastSeenAtMs, T0 + 40);
+        assert.equal(await store.workers.touch('nobody', T0), false);
+        // Registering again revives a gone worker.
+        await store.workers.upsert(worker('w1', { lastSeenAtMs: T0 + 60 }));
+        assert.equal(await store.workers.touch('w1', T0 + 70), true);
+      });
+
+      test('markSilentGone marks workers not seen since the cutoff, once', async () => {
+        await store.workers.upsert(worker('old', { lastSeenAtMs: T0 }));
+        await store.workers.upsert(worker('edge', { lastSeenAtMs: T0 + 100 }));
+        await store.workers.upsert(worker('fresh', { lastSeenAtMs: T0 + 200 }));
+        await store.workers.upsert(worker('draining-old', { lastSeenAtMs: T0, state: 'draining' }));
+        assert.deepEqual((await store.workers.markSilentGone(T0 + 100)).sort(), ['draining-old', 'old']);
+        assert.equal((await store.workers.get('old'))?.state, 'gone');
+        assert.equal((await store.workers.get('edge'))?.state, 'active');
+        assert.deepEqual(await store.workers.markSilentGone(T0 + 100), []);
+        assert.deepEqual(await store.workers.markSilentGone(T0 + 1_000), ['edge', 'fresh'].sort());
+      });
+
+      test('offeredPlatforms: every platform offered by any registered worker, native preferred', async () => {
+        assert.deepEqual(await store.workers.offeredPlatforms(), []);
+        await store.workers.upsert(worker('emu', { platforms: [{ platform: ARM, emulated: true }, { platform: RISCV, emulated: true }] }));
+        await store.workers.upsert(worker('native', { registeredAtMs: T0 + 1, platforms: [{ platform: X86, emulated: false }, { platform: ARM, emulated: false }] }));
+        await store.workers.upsert(worker('emu2', { registeredAtMs: T0 + 2, platforms: [{ platform: X86, emulated: true }] }));
+        await store.workers.upsert(worker('gone', { registeredAtMs: T0 + 3, state: 'gone', platforms: [{ platform: 's390x-linux-cpu', emulated: false }] }));
+        const offers = (await store.workers.offeredPlatforms()).sort((a, b) => a.platform.localeCompare(b.platform));
+        assert.deepEqual(offers, [
+          { platform: ARM, emulated: false },
+          { platform: RISCV, emulated: true },
+          { platform: 's390x-linux-cpu', emulated: false },
+          { platform: X86, emulated: false },
+        ]);
+      });
+    });
+
+    if (capabilities.durable) describe('durability', () => {
+      test('queued and running jobs, the cache and the registry survive a close and reopen', async () => {
+        if (!handle.reopen) throw new Error('a durable backend must provide reopen()');
+        const running = await enqueue({ priority: 0, label: 'durable-running' });
+        const finished = await enqueue({ priority: 1, label: 'durable-finished' });
+        const queued = await enqueue({ priority: 3, label: 'durable-queued' });
+        assert.equal((await claimOne('w1', T0 + 5)).id, running.id);
+        await store.jobs.cancel(running.id, T0 + 6);
+        assert.equal((await claimOne('w1', T0 + 7)).id, finished.id);
+        const report = makeReport();
+        await store.jobs.finish({ id: finished.id, attempt: 1, workerId: 'w1', outcome: { state: 'completed', result: report }, nowMs: T0 + 8 });
+        await store.actionCache.put('i', digestOf('cached action'), report, T0);
+        await store.workers.upsert(worker('w1', { platforms: [{ platform: X86, emulated: false }, { platform: ARM, emulated: true }] }));
+
+        const beforeJobs = await store.jobs.list({ limit: 100 });
+        store = await handle.reopen();
+        assert.deepEqual(await store.jobs.list({ limit: 100 }), beforeJobs);
+        const r = await store.jobs.get(running.id);
+        assert.equal(r?.state, 'running');
+        assert.equal(r?.leaseOwner, 'w1');
+        assert.equal(r?.attempt, 1);
+        assert.equal(r?.cancelRequested, true);
+        assert.equal((await store.jobs.get(finished.id))?.state, 'completed');
+        assert.deepEqual((await store.jobs.get(finished.id))?.result, report);
+        assert.deepEqual(await store.jobs.get(queued.id), queued);
+        assert.deepEqual(await store.actionCache.get('i', digestOf('cached action')), report);
+        assert.deepEqual((await store.workers.get('w1'))?.platforms, [{ platform: X86, emulated: false }, { platform: ARM, emulated: true }]);
+        assert.deepEqual(await store.jobs.renewLeases('w1', T0 + 9_000), { renewed: 1, cancelRequested: [running.id] });
+
+        // The queue keeps working where it stopped.
+        const next = await claimOne('w2', T0 + 10_000);
+        assert.equal(next.id, queued.id);
+        assert.equal(next.attempt, 1);
+        assert.equal((await store.jobs.finish({ id: next.id, attempt: 1, workerId: 'w2', outcome: { state: 'completed', result: report }, nowMs: T0 + 10_001 }))?.state, 'completed');
+      });
+
+      test('a running job keeps its lease across a reopen and its worker can still complete it', async () => {
+        if (!handle.reopen) throw new Error('a durable backend must provide reopen()');
+        const spec = makeSpec({ label: 'running-across-restart' });
+        await store.jobs.enqueue(newJob({ spec }));
+        const running = await claimOne('w1', T0);
+        const queued = await enqueue({ label: 'queued-across-restart' });
+        store = await handle.reopen();
+        assert.deepEqual(await store.jobs.get(running.id), running);
+        assert.deepEqual(await store.jobs.get(queued.id), queued);
+        // The merge guarantee holds after the restart too.
+        const merged = await store.jobs.enqueue(newJob({ spec }));
+        assert.equal(merged.merged, true);
+        assert.equal(merged.job.id, running.id);
+        const done = await store.jobs.finish({ id: running.id, attempt: 1, workerId: 'w1', outcome: { state: 'completed', result: makeReport() }, nowMs: T0 + 1 });
+        assert.equal(done?.state, 'completed');
+      });
+    });
+  });
+}
