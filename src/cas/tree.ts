@@ -257,7 +257,16 @@ async function collectTree(
 
 /** Fetches and decodes the Directory blobs not fetched yet; those the store lacks go to `missing`. */
 async function fetchDirectories(digests: Digest[], store: BlobStore, fetched: Map<string, Directory | undefined>, missing: Digest[]): Promise<void> {
-  const wanted = uniqueDigests(digests).filter((d) => !fetched.has(digestKey(d)));
+  const memo = decodedDirectories(store);
+  const wanted: Digest[] = [];
+  for (const d of uniqueDigests(digests)) {
+    const key = digestKey(d);
+    if (fetched.has(key)) continue;
+    const known = memo.get(key);
+    if (known) fetched.set(key, known);
+    else wanted.push(d);
+  }
+  if (wanted.length === 0) return;
   const absent = await store.findMissing(wanted);
   for (const d of absent) {
     fetched.set(digestKey(d), undefined);
@@ -265,6 +274,7 @@ async function fetchDirectories(digests: Digest[], store: BlobStore, fetched: Ma
   }
   const present = wanted.filter((d) => !fetched.has(digestKey(d)));
   await forEachLimited(present, FETCH_CONCURRENCY, async (d) => {
+    const key = digestKey(d);
     let bytes: Buffer;
     try {
       bytes = await store.get(d);
@@ -277,24 +287,60 @@ async function fetchDirectories(digests: Digest[], store: BlobStore, fetched: Ma
       }
       throw err;
     }
-    fetched.set(digestKey(d), decodeDirectory(bytes));
+    const dir = decodeDirectory(bytes);
+    memo.set(key, dir);
+    fetched.set(key, dir);
   });
+}
+
+const DECODED_DIRECTORIES_PER_STORE = 10_000;
+const decodedByStore = new WeakMap<BlobStore, DirectoryMemo>();
+
+/**
+ * Decoded Directory blobs, remembered per store. Content addressing makes this always correct: the bytes
+ * under a digest never change, and staging needs the listing, not the Directory blob itself (the files it
+ * names are still checked). Workers stage the same small trees over and over; this saves a stat, a read and
+ * a hash per directory per run.
+ */
+class DirectoryMemo {
+  private readonly entries = new Map<string, Directory>();
+
+  get(key: string): Directory | undefined {
+    return this.entries.get(key);
+  }
+
+  set(key: string, dir: Directory): void {
+    this.entries.set(key, Object.freeze(dir));
+    if (this.entries.size > DECODED_DIRECTORIES_PER_STORE) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+  }
+}
+
+function decodedDirectories(store: BlobStore): DirectoryMemo {
+  let memo = decodedByStore.get(store);
+  if (!memo) decodedByStore.set(store, (memo = new DirectoryMemo()));
+  return memo;
 }
 
 // ---- staging ------------------------------------------------------------------------------------------
 
 /**
  * Writes the tree into `destDir`, which must not exist yet or be an empty directory. Executable files get
- * mode 0755, other files 0644, directories 0755. Before writing anything, checks that every blob is present
- * and throws one MissingBlobsError naming them all. Every Directory is re-validated here, and symlinks are
+ * mode 0755, other files 0644, directories 0755. When blobs are missing it throws one MissingBlobsError
+ * naming them all (Directory blobs before anything is written; file blobs when the first one is found
+ * missing while writing). Every Directory is re-validated here, and symlinks are
  * created last, so no write goes through a symlink and nothing is written outside `destDir`.
  * On an error after writing began, `destDir` is left partly staged for the caller to remove.
  */
 export async function stageTree(rootDigest: Digest, store: BlobStore, destDir: string, limits: TreeLimits = {}): Promise<TreeListing> {
   const { listing, missingDirectories } = await collectTree(rootDigest, store, limits);
-  const missingFiles = await store.findMissing(listing.files.map((f) => f.digest));
-  const missing = uniqueDigests([...missingDirectories, ...missingFiles]);
-  if (missing.length > 0) throw new MissingBlobsError(missing);
+  const reportMissing = async (): Promise<MissingBlobsError> => {
+    const missingFiles = await store.findMissing(listing.files.map((f) => f.digest));
+    return new MissingBlobsError(uniqueDigests([...missingDirectories, ...missingFiles]));
+  };
+  if (missingDirectories.length > 0) throw await reportMissing();
 
   const root = resolve(destDir);
   await prepareEmptyDirectory(root);
@@ -309,9 +355,17 @@ export async function stageTree(rootDigest: Digest, store: BlobStore, destDir: s
     await mkdir(host);
     await chmod(host, DIRECTORY_MODE);
   }
-  await forEachLimited(listing.files, MATERIALIZE_CONCURRENCY, (f) =>
-    store.materialize(f.digest, inside(f.path), f.isExecutable ? EXECUTABLE_MODE : FILE_MODE),
-  );
+  // Optimistic: files are almost always present, so no findMissing round first. A missing one stops the
+  // staging and the error names every missing blob at once, as if checked up front.
+  try {
+    await forEachLimited(listing.files, MATERIALIZE_CONCURRENCY, (f) =>
+      store.materialize(f.digest, inside(f.path), f.isExecutable ? EXECUTABLE_MODE : FILE_MODE),
+    );
+  } catch (err) {
+    if (!isRemexError(err, 'NOT_FOUND')) throw err;
+    const missing = await reportMissing();
+    throw missing.missing.length > 0 ? missing : err;
+  }
   for (const s of listing.symlinks) await symlink(s.target, inside(s.path));
   return listing;
 }

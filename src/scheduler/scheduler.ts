@@ -79,6 +79,8 @@ interface Waiter {
 
 type Clock = () => number;
 
+const OFFERS_CACHE_MS = 1_000;
+
 export class Scheduler implements WorkerLink {
   private readonly opts: SchedulerOptions;
   private readonly waiters = new Set<Waiter>();
@@ -87,6 +89,7 @@ export class Scheduler implements WorkerLink {
   private reaper: NodeJS.Timeout | undefined;
   /** Bumped whenever work may have appeared, so a lease never sleeps through a wake-up it raced with. */
   private workSeq = 0;
+  private offersCache: { offers: PlatformOffer[]; expiresAtMs: number } | undefined;
   /** Set by close(): parked leases then return [] instead of parking again. */
   private closed = false;
 
@@ -254,11 +257,16 @@ export class Scheduler implements WorkerLink {
   }
 
   private async servablePlatforms(): Promise<PlatformOffer[]> {
+    // Asked on every submit; the registry changes rarely. Registrations here invalidate it at once, and
+    // the short lifetime bounds staleness for registrations another controller sees first.
+    const nowMs = this.now();
+    if (this.offersCache && nowMs < this.offersCache.expiresAtMs) return [...this.offersCache.offers];
     const offers = await this.store.workers.offeredPlatforms();
     for (const platform of this.opts.acceptPlatforms) {
       if (!offers.some((o) => o.platform === platform)) offers.push({ platform, emulated: false });
     }
-    return offers;
+    this.offersCache = { offers, expiresAtMs: nowMs + OFFERS_CACHE_MS };
+    return [...offers];
   }
 
   private async assertServable(platform: string): Promise<void> {
@@ -285,6 +293,7 @@ export class Scheduler implements WorkerLink {
       lastSeenAtMs: nowMs,
     };
     await this.store.workers.upsert(record);
+    this.offersCache = undefined;
     this.liveWorkers.set(record.id, record);
     // Jobs queued before this worker existed can now run.
     for (const p of record.platforms) this.wakeFor(p.platform);

@@ -17,7 +17,7 @@ import type { OutputStream, RunReport } from '../core/model.js';
 import type { Outcome } from '../store/ports.js';
 import type { Lease, WorkerLink } from '../scheduler/worker-link.js';
 import type { EmulationSpec, Sandbox } from './sandbox/sandbox.js';
-import { collectOutputFiles } from './outputs.js';
+import { collectOutputs, createOutputParents } from './outputs.js';
 
 export interface PlatformSupport {
   platform: string;
@@ -76,6 +76,7 @@ export class Worker {
   }
 
   async start(): Promise<void> {
+    await mkdir(this.opts.workRoot, { recursive: true });
     await this.register();
     this.loopDone = this.leaseLoop();
   }
@@ -160,22 +161,34 @@ export class Worker {
   }
 
   private async runJob(lease: Lease, signal: AbortSignal): Promise<void> {
-    const outcome = await this.execute(lease, signal);
-    await this.commit(lease, outcome);
+    let runDir: string;
+    try {
+      runDir = await mkdtemp(join(this.opts.workRoot, 'run-'));
+    } catch (err) {
+      this.opts.logger.error({ err, jobId: lease.jobId }, 'cannot make a run directory');
+      await this.commit(lease, { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} cannot make a run directory` } });
+      return;
+    }
+    try {
+      const outcome = await this.execute(lease, runDir, signal);
+      await this.commit(lease, outcome);
+    } finally {
+      // After the commit: the client waits for the result, not for the cleanup.
+      await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
+    }
   }
 
   /** Runs one lease and describes how it ended; never throws. */
-  private async execute(lease: Lease, signal: AbortSignal): Promise<Outcome> {
+  private async execute(lease: Lease, runDir: string, signal: AbortSignal): Promise<Outcome> {
     const { spec } = lease;
     const support = this.opts.platforms.find((p) => p.platform === spec.platform);
     if (!support) {
       return { state: 'failed', failure: { code: 'FAILED_PRECONDITION', message: `worker ${this.opts.name} does not serve ${spec.platform}` } };
     }
-    await mkdir(this.opts.workRoot, { recursive: true });
-    const runDir = await mkdtemp(join(this.opts.workRoot, 'run-'));
     try {
       const inputRoot = join(runDir, 'root');
       await stageTree(spec.inputRootDigest, this.opts.blobs, inputRoot);
+      await createOutputParents(inputRoot, spec.command.workingDirectory, spec.command.outputPaths);
       let stdinPath: string | null = null;
       if (spec.stdinDigest) {
         stdinPath = join(runDir, 'stdin');
@@ -196,10 +209,10 @@ export class Worker {
         signal,
       });
       const inlineLimit = this.opts.inlineOutputBytes ?? DEFAULT_INLINE_OUTPUT_BYTES;
-      const [stdout, stderr, outputFiles] = await Promise.all([
+      const [stdout, stderr, outputs] = await Promise.all([
         this.storeOutput(result.stdout, result.stdoutTotalBytes, result.stdoutTruncated, inlineLimit),
         this.storeOutput(result.stderr, result.stderrTotalBytes, result.stderrTruncated, inlineLimit),
-        collectOutputFiles(inputRoot, spec.command.workingDirectory, spec.command.outputPaths, this.opts.blobs),
+        collectOutputs(inputRoot, spec.command.workingDirectory, spec.command.outputPaths, this.opts.blobs),
       ]);
       const report: RunReport = {
         exitCode: result.exitCode,
@@ -208,7 +221,8 @@ export class Worker {
         limitExceeded: result.limitExceeded,
         stdout,
         stderr,
-        outputFiles,
+        outputFiles: outputs.files,
+        outputDirectories: outputs.directories,
         wallTimeMs: result.wallTimeMs,
         cpuTimeMs: result.cpuTimeMs,
         maxRssKb: result.maxRssKb,
@@ -221,8 +235,6 @@ export class Worker {
       if (isRemexError(err)) return { state: 'failed', failure: { code: err.code, message: err.message } };
       this.opts.logger.error({ err, jobId: lease.jobId }, 'run failed inside the worker');
       return { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} could not run the job` } };
-    } finally {
-      await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
     }
   }
 
