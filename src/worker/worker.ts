@@ -16,14 +16,10 @@ import { isRemexError } from '../core/errors.js';
 import type { OutputStream, RunReport } from '../core/model.js';
 import type { Outcome } from '../store/ports.js';
 import type { Lease, WorkerLink } from '../scheduler/worker-link.js';
-import type { EmulationSpec, Sandbox } from './sandbox/sandbox.js';
+import type { PlatformSupport } from './emulation.js';
+import type { Sandbox } from './sandbox/sandbox.js';
 import { collectOutputs, createOutputParents } from './outputs.js';
 
-export interface PlatformSupport {
-  platform: string;
-  emulated: boolean;
-  emulation: EmulationSpec | null;
-}
 
 export interface WorkerOptions {
   name: string;

@@ -1,0 +1,123 @@
+/**
+ * The bubblewrap invocation for one run, as pure data: the options (passed through `--args`, so the
+ * host paths in them never show in the sandbox's /proc/1/cmdline) and the command bwrap executes.
+ *
+ * As root, bwrap runs without a user namespace, so it can bind input roots that sit under private
+ * (0700) directories; the program's uid is switched inside the sandbox by `unshare --setuid`, which
+ * runs with an empty environment, and only then does `env -i` apply the request's environment, so
+ * nothing the user controls (LD_PRELOAD …) ever reaches a privileged process.
+ */
+import { posix } from 'node:path';
+import { InvalidArgumentError } from '../../core/errors.js';
+import type { HostLayout } from './host-layout.js';
+import { isUnderAny } from './host-layout.js';
+import { type EmulationSpec, SANDBOX_ROOT } from './sandbox.js';
+
+/** Descriptor numbers in the launcher: bwrap reads its options from one and reports status on the other. */
+export const ARGS_FD = 3;
+export const STATUS_FD = 4;
+
+export interface InvocationInput {
+  layout: Pick<HostLayout, 'privileged' | 'unsharePath' | 'envPath' | 'shellPath' | 'systemMounts' | 'boundRoots' | 'etcDir' | 'supportsDisableUserns'>;
+  inputRoot: string;
+  /** Relative to the input root, as in the request. */
+  workingDirectory: string;
+  argv: readonly string[];
+  env: Readonly<Record<string, string>>;
+  tmpBytes: number;
+  emulation: EmulationSpec | null;
+  runAsUid: number;
+  runAsGid: number;
+  hostname: string;
+}
+
+export interface Invocation {
+  bwrapOptions: string[];
+  command: string[];
+}
+
+export function planInvocation(input: InvocationInput): Invocation {
+  const { layout } = input;
+  const options: string[] = [
+    ...(layout.privileged
+      ? ['--unshare-ipc', '--unshare-pid', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try']
+      : ['--unshare-all', '--unshare-user', ...(layout.supportsDisableUserns ? ['--disable-userns'] : [])]),
+    '--die-with-parent',
+    '--new-session',
+    '--json-status-fd',
+    String(STATUS_FD),
+    '--hostname',
+    input.hostname,
+    // Kept only until the uid switch, which clears them: SETUID/SETGID for the switch itself,
+    // DAC_READ_SEARCH so root-without-DAC_OVERRIDE can still enter a working directory owned by the sandbox uid.
+    ...(layout.privileged ? ['--cap-drop', 'ALL', '--cap-add', 'CAP_SETUID', '--cap-add', 'CAP_SETGID', '--cap-add', 'CAP_DAC_READ_SEARCH'] : []),
+  ];
+  for (const mount of layout.systemMounts) {
+    if (mount.kind === 'ro-bind') options.push('--ro-bind', mount.path, mount.path);
+    else options.push('--symlink', mount.target, mount.path);
+  }
+  options.push('--ro-bind', layout.etcDir, '/etc');
+  for (const path of emulationPaths(input.emulation)) {
+    if (!isUnderAny(path, layout.boundRoots)) options.push('--ro-bind', path, path);
+  }
+  options.push(
+    '--proc',
+    '/proc',
+    '--dev',
+    '/dev',
+    '--perms',
+    '1777',
+    '--size',
+    String(input.tmpBytes),
+    '--tmpfs',
+    '/tmp',
+    '--bind',
+    input.inputRoot,
+    SANDBOX_ROOT,
+    '--chdir',
+    sandboxWorkingDirectory(input.workingDirectory),
+    '--clearenv',
+  );
+
+  const program = programArgv(input.argv, input.emulation);
+  if (!layout.privileged) {
+    for (const [name, value] of Object.entries(input.env)) options.push('--setenv', name, value);
+    return { bwrapOptions: options, command: program };
+  }
+  const assignments = Object.entries(input.env).map(([name, value]) => `${name}=${value}`);
+  // env(1) reads any argument holding '=' as an assignment, so such a program goes through sh.
+  const runnable = program[0]?.includes('=') ? [layout.shellPath, '-c', 'exec "$0" "$@"', ...program] : program;
+  return {
+    bwrapOptions: options,
+    command: [layout.unsharePath, `--setuid=${input.runAsUid}`, `--setgid=${input.runAsGid}`, '--', layout.envPath, '-i', '--', ...assignments, ...runnable],
+  };
+}
+
+/** The absolute working directory inside the sandbox; it must stay inside {@link SANDBOX_ROOT}. */
+export function sandboxWorkingDirectory(relative: string): string {
+  const absolute = posix.join(SANDBOX_ROOT, relative);
+  if (absolute !== SANDBOX_ROOT && !absolute.startsWith(`${SANDBOX_ROOT}/`)) {
+    throw new InvalidArgumentError(`working directory ${JSON.stringify(relative)} leaves the input root`);
+  }
+  return absolute;
+}
+
+/** Rejects what exec cannot carry (NUL bytes) or env cannot express (names with '='). */
+export function validateCommand(argv: readonly string[], env: Readonly<Record<string, string>>): void {
+  if (argv.length === 0 || argv[0] === '') throw new InvalidArgumentError('argv is empty');
+  if (argv.some((arg) => arg.includes('\0'))) throw new InvalidArgumentError('an argument contains a NUL byte');
+  for (const [name, value] of Object.entries(env)) {
+    if (name === '' || name.includes('=') || name.includes('\0')) throw new InvalidArgumentError(`invalid environment variable name ${JSON.stringify(name)}`);
+    if (value.includes('\0')) throw new InvalidArgumentError(`environment variable ${name} contains a NUL byte`);
+  }
+}
+
+function programArgv(argv: readonly string[], emulation: EmulationSpec | null): string[] {
+  if (!emulation) return [...argv];
+  return [emulation.qemuPath, ...(emulation.sysroot ? ['-L', emulation.sysroot] : []), ...argv];
+}
+
+function emulationPaths(emulation: EmulationSpec | null): string[] {
+  if (!emulation) return [];
+  return emulation.sysroot ? [emulation.qemuPath, emulation.sysroot] : [emulation.qemuPath];
+}

@@ -1,0 +1,284 @@
+/**
+ * The bubblewrap sandbox adapter: namespaces and a read-only system from bwrap, whole-tree limits and
+ * accounting from cgroups (v1 or v2), per-process limits from rlimits, an unprivileged uid for the
+ * program. See docs/decisions/0003-sandbox.md for why.
+ *
+ * One run: create its cgroup, hand the input root's directories to the sandbox uid, launch
+ * `sh` (joins the cgroup, sets rlimits) → `bwrap` → [`unshare --setuid` → `env -i`] → program, supervise
+ * it, then make sure the cgroup is empty, read its counters and remove it.
+ */
+import { type FileHandle, lchown, mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InternalError, InvalidArgumentError, UnavailableError, isRemexError } from '../../core/errors.js';
+import { DEFAULT_LIMITS, type LimitKind, type ResourceLimits } from '../../core/limits.js';
+import { planInvocation, sandboxWorkingDirectory, validateCommand } from './bwrap-args.js';
+import { type CgroupMode, RUN_CGROUP_PREFIX, probeCgroups } from './cgroup-probe.js';
+import { type CgroupDriver, type CgroupSample, type RunCgroup, isErrno } from './cgroups.js';
+import { type HostLayout, disposeHostLayout, probeHostLayout } from './host-layout.js';
+import { launcherScript } from './launcher.js';
+import { cgroupTree, namespaceTree } from './process-tree.js';
+import { buildResult, cancelledBeforeStart, programEnd } from './run-result.js';
+import { type LimitWatch, type SupervisedRun, superviseRun } from './run-supervisor.js';
+import type { EmulationSpec, Sandbox, SandboxCapabilities, SandboxRequest, SandboxResult } from './sandbox.js';
+
+export interface BwrapSandboxOptions {
+  /** uid the program runs as when the worker is root. Default 65534 (nobody). */
+  runAsUid?: number;
+  runAsGid?: number;
+  /** Which cgroups to use; 'none' falls back to rlimits alone. Default 'auto' (v1 or v2, whichever enforces more). */
+  cgroups?: CgroupMode;
+  /** Cgroup path under which run cgroups are made, in every hierarchy. Default: this process's own cgroup. */
+  cgroupParent?: string;
+  /** Default: `bwrap` on PATH. */
+  bwrapPath?: string;
+  /** How often the tree's CPU time, OOM kills and refused forks are checked while a program runs. */
+  limitPollIntervalMs?: number;
+  /** Host name the program sees. */
+  hostname?: string;
+  /** Private directory for the prepared /etc. Default: /run/remex-sandbox as root, else in the tmpdir. */
+  stateDir?: string;
+}
+
+export const DEFAULT_RUN_AS_UID = 65534;
+export const DEFAULT_RUN_AS_GID = 65534;
+export const DEFAULT_LIMIT_POLL_INTERVAL_MS = 50;
+export const DEFAULT_SANDBOX_HOSTNAME = 'sandbox';
+
+/** Tasks of the sandbox's own in every run's cgroup: the bwrap monitor and the namespace's init. */
+const SANDBOX_TASKS = 2;
+/** qemu-user runs one helper thread (RCU) beside the guest's. */
+const EMULATOR_TASKS = 1;
+const MAX_NAME_ATTEMPTS = 100;
+
+let runCounter = 0;
+
+/** Everything create() found and decided; fixed for the sandbox's lifetime. */
+interface Settings {
+  layout: HostLayout;
+  cgroups: CgroupDriver | null;
+  runAsUid: number;
+  runAsGid: number;
+  limitPollIntervalMs: number;
+  hostname: string;
+}
+
+export class BwrapSandbox implements Sandbox {
+  readonly capabilities: SandboxCapabilities;
+  private readonly layout: HostLayout;
+  private readonly cgroups: CgroupDriver | null;
+  private closed = false;
+
+  private constructor(
+    private readonly settings: Settings,
+    notes: string[],
+  ) {
+    this.layout = settings.layout;
+    this.cgroups = settings.cgroups;
+    const enforces = settings.cgroups?.enforces;
+    this.capabilities = {
+      kind: 'bwrap',
+      treeLimits: Boolean(enforces?.memory && enforces.processes && enforces.cpuTime),
+      notes,
+    };
+  }
+
+  /**
+   * Probes the host (tools, filesystem layout, cgroups), then proves the whole chain by running a
+   * shell in a sandbox. Throws {@link UnavailableError} when sandboxing cannot work here.
+   */
+  static async create(opts: BwrapSandboxOptions = {}): Promise<BwrapSandbox> {
+    const privileged = process.getuid?.() === 0;
+    const runAsUid = privileged ? (opts.runAsUid ?? DEFAULT_RUN_AS_UID) : (process.getuid?.() ?? DEFAULT_RUN_AS_UID);
+    const runAsGid = privileged ? (opts.runAsGid ?? DEFAULT_RUN_AS_GID) : (process.getgid?.() ?? DEFAULT_RUN_AS_GID);
+    const [layout, cgroups] = await Promise.all([
+      probeHostLayout({ runAsUid, runAsGid, ...(opts.bwrapPath ? { bwrapPath: opts.bwrapPath } : {}), ...(opts.stateDir ? { stateDir: opts.stateDir } : {}) }),
+      probeCgroups({ mode: opts.cgroups ?? 'auto', ...(opts.cgroupParent ? { parent: opts.cgroupParent } : {}) }),
+    ]);
+    const notes = [
+      layout.bwrapVersion,
+      privileged ? `programs run as uid ${runAsUid}, gid ${runAsGid}` : `not root: programs run as this process's uid ${runAsUid} in a user namespace`,
+      ...(cgroups.driver ? [cgroups.driver.description] : []),
+      ...cgroups.notes,
+      ...(layout.inheritedFds.length > 0 ? [`inherited descriptors ${layout.inheritedFds.join(', ')} are replaced by /dev/null in sandboxes`] : []),
+    ];
+    const sandbox = new BwrapSandbox(
+      {
+        layout,
+        cgroups: cgroups.driver,
+        runAsUid,
+        runAsGid,
+        limitPollIntervalMs: opts.limitPollIntervalMs ?? DEFAULT_LIMIT_POLL_INTERVAL_MS,
+        hostname: opts.hostname ?? DEFAULT_SANDBOX_HOSTNAME,
+      },
+      notes,
+    );
+    try {
+      await sandbox.selfTest();
+    } catch (err) {
+      await sandbox.close();
+      throw err;
+    }
+    return sandbox;
+  }
+
+  async run(req: SandboxRequest): Promise<SandboxResult> {
+    if (this.closed) throw new UnavailableError('sandbox is closed');
+    validateCommand(req.argv, req.env);
+    sandboxWorkingDirectory(req.workingDirectory);
+    if (req.signal?.aborted) return cancelledBeforeStart();
+
+    const prepared = await Promise.allSettled([this.createRunCgroup(req.limits, req.emulation), openStdin(req.stdinPath), this.grantInputRoot(req.inputRoot)]);
+    const [cgroupResult, stdinResult] = prepared;
+    const cgroup = cgroupResult.status === 'fulfilled' ? cgroupResult.value : null;
+    const stdin = stdinResult.status === 'fulfilled' ? stdinResult.value : null;
+    try {
+      const failure = prepared.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failure) throw isRemexError(failure.reason) ? failure.reason : new InternalError('sandbox: cannot prepare the run', { cause: failure.reason });
+      const run = await this.launch(req, cgroup, stdin);
+      const usage = cgroup ? await settle(cgroup) : null;
+      const end = programEnd(run);
+      if (!end) throw setupFailure(req, run);
+      return buildResult(run, end, usage, req.limits);
+    } finally {
+      await Promise.all([stdin?.close(), cgroup?.remove().catch(() => undefined)]);
+    }
+  }
+
+  /** Refuses further runs and releases the descriptor create() opened. Runs in flight are not affected. */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      disposeHostLayout(this.layout);
+    }
+    return Promise.resolve();
+  }
+
+  private launch(req: SandboxRequest, cgroup: RunCgroup | null, stdin: FileHandle | null): Promise<SupervisedRun> {
+    const { limits } = req;
+    const invocation = planInvocation({
+      layout: this.layout,
+      inputRoot: req.inputRoot,
+      workingDirectory: req.workingDirectory,
+      argv: req.argv,
+      env: req.env,
+      tmpBytes: limits.tmpBytes,
+      emulation: req.emulation,
+      runAsUid: this.settings.runAsUid,
+      runAsGid: this.settings.runAsGid,
+      hostname: this.settings.hostname,
+    });
+    const enforces = this.cgroups?.enforces;
+    const script = launcherScript(
+      cgroup?.setup ?? [],
+      {
+        fileSizeBytes: limits.fileSizeBytes,
+        openFiles: limits.openFiles,
+        cpuTimeMs: limits.cpuTimeMs,
+        // Without a pids cgroup RLIMIT_NPROC is all there is, and it only binds a non-root uid.
+        processes: enforces?.processes ? null : limits.processes + (req.emulation ? EMULATOR_TASKS : 0),
+      },
+      this.layout.bwrapPath,
+    );
+    return superviseRun({
+      shellPath: this.layout.shellPath,
+      script,
+      bwrapOptions: invocation.bwrapOptions,
+      command: invocation.command,
+      stdinFd: stdin?.fd ?? null,
+      maskFds: this.layout.inheritedFds,
+      devNullFd: this.layout.devNullFd,
+      outputBytes: limits.outputBytes,
+      timeoutMs: req.timeoutMs,
+      graceMs: req.graceMs,
+      ...(req.signal ? { signal: req.signal } : {}),
+      tree: cgroup ? cgroupTree(cgroup) : namespaceTree,
+      limitWatch: cgroup ? this.limitWatch(cgroup, limits) : null,
+    });
+  }
+
+  private limitWatch(cgroup: RunCgroup, limits: ResourceLimits): LimitWatch {
+    const cpuLimitNs = limits.cpuTimeMs * 1e6;
+    return {
+      intervalMs: this.settings.limitPollIntervalMs,
+      check: async (): Promise<LimitKind | null> => {
+        const s = await cgroup.sample();
+        if (s.oomKills > 0) return 'memory';
+        if (s.taskLimitHits > 0) return 'processes';
+        if (s.cpuTimeNs !== null && s.cpuTimeNs >= cpuLimitNs) return 'cpu_time';
+        return null;
+      },
+    };
+  }
+
+  private async createRunCgroup(limits: ResourceLimits, emulation: EmulationSpec | null): Promise<RunCgroup | null> {
+    if (!this.cgroups) return null;
+    const tasks = limits.processes + SANDBOX_TASKS + (emulation ? EMULATOR_TASKS : 0);
+    for (let attempt = 0; ; attempt++) {
+      const name = `${RUN_CGROUP_PREFIX}${process.pid}-${++runCounter}`;
+      try {
+        return await this.cgroups.create(name, { memoryBytes: limits.memoryBytes, tasks });
+      } catch (err) {
+        // A leftover of an earlier worker that had this pid: take the next number.
+        if (!isErrno(err, 'EEXIST') || attempt >= MAX_NAME_ATTEMPTS) throw new InternalError('sandbox: cannot create the run cgroup', { cause: err });
+      }
+    }
+  }
+
+  /** The sandbox uid must be able to write in every directory of the input root (files stay as staged). */
+  private async grantInputRoot(dir: string): Promise<void> {
+    if (!this.layout.privileged) return;
+    await chownDirectories(dir, this.settings.runAsUid, this.settings.runAsGid);
+  }
+
+  private async selfTest(): Promise<void> {
+    const root = await mkdtemp(join(tmpdir(), 'remex-sandbox-selftest-'));
+    try {
+      const result = await this.run({
+        inputRoot: root,
+        workingDirectory: '',
+        argv: ['/bin/sh', '-c', 'exit 7'],
+        env: {},
+        stdinPath: null,
+        timeoutMs: 10_000,
+        graceMs: 0,
+        limits: { ...DEFAULT_LIMITS },
+        emulation: null,
+      });
+      if (result.exitCode !== 7) {
+        throw new UnavailableError(`sandbox self-test failed: ${result.stderr.toString('utf8').trim() || JSON.stringify({ exitCode: result.exitCode, signal: result.signal })}`);
+      }
+    } catch (err) {
+      throw err instanceof UnavailableError ? err : new UnavailableError('sandbox self-test failed', { cause: err });
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Empties the run's cgroup (stragglers get SIGKILL), then reads its final counters. */
+async function settle(cgroup: RunCgroup): Promise<CgroupSample> {
+  // Usually already empty: then the counters read alongside are final.
+  const [pids, sample] = await Promise.all([cgroup.pids(), cgroup.sample()]);
+  if (pids.length === 0) return sample;
+  await cgroup.killAll();
+  return cgroup.sample();
+}
+
+async function openStdin(path: string | null): Promise<FileHandle | null> {
+  return path === null ? null : open(path, 'r');
+}
+
+async function chownDirectories(dir: string, uid: number, gid: number): Promise<void> {
+  const [entries] = await Promise.all([readdir(dir, { withFileTypes: true }), lchown(dir, uid, gid)]);
+  await Promise.all(entries.filter((e) => e.isDirectory()).map((e) => chownDirectories(join(dir, e.name), uid, gid)));
+}
+
+/** bwrap exited before running the program: a bad working directory is the caller's; anything else is ours. */
+function setupFailure(req: SandboxRequest, run: SupervisedRun): Error {
+  const message = run.stderr.bytes().toString('utf8').trim();
+  if (/Can't chdir to .*: (No such file or directory|Not a directory)/.test(message)) {
+    return new InvalidArgumentError(`working directory ${JSON.stringify(req.workingDirectory)} does not exist in the input root`);
+  }
+  return new InternalError(`sandbox failed to start the program: ${message || `launcher exited with ${run.monitorExit.code}`}`);
+}

@@ -1,0 +1,189 @@
+/**
+ * The sandbox as a component: what create() finds, concurrent runs, isolation between runs, request
+ * validation, and the rlimit-only fallback used when a host has no usable cgroups.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { access, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test, type TestContext } from 'node:test';
+import { isRemexError } from '../../src/core/errors.js';
+import { DEFAULT_LIMITS } from '../../src/core/limits.js';
+import { BwrapSandbox } from '../../src/worker/sandbox/bwrap-sandbox.js';
+import { RUN_CGROUP_PREFIX, listRunCgroups } from '../../src/worker/sandbox/cgroup-probe.js';
+import type { SandboxRequest, SandboxResult } from '../../src/worker/sandbox/sandbox.js';
+import { requireTools } from '../helpers/tools.js';
+
+const sandboxes = new Map<string, Promise<BwrapSandbox>>();
+function sandbox(cgroups: 'auto' | 'none' = 'auto'): Promise<BwrapSandbox> {
+  let s = sandboxes.get(cgroups);
+  if (!s) sandboxes.set(cgroups, (s = BwrapSandbox.create({ cgroups })));
+  return s;
+}
+
+after(async () => {
+  for (const s of sandboxes.values()) await (await s).close();
+  const mine = (await listRunCgroups()).filter((dir) => dir.includes(`${RUN_CGROUP_PREFIX}${process.pid}-`));
+  assert.deepEqual(mine, [], 'every run cgroup was removed');
+});
+
+async function freshRoot(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'remex-sandbox-lifecycle-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function sh(t: TestContext, script: string, extra: Partial<SandboxRequest> = {}, cgroups: 'auto' | 'none' = 'auto'): Promise<SandboxResult> {
+  return (await sandbox(cgroups)).run({
+    inputRoot: extra.inputRoot ?? (await freshRoot(t)),
+    workingDirectory: '',
+    argv: ['/bin/sh', '-c', script],
+    env: { PATH: '/usr/bin:/bin' },
+    stdinPath: null,
+    timeoutMs: 10_000,
+    graceMs: 200,
+    limits: { ...DEFAULT_LIMITS },
+    emulation: null,
+    ...extra,
+  });
+}
+
+async function processesWithMarker(marker: string): Promise<number[]> {
+  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name));
+  const hits = await Promise.all(pids.map(async (pid) => ((await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes(marker) ? Number(pid) : null)));
+  return hits.filter((pid): pid is number => pid !== null);
+}
+
+describe('BwrapSandbox lifecycle', () => {
+  test('create() probes the host and reports what it enforces', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const s = await sandbox();
+    assert.equal(s.capabilities.kind, 'bwrap');
+    assert.ok(s.capabilities.notes.some((n) => n.startsWith('bubblewrap')), s.capabilities.notes.join('\n'));
+    const hasCgroupV1 = (await readFile('/proc/self/mountinfo', 'utf8')).includes(' - cgroup cgroup ');
+    if (hasCgroupV1) assert.equal(s.capabilities.treeLimits, true, s.capabilities.notes.join('\n'));
+  });
+
+  test('concurrent runs do not interfere', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const runs = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const root = await freshRoot(t);
+        const stdin = join(root, '..', `${randomUUID()}.stdin`);
+        await writeFile(stdin, `input ${i}`);
+        t.after(() => rm(stdin, { force: true }));
+        return sh(t, `echo "run ${i} $(cat)"; echo ${i} > mine; sleep 0.2; cat mine; exit ${i}`, { inputRoot: root, stdinPath: stdin });
+      }),
+    );
+    runs.forEach((r, i) => {
+      assert.equal(r.exitCode, i, r.stderr.toString());
+      assert.equal(r.stdout.toString(), `run ${i} input ${i}\n${i}\n`);
+    });
+  });
+
+  test('files one run leaves are not visible to the next', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const first = await sh(t, 'echo left > /work/left.txt && echo left > /tmp/left.txt && echo left > "$HOME/left.txt"; echo done');
+    assert.equal(first.stdout.toString(), 'done\n', first.stderr.toString());
+    const second = await sh(t, 'ls -A /work /tmp; test -e /work/left.txt || test -e /tmp/left.txt && echo visible || echo clean');
+    assert.equal(second.stdout.toString(), '/tmp:\n\n/work:\nclean\n', second.stderr.toString());
+  });
+
+  test('the input root is writable by the program, subdirectories included', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const root = await freshRoot(t);
+    await mkdir(join(root, 'sub', 'deeper'), { recursive: true });
+    const r = await sh(t, 'touch ../top.txt out.txt deeper/out.txt && pwd', { inputRoot: root, workingDirectory: 'sub' });
+    assert.equal(r.exitCode, 0, r.stderr.toString());
+    assert.equal(r.stdout.toString(), '/work/sub\n');
+    await Promise.all(['top.txt', 'sub/out.txt', 'sub/deeper/out.txt'].map((p) => access(join(root, p))));
+  });
+
+  test('the program gets exactly the environment it was given', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const r = await sh(t, 'env | sort', { env: { PATH: '/usr/bin:/bin', B: 'two words', A: 'x=y', LD_PRELOAD: '/nonexistent.so' } });
+    assert.equal(r.exitCode, 0, r.stderr.toString());
+    assert.equal(r.stdout.toString(), 'A=x=y\nB=two words\nLD_PRELOAD=/nonexistent.so\nPATH=/usr/bin:/bin\nPWD=/work\n');
+  });
+
+  test('a program whose name contains "=" still runs', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const root = await freshRoot(t);
+    await writeFile(join(root, 'a=b'), '#!/bin/sh\necho "ran $0 $1"\n', { mode: 0o755 });
+    const r = await (await sandbox()).run({ inputRoot: root, workingDirectory: '', argv: ['./a=b', 'arg'], env: {}, stdinPath: null, timeoutMs: 5_000, graceMs: 100, limits: { ...DEFAULT_LIMITS }, emulation: null });
+    assert.equal(r.exitCode, 0, r.stderr.toString());
+    assert.equal(r.stdout.toString(), 'ran ./a=b arg\n');
+  });
+
+  test('a missing program is a result (exit 127), not an error', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const r = await (await sandbox()).run({ inputRoot: await freshRoot(t), workingDirectory: '', argv: ['./nope'], env: {}, stdinPath: null, timeoutMs: 5_000, graceMs: 100, limits: { ...DEFAULT_LIMITS }, emulation: null });
+    assert.equal(r.exitCode, 127);
+    assert.match(r.stderr.toString(), /nope/);
+  });
+
+  test('invalid requests are rejected with INVALID_ARGUMENT', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const bad: Array<Partial<SandboxRequest>> = [
+      { workingDirectory: '../outside' },
+      { workingDirectory: 'does/not/exist' },
+      { argv: ['/bin/true', 'nul\0byte'] },
+      { argv: [] },
+      { env: { 'A=B': 'x' } },
+    ];
+    for (const extra of bad) {
+      await assert.rejects(
+        sh(t, 'true', extra),
+        (err: unknown) => isRemexError(err, 'INVALID_ARGUMENT'),
+        JSON.stringify(extra),
+      );
+    }
+  });
+
+  test('a signal aborted before the run starts nothing', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const marker = `remex-marker-${randomUUID()}`;
+    const r = await sh(t, `echo ${marker}`, { signal: AbortSignal.abort() });
+    assert.equal(r.cancelled, true);
+    assert.equal(r.stdout.byteLength, 0);
+  });
+
+  test('close() releases the sandbox; later runs are refused', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const s = await BwrapSandbox.create();
+    await s.close();
+    await assert.rejects(s.run({ inputRoot: await freshRoot(t), workingDirectory: '', argv: ['/bin/true'], env: {}, stdinPath: null, timeoutMs: 1_000, graceMs: 0, limits: { ...DEFAULT_LIMITS }, emulation: null }), (err: unknown) =>
+      isRemexError(err, 'UNAVAILABLE'),
+    );
+  });
+});
+
+describe('BwrapSandbox without cgroups (rlimits and the pid namespace only)', () => {
+  test('reports no tree limits and still runs programs', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const s = await sandbox('none');
+    assert.equal(s.capabilities.treeLimits, false);
+    const r = await sh(t, 'echo hi; exit 4', {}, 'none');
+    assert.equal(r.exitCode, 4);
+    assert.equal(r.stdout.toString(), 'hi\n');
+  });
+
+  test('a timeout terminates every process, daemons included', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const marker = `remex-marker-${randomUUID()}`;
+    const script = `(setsid sh -c 'trap "" TERM; while :; do sleep 0.05; done' ${marker} &) ; trap "" TERM; echo started; while :; do sleep 0.05; done`;
+    const r = await sh(t, script, { timeoutMs: 500, graceMs: 200 }, 'none');
+    assert.equal(r.timedOut, true);
+    assert.equal(r.signal, 'SIGKILL');
+    assert.equal(r.stdout.toString(), 'started\n');
+    assert.deepEqual(await processesWithMarker(marker), []);
+  });
+
+  test('CPU time is limited per process by RLIMIT_CPU', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const r = await sh(t, 'while :; do :; done', { limits: { ...DEFAULT_LIMITS, cpuTimeMs: 1_000 } }, 'none');
+    assert.equal(r.limitExceeded, 'cpu_time');
+    assert.equal(r.signal, 'SIGXCPU');
+  });
+});
