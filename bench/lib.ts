@@ -23,7 +23,7 @@ export interface ServeProcess {
 }
 
 export async function startServe(args: string[]): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [REMEX_BIN, 'serve', '--port', '0', ...args], {
+  const child = spawn(process.execPath, [REMEX_BIN, 'serve', '--port', '0', '--grpc-port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, REMEX_LOG_LEVEL: 'warn' },
   });

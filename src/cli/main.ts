@@ -10,6 +10,7 @@ import { RemexClient } from '../client/remex-client.js';
 import { DEFAULT_MAX_BLOB_BYTES, DEFAULT_POLICY, startServer } from '../server/server.js';
 import { createLogger } from '../server/logger.js';
 import { startRemoteWorker } from '../worker/remote-worker.js';
+import { DEFAULT_GRPC_PORT } from '../api/grpc/grpc-server.js';
 import { EXIT_REMEX_FAILURE } from './exit-codes.js';
 import { runCommand } from './run-command.js';
 
@@ -46,7 +47,10 @@ export function buildProgram(): Command {
     .option('--platform <triple>', 'serve only these platforms locally (repeatable)', collect, [])
     .option('--accept-platform <triple>', 'accept jobs for a platform before any worker serves it (repeatable)', collect, [])
     .option('--lease-timeout <seconds>', 'lease length; a worker silent this long loses its jobs', numberOption, 30)
-    .action(async (o: { host: string; port: number; data: string; workers: number; platform: string[]; acceptPlatform: string[]; leaseTimeout: number }) => {
+    .option('--grpc-port <port>', 'REAPI v2 gRPC port (0 picks a free one)', intOption, DEFAULT_GRPC_PORT)
+    .option('--no-grpc', 'no gRPC front door')
+    .option('--instance-name <name>', 'accept only these REAPI instance names (repeatable; default: any)', collect, [])
+    .action(async (o: { host: string; port: number; data: string; workers: number; platform: string[]; acceptPlatform: string[]; leaseTimeout: number; grpcPort: number; grpc: boolean; instanceName: string[] }) => {
       const logger = createLogger();
       const server = await startServer({
         host: o.host,
@@ -55,6 +59,8 @@ export function buildProgram(): Command {
         workerSlots: o.workers,
         ...(o.platform.length ? { localPlatforms: o.platform } : {}),
         maxBlobBytes: DEFAULT_MAX_BLOB_BYTES,
+        ...(o.grpc ? { grpcPort: o.grpcPort } : {}),
+        ...(o.instanceName.length ? { instanceNames: o.instanceName } : {}),
         policy: DEFAULT_POLICY,
         scheduler: { acceptPlatforms: o.acceptPlatform, leaseTimeoutMs: Math.round(o.leaseTimeout * 1000) },
         logger,
@@ -64,7 +70,7 @@ export function buildProgram(): Command {
       } else {
         logger.warn(`no authentication and listening on ${o.host}: anyone who can reach it can run programs`);
       }
-      process.stdout.write(`remex listening on ${server.url}\n`);
+      process.stdout.write(`remex listening on ${server.url}${server.grpcPort !== undefined ? ` and grpc://${o.host}:${server.grpcPort}` : ''}\n`);
       onTerminate(logger, () => server.close());
     });
 

@@ -78,6 +78,16 @@ export interface OutputFile {
   isExecutable: boolean;
 }
 
+/**
+ * An output path that was a directory after the run: its whole content, stored in the CAS as one REAPI
+ * `Tree` blob (the root Directory and every Directory below it). `path` is relative to the input root, as
+ * OutputFile's is.
+ */
+export interface OutputDirectory {
+  path: string;
+  treeDigest: Digest;
+}
+
 /** What a worker reports for one run that the sandbox started. */
 export interface RunReport {
   /** Exit status when the program exited; null when a signal ended it. */
@@ -90,6 +100,8 @@ export interface RunReport {
   stdout: OutputStream;
   stderr: OutputStream;
   outputFiles: OutputFile[];
+  /** Absent in reports from before remex collected output directories (stored results, older workers). */
+  outputDirectories?: OutputDirectory[];
   wallTimeMs: number;
   cpuTimeMs: number;
   maxRssKb: number;

@@ -33,7 +33,10 @@ const ISA_ALIASES: Record<string, Isa> = {
   i686: 'x86',
   'x86-32': 'x86',
   'riscv-64': 'riscv64',
+  rv64g: 'riscv64',
   ppc64el: 'ppc64le',
+  'power-isa-le': 'ppc64le',
+  la64v100: 'loongarch64',
 };
 
 export function isIsa(s: string): s is Isa {

@@ -172,7 +172,12 @@ export class Scheduler implements WorkerLink {
   async lookupCache(instance: string, actionDigest: Digest): Promise<RunReport | undefined> {
     const hit = await this.store.actionCache.get(instance, actionDigest);
     if (!hit) return undefined;
-    const needed = [hit.stdout.digest, hit.stderr.digest, ...hit.outputFiles.map((f) => f.digest)];
+    const needed = [
+      hit.stdout.digest,
+      hit.stderr.digest,
+      ...hit.outputFiles.map((f) => f.digest),
+      ...(hit.outputDirectories ?? []).map((d) => d.treeDigest),
+    ];
     if ((await this.blobs.findMissing(needed)).length > 0) {
       await this.store.actionCache.delete(instance, actionDigest);
       return undefined;

@@ -10,6 +10,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { FsBlobStore } from '../cas/fs/fs-blob-store.js';
 import type { ExecutionPolicy } from '../api/execution-request.js';
+import { startGrpcServer } from '../api/grpc/grpc-server.js';
+import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
 import { DEFAULT_LIMITS, DEFAULT_TIMEOUT_MS } from '../core/limits.js';
 import { InMemoryEventBus } from '../scheduler/event-bus.js';
@@ -30,6 +32,10 @@ export interface ServeOptions {
   /** Restrict the local pool to these platforms (default: every platform this host can run). */
   localPlatforms?: readonly string[];
   maxBlobBytes: number;
+  /** REAPI v2 gRPC port (0 picks a free one); absent: no gRPC front door. */
+  grpcPort?: number;
+  /** REAPI instance names accepted; absent: any. */
+  instanceNames?: readonly string[];
   policy: ExecutionPolicy;
   scheduler: Partial<SchedulerOptions>;
   logger?: Logger;
@@ -58,6 +64,8 @@ export interface RunningServer {
   readonly scheduler: Scheduler;
   readonly blobs: FsBlobStore;
   readonly http: FastifyInstance;
+  /** The gRPC port when the REAPI front door runs. */
+  readonly grpcPort: number | undefined;
   readonly localWorker: Worker | undefined;
   /** Drains the local pool (running jobs finish), then stops serving. */
   close(): Promise<void>;
@@ -109,7 +117,20 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const address = http.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
-  logger.info({ url, dataDir: opts.dataDir, workerSlots: opts.workerSlots }, 'remex serving');
+  let grpc: RunningGrpcServer | undefined;
+  if (opts.grpcPort !== undefined) {
+    grpc = await startGrpcServer({
+      scheduler,
+      blobs,
+      actionCache: store.actionCache,
+      policy: opts.policy,
+      logger,
+      host: opts.host,
+      port: opts.grpcPort,
+      ...(opts.instanceNames ? { instanceNames: opts.instanceNames } : {}),
+    });
+  }
+  logger.info({ url, grpcPort: grpc?.port, dataDir: opts.dataDir, workerSlots: opts.workerSlots }, 'remex serving');
 
   let closing: Promise<void> | undefined;
   return {
@@ -118,10 +139,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     scheduler,
     blobs,
     http,
+    grpcPort: grpc?.port,
     localWorker,
     close: () =>
       (closing ??= (async () => {
         await localWorker?.drain();
+        await grpc?.close();
         await scheduler.close();
         await http.close();
         await store.close();

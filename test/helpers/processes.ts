@@ -36,7 +36,7 @@ export async function waitForOutput(p: RemexProcess, re: RegExp, timeoutMs = 30_
 }
 
 export async function startServeProcess(args: string[]): Promise<{ proc: RemexProcess; url: string }> {
-  const proc = spawnRemex(['serve', '--port', '0', ...args]);
+  const proc = spawnRemex(['serve', '--port', '0', '--grpc-port', '0', ...args]);
   const m = await waitForOutput(proc, /remex listening on (http:\/\/\S+)/);
   return { proc, url: m[1] as string };
 }

@@ -19,6 +19,7 @@ const runReport = z.strictObject({
   stdout: outputStream,
   stderr: outputStream,
   outputFiles: z.array(z.strictObject({ path: z.string(), digest, isExecutable: z.boolean() })),
+  outputDirectories: z.array(z.strictObject({ path: z.string(), treeDigest: digest })).optional(),
   wallTimeMs: z.number().nonnegative(),
   cpuTimeMs: z.number().nonnegative(),
   maxRssKb: z.number().nonnegative(),

@@ -1,0 +1,142 @@
+/**
+ * The REAPI v2 front door over gRPC: Capabilities, ContentAddressableStorage, ByteStream, ActionCache and
+ * Execution, plus grpc.health.v1. It serves the same scheduler, CAS and action cache as the HTTP door, so
+ * an action run through either shows in both. See docs/decisions/0005-grpc.md.
+ */
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { BlobStore } from '../../cas/blob-store.js';
+import { InvalidArgumentError } from '../../core/errors.js';
+import { canonicalPlatform, isaOfNodeArch } from '../../core/platform.js';
+import type { Scheduler } from '../../scheduler/scheduler.js';
+import type { ActionCache } from '../../store/ports.js';
+import type { ExecutionPolicy } from '../execution-request.js';
+import { ActionCacheService } from './action-cache-service.js';
+import { ByteStreamService } from './bytestream-service.js';
+import { CapabilitiesService } from './capabilities-service.js';
+import { CasService } from './cas-service.js';
+import { ExecutionService } from './execution-service.js';
+import { clientStreaming, rawRequests, serverStreaming, unary } from './handlers.js';
+import { HealthService } from './health-service.js';
+import { InstanceNames } from './instances.js';
+import { DEFAULT_MAX_BATCH_BYTES, maxMessageBytes } from './limits.js';
+import { OutputLayouts } from './output-layouts.js';
+import { reapiProtos } from './protos.js';
+import { DEFAULT_UPLOAD_IDLE_MS, UploadSessions } from './upload-sessions.js';
+
+/** The port REAPI clients are pointed at unless told otherwise (`remex serve --grpc-port`). */
+export const DEFAULT_GRPC_PORT = 8980;
+
+export interface GrpcServerOptions {
+  scheduler: Scheduler;
+  blobs: BlobStore;
+  /** The action cache the scheduler uses (UpdateActionResult writes to it; broken entries are dropped from it). */
+  actionCache: ActionCache;
+  /** Default and maximum timeout and the limits applied to REAPI actions, as for the HTTP door. */
+  policy: ExecutionPolicy;
+  logger: Logger;
+  host: string;
+  /** 0 picks a free port (see the result's `port`). */
+  port: number;
+  /** Instance names served; undefined accepts any well-formed name, '' included. */
+  instanceNames?: readonly string[];
+  /** max_batch_total_size_bytes: the most blob bytes one batch call may carry (default 4 MiB). */
+  maxBatchBytes?: number;
+  /** Platform of actions that name none (default: this host's, e.g. `x86_64-linux-cpu`). */
+  defaultPlatform?: string;
+  /** How long an interrupted ByteStream upload waits to be resumed (default 60 s). */
+  uploadIdleMs?: number;
+}
+
+export interface RunningGrpcServer {
+  readonly port: number;
+  /** Stops accepting calls, ends streams in flight (their clients see UNAVAILABLE) and releases uploads. */
+  close(): Promise<void>;
+}
+
+const SERVICES = {
+  execution: 'build.bazel.remote.execution.v2.Execution',
+  actionCache: 'build.bazel.remote.execution.v2.ActionCache',
+  cas: 'build.bazel.remote.execution.v2.ContentAddressableStorage',
+  capabilities: 'build.bazel.remote.execution.v2.Capabilities',
+  byteStream: 'google.bytestream.ByteStream',
+  health: 'grpc.health.v1.Health',
+} as const;
+
+/** Starts the gRPC server and resolves once it listens. */
+export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
+  const logger = opts.logger.child({ component: 'grpc' });
+  const maxBatchBytes = opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
+  if (!Number.isSafeInteger(maxBatchBytes) || maxBatchBytes <= 0) throw new InvalidArgumentError('maxBatchBytes must be a positive integer');
+  const defaultPlatform = canonicalPlatform(opts.defaultPlatform ?? `${isaOfNodeArch(process.arch) ?? 'x86_64'}-linux-cpu`);
+  const instances = new InstanceNames(opts.instanceNames);
+  const layouts = new OutputLayouts(opts.blobs);
+  const uploads = new UploadSessions(opts.blobs, opts.uploadIdleMs ?? DEFAULT_UPLOAD_IDLE_MS);
+
+  const execution = new ExecutionService({ ...opts, instances, layouts, defaultPlatform, logger });
+  const actionCache = new ActionCacheService({ ...opts, instances, layouts });
+  const cas = new CasService({ blobs: opts.blobs, instances, maxBatchBytes, logger });
+  const capabilities = new CapabilitiesService({ instances, maxBatchBytes, maxBlobBytes: opts.blobs.maxBlobBytes });
+  const byteStream = new ByteStreamService({ blobs: opts.blobs, instances, uploads });
+  const health = new HealthService(Object.values(SERVICES));
+
+  const messageBytes = maxMessageBytes(maxBatchBytes);
+  const server = new Server({ 'grpc.max_receive_message_length': messageBytes, 'grpc.max_send_message_length': messageBytes });
+  const protos = reapiProtos();
+  const add = (name: string, implement: (decoder: (method: string) => (bytes: Buffer) => unknown) => UntypedServiceImplementation): void => {
+    const raw = rawRequests(protos.service(name), name);
+    server.addService(raw.definition, implement((method) => raw.decoder(method)));
+  };
+
+  add(SERVICES.execution, (m) => ({
+    Execute: serverStreaming(m('Execute'), 'ExecuteRequest', logger, execution.execute.bind(execution)),
+    WaitExecution: serverStreaming(m('WaitExecution'), 'WaitExecutionRequest', logger, execution.waitExecution.bind(execution)),
+  }));
+  add(SERVICES.actionCache, (m) => ({
+    GetActionResult: unary(m('GetActionResult'), 'GetActionResultRequest', logger, actionCache.getActionResult.bind(actionCache)),
+    UpdateActionResult: unary(m('UpdateActionResult'), 'UpdateActionResultRequest', logger, actionCache.updateActionResult.bind(actionCache)),
+  }));
+  add(SERVICES.cas, (m) => ({
+    FindMissingBlobs: unary(m('FindMissingBlobs'), 'FindMissingBlobsRequest', logger, cas.findMissingBlobs.bind(cas)),
+    BatchUpdateBlobs: unary(m('BatchUpdateBlobs'), 'BatchUpdateBlobsRequest', logger, cas.batchUpdateBlobs.bind(cas)),
+    BatchReadBlobs: unary(m('BatchReadBlobs'), 'BatchReadBlobsRequest', logger, cas.batchReadBlobs.bind(cas)),
+    GetTree: serverStreaming(m('GetTree'), 'GetTreeRequest', logger, cas.getTree.bind(cas)),
+  }));
+  add(SERVICES.capabilities, (m) => ({
+    GetCapabilities: unary(m('GetCapabilities'), 'GetCapabilitiesRequest', logger, capabilities.getCapabilities.bind(capabilities)),
+  }));
+  add(SERVICES.byteStream, (m) => ({
+    Read: serverStreaming(m('Read'), 'ReadRequest', logger, byteStream.read.bind(byteStream)),
+    Write: clientStreaming(m('Write'), 'WriteRequest', logger, byteStream.write.bind(byteStream)),
+    QueryWriteStatus: unary(m('QueryWriteStatus'), 'QueryWriteStatusRequest', logger, byteStream.queryWriteStatus.bind(byteStream)),
+  }));
+  add(SERVICES.health, (m) => ({
+    Check: unary(m('Check'), 'HealthCheckRequest', logger, health.check.bind(health)),
+    Watch: serverStreaming(m('Watch'), 'HealthCheckRequest', logger, health.watch.bind(health)),
+  }));
+
+  const port = await new Promise<number>((resolve, reject) => {
+    const address = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+    server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+  });
+  logger.info({ host: opts.host, port, instances: opts.instanceNames ?? 'any', maxBatchBytes, defaultPlatform }, 'REAPI gRPC serving');
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    close: () =>
+      (closing ??= (async () => {
+        health.close();
+        uploads.closeAll();
+        await new Promise<void>((resolve) => {
+          // Streams such as Execute may wait on long jobs: give calls a moment, then cut them off.
+          const force = setTimeout(() => server.forceShutdown(), 2_000);
+          server.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
+      })()),
+  };
+}
