@@ -92,6 +92,9 @@ export class Scheduler implements WorkerLink {
   private offersCache: { offers: PlatformOffer[]; expiresAtMs: number } | undefined;
   /** Set by close(): parked leases then return [] instead of parking again. */
   private closed = false;
+  /** The job this scheduler is publishing right now: the bus hands it straight back, and it already woke a worker. */
+  private publishingNow: JobRecord | undefined;
+  private readonly stopWatchingQueue: () => void;
 
   constructor(
     private readonly store: Store,
@@ -103,6 +106,11 @@ export class Scheduler implements WorkerLink {
     const merged = { ...DEFAULT_SCHEDULER_OPTIONS, ...opts };
     // Compiled once: a malformed platform is a start-up error, not a failure of every submit.
     this.opts = { ...merged, acceptPlatforms: merged.acceptPlatforms.map(canonicalPlatform) };
+    // With a bus shared by several controllers, a job queued (or requeued) on another one must wake a
+    // worker long-polling here. A spurious wake-up costs one empty claim.
+    this.stopWatchingQueue = events.subscribeAll((job) => {
+      if (job.state === 'queued' && job !== this.publishingNow) this.wakeFor(job.platform);
+    });
   }
 
   /** Starts the lease reaper. Leases held by earlier in-process workers (`ownerPrefix`) are released at once. */
@@ -124,6 +132,7 @@ export class Scheduler implements WorkerLink {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.stopWatchingQueue();
     if (this.reaper) clearInterval(this.reaper);
     for (const w of [...this.waiters]) w.wake();
   }
@@ -156,13 +165,13 @@ export class Scheduler implements WorkerLink {
       const hit = await this.lookupCache(instance, req.actionDigest);
       if (hit) {
         const job = await this.store.jobs.insertCached(newJob, hit);
-        this.events.publish(job);
+        this.publish(job);
         return { job, cached: true, merged: false };
       }
     }
     const { job, merged } = await this.store.jobs.enqueue(newJob);
     if (!merged) {
-      this.events.publish(job);
+      this.publish(job);
       this.wakeFor(job.platform);
     }
     return { job, cached: false, merged };
@@ -199,7 +208,7 @@ export class Scheduler implements WorkerLink {
     if (isTerminal(before.state)) return before;
     const job = await this.store.jobs.cancel(id, this.now());
     if (!job) throw new NotFoundError(`no execution ${id}`);
-    if (job.state === 'cancelled') this.events.publish(job);
+    if (job.state === 'cancelled') this.publish(job);
     else if (job.state === 'running' && job.leaseOwner) this.cancelHooks.get(job.leaseOwner)?.(job.id);
     return job;
   }
@@ -275,6 +284,9 @@ export class Scheduler implements WorkerLink {
   }
 
   private async assertServable(platform: string): Promise<void> {
+    if ((await this.servablePlatforms()).some((o) => o.platform === platform)) return;
+    // Before refusing, look past the cache: a worker may just have registered on another controller.
+    this.offersCache = undefined;
     const offers = await this.servablePlatforms();
     if (offers.some((o) => o.platform === platform)) return;
     const known = offers.map((o) => o.platform).sort();
@@ -317,7 +329,7 @@ export class Scheduler implements WorkerLink {
       const seqBefore = this.workSeq;
       const claimed = await this.store.jobs.claim({ platforms, workerId, max, leaseMs: this.opts.leaseTimeoutMs, nowMs: this.now() });
       if (claimed.length > 0) {
-        for (const job of claimed) this.events.publish(job);
+        for (const job of claimed) this.publish(job);
         return claimed.map((job) => ({ jobId: job.id, attempt: job.attempt, spec: job.spec, leaseExpiresAtMs: job.leaseExpiresAtMs ?? 0 }));
       }
       const remaining = deadline - this.now();
@@ -349,7 +361,7 @@ export class Scheduler implements WorkerLink {
     if (job.state === 'completed' && job.result && !job.spec.doNotCache && isCacheable(job.result)) {
       await this.store.actionCache.put(job.instance, job.actionDigest, job.result, this.now());
     }
-    this.events.publish(job);
+    this.publish(job);
   }
 
   async unregister(workerId: string): Promise<void> {
@@ -401,12 +413,21 @@ export class Scheduler implements WorkerLink {
     }
   }
 
+  private publish(job: JobRecord): void {
+    this.publishingNow = job;
+    try {
+      this.events.publish(job);
+    } finally {
+      this.publishingNow = undefined;
+    }
+  }
+
   private publishExpiry(expiry: LeaseExpiry): void {
     for (const job of expiry.requeued) {
-      this.events.publish(job);
+      this.publish(job);
       this.wakeFor(job.platform);
     }
-    for (const job of [...expiry.failed, ...expiry.cancelled]) this.events.publish(job);
+    for (const job of [...expiry.failed, ...expiry.cancelled]) this.publish(job);
   }
 
   private async reap(): Promise<void> {

@@ -1,0 +1,67 @@
+/**
+ * Schema migrations for the PostgreSQL store, applied in order at open under an advisory lock, each
+ * recorded in `remex_migrations` in the same transaction as its DDL (PostgreSQL DDL is transactional, so a
+ * controller that dies mid-migration leaves nothing half applied). Names are unqualified: the migration
+ * runs with `search_path` set to the store's schema. A migration is never edited once released: add the
+ * next one.
+ *
+ * Types: times are epoch milliseconds in int8 (the port passes `nowMs` in; the database clock is never
+ * read, so controllers and tests agree on time); documents (spec, result, failure, platforms) are `json`,
+ * which the server validates but keeps byte for byte (unlike jsonb, it accepts `\u0000`, which a program's
+ * arguments or an error message may carry).
+ */
+export const POSTGRES_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE jobs (
+    seq               int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id                text NOT NULL UNIQUE,
+    instance          text NOT NULL,
+    action_hash       text NOT NULL,
+    action_size       int8 NOT NULL,
+    platform          text NOT NULL,
+    state             text NOT NULL CHECK (state IN ('queued','running','completed','timed_out','cancelled','failed')),
+    attempt           int4 NOT NULL DEFAULT 0,
+    priority          int4 NOT NULL DEFAULT 0,
+    mergeable         boolean NOT NULL,
+    spec              json NOT NULL,
+    created_at        int8 NOT NULL,
+    queued_at         int8 NOT NULL,
+    started_at        int8,
+    completed_at      int8,
+    queue_time_ms     int8 NOT NULL DEFAULT 0,
+    lease_owner       text,
+    lease_expires_at  int8,
+    cancel_requested  boolean NOT NULL DEFAULT false,
+    cached            boolean NOT NULL DEFAULT false,
+    result            json,
+    failure           json
+  );
+  -- Dispatch: the head of one platform's queue, in O(log n) however long the queue.
+  CREATE INDEX jobs_queue ON jobs (platform, priority, seq) WHERE state = 'queued';
+  CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'running';
+  CREATE INDEX jobs_owner ON jobs (lease_owner) WHERE state = 'running';
+  -- At most one mergeable in-flight job per action: the merge is enforced by the database, not by luck.
+  -- enqueue names this predicate in ON CONFLICT, so keep the two identical.
+  CREATE UNIQUE INDEX jobs_inflight ON jobs (instance, action_hash, action_size)
+    WHERE mergeable AND state IN ('queued','running');
+
+  CREATE TABLE action_cache (
+    instance     text NOT NULL,
+    action_hash  text NOT NULL,
+    action_size  int8 NOT NULL,
+    result       json NOT NULL,
+    stored_at    int8 NOT NULL,
+    PRIMARY KEY (instance, action_hash, action_size)
+  );
+
+  CREATE TABLE workers (
+    id             text PRIMARY KEY,
+    name           text NOT NULL,
+    platforms      json NOT NULL,
+    slots          int4 NOT NULL,
+    state          text NOT NULL CHECK (state IN ('active','draining','gone')),
+    registered_at  int8 NOT NULL,
+    last_seen_at   int8 NOT NULL
+  );
+  `,
+];

@@ -1,0 +1,234 @@
+/**
+ * PostgresEventBus on a real PostgreSQL: two bus instances (two controllers) on one database, each reading
+ * jobs back from a PostgresStore. An event published on one reaches the other's subscribers; local
+ * subscribers get it at once and once; the listener comes back after its connection is killed and after
+ * a PostgreSQL restart, and re-reads what it may have missed meanwhile.
+ */
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, test } from 'node:test';
+import type { JobState } from '../../src/core/model.js';
+import { PostgresEventBus } from '../../src/scheduler/postgres-event-bus.js';
+import type { PostgresEventBusOptions } from '../../src/scheduler/postgres-event-bus.js';
+import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import type { JobRecord } from '../../src/store/ports.js';
+import { usePostgres } from '../helpers/postgres.js';
+import type { PostgresFixture } from '../helpers/postgres.js';
+import { actionDigestOf, makeReport, makeSpec, X86 } from '../store/fixtures.js';
+
+const T0 = 1_700_000_000_000;
+const pgFixture = usePostgres();
+
+const teardowns: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const fn of teardowns.splice(0).reverse()) await fn();
+});
+
+async function waitUntil(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(5);
+  }
+}
+
+interface Pair {
+  store: PostgresStore;
+  a: PostgresEventBus;
+  b: PostgresEventBus;
+  /** Ids the loaders were asked for, per bus. */
+  loads: { a: string[]; b: string[] };
+  appName: { a: string; b: string };
+  errors: Error[];
+}
+
+async function pair(fixture: PostgresFixture, o: Partial<PostgresEventBusOptions> = {}): Promise<Pair> {
+  const schema = fixture.newSchema('bus');
+  const store = await PostgresStore.open({ url: fixture.url, schema, poolSize: 4 });
+  teardowns.push(async () => {
+    await store.close();
+    await fixture.dropSchema(schema);
+  });
+  // One channel per test: files and tests sharing a database never hear each other.
+  const channel = `ev_${schema}`;
+  const loads = { a: [] as string[], b: [] as string[] };
+  const errors: Error[] = [];
+  const appName = { a: `remex-events-a-${schema}`, b: `remex-events-b-${schema}` };
+  const start = (side: 'a' | 'b') =>
+    PostgresEventBus.start({
+      url: fixture.url,
+      channel,
+      applicationName: appName[side],
+      reconnectDelayMs: 50,
+      maxReconnectDelayMs: 200,
+      onError: (err) => errors.push(err),
+      load: (id) => {
+        loads[side].push(id);
+        return store.jobs.get(id);
+      },
+      ...o,
+    });
+  const a = await start('a');
+  teardowns.push(() => a.close());
+  const b = await start('b');
+  teardowns.push(() => b.close());
+  return { store, a, b, loads, appName, errors };
+}
+
+async function queuedJob(store: PostgresStore, label: string): Promise<JobRecord> {
+  const spec = makeSpec({ label: `${label}-${Math.random()}` });
+  const { job } = await store.jobs.enqueue({ id: `${label}-${Math.random().toString(36).slice(2)}`, actionDigest: actionDigestOf(spec), instance: '', priority: 0, spec, nowMs: T0, mergeable: true });
+  return job;
+}
+
+/** Kills the server side of every connection with this application_name. */
+async function killConnections(fixture: PostgresFixture, applicationName: string): Promise<number> {
+  const rows = await fixture.sql<{ killed: boolean }>('SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+  return rows.filter((r) => r.killed).length;
+}
+
+if (pgFixture) {
+  const fixture = pgFixture;
+
+  describe('PostgresEventBus', () => {
+    test('an event published on one controller reaches subscribers of that job and of all jobs on the other', async () => {
+      const p = await pair(fixture);
+      const job = await queuedJob(p.store, 'cross');
+      const onB: JobRecord[] = [];
+      const allOnB: JobRecord[] = [];
+      p.b.subscribe(job.id, (j) => onB.push(j));
+      p.b.subscribeAll((j) => allOnB.push(j));
+      p.a.publish(job);
+      await waitUntil('B hears of the job', () => onB.length === 1 && allOnB.length === 1);
+      assert.deepEqual(onB[0], job);
+      assert.deepEqual(allOnB[0], job);
+      assert.deepEqual(p.loads.b, [job.id], 'B re-read the job once, for both subscribers');
+    });
+
+    test('local subscribers get a publish at once and only once; the publisher never re-reads its own', async () => {
+      const p = await pair(fixture);
+      const job = await queuedJob(p.store, 'local');
+      const onA: JobRecord[] = [];
+      const onB: JobRecord[] = [];
+      p.a.subscribe(job.id, (j) => onA.push(j));
+      p.a.subscribeAll((j) => onA.push(j));
+      p.b.subscribe(job.id, (j) => onB.push(j));
+      p.a.publish(job);
+      assert.equal(onA.length, 2, 'delivered synchronously, without the round trip');
+      assert.equal(onA[0], job, 'the very object published');
+      await waitUntil('B hears of it', () => onB.length === 1);
+      await sleep(100);
+      assert.equal(onA.length, 2, 'A got its own NOTIFY back and ignored it');
+      assert.deepEqual(p.loads.a, []);
+    });
+
+    test('a burst of changes elsewhere arrives in order, ends at the newest version, and never repeats one', async () => {
+      const p = await pair(fixture);
+      const job = await queuedJob(p.store, 'burst');
+      const seen: JobState[] = [];
+      p.b.subscribe(job.id, (j) => seen.push(j.state));
+      p.a.publish(job);
+      const [running] = await p.store.jobs.claim({ platforms: [X86], workerId: 'w', max: 1, leaseMs: 10_000, nowMs: T0 });
+      assert.ok(running);
+      p.a.publish(running);
+      const done = await p.store.jobs.finish({ id: job.id, attempt: 1, workerId: 'w', outcome: { state: 'completed', result: makeReport() }, nowMs: T0 + 1 });
+      assert.ok(done);
+      p.a.publish(done);
+      await waitUntil('B sees it completed', () => seen.at(-1) === 'completed');
+      await sleep(100);
+      const order: JobState[] = ['queued', 'running', 'completed'];
+      assert.deepEqual(seen, [...new Set(seen)], `a version delivered twice: ${seen.join(',')}`);
+      assert.deepEqual(seen, order.filter((s) => seen.includes(s)), `out of order: ${seen.join(',')}`);
+      assert.ok(p.loads.b.length <= 3);
+    });
+
+    test('nobody listening on the other side: nothing is read', async () => {
+      const p = await pair(fixture);
+      const job = await queuedJob(p.store, 'unheard');
+      const other = await queuedJob(p.store, 'heard');
+      const heard: JobRecord[] = [];
+      p.b.subscribe(other.id, (j) => heard.push(j));
+      p.a.publish(job);
+      p.a.publish(other);
+      await waitUntil('B hears of the other job', () => heard.length === 1);
+      assert.deepEqual(p.loads.b, [other.id]);
+    });
+
+    test('the listener comes back after its connection is killed, and re-reads the jobs waited on', async () => {
+      const p = await pair(fixture);
+      const job = await queuedJob(p.store, 'resync');
+      const onB: JobRecord[] = [];
+      p.b.subscribe(job.id, (j) => onB.push(j));
+      // A change whose NOTIFY B never gets (published nowhere), then B's connections die.
+      const cancelled = await p.store.jobs.cancel(job.id, T0 + 1);
+      assert.equal(cancelled?.state, 'cancelled');
+      assert.ok((await killConnections(fixture, p.appName.b)) >= 1);
+      await waitUntil('B re-read the job after reconnecting', () => onB.length === 1);
+      assert.equal(onB[0]?.state, 'cancelled');
+      await p.b.whenListening();
+      assert.equal(p.b.listening, true);
+      // And it keeps working.
+      const next = await queuedJob(p.store, 'after-kill');
+      const later: JobRecord[] = [];
+      p.b.subscribe(next.id, (j) => later.push(j));
+      p.a.publish(next);
+      await waitUntil('B hears of a new job', () => later.length === 1);
+      assert.ok(p.errors.length >= 1, 'the connection loss was reported');
+    });
+
+    test('a change whose NOTIFY was lost (its controller died after the commit) still reaches waiters by the periodic re-read', async () => {
+      const p = await pair(fixture, { resyncIntervalMs: 100 });
+      const job = await queuedJob(p.store, 'lost-notify');
+      const onB: JobState[] = [];
+      p.b.subscribe(job.id, (j) => onB.push(j.state));
+      await p.store.jobs.cancel(job.id, T0 + 1); // committed, never published
+      await waitUntil('B re-read it', () => onB.includes('cancelled'), 2_000);
+      await sleep(250);
+      assert.deepEqual(onB, ['cancelled'], 'the unchanged job is not delivered again on later re-reads');
+    });
+
+    test('publishing survives a killed publishing connection', async () => {
+      const p = await pair(fixture);
+      const first = await queuedJob(p.store, 'pub-1');
+      const onB: string[] = [];
+      p.b.subscribeAll((j) => onB.push(j.id));
+      p.a.publish(first);
+      await waitUntil('B hears of the first', () => onB.includes(first.id));
+      await killConnections(fixture, p.appName.a);
+      await p.a.whenListening();
+      const second = await queuedJob(p.store, 'pub-2');
+      p.a.publish(second);
+      await waitUntil('B hears of the second', () => onB.includes(second.id));
+    });
+
+    test('both controllers carry on after PostgreSQL restarts', async (t) => {
+      const restart = fixture.server.restart;
+      if (!restart) {
+        t.skip('PostgreSQL given by URL: this test cannot restart it');
+        return;
+      }
+      const p = await pair(fixture);
+      const job = await queuedJob(p.store, 'restart');
+      const onB: JobState[] = [];
+      p.b.subscribe(job.id, (j) => onB.push(j.state));
+      await restart();
+      await Promise.all([p.a.whenListening(), p.b.whenListening()]);
+      const [running] = await p.store.jobs.claim({ platforms: [X86], workerId: 'w', max: 1, leaseMs: 10_000, nowMs: T0 });
+      assert.ok(running);
+      p.a.publish(running);
+      await waitUntil('B hears of the change after the restart', () => onB.includes('running'), 10_000);
+    });
+
+    test('close stops delivery and releases the connections', async () => {
+      const p = await pair(fixture);
+      const job = await queuedJob(p.store, 'closed');
+      const onB: JobRecord[] = [];
+      p.b.subscribe(job.id, (j) => onB.push(j));
+      await p.b.close();
+      p.a.publish(job);
+      await sleep(100);
+      assert.deepEqual(onB, []);
+      await waitUntil('B has no connection left', async () => (await fixture.sql('SELECT 1 FROM pg_stat_activity WHERE application_name = $1', [p.appName.b])).length === 0);
+    });
+  });
+}
