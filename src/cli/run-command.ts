@@ -2,16 +2,20 @@
  * `remex run EXECUTABLE [-- ARGS…]`: detects the platform from the binary, uploads only what the server
  * lacks, submits, waits for the result over the WebSocket event relay, writes the program's output to its
  * own stdout and stderr, and exits with the program's code (exit-codes.ts for remex's own outcomes).
+ *
+ * When the connection to the controller drops while waiting, it looks the execution up by id (the client
+ * moves to the next controller if this one is gone) and subscribes again there.
  */
 import { createReadStream, readFileSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { WebSocket } from 'ws';
+import type { IncomingMessage } from 'node:http';
 import type { ExecutionView, OutputView } from '../api/execution-view.js';
 import type { Digest } from '../core/digest.js';
 import { digestOf } from '../core/digest.js';
-import { InvalidArgumentError } from '../core/errors.js';
+import { InvalidArgumentError, RemexError } from '../core/errors.js';
+import type { ErrorCode } from '../core/errors.js';
 import { detectExecutable, EXECUTABLE_HEADER_BYTES } from '../core/executable-format.js';
 import { canonicalPlatform } from '../core/platform.js';
 import { RemexClient, digestFile } from '../client/remex-client.js';
@@ -19,7 +23,12 @@ import type { ExecutionSubmission } from '../client/remex-client.js';
 import { EXIT_REMEX_FAILURE, EXIT_SIGNAL_BASE, EXIT_TIMED_OUT } from './exit-codes.js';
 
 export interface RunOptions {
+  /** One controller address or several, comma-separated. */
   server: string;
+  /** Client token. */
+  token?: string;
+  /** PEM CA certificate(s) to trust for https:// controllers. */
+  ca?: string | Buffer;
   platform?: string;
   timeoutSeconds?: number;
   stdin?: string;
@@ -31,7 +40,10 @@ export interface RunOptions {
 }
 
 export async function runCommand(executable: string, args: string[], opts: RunOptions): Promise<number> {
-  const client = new RemexClient(opts.server);
+  const client = new RemexClient(opts.server, { token: opts.token, ca: opts.ca });
+  client.onServerChange(({ from, to, reason }) => {
+    if (!opts.quiet && !opts.json) process.stderr.write(`remex: ${from} unreachable (${reason}); using ${to}\n`);
+  });
   const platform = opts.platform !== undefined ? canonicalPlatform(opts.platform) : await detectPlatform(executable);
 
   const files: Record<string, Digest & { executable?: boolean }> = {};
@@ -76,30 +88,79 @@ function isDone(v: ExecutionView): boolean {
   return v.state !== 'queued' && v.state !== 'running';
 }
 
-/** Subscribes on the event relay; the relay sends results that were ready before the subscription too. */
-function waitForResult(client: RemexClient, id: string): Promise<ExecutionView> {
+const PING_INTERVAL_MS = 15_000;
+const RESUBSCRIBE_MAX_DELAY_MS = 2_000;
+
+/**
+ * Waits on the event relay; when the connection drops, reads the execution by id (moving to another
+ * controller when this one is gone) and subscribes again. Gives up only when no controller can be reached
+ * for the client's retry window, or the execution is unknown.
+ */
+async function waitForResult(client: RemexClient, id: string): Promise<ExecutionView> {
+  for (let drops = 0; ; drops++) {
+    const outcome = await subscribeOnce(client, id);
+    if ('view' in outcome) return outcome.view;
+    const v = await client.getExecution(id);
+    if (isDone(v)) return v;
+    await new Promise((r) => setTimeout(r, Math.min(RESUBSCRIBE_MAX_DELAY_MS, 100 * 2 ** Math.min(drops, 5))));
+  }
+}
+
+/** One subscription: the result, or why the connection ended without it. Refusals (401/403) throw. */
+function subscribeOnce(client: RemexClient, id: string): Promise<{ view: ExecutionView } | { dropped: string }> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(client.eventsUrl);
-    const ping = setInterval(() => ws.readyState === ws.OPEN && ws.send('ping'), 20_000);
-    const finish = (err: Error | null, view?: ExecutionView) => {
+    const ws = client.openEvents();
+    let answered = true;
+    // The relay answers "ping" with "pong": a controller that stops answering is taken for gone.
+    const ping = setInterval(() => {
+      if (!answered) return ws.terminate();
+      answered = false;
+      if (ws.readyState === ws.OPEN) ws.send('ping');
+    }, PING_INTERVAL_MS);
+    const finish = (outcome: { view: ExecutionView } | { dropped: string } | Error) => {
       clearInterval(ping);
       ws.removeAllListeners();
       ws.on('error', () => undefined);
-      ws.close();
-      if (err) reject(err);
-      else resolve(view as ExecutionView);
+      ws.terminate();
+      if (outcome instanceof Error) reject(outcome);
+      else resolve(outcome);
     };
     ws.on('open', () => ws.send(`subscribe: ${id}`));
     ws.on('message', (data) => {
+      answered = true;
       const text = data.toString();
       if (text === 'pong') return;
-      const msg = JSON.parse(text) as ExecutionView & { error?: { detail: string } };
+      let msg: ExecutionView & { error?: { detail: string } };
+      try {
+        msg = JSON.parse(text) as typeof msg;
+      } catch {
+        return finish(new Error(`event relay sent something that is not JSON: ${text.slice(0, 200)}`));
+      }
       if (msg.error) return finish(new Error(msg.error.detail));
-      if (msg.id === id) finish(null, msg);
+      if (msg.id === id) finish({ view: msg });
     });
-    ws.on('error', (err) => finish(err));
-    ws.on('close', () => finish(new Error('event relay closed before the result arrived')));
+    ws.on('unexpected-response', (_req, res: IncomingMessage) => {
+      const status = res.statusCode ?? 0;
+      if (status === 401 || status === 403) {
+        void problemOf(res).then((p) => finish(new RemexError((p.code ?? (status === 401 ? 'UNAUTHENTICATED' : 'PERMISSION_DENIED')) as ErrorCode, `event relay: ${p.detail ?? `HTTP ${status}`}`)));
+      } else {
+        res.resume();
+        finish({ dropped: `event relay answered HTTP ${status}` });
+      }
+    });
+    ws.on('error', (err) => finish({ dropped: err.message }));
+    ws.on('close', () => finish({ dropped: 'event relay closed before the result arrived' }));
   });
+}
+
+async function problemOf(res: IncomingMessage): Promise<{ code?: string; detail?: string }> {
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of res) chunks.push(chunk as Buffer);
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as { code?: string; detail?: string };
+  } catch {
+    return {};
+  }
 }
 
 async function report(client: RemexClient, v: ExecutionView, opts: RunOptions): Promise<number> {

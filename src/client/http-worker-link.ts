@@ -1,33 +1,89 @@
-/** The worker protocol (WorkerLink port) carried over HTTP to a remex server; see api/http/worker-routes.ts. */
+/**
+ * The worker protocol (WorkerLink port) carried over HTTP to a remex server; see api/http/worker-routes.ts.
+ *
+ * With several controllers, the client moves to the next one when the current one cannot be reached.
+ * The link then registers again there, under the same worker id and with the same offer, before its next
+ * call, so leases, heartbeats and completions carry on: with a shared job store the leases this worker
+ * holds are valid on every controller, and their results commit wherever the worker now is.
+ */
+import { isRemexError } from '../core/errors.js';
 import type { Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from '../scheduler/worker-link.js';
 import type { RemexClient } from './remex-client.js';
 
+/** Calls other than the lease long-poll answer quickly; a controller silent this long counts as gone. */
+const CALL_TIMEOUT_MS = 15_000;
+
 export class HttpWorkerLink implements WorkerLink {
+  private registration: WorkerRegistration | undefined;
+  /** `client.serverChanges` when the registration was last made; differs once the client moved. */
+  private registeredAt = -1;
+  private reregistering: Promise<void> | undefined;
+
   constructor(private readonly client: RemexClient) {}
 
-  register(reg: WorkerRegistration): Promise<WorkerSession> {
-    return this.client.request('POST', '/v1/workers', reg);
+  async register(reg: WorkerRegistration): Promise<WorkerSession> {
+    const session = await this.client.request<WorkerSession>('POST', '/v1/workers', reg, { idempotent: true, timeoutMs: CALL_TIMEOUT_MS });
+    this.registration = { ...reg, id: session.workerId };
+    this.registeredAt = this.client.serverChanges;
+    return session;
   }
 
-  async lease(workerId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Lease[]> {
-    try {
-      const reply = await this.client.request<{ leases: Lease[] }>('POST', `/v1/workers/${encodeURIComponent(workerId)}/lease`, { max, waitMs }, signal ? { signal } : {});
-      return reply.leases;
-    } catch (err) {
-      if (signal?.aborted) return [];
-      throw err;
-    }
+  lease(workerId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Lease[]> {
+    return this.session(async () => {
+      try {
+        const reply = await this.client.request<{ leases: Lease[] }>('POST', `/v1/workers/${encodeURIComponent(workerId)}/lease`, { max, waitMs }, {
+          idempotent: true,
+          timeoutMs: waitMs + CALL_TIMEOUT_MS,
+          ...(signal ? { signal } : {}),
+        });
+        return reply.leases;
+      } catch (err) {
+        if (signal?.aborted) return [];
+        throw err;
+      }
+    });
   }
 
   heartbeat(workerId: string, draining: boolean): Promise<HeartbeatReply> {
-    return this.client.request('POST', `/v1/workers/${encodeURIComponent(workerId)}/heartbeat`, { draining });
+    return this.session(() =>
+      this.client.request<HeartbeatReply>('POST', `/v1/workers/${encodeURIComponent(workerId)}/heartbeat`, { draining }, { idempotent: true, timeoutMs: CALL_TIMEOUT_MS }),
+    );
   }
 
-  async complete(workerId: string, completion: Completion): Promise<void> {
-    await this.client.request('POST', `/v1/workers/${encodeURIComponent(workerId)}/complete`, completion);
+  complete(workerId: string, completion: Completion): Promise<void> {
+    return this.session(async () => {
+      await this.client.request('POST', `/v1/workers/${encodeURIComponent(workerId)}/complete`, completion, { idempotent: true, timeoutMs: CALL_TIMEOUT_MS });
+    });
   }
 
   async unregister(workerId: string): Promise<void> {
-    await this.client.request('DELETE', `/v1/workers/${encodeURIComponent(workerId)}`);
+    await this.client.request('DELETE', `/v1/workers/${encodeURIComponent(workerId)}`, undefined, { timeoutMs: CALL_TIMEOUT_MS });
+  }
+
+  /**
+   * Runs a call on a controller that knows this worker: registers again first when the client has moved
+   * since the last registration, and once more if the call moved during its course and the new
+   * controller does not know the worker (NOT_FOUND).
+   */
+  private async session<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      await this.followClient();
+      const before = this.client.serverChanges;
+      try {
+        return await call();
+      } catch (err) {
+        if (attempt === 0 && isRemexError(err, 'NOT_FOUND') && this.client.serverChanges !== before) continue;
+        throw err;
+      }
+    }
+  }
+
+  private async followClient(): Promise<void> {
+    while (this.registration && this.registeredAt !== this.client.serverChanges) {
+      this.reregistering ??= this.register(this.registration)
+        .then(() => undefined)
+        .finally(() => (this.reregistering = undefined));
+      await this.reregistering;
+    }
   }
 }

@@ -1,16 +1,28 @@
 /**
  * A typed client of remex's HTTP API, used by the CLI, by `remex worker` and by tests. Server problems
  * come back as RemexError with the server's code; a server that cannot be reached is UNAVAILABLE.
+ *
+ * Several controllers may be given: requests go to the current one and move to the next when it cannot
+ * be reached (connection refused, reset, timed out, TLS failure) or answers 503 (502/504 too for
+ * requests that are safe to repeat), with backoff once every controller has failed in turn. Before any
+ * controller has answered, one round over the list decides (a wrong address fails at once); after that,
+ * failures are taken for an outage and retried for `retryWindowMs`. A request that may have reached a
+ * controller before its connection broke is repeated elsewhere only when repeating it is harmless
+ * (`idempotent`: GET, HEAD, PUT, DELETE, and POSTs marked so, such as the worker protocol's).
  */
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
+import { WebSocket } from 'ws';
 import type { ExecutionView } from '../api/execution-view.js';
 import type { Digest } from '../core/digest.js';
 import { DigestBuilder } from '../core/digest.js';
 import type { ErrorCode } from '../core/errors.js';
-import { RemexError, UnavailableError } from '../core/errors.js';
+import { InvalidArgumentError, RemexError, UnavailableError } from '../core/errors.js';
 import type { PlatformStatus } from '../scheduler/scheduler.js';
+import { HttpTransport, isReplayable, TransportError } from './transport.js';
+import type { RequestBody } from './transport.js';
 
 export interface ExecutionSubmission {
   platform?: string;
@@ -31,29 +43,123 @@ export interface ExecutionSubmission {
 
 export type SubmittedExecution = ExecutionView & { merged: boolean };
 
-export class RemexClient {
-  readonly baseUrl: string;
+export interface RemexClientOptions {
+  /** Bearer token sent with every request and with the event relay's upgrade request. */
+  token?: string | undefined;
+  /** PEM CA certificate(s) to trust for https:// controllers (instead of Node's bundled roots). */
+  ca?: string | Buffer | undefined;
+  /** Longest wait for a connection to one controller (default 5 s). */
+  connectTimeoutMs?: number;
+  /** After a controller has answered once: how long to keep trying when none can be reached (default 30 s). */
+  retryWindowMs?: number;
+}
 
-  constructor(baseUrl: string) {
-    this.baseUrl = baseUrl.replace(/\/+$/, '');
+export interface RequestOptions {
+  signal?: AbortSignal | undefined;
+  /** Safe to send again if the connection broke after sending (default: every method but POST). */
+  idempotent?: boolean;
+  /** Longest wait for the answer once connected (default: none). */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+export const DEFAULT_RETRY_WINDOW_MS = 30_000;
+const BACKOFF_BASE_MS = 100;
+const BACKOFF_MAX_MS = 2_000;
+
+/** Splits a `--server` value: one address, or several separated by commas. */
+export function parseServerList(value: string | readonly string[]): string[] {
+  const items = (typeof value === 'string' ? [value] : value).flatMap((v) => v.split(','));
+  const servers = items.map((s) => s.trim()).filter((s) => s !== '');
+  if (servers.length === 0) throw new InvalidArgumentError('no remex server address given');
+  return servers.map((s) => {
+    let url: URL;
+    try {
+      url = new URL(s);
+    } catch {
+      throw new InvalidArgumentError(`${JSON.stringify(s)} is not a URL (expected http://host:port or https://host:port)`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`${s}: only http:// and https:// servers are supported`);
+    if (url.username || url.password) throw new InvalidArgumentError(`${url.host}: credentials do not go in the URL; use a token file`);
+    return s.replace(/\/+$/, '');
+  });
+}
+
+export type ServerChangeListener = (change: { from: string; to: string; reason: string }) => void;
+
+export class RemexClient {
+  /** The controllers, in the order given. */
+  readonly servers: readonly string[];
+  private currentIndex = 0;
+  private changes = 0;
+  private contacted = false;
+  private readonly listeners: ServerChangeListener[] = [];
+  private readonly transport: HttpTransport;
+  // Private (#) so that the token shows in no inspection, JSON or error of the client.
+  readonly #token: string | undefined;
+  readonly #ca: string | Buffer | undefined;
+  private readonly connectTimeoutMs: number;
+  private readonly retryWindowMs: number;
+
+  /** `servers`: one URL, a comma-separated list, or an array of URLs. */
+  constructor(servers: string | readonly string[], opts: RemexClientOptions = {}) {
+    this.servers = parseServerList(servers);
+    this.#token = opts.token;
+    this.#ca = opts.ca;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.retryWindowMs = opts.retryWindowMs ?? DEFAULT_RETRY_WINDOW_MS;
+    this.transport = new HttpTransport({ ca: opts.ca, connectTimeoutMs: this.connectTimeoutMs });
   }
 
-  async request<T>(method: string, path: string, body?: unknown, init: { signal?: AbortSignal } = {}): Promise<T> {
-    const res = await this.fetch(path, {
+  /** The controller requests go to now. */
+  get baseUrl(): string {
+    return this.servers[this.currentIndex] as string;
+  }
+
+  /** How many times requests have moved to another controller. */
+  get serverChanges(): number {
+    return this.changes;
+  }
+
+  /** Called whenever requests move to another controller. */
+  onServerChange(listener: ServerChangeListener): void {
+    this.listeners.push(listener);
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, init: RequestOptions = {}): Promise<T> {
+    const json = body === undefined ? undefined : JSON.stringify(body);
+    const res = await this.send(path, {
       method,
-      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
-      ...(init.signal ? { signal: init.signal } : {}),
+      headers: json === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(json)) },
+      body: json,
+      ...init,
     });
     return (await readJson(res)) as T;
   }
 
-  async fetch(path: string, init: RequestInit & { duplex?: 'half' }): Promise<Response> {
-    try {
-      return await fetch(`${this.baseUrl}${path}`, init);
-    } catch (err) {
-      if ((err as Error).name === 'AbortError') throw err;
-      throw new UnavailableError(`cannot reach remex at ${this.baseUrl}: ${(err as Error).message}`, { cause: err });
+  /** A raw request as a web Response (failover included). */
+  async fetch(path: string, init: RequestInit & { duplex?: 'half'; idempotent?: boolean } = {}): Promise<Response> {
+    const headers: Record<string, string> = {};
+    new Headers(init.headers).forEach((value, name) => (headers[name] = value));
+    const body = init.body;
+    if (body !== undefined && body !== null && typeof body !== 'string' && !(body instanceof Uint8Array) && !(body instanceof ReadableStream)) {
+      throw new InvalidArgumentError('RemexClient.fetch takes a string, bytes or a ReadableStream as body');
     }
+    const res = await this.send(path, {
+      method: init.method ?? 'GET',
+      headers,
+      body: body ?? undefined,
+      signal: init.signal ?? undefined,
+      ...(init.idempotent !== undefined ? { idempotent: init.idempotent } : {}),
+    });
+    const status = res.statusCode ?? 500;
+    const empty = status === 204 || status === 304 || init.method === 'HEAD';
+    if (empty) res.resume();
+    const responseHeaders = new Headers();
+    for (const [name, value] of Object.entries(res.headers)) {
+      if (value !== undefined) responseHeaders.set(name, Array.isArray(value) ? value.join(', ') : value);
+    }
+    return new Response(empty ? null : (Readable.toWeb(res) as unknown as ReadableStream<Uint8Array>), { status, headers: responseHeaders });
   }
 
   health(): Promise<Record<string, unknown>> {
@@ -62,16 +168,15 @@ export class RemexClient {
 
   async findMissing(digests: readonly Digest[]): Promise<Digest[]> {
     if (digests.length === 0) return [];
-    return (await this.request<{ missing: Digest[] }>('POST', '/v1/blobs/find-missing', { digests })).missing;
+    return (await this.request<{ missing: Digest[] }>('POST', '/v1/blobs/find-missing', { digests }, { idempotent: true })).missing;
   }
 
+  /** Uploads a blob; a stream is given as a factory so that it can be sent again to another controller. */
   async putBlob(digest: Digest, data: Uint8Array | (() => Readable)): Promise<void> {
-    const body = data instanceof Uint8Array ? data : Readable.toWeb(data()) as ReadableStream<Uint8Array>;
-    const res = await this.fetch(`/v1/blobs/sha256/${digest.hash}`, {
+    const res = await this.send(`/v1/blobs/sha256/${digest.hash}`, {
       method: 'PUT',
-      body,
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(digest.sizeBytes) },
-      duplex: 'half',
+      body: data,
     });
     await readJson(res);
   }
@@ -84,15 +189,15 @@ export class RemexClient {
   }
 
   async getBlob(digest: Digest): Promise<Buffer> {
-    const res = await this.fetch(`/v1/blobs/sha256/${digest.hash}`, { method: 'GET' });
-    if (!res.ok) await readJson(res);
-    return Buffer.from(await res.arrayBuffer());
+    const res = await this.send(`/v1/blobs/sha256/${digest.hash}`, { method: 'GET', headers: {} });
+    if (res.statusCode !== 200) await readJson(res);
+    return readAll(res);
   }
 
   async blobStream(digest: Digest): Promise<AsyncIterable<Uint8Array>> {
-    const res = await this.fetch(`/v1/blobs/sha256/${digest.hash}`, { method: 'GET' });
-    if (!res.ok || !res.body) await readJson(res);
-    return res.body as unknown as AsyncIterable<Uint8Array>;
+    const res = await this.send(`/v1/blobs/sha256/${digest.hash}`, { method: 'GET', headers: {} });
+    if (res.statusCode !== 200) await readJson(res);
+    return res;
   }
 
   submit(req: ExecutionSubmission, opts: { wait?: boolean; signal?: AbortSignal } = {}): Promise<SubmittedExecution> {
@@ -104,17 +209,116 @@ export class RemexClient {
   }
 
   cancel(id: string): Promise<ExecutionView> {
-    return this.request('POST', `/v1/executions/${encodeURIComponent(id)}/cancel`);
+    return this.request('POST', `/v1/executions/${encodeURIComponent(id)}/cancel`, undefined, { idempotent: true });
   }
 
   async platforms(): Promise<PlatformStatus[]> {
     return (await this.request<{ platforms: PlatformStatus[] }>('GET', '/v1/platforms')).platforms;
   }
 
-  /** The WebSocket URL of the event relay. */
+  /** The WebSocket URL of the current controller's event relay. */
   get eventsUrl(): string {
     return `${this.baseUrl.replace(/^http/, 'ws')}/v1/events`;
   }
+
+  /** Opens the current controller's event relay with this client's token and trusted CA. */
+  openEvents(): WebSocket {
+    return new WebSocket(this.eventsUrl, {
+      headers: this.#token !== undefined ? { authorization: `Bearer ${this.#token}` } : {},
+      ...(this.#ca !== undefined ? { ca: this.#ca } : {}),
+      handshakeTimeout: this.connectTimeoutMs,
+    });
+  }
+
+  /** Closes idle connections (a process that exits needs not call it). */
+  close(): void {
+    this.transport.close();
+  }
+
+  private async send(path: string, r: { method: string; headers: Record<string, string>; body?: RequestBody | undefined } & RequestOptions): Promise<IncomingMessage> {
+    const headers = this.#token !== undefined ? { ...r.headers, authorization: `Bearer ${this.#token}` } : r.headers;
+    const replayable = isReplayable(r.body);
+    const idempotent = r.idempotent ?? r.method !== 'POST';
+    const started = Date.now();
+    const reasons = new Map<string, string>();
+    let untrusted = false;
+    let retriedStale = false;
+    let failures = 0;
+    for (let round = 0; ; ) {
+      const index = this.currentIndex;
+      const base = this.servers[index] as string;
+      let reason: string;
+      try {
+        const res = await this.transport.request(new URL(`${base}${path}`), { method: r.method, headers, body: r.body, signal: r.signal, timeoutMs: r.timeoutMs });
+        const status = res.statusCode ?? 0;
+        // 503: the controller (or its proxy) did not take the request. 502/504: a proxy may have passed it on.
+        const elsewhere = replayable && (status === 503 || ((status === 502 || status === 504) && idempotent));
+        if (!elsewhere) {
+          this.contacted = true;
+          return res;
+        }
+        reason = `HTTP ${status}${await problemDetail(res)}`;
+      } catch (err) {
+        if (!(err instanceof TransportError)) throw err; // aborted by the caller, or the body's source failed
+        if (err.staleSocket && replayable && idempotent && !retriedStale) {
+          retriedStale = true; // the controller had closed an idle connection: not a sign that it is gone
+          continue;
+        }
+        if (!replayable || (err.phase === 'sent' && !idempotent)) {
+          throw new UnavailableError(
+            err.phase === 'sent'
+              ? `lost the connection to remex at ${base} during ${r.method} ${path} (${err.message}); the request may or may not have been processed`
+              : `cannot reach remex at ${base}: ${err.message}`,
+            { cause: err },
+          );
+        }
+        untrusted ||= err.untrustedCertificate;
+        reason = err.message;
+      }
+      reasons.set(base, reason);
+      failures++;
+      this.moveFrom(index, reason);
+      if (failures % this.servers.length === 0) {
+        const windowMs = this.contacted ? this.retryWindowMs : 0;
+        const elapsed = Date.now() - started;
+        if (elapsed >= windowMs) {
+          const list = [...reasons].map(([server, why]) => `${server}: ${why}`).join('; ');
+          const hint = untrusted ? ' (the certificate is not signed by a trusted CA: give the CA with --ca-file or REMEX_CA_FILE)' : '';
+          throw new UnavailableError(`cannot reach remex at ${list}${hint}`);
+        }
+        await sleep(Math.min(backoffMs(round++), windowMs - elapsed), r.signal);
+      }
+    }
+  }
+
+  /** Moves on from the controller at `index`, unless another request already has. */
+  private moveFrom(index: number, reason: string): void {
+    if (this.servers.length < 2 || this.currentIndex !== index) return;
+    const from = this.servers[index] as string;
+    this.currentIndex = (index + 1) % this.servers.length;
+    this.changes++;
+    const to = this.baseUrl;
+    for (const listener of this.listeners) listener({ from, to, reason });
+  }
+}
+
+function backoffMs(round: number): number {
+  return Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** round) * (0.5 + Math.random() / 2);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason as Error);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 export async function digestFile(path: string): Promise<Digest> {
@@ -134,16 +338,33 @@ interface ProblemBody {
   details?: Record<string, unknown>;
 }
 
-async function readJson(res: Response): Promise<unknown> {
-  const text = await res.text();
+async function readAll(res: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** ": <detail>" of a problem response (read and discarded), for failover messages. */
+async function problemDetail(res: IncomingMessage): Promise<string> {
+  try {
+    const problem = JSON.parse((await readAll(res)).toString('utf8')) as ProblemBody;
+    return problem.detail ? `: ${problem.detail}` : '';
+  } catch {
+    return '';
+  }
+}
+
+async function readJson(res: IncomingMessage): Promise<unknown> {
+  const text = (await readAll(res)).toString('utf8');
   let body: unknown;
   try {
     body = text === '' ? undefined : JSON.parse(text);
   } catch {
     body = undefined;
   }
-  if (res.ok) return body;
+  const status = res.statusCode ?? 500;
+  if (status >= 200 && status < 300) return body;
   const problem = (body ?? {}) as ProblemBody;
-  const code = (problem.code ?? (res.status >= 500 ? 'INTERNAL' : 'INVALID_ARGUMENT')) as ErrorCode;
-  throw new RemexError(code, problem.detail ?? `HTTP ${res.status}`, problem.details ? { details: problem.details } : {});
+  const code = (problem.code ?? (status === 401 ? 'UNAUTHENTICATED' : status === 403 ? 'PERMISSION_DENIED' : status >= 500 ? 'INTERNAL' : 'INVALID_ARGUMENT')) as ErrorCode;
+  throw new RemexError(code, problem.detail ?? `HTTP ${status}`, problem.details ? { details: problem.details } : {});
 }

@@ -8,16 +8,18 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { FsBlobStore } from '../cas/fs/fs-blob-store.js';
+import { Authenticator, isLoopbackHost } from '../auth/tokens.js';
+import { RemexError } from '../core/errors.js';
+import type { BlobStore } from '../cas/blob-store.js';
 import type { ExecutionPolicy } from '../api/execution-request.js';
 import { startGrpcServer } from '../api/grpc/grpc-server.js';
 import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
+import type { TlsFiles } from '../api/http/http-server.js';
 import { DEFAULT_LIMITS, DEFAULT_TIMEOUT_MS } from '../core/limits.js';
-import { InMemoryEventBus } from '../scheduler/event-bus.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import type { SchedulerOptions } from '../scheduler/scheduler.js';
-import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import { openBackends } from './backends.js';
 import { detectPlatformSupport } from '../worker/emulation.js';
 import { BwrapSandbox } from '../worker/sandbox/bwrap-sandbox.js';
 import { Worker } from '../worker/worker.js';
@@ -32,6 +34,10 @@ export interface ServeOptions {
   /** Restrict the local pool to these platforms (default: every platform this host can run). */
   localPlatforms?: readonly string[];
   maxBlobBytes: number;
+  /** `postgres://…`: share jobs, cache and registry with other controllers; absent: SQLite in `dataDir`. */
+  databaseUrl?: string;
+  /** `s3://bucket/prefix?endpoint=…` or a directory: the blob store; absent: `<dataDir>/cas`. */
+  blobsUrl?: string;
   /** REAPI v2 gRPC port (0 picks a free one); absent: no gRPC front door. */
   grpcPort?: number;
   /** REAPI instance names accepted; absent: any. */
@@ -39,7 +45,16 @@ export interface ServeOptions {
   policy: ExecutionPolicy;
   scheduler: Partial<SchedulerOptions>;
   logger?: Logger;
+  /** Client and worker tokens (hashed); absent or open: no authentication, loopback only (see `insecureOpen`). */
+  auth?: Authenticator;
+  /** Serve without tokens on a non-loopback host. Without it, such a server refuses to start. */
+  insecureOpen?: boolean;
+  /** Certificate chain and key (PEM) for HTTPS, WSS and gRPC over TLS. */
+  tls?: TlsFiles;
 }
+
+/** How a server lets callers in, as its start-up log says. */
+export type AuthMode = 'tokens' | 'open-loopback' | 'open-insecure';
 
 export const DEFAULT_MAX_BLOB_BYTES = 4 * 1024 * 1024 * 1024;
 
@@ -62,20 +77,60 @@ export interface RunningServer {
   readonly url: string;
   readonly port: number;
   readonly scheduler: Scheduler;
-  readonly blobs: FsBlobStore;
+  readonly blobs: BlobStore;
   readonly http: FastifyInstance;
   /** The gRPC port when the REAPI front door runs. */
   readonly grpcPort: number | undefined;
   readonly localWorker: Worker | undefined;
+  readonly authMode: AuthMode;
+  /** One line for people: the authentication mode and TLS. */
+  readonly securitySummary: string;
   /** Drains the local pool (running jobs finish), then stops serving. */
   close(): Promise<void>;
 }
 
+/**
+ * Decides the authentication mode, refusing an open server on an address other hosts can reach unless
+ * the operator said so.
+ */
+export function authModeOf(host: string, auth: Authenticator, insecureOpen: boolean): AuthMode {
+  if (auth.enabled) return 'tokens';
+  if (isLoopbackHost(host)) return 'open-loopback';
+  if (insecureOpen) return 'open-insecure';
+  throw new RemexError(
+    'FAILED_PRECONDITION',
+    `refusing to serve ${host} without authentication: give --client-token-file and --worker-token-file ` +
+      '(and --tls-cert/--tls-key), listen on 127.0.0.1, or pass --insecure-open to serve it open to anyone who can reach it',
+  );
+}
+
+function describeSecurity(mode: AuthMode, auth: Authenticator, host: string, tls: boolean): string {
+  const plural = (n: number, what: string) => `${n} ${what} token${n === 1 ? '' : 's'}`;
+  const transport = tls ? 'TLS on' : 'no TLS';
+  switch (mode) {
+    case 'tokens': {
+      const { client, worker } = auth.counts;
+      return `authentication: tokens required (${plural(client, 'client')}, ${plural(worker, 'worker')}${worker === 0 ? ': remote workers cannot register' : ''}); ${transport}`;
+    }
+    case 'open-loopback':
+      return `authentication: OFF, open to every local user (${host} is loopback only); ${transport}`;
+    case 'open-insecure':
+      return `authentication: OFF (--insecure-open): anyone who can reach ${host} can run programs and read results; ${transport}`;
+  }
+}
+
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger();
-  const store = new SqliteStore({ path: join(opts.dataDir, 'remex.db') });
-  const blobs = new FsBlobStore({ root: join(opts.dataDir, 'cas'), maxBlobBytes: opts.maxBlobBytes });
-  const events = new InMemoryEventBus();
+  const auth = opts.auth ?? Authenticator.open();
+  const authMode = authModeOf(opts.host, auth, opts.insecureOpen ?? false);
+  const backends = await openBackends({
+    dataDir: opts.dataDir,
+    ...(opts.databaseUrl !== undefined ? { databaseUrl: opts.databaseUrl } : {}),
+    ...(opts.blobsUrl !== undefined ? { blobsUrl: opts.blobsUrl } : {}),
+    maxBlobBytes: opts.maxBlobBytes,
+    logger,
+  });
+  const { store, blobs, events } = backends;
   const scheduler = new Scheduler(store, blobs, events, opts.scheduler);
   // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
   // rather than after their leases expire.
@@ -112,11 +167,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     policy: opts.policy,
     maxJsonBodyBytes: DEFAULT_MAX_JSON_BODY_BYTES,
     describe: () => ({ localWorkerSlots: opts.workerSlots, activeLocalJobs: localWorker?.activeJobs ?? 0 }),
+    auth,
+    ...(opts.tls ? { tls: opts.tls } : {}),
   });
   await http.listen({ host: opts.host, port: opts.port });
   const address = http.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
-  const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
+  const url = `${opts.tls ? 'https' : 'http'}://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
   let grpc: RunningGrpcServer | undefined;
   if (opts.grpcPort !== undefined) {
     grpc = await startGrpcServer({
@@ -127,10 +184,18 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       logger,
       host: opts.host,
       port: opts.grpcPort,
+      auth,
+      ...(opts.tls ? { tls: opts.tls } : {}),
       ...(opts.instanceNames ? { instanceNames: opts.instanceNames } : {}),
     });
   }
   logger.info({ url, grpcPort: grpc?.port, dataDir: opts.dataDir, workerSlots: opts.workerSlots }, 'remex serving');
+  const securitySummary = describeSecurity(authMode, auth, opts.host, opts.tls !== undefined);
+  if (authMode === 'open-insecure') logger.warn({ authMode }, securitySummary);
+  else logger.info({ authMode }, securitySummary);
+  if (authMode === 'tokens' && !opts.tls && !isLoopbackHost(opts.host)) {
+    logger.warn('tokens travel in clear text: give --tls-cert and --tls-key unless a TLS proxy fronts this server');
+  }
 
   let closing: Promise<void> | undefined;
   return {
@@ -141,13 +206,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     http,
     grpcPort: grpc?.port,
     localWorker,
+    authMode,
+    securitySummary,
     close: () =>
       (closing ??= (async () => {
         await localWorker?.drain();
         await grpc?.close();
         await scheduler.close();
         await http.close();
-        await store.close();
+        await backends.close();
       })()),
   };
 }

@@ -15,7 +15,12 @@ import { BwrapSandbox } from './sandbox/bwrap-sandbox.js';
 import { Worker } from './worker.js';
 
 export interface RemoteWorkerOptions {
-  server: string;
+  /** One controller address, a comma-separated list, or an array: the worker moves on when one dies. */
+  server: string | readonly string[];
+  /** Worker token (sent as `Authorization: Bearer`). */
+  token?: string;
+  /** PEM CA certificate(s) to trust for https:// controllers. */
+  ca?: string | Buffer;
   slots: number;
   name: string;
   workDir: string;
@@ -28,7 +33,8 @@ const CACHE_MAX_BLOB_BYTES = 64 * 1024 * 1024 * 1024;
 // The cache can always be refilled from the server: losing a blob to a crash costs a download, not data.
 
 export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<Worker> {
-  const client = new RemexClient(opts.server);
+  const client = new RemexClient(opts.server, { token: opts.token, ca: opts.ca });
+  client.onServerChange(({ from, to, reason }) => opts.logger.warn({ from, to, reason }, 'controller unreachable; moving to the next one (registering there again)'));
   const cache = new FsBlobStore({ root: join(opts.workDir, 'cache'), maxBlobBytes: CACHE_MAX_BLOB_BYTES, fsync: false });
   let platforms = await detectPlatformSupport({});
   if (opts.platforms) {

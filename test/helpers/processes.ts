@@ -35,8 +35,8 @@ export async function waitForOutput(p: RemexProcess, re: RegExp, timeoutMs = 30_
   }
 }
 
-export async function startServeProcess(args: string[]): Promise<{ proc: RemexProcess; url: string }> {
-  const proc = spawnRemex(['serve', '--port', '0', '--grpc-port', '0', ...args]);
+export async function startServeProcess(args: string[], env: Record<string, string> = {}): Promise<{ proc: RemexProcess; url: string }> {
+  const proc = spawnRemex(['serve', '--port', '0', '--grpc-port', '0', ...args], env);
   const m = await waitForOutput(proc, /remex listening on (http:\/\/\S+)/);
   return { proc, url: m[1] as string };
 }

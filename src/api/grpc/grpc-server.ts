@@ -6,6 +6,7 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { Authenticator } from '../../auth/tokens.js';
 import type { BlobStore } from '../../cas/blob-store.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { canonicalPlatform, isaOfNodeArch } from '../../core/platform.js';
@@ -13,6 +14,7 @@ import type { Scheduler } from '../../scheduler/scheduler.js';
 import type { ActionCache } from '../../store/ports.js';
 import type { ExecutionPolicy } from '../execution-request.js';
 import { ActionCacheService } from './action-cache-service.js';
+import { grpcAuthInterceptor } from './auth.js';
 import { ByteStreamService } from './bytestream-service.js';
 import { CapabilitiesService } from './capabilities-service.js';
 import { CasService } from './cas-service.js';
@@ -47,6 +49,10 @@ export interface GrpcServerOptions {
   defaultPlatform?: string;
   /** How long an interrupted ByteStream upload waits to be resumed (default 60 s). */
   uploadIdleMs?: number;
+  /** Client tokens required on every call but health (default: open). */
+  auth?: Authenticator;
+  /** Serve over TLS with this certificate chain and key (PEM); default: plaintext. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export interface RunningGrpcServer {
@@ -82,7 +88,12 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const health = new HealthService(Object.values(SERVICES));
 
   const messageBytes = maxMessageBytes(maxBatchBytes);
-  const server = new Server({ 'grpc.max_receive_message_length': messageBytes, 'grpc.max_send_message_length': messageBytes });
+  const auth = opts.auth ?? Authenticator.open();
+  const server = new Server({
+    'grpc.max_receive_message_length': messageBytes,
+    'grpc.max_send_message_length': messageBytes,
+    ...(auth.enabled ? { interceptors: [grpcAuthInterceptor(auth, logger)] } : {}),
+  });
   const protos = reapiProtos();
   const add = (name: string, implement: (decoder: (method: string) => (bytes: Buffer) => unknown) => UntypedServiceImplementation): void => {
     const raw = rawRequests(protos.service(name), name);
@@ -118,9 +129,12 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
 
   const port = await new Promise<number>((resolve, reject) => {
     const address = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+    const credentials = opts.tls
+      ? ServerCredentials.createSsl(null, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], false)
+      : ServerCredentials.createInsecure();
+    server.bindAsync(address, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
   });
-  logger.info({ host: opts.host, port, instances: opts.instanceNames ?? 'any', maxBatchBytes, defaultPlatform }, 'REAPI gRPC serving');
+  logger.info({ host: opts.host, port, tls: opts.tls !== undefined, auth: auth.enabled, instances: opts.instanceNames ?? 'any', maxBatchBytes, defaultPlatform }, 'REAPI gRPC serving');
 
   let closing: Promise<void> | undefined;
   return {

@@ -8,6 +8,7 @@ import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { Authenticator } from '../../auth/tokens.js';
 import type { BlobStore } from '../../cas/blob-store.js';
 import { InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
 import { isTerminal } from '../../core/model.js';
@@ -16,6 +17,7 @@ import { buildExecution, parseExecutionRequest } from '../execution-request.js';
 import type { ExecutionPolicy } from '../execution-request.js';
 import { executionView } from '../execution-view.js';
 import { attachEventRelay } from '../ws/event-relay.js';
+import { BEARER_CHALLENGE, registerHttpAuth } from './auth.js';
 import { toProblem } from './problem.js';
 import { registerWorkerRoutes } from './worker-routes.js';
 
@@ -28,6 +30,15 @@ export interface HttpServerOptions {
   maxJsonBodyBytes: number;
   /** Answered by GET /healthz beside status. */
   describe: () => Record<string, unknown>;
+  /** Token check for every route but /healthz (default: open). */
+  auth?: Authenticator;
+  /** Serve HTTPS (and WSS) with this certificate chain and key (PEM). */
+  tls?: TlsFiles;
+}
+
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
 }
 
 export const DEFAULT_MAX_JSON_BODY_BYTES = 32 * 1024 * 1024;
@@ -47,14 +58,17 @@ export function parseWith<T>(schema: z.ZodType<T>, body: unknown, what: string):
 
 export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyInstance> {
   const { scheduler, blobs } = opts;
+  const auth = opts.auth ?? Authenticator.open();
   const app = Fastify({
+    // HTTPS when certificates are given; the instance is typed as the plain-HTTP one it otherwise is.
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     // pino's Logger is Fastify's logger; the cast only bridges the two packages' declarations.
     loggerInstance: opts.logger as unknown as FastifyBaseLogger,
     // Per-request info lines cost more than the request on the hot path; errors are logged by the handler.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.maxJsonBodyBytes,
     genReqId: () => randomUUID(),
-  });
+  }) as unknown as FastifyInstance;
 
   // Blob bodies are streamed into the store as they arrive, never buffered whole.
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
@@ -62,12 +76,15 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   app.setErrorHandler((err, req, reply) => {
     const problem = toProblem(err, String(req.id));
     if (problem.status >= 500) req.log.error({ err, requestId: req.id }, 'request failed');
+    if (problem.status === 401) void reply.header('www-authenticate', BEARER_CHALLENGE);
     void reply.status(problem.status).type('application/problem+json').send(problem.body);
   });
   app.setNotFoundHandler((req, reply) => {
     const problem = toProblem(new NotFoundError(`no route ${req.method} ${req.url}`), String(req.id));
     void reply.status(problem.status).type('application/problem+json').send(problem.body);
   });
+
+  registerHttpAuth(app, auth, opts.logger);
 
   app.get('/healthz', async () => ({ status: 'ok', ...opts.describe() }));
 
@@ -145,7 +162,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   app.get('/v1/platforms', async () => ({ platforms: await scheduler.platforms() }));
 
   registerWorkerRoutes(app, scheduler);
-  attachEventRelay(app.server, scheduler, opts.logger);
+  attachEventRelay(app.server, scheduler, opts.logger, auth);
   return app;
 }
 

@@ -2,11 +2,18 @@
  * Execution results over WebSocket at /v1/events, in Compiler Explorer's relay protocol: the client sends
  * `subscribe: <id>`, `unsubscribe: <id>` or `ping` (answered `pong`); each result arrives as one JSON
  * text frame (execution-view.ts). A result that was ready before the subscription is sent at once.
+ *
+ * When the server has tokens, the upgrade request must carry `Authorization: Bearer <client token>`, as
+ * every HTTP call does; a token in the URL is never accepted (URLs end up in logs and proxies).
  */
 import type { Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
+import { Authenticator } from '../../auth/tokens.js';
+import { isRemexError } from '../../core/errors.js';
+import type { RemexError } from '../../core/errors.js';
 import { isTerminal } from '../../core/model.js';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import type { JobRecord } from '../../store/ports.js';
@@ -15,17 +22,37 @@ import { executionView } from '../execution-view.js';
 const MAX_SUBSCRIPTIONS_PER_SOCKET = 10_000;
 const MAX_FRAME_BYTES = 4096;
 
-export function attachEventRelay(server: Server, scheduler: Scheduler, logger: Logger): WebSocketServer {
+/** `server` is the HTTP or HTTPS server of the front door (both emit 'upgrade' alike). */
+export function attachEventRelay(server: Server, scheduler: Scheduler, logger: Logger, auth: Authenticator = Authenticator.open()): WebSocketServer {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   server.on('upgrade', (req, socket, head) => {
     if (new URL(req.url ?? '/', 'http://x').pathname !== '/v1/events') {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       return;
     }
+    try {
+      auth.authorize(req.headers.authorization, ['client']);
+    } catch (err) {
+      if (!isRemexError(err)) throw err;
+      logger.warn({ route: '/v1/events', remote: req.socket.remoteAddress, code: err.code }, 'event relay upgrade refused');
+      refuse(socket, err);
+      return;
+    }
     wss.handleUpgrade(req, socket, head, (ws) => serve(ws, scheduler, logger));
   });
   server.on('close', () => wss.close());
   return wss;
+}
+
+/** Answers a refused upgrade with the same problem JSON and status as the HTTP routes. */
+function refuse(socket: Duplex, err: RemexError): void {
+  const status = err.code === 'UNAUTHENTICATED' ? 401 : 403;
+  const body = JSON.stringify({ type: 'about:blank', title: err.code, status, code: err.code, detail: err.message });
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Forbidden'}\r\n` +
+      (status === 401 ? 'WWW-Authenticate: Bearer realm="remex"\r\n' : '') +
+      `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {

@@ -1,0 +1,40 @@
+/**
+ * Who may call what over HTTP. One table, default deny: /healthz is open; blobs take a client or a
+ * worker token (workers stage inputs and store outputs); the worker protocol takes a worker token;
+ * everything else (executions, platforms, the event relay, unknown routes) takes a client token.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Authenticator, Scope } from '../../auth/tokens.js';
+import { isRemexError } from '../../core/errors.js';
+
+const CLIENT: readonly Scope[] = ['client'];
+const WORKER: readonly Scope[] = ['worker'];
+const BLOBS: readonly Scope[] = ['client', 'worker'];
+
+/** The scopes a route (Fastify's route pattern, or a raw path) accepts; null for an open route. */
+export function routeScopes(route: string | undefined): readonly Scope[] | null {
+  if (route === '/healthz') return null;
+  if (route === '/v1/workers' || route?.startsWith('/v1/workers/')) return WORKER;
+  if (route?.startsWith('/v1/blobs/')) return BLOBS;
+  return CLIENT;
+}
+
+/** The WWW-Authenticate challenge sent with every 401 (RFC 6750). */
+export const BEARER_CHALLENGE = 'Bearer realm="remex"';
+
+/** Checks every request before its body is read; refusals are logged without any header value. */
+export function registerHttpAuth(app: FastifyInstance, auth: Authenticator, logger: Logger): void {
+  if (!auth.enabled) return;
+  app.addHook('onRequest', async (req) => {
+    const route = req.routeOptions.url;
+    const scopes = routeScopes(route);
+    if (!scopes) return;
+    try {
+      auth.authorize(req.headers.authorization, scopes);
+    } catch (err) {
+      if (isRemexError(err)) logger.warn({ method: req.method, route: route ?? null, remote: req.ip, code: err.code }, 'request refused');
+      throw err;
+    }
+  });
+}

@@ -1,0 +1,160 @@
+/**
+ * One HTTP(S) request to one server, on node:http/node:https with keep-alive agents.
+ *
+ * Why not the global fetch: it cannot be given a CA to trust (a private CA needs undici's Agent as a
+ * dispatcher, i.e. another dependency whose version must match Node's bundled one), and it does not say
+ * whether a failed request ever reached the server. Here an https.Agent carries the CA, and every failure
+ * without a response is a {@link TransportError} whose `phase` tells the failover logic whether the
+ * request may have been processed ('sent') or surely was not ('connect').
+ */
+import http from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+
+/** A body that can be sent again (string, bytes, a stream factory) or once (a web stream). */
+export type RequestBody = string | Uint8Array | (() => Readable) | ReadableStream<Uint8Array>;
+
+export interface TransportRequest {
+  method: string;
+  headers: Record<string, string>;
+  body?: RequestBody | undefined;
+  signal?: AbortSignal | undefined;
+  /** Longest wait for the response headers once connected; default: none (long-polls, ?wait=1). */
+  timeoutMs?: number | undefined;
+}
+
+export interface TransportOptions {
+  /** PEM certificate(s) of the CA(s) trusted for https:// (instead of Node's bundled roots). */
+  ca?: string | Buffer | undefined;
+  /** Longest wait for a connection (TCP, and TLS for https). */
+  connectTimeoutMs: number;
+}
+
+const IDLE_SOCKET_MS = 4_000;
+
+const TLS_VERIFY_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** A request that got no response. */
+export class TransportError extends Error {
+  constructor(
+    message: string,
+    /** The system or TLS error code (ECONNREFUSED, ETIMEDOUT, SELF_SIGNED_CERT_IN_CHAIN…). */
+    readonly code: string,
+    /** 'connect': the request never reached the server; 'sent': it may have. */
+    readonly phase: 'connect' | 'sent',
+    options?: { cause?: unknown; staleSocket?: boolean },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TransportError';
+    this.staleSocket = options?.staleSocket ?? false;
+  }
+
+  /** Reset on a reused kept-alive connection: worth one immediate retry on the same server when idempotent. */
+  readonly staleSocket: boolean;
+
+  /** The server's certificate could not be verified against the trusted CAs. */
+  get untrustedCertificate(): boolean {
+    return TLS_VERIFY_CODES.has(this.code);
+  }
+}
+
+export class HttpTransport {
+  // Idle kept-alive connections are closed after IDLE_SOCKET_MS, before common server and proxy
+  // keep-alive timeouts, so a request rarely meets a connection the server is closing.
+  private readonly httpAgent = new http.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS });
+  private readonly httpsAgent: https.Agent;
+
+  constructor(private readonly opts: TransportOptions) {
+    this.httpsAgent = new https.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS, ...(opts.ca !== undefined ? { ca: opts.ca } : {}) });
+  }
+
+  /** Resolves with the response as soon as its headers arrive (any status); the caller reads the body. */
+  request(url: URL, r: TransportRequest): Promise<IncomingMessage> {
+    const secure = url.protocol === 'https:';
+    return new Promise((resolve, reject) => {
+      let connected = false;
+      let settled = false;
+      let bodyError: unknown;
+      const req = (secure ? https : http).request(url, {
+        method: r.method,
+        headers: r.headers,
+        agent: secure ? this.httpsAgent : this.httpAgent,
+        ...(r.signal ? { signal: r.signal } : {}),
+      });
+      let timer: NodeJS.Timeout | undefined = setTimeout(
+        () => req.destroy(new TransportError(`no connection within ${this.opts.connectTimeoutMs} ms`, 'ETIMEDOUT', 'connect')),
+        this.opts.connectTimeoutMs,
+      );
+      const onConnected = (): void => {
+        connected = true;
+        clearTimeout(timer);
+        timer = undefined;
+        if (r.timeoutMs !== undefined && !settled) {
+          timer = setTimeout(() => req.destroy(new TransportError(`no answer within ${r.timeoutMs} ms`, 'ETIMEDOUT', 'sent')), r.timeoutMs);
+        }
+      };
+      req.on('socket', (socket) => {
+        if (req.reusedSocket || !socket.connecting) onConnected();
+        else socket.once(secure ? 'secureConnect' : 'connect', onConnected);
+      });
+      req.on('response', (res) => {
+        settled = true;
+        clearTimeout(timer);
+        resolve(res);
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        if (settled) return; // the response's reader sees the failure
+        settled = true;
+        if (bodyError !== undefined) return reject(bodyError);
+        if (err.name === 'AbortError' || err instanceof TransportError) return reject(err);
+        const code = err.code ?? 'UNKNOWN';
+        // A kept-alive socket the server had already closed: the request never reached it (Node's advice).
+        // Most likely a kept-alive connection the server had just closed; but it may also have died
+        // after reading the request, so this stays 'sent'.
+        const staleSocket = req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE');
+        const phase = connected ? 'sent' : 'connect';
+        const what = TLS_VERIFY_CODES.has(code) ? `TLS: ${err.message} (${code})` : err.message || code;
+        reject(new TransportError(what, code, phase, { cause: err, staleSocket }));
+      });
+
+      const body = r.body;
+      if (body === undefined) {
+        req.end();
+      } else if (typeof body === 'string' || body instanceof Uint8Array) {
+        req.end(body);
+      } else {
+        const source = typeof body === 'function' ? body() : Readable.fromWeb(body as unknown as WebReadableStream<Uint8Array>);
+        source.on('error', (err) => {
+          bodyError = err;
+          req.destroy(err);
+        });
+        source.pipe(req);
+      }
+    });
+  }
+
+  /** Closes idle kept-alive connections. */
+  close(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+  }
+}
+
+/** Whether a body can be sent a second time (to another server). */
+export function isReplayable(body: RequestBody | undefined): boolean {
+  return body === undefined || typeof body === 'string' || body instanceof Uint8Array || typeof body === 'function';
+}

@@ -1,0 +1,82 @@
+/**
+ * Opens the adapters a controller runs on, chosen by configuration: the embedded default (SQLite file,
+ * filesystem CAS, in-process event bus) or, for several controllers, PostgreSQL (store and LISTEN/NOTIFY
+ * events) and an S3-compatible bucket. The rest of the server sees only the ports.
+ */
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { BlobStore } from '../cas/blob-store.js';
+import { FsBlobStore } from '../cas/fs/fs-blob-store.js';
+import { S3BlobStore } from '../cas/s3/s3-blob-store.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { EventBus } from '../scheduler/event-bus.js';
+import { InMemoryEventBus } from '../scheduler/event-bus.js';
+import { PostgresEventBus } from '../scheduler/postgres-event-bus.js';
+import type { Store } from '../store/ports.js';
+import { PostgresStore } from '../store/postgres/postgres-store.js';
+import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+
+export interface BackendOptions {
+  dataDir: string;
+  /** `postgres://…` for a shared database; absent: SQLite in the data directory. */
+  databaseUrl?: string;
+  /** `s3://bucket/prefix?endpoint=…` for a shared bucket, `file:///dir` or a path for a local directory; absent: `<data>/cas`. */
+  blobsUrl?: string;
+  maxBlobBytes: number;
+  logger: Logger;
+}
+
+export interface Backends {
+  store: Store;
+  blobs: BlobStore;
+  events: EventBus;
+  /** True when other controllers may share this state (PostgreSQL). */
+  shared: boolean;
+  close(): Promise<void>;
+}
+
+export async function openBackends(opts: BackendOptions): Promise<Backends> {
+  const blobs = await openBlobs(opts);
+  if (opts.databaseUrl === undefined) {
+    const store = new SqliteStore({ path: join(opts.dataDir, 'remex.db') });
+    return { store, blobs, events: new InMemoryEventBus(), shared: false, close: () => closeAll(store, blobs) };
+  }
+  if (!/^postgres(ql)?:\/\//.test(opts.databaseUrl)) throw new InvalidArgumentError('--database must be a postgres:// URL');
+  const log = opts.logger.child({ component: 'postgres' });
+  // The URL may hold a password: it is never logged, only the error's own text.
+  const store = await PostgresStore.open({ url: opts.databaseUrl, onConnectionError: (err) => log.warn({ err: err.message }, 'database connection error') });
+  const events = await PostgresEventBus.start({
+    url: opts.databaseUrl,
+    load: (id) => store.jobs.get(id),
+    onError: (err) => log.warn({ err: err.message }, 'event bus connection error'),
+  });
+  return {
+    store,
+    blobs,
+    events,
+    shared: true,
+    close: async () => {
+      await events.close();
+      await closeAll(store, blobs);
+    },
+  };
+}
+
+async function openBlobs(opts: BackendOptions): Promise<BlobStore> {
+  const url = opts.blobsUrl;
+  if (url === undefined) return new FsBlobStore({ root: join(opts.dataDir, 'cas'), maxBlobBytes: opts.maxBlobBytes });
+  if (url.startsWith('s3://')) {
+    const store = S3BlobStore.fromUrl(url, { maxBlobBytes: opts.maxBlobBytes });
+    // A wrong bucket would otherwise make every blob look absent: fail at start instead.
+    await store.checkAccess();
+    return store;
+  }
+  const root = url.startsWith('file://') ? new URL(url).pathname : url;
+  if (root === '' || /^[a-z0-9+.-]+:\/\//i.test(root)) throw new InvalidArgumentError(`--blobs ${JSON.stringify(url)}: expected s3://…, file:///… or a directory`);
+  return new FsBlobStore({ root, maxBlobBytes: opts.maxBlobBytes });
+}
+
+async function closeAll(store: Store, blobs: BlobStore): Promise<void> {
+  await store.close();
+  if (blobs instanceof S3BlobStore) blobs.close();
+}

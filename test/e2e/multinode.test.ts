@@ -1,0 +1,191 @@
+/**
+ * Beyond one machine, killed for real: controllers (`remex serve --workers 0`) sharing a real PostgreSQL and
+ * an S3-compatible bucket, `remex worker` processes joining over HTTP, SIGKILLs at random. Nothing is lost:
+ * every execution ends completed, with the result of its own program, committed once.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { RemexClient } from '../../src/client/remex-client.js';
+import type { ExecutionView } from '../../src/api/execution-view.js';
+import type { Digest } from '../../src/core/digest.js';
+import { digestOf } from '../../src/core/digest.js';
+import { postgresUnavailable, startPostgres } from '../helpers/postgres.js';
+import type { TestPostgres } from '../helpers/postgres.js';
+import { eventually, killHard, spawnRemex, startServeProcess, waitForOutput } from '../helpers/processes.js';
+import type { RemexProcess } from '../helpers/processes.js';
+import { startS3 } from '../helpers/s3.js';
+import type { TestS3 } from '../helpers/s3.js';
+import { IN_CI, compileC, requireTools } from '../helpers/tools.js';
+
+// Short enough that killed workers' jobs come back quickly; long enough that a worker stalled by this
+// heavily loaded 2-core machine keeps its leases. Random kills can hit one job many times: 10 attempts.
+const LEASE_SECONDS = '3';
+const MAX_ATTEMPTS = '10';
+
+interface Cluster {
+  pg: TestPostgres;
+  s3: TestS3;
+  dir: string;
+  controllers: Array<{ proc: RemexProcess; url: string }>;
+  workers: RemexProcess[];
+}
+
+let cluster: Cluster | undefined;
+
+function controllerArgs(c: Cluster, name: string): string[] {
+  return ['--database', c.pg.url, '--blobs', c.s3.url('cas/'), '--workers', '0', '--lease-timeout', LEASE_SECONDS, '--max-attempts', MAX_ATTEMPTS, '--data', join(c.dir, name)];
+}
+
+function s3Env(c: Cluster): Record<string, string> {
+  const creds = c.s3.credentials as { accessKeyId: string; secretAccessKey: string } | undefined;
+  return creds ? { AWS_ACCESS_KEY_ID: creds.accessKeyId, AWS_SECRET_ACCESS_KEY: creds.secretAccessKey, AWS_REGION: 'us-east-1' } : {};
+}
+
+async function startController(c: Cluster, name: string): Promise<{ proc: RemexProcess; url: string }> {
+  return startServeProcess(controllerArgs(c, name), s3Env(c));
+}
+
+function startWorker(c: Cluster, name: string, servers: string[]): RemexProcess {
+  return spawnRemex(['worker', '--server', servers.join(','), '--slots', '2', '--name', name, '--work-dir', join(c.dir, `w-${name}-${Date.now()}`), '--platform', 'x86_64-linux-cpu']);
+}
+
+async function upload(client: RemexClient, path: string): Promise<Digest> {
+  const bytes = readFileSync(path);
+  const d = digestOf(bytes);
+  await client.putBlob(d, bytes);
+  return d;
+}
+
+async function finalState(client: RemexClient, id: string, timeoutMs: number): Promise<ExecutionView> {
+  return eventually(async () => {
+    const v = await client.getExecution(id);
+    return v.state === 'queued' || v.state === 'running' ? undefined : v;
+  }, timeoutMs, `execution ${id} to finish`);
+}
+
+describe('multi-node: controllers on PostgreSQL + S3, workers over the network', () => {
+  before(async () => {
+    const missing = postgresUnavailable();
+    if (missing) {
+      if (IN_CI) throw new Error(missing);
+      return;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'remex-multinode-'));
+    cluster = { pg: await startPostgres(), s3: await startS3(), dir, controllers: [], workers: [] };
+  });
+  after(async () => {
+    if (!cluster) return;
+    await Promise.all([...cluster.workers, ...cluster.controllers.map((c) => c.proc)].map((p) => killHard(p)));
+    await cluster.pg.stop();
+    await cluster.s3.stop();
+    rmSync(cluster.dir, { recursive: true, force: true });
+  });
+
+  test('1,000 executions through 2 controllers and 4 workers killed at random: none lost, each committed once', async (t) => {
+    if (!requireTools(t, 'bwrap', 'gcc') || !cluster) return;
+    const c = cluster;
+    c.controllers.push(await startController(c, 'a'), await startController(c, 'b'));
+    const urls = c.controllers.map((x) => x.url);
+    for (let i = 0; i < 4; i++) c.workers.push(startWorker(c, `w${i}`, i % 2 === 0 ? urls : [...urls].reverse()));
+    await Promise.all(c.workers.map((w) => waitForOutput(w, /remex worker/)));
+
+    const clients = urls.map((u) => new RemexClient(u));
+    const exe = await upload(clients[0] as RemexClient, compileC({ file: 'programs/echo.c' }, 'x86_64'));
+    const ids: string[] = [];
+    const submitting = (async () => {
+      for (let i = 0; i < 1000; i += 20) {
+        const batch = await Promise.all(
+          Array.from({ length: 20 }, (_, j) => (clients[(i + j) % 2] as RemexClient).submit({ executable: exe, args: [`n${i + j}`], doNotCache: true })),
+        );
+        ids.push(...batch.map((b) => b.id));
+      }
+    })();
+    // Chaos: every 1.5 s a random worker is SIGKILLed and replaced, while submissions and runs go on.
+    let kills = 0;
+    const chaos = setInterval(() => {
+      const i = Math.floor(Math.random() * c.workers.length);
+      const victim = c.workers[i] as RemexProcess;
+      victim.child.kill('SIGKILL');
+      kills++;
+      c.workers[i] = startWorker(c, `w${i}r${kills}`, kills % 2 === 0 ? urls : [...urls].reverse());
+    }, 1_500);
+    try {
+      await submitting;
+      await eventually(async () => {
+        const pending = (await clients[0]!.platforms()).find((p) => p.platform === 'x86_64-linux-cpu');
+        return pending && pending.queued === 0 && pending.running === 0 ? true : undefined;
+      }, 240_000, 'the queue to drain');
+    } finally {
+      clearInterval(chaos);
+    }
+    assert.ok(kills >= 3, `only ${kills} kills happened`);
+    assert.equal(ids.length, 1000);
+    for (let i = 0; i < ids.length; i++) {
+      const v = await (clients[i % 2] as RemexClient).getExecution(ids[i] as string);
+      assert.equal(v.state, 'completed', `${v.id}: ${v.state} ${JSON.stringify(v.failure)}`);
+      assert.equal(v.code, 0);
+      assert.deepEqual(v.stdout, [{ text: `arg1=n${i}` }], `execution ${i} carries its own program's result`);
+    }
+  });
+
+  test('SIGKILL of one controller mid-run: its workers move to the other, every client gets its result', async (t) => {
+    if (!requireTools(t, 'bwrap', 'gcc') || !cluster) return;
+    const c = cluster;
+    if (c.controllers.length < 2) c.controllers.push(await startController(c, 'a2'), await startController(c, 'b2'));
+    const [a, b] = c.controllers as [{ proc: RemexProcess; url: string }, { proc: RemexProcess; url: string }];
+    const both = new RemexClient(`${a.url},${b.url}`);
+    const exe = await upload(both, compileC({ file: 'programs/sleepy.c' }, 'x86_64'));
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) ids.push((await both.submit({ executable: exe, args: [String(300 + i)], doNotCache: true })).id);
+    await eventually(async () => ((await both.platforms()).find((p) => p.platform === 'x86_64-linux-cpu')?.running ?? 0) > 0 || undefined, 30_000, 'runs to start');
+    await killHard(a.proc);
+    for (const id of ids) {
+      const v = await finalState(both, id, 60_000);
+      assert.equal(v.state, 'completed', `${id}: ${JSON.stringify(v.failure)}`);
+      assert.equal(v.code, 0);
+    }
+    c.controllers.splice(0, 1, await startController(c, 'a3'));
+  });
+
+  test('a PostgreSQL restart during a run: controllers recover and nothing is lost', async (t) => {
+    if (!requireTools(t, 'bwrap', 'gcc') || !cluster) return;
+    const c = cluster;
+    if (!c.pg.restart) return t.diagnostic('external PostgreSQL: restart not possible here');
+    const client = new RemexClient(c.controllers.map((x) => x.url).join(','));
+    const exe = await upload(client, compileC({ file: 'programs/sleepy.c' }, 'x86_64'));
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push((await client.submit({ executable: exe, args: [String(100 + i)], doNotCache: true })).id);
+    await c.pg.restart();
+    for (let i = 0; i < 10; i++) ids.push(await eventually(async () => (await client.submit({ executable: exe, args: [String(50 + i)], doNotCache: true })).id, 30_000, 'submit after restart'));
+    for (const id of ids) {
+      const v = await finalState(client, id, 90_000);
+      assert.equal(v.state, 'completed', `${id}: ${JSON.stringify(v.failure)}`);
+    }
+  });
+});
+
+test('embedded mode: SIGKILL remex serve with 500 jobs queued or running; after restart all complete', async (t) => {
+  if (!requireTools(t, 'bwrap', 'gcc')) return;
+  const dataDir = mkdtempSync(join(tmpdir(), 'remex-restart500-'));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const first = await startServeProcess(['--data', dataDir, '--workers', '2']);
+  const client = new RemexClient(first.url);
+  const exe = await upload(client, compileC({ file: 'programs/echo.c' }, 'x86_64'));
+  const ids: string[] = [];
+  for (let i = 0; i < 500; i += 50) {
+    const batch = await Promise.all(Array.from({ length: 50 }, (_, j) => client.submit({ executable: exe, args: [`e${i + j}`], doNotCache: true })));
+    ids.push(...batch.map((b) => b.id));
+  }
+  await killHard(first.proc);
+  const second = await startServeProcess(['--data', dataDir, '--workers', '2']);
+  t.after(() => killHard(second.proc));
+  const client2 = new RemexClient(second.url);
+  for (let i = 0; i < ids.length; i++) {
+    const v = await finalState(client2, ids[i] as string, 120_000);
+    assert.equal(v.state, 'completed', `${ids[i]}: ${JSON.stringify(v.failure)}`);
+    assert.deepEqual(v.stdout, [{ text: `arg1=e${i}` }]);
+  }
+});

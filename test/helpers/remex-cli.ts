@@ -1,0 +1,37 @@
+/** The remex CLI as tests run it: one-shot commands, and `remex serve` with its addresses read from stdout. */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { REMEX_BIN, spawnRemex, waitForOutput } from './processes.js';
+import type { RemexProcess } from './processes.js';
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the remex CLI to its end. */
+export function remexCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [REMEX_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Starts `remex serve` (its logs at trace level) and reads its addresses from stdout. */
+export async function startServe(args: string[], env: Record<string, string> = {}): Promise<{ proc: RemexProcess; url: string; grpcPort: number }> {
+  const proc = spawnRemex(['serve', '--port', '0', '--grpc-port', '0', ...args], env);
+  const m = await waitForOutput(proc, /remex listening on (https?:\/\/\S+) and grpcs?:\/\/[^:\s]+:(\d+)/);
+  await waitForOutput(proc, /remex authentication: .*\n/);
+  return { proc, url: m[1] as string, grpcPort: Number(m[2]) };
+}
+
+export function newToken(): string {
+  return randomBytes(24).toString('hex');
+}
+
