@@ -1,0 +1,135 @@
+/**
+ * Multi-node scheduling on PostgreSQL: no-op jobs enqueued, dispatched and completed through 2 controllers
+ * (target ≥ 1,000/s), against the embedded SQLite mode measured in the same run; and dispatch latency —
+ * submission to the lease reaching an idle, long-polling worker — on PostgreSQL (target p50 ≤ 5 ms).
+ * The workers are protocol clients that complete every lease at once: the figure is the scheduler's.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RemexClient } from '../src/client/remex-client.js';
+import { EMPTY_DIGEST, digestOf } from '../src/core/digest.js';
+import type { Lease } from '../src/scheduler/worker-link.js';
+import { startPostgres } from '../test/helpers/postgres.js';
+import { fmt, percentile, startServe, verdict } from './lib.js';
+import type { ServeProcess } from './lib.js';
+
+const JOBS = Number(process.env.BENCH_PG_JOBS ?? 4_000);
+const SUBMITTERS_PER_CONTROLLER = 8;
+const WORKERS_PER_CONTROLLER = 4;
+const LATENCY_SAMPLES = Number(process.env.BENCH_PG_LATENCY_SAMPLES ?? 200);
+const PLATFORM = 'x86_64-linux-cpu';
+const EXE = Buffer.from('#!/bin/true\n');
+const empty = { digest: EMPTY_DIGEST, inlineBase64: '', totalBytes: 0, truncated: false };
+const noopResult = { exitCode: 0, signal: null, timedOut: false, limitExceeded: null, stdout: empty, stderr: empty, outputFiles: [], wallTimeMs: 0, cpuTimeMs: 0, maxRssKb: 0, emulated: false, worker: 'bench-noop' };
+
+interface NoopWorker {
+  stop(): Promise<void>;
+  completed(): number;
+}
+
+async function noopWorker(client: RemexClient, onLease?: (lease: Lease, atMs: number) => void): Promise<NoopWorker> {
+  const { workerId } = await client.request<{ workerId: string }>('POST', '/v1/workers', { name: 'bench-noop', platforms: [{ platform: PLATFORM, emulated: false }], slots: 16 });
+  let running = true;
+  let done = 0;
+  const heartbeat = setInterval(() => void client.request('POST', `/v1/workers/${workerId}/heartbeat`, { draining: false }).catch(() => undefined), 1_000);
+  const loop = (async () => {
+    while (running) {
+      const { leases } = await client.request<{ leases: Lease[] }>('POST', `/v1/workers/${workerId}/lease`, { max: 16, waitMs: 500 });
+      const at = performance.now();
+      for (const lease of leases) onLease?.(lease, at);
+      await Promise.all(
+        leases.map((lease) =>
+          client.request('POST', `/v1/workers/${workerId}/complete`, { jobId: lease.jobId, attempt: lease.attempt, outcome: { state: 'completed', result: noopResult } }),
+        ),
+      );
+      done += leases.length;
+    }
+  })();
+  return {
+    completed: () => done,
+    stop: async () => {
+      running = false;
+      clearInterval(heartbeat);
+      await loop;
+    },
+  };
+}
+
+/** Jobs per second through these controllers, submissions and completions spread over all of them. */
+async function throughput(controllers: ServeProcess[]): Promise<number> {
+  const clients = controllers.map((c) => new RemexClient(c.url));
+  const exe = digestOf(EXE);
+  // Each controller here keeps its own filesystem CAS (the bench measures scheduling, not blob sharing).
+  await Promise.all(clients.map((c) => c.putBlob(exe, EXE)));
+  const workers = await Promise.all(clients.flatMap((c) => Array.from({ length: WORKERS_PER_CONTROLLER }, () => noopWorker(c))));
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    clients.flatMap((c) =>
+      Array.from({ length: SUBMITTERS_PER_CONTROLLER }, async () => {
+        while (next < JOBS) {
+          const i = next++;
+          await c.submit({ executable: exe, platform: PLATFORM, args: [String(i)], doNotCache: true });
+        }
+      }),
+    ),
+  );
+  while (workers.reduce((n, w) => n + w.completed(), 0) < JOBS) await new Promise((r) => setTimeout(r, 5));
+  const rate = JOBS / ((performance.now() - start) / 1000);
+  await Promise.all(workers.map((w) => w.stop()));
+  return rate;
+}
+
+async function dispatchLatency(controllers: ServeProcess[]): Promise<number[]> {
+  const [a, b] = controllers.map((c) => new RemexClient(c.url)) as [RemexClient, RemexClient];
+  const exe = digestOf(EXE);
+  const submittedAt = new Map<string, number>();
+  const samples: number[] = [];
+  let resolveSeen: (() => void) | undefined;
+  // The idle worker waits on controller B; jobs are submitted to A: the wake-up crosses controllers.
+  const worker = await noopWorker(b, (lease, at) => {
+    const t0 = submittedAt.get(lease.spec.command.arguments[1] ?? '');
+    if (t0 !== undefined) samples.push(at - t0);
+    resolveSeen?.();
+  });
+  for (let i = 0; i < LATENCY_SAMPLES + 10; i++) {
+    const seen = new Promise<void>((r) => (resolveSeen = r));
+    const tag = `lat${i}`;
+    submittedAt.set(tag, performance.now());
+    await a.submit({ executable: exe, platform: PLATFORM, args: [tag], doNotCache: true });
+    await seen;
+  }
+  await worker.stop();
+  return samples.slice(10);
+}
+
+export async function benchPostgresDispatch(): Promise<boolean> {
+  const scratch = mkdtempSync(join(tmpdir(), 'remex-bench-pg-'));
+  const pg = await startPostgres();
+  const common = ['--workers', '0', '--accept-platform', PLATFORM, '--no-grpc'];
+  try {
+    const sqlite = await startServe([...common, '--data', join(scratch, 'sqlite')]);
+    const sqliteRate = await throughput([sqlite]);
+    await sqlite.stop();
+
+    const controllers = [
+      await startServe([...common, '--database', pg.url, '--data', join(scratch, 'a')]),
+      await startServe([...common, '--database', pg.url, '--data', join(scratch, 'b')]),
+    ];
+    const pgRate = await throughput(controllers);
+    const latency = await dispatchLatency(controllers);
+    await Promise.all(controllers.map((c) => c.stop()));
+
+    const p50 = percentile(latency, 50);
+    console.log(`no-op jobs (${JOBS}; submit → lease → complete; ${SUBMITTERS_PER_CONTROLLER} submitters and ${WORKERS_PER_CONTROLLER} workers per controller)`);
+    console.log(`  embedded SQLite, 1 controller: ${sqliteRate.toFixed(0)}/s`);
+    console.log(`  PostgreSQL, 2 controllers:     ${pgRate.toFixed(0)}/s (target ≥ 1000/s) ${verdict(pgRate >= 1000)}; ratio to SQLite ${(pgRate / sqliteRate).toFixed(2)}`);
+    console.log(`dispatch latency on PostgreSQL, submit on A → idle worker on B (${latency.length} samples)`);
+    console.log(`  p50 ${fmt(p50)} (target ≤ 5 ms) ${verdict(p50 <= 5)}; p99 ${fmt(percentile(latency, 99))}`);
+    return pgRate >= 1000 && p50 <= 5;
+  } finally {
+    await pg.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
