@@ -108,18 +108,19 @@ export async function benchPostgresDispatch(): Promise<boolean> {
   const scratch = mkdtempSync(join(tmpdir(), 'remex-bench-pg-'));
   const pg = await startPostgres();
   const common = ['--workers', '0', '--accept-platform', PLATFORM, '--no-grpc'];
+  const started: ServeProcess[] = [];
+  const serve = async (args: string[]): Promise<ServeProcess> => {
+    const p = await startServe(args);
+    started.push(p);
+    return p;
+  };
   try {
-    const sqlite = await startServe([...common, '--data', join(scratch, 'sqlite')]);
+    const sqlite = await serve([...common, '--data', join(scratch, 'sqlite')]);
     const sqliteRate = await throughput([sqlite]);
-    await sqlite.stop();
 
-    const controllers = [
-      await startServe([...common, '--database', pg.url, '--data', join(scratch, 'a')]),
-      await startServe([...common, '--database', pg.url, '--data', join(scratch, 'b')]),
-    ];
+    const controllers = [await serve([...common, '--database', pg.url, '--data', join(scratch, 'a')]), await serve([...common, '--database', pg.url, '--data', join(scratch, 'b')])];
     const pgRate = await throughput(controllers);
     const latency = await dispatchLatency(controllers);
-    await Promise.all(controllers.map((c) => c.stop()));
 
     const p50 = percentile(latency, 50);
     console.log(`no-op jobs (${JOBS}; submit → lease → complete; ${SUBMITTERS_PER_CONTROLLER} submitters and ${WORKERS_PER_CONTROLLER} workers per controller)`);
@@ -129,6 +130,8 @@ export async function benchPostgresDispatch(): Promise<boolean> {
     console.log(`  p50 ${fmt(p50)} (target ≤ 5 ms) ${verdict(p50 <= 5)}; p99 ${fmt(percentile(latency, 99))}`);
     return pgRate >= 1000 && p50 <= 5;
   } finally {
+    // Every controller goes, also when a measurement threw.
+    await Promise.all(started.map((p) => p.stop()));
     await pg.stop();
     rmSync(scratch, { recursive: true, force: true });
   }
