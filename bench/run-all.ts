@@ -1,10 +1,20 @@
 /** `npm run bench`: every benchmark, each printing its figures and ratios to a floor from the same run. */
+import { benchBazelBuild } from './bazel-build.js';
 import { benchExecutionLatency } from './execution-latency.js';
+import { benchGrpcActionCache } from './grpc-action-cache.js';
+import { benchGrpcByteStream } from './grpc-bytestream.js';
+import { benchGrpcFindMissing } from './grpc-find-missing.js';
+import { benchPostgresDispatch } from './postgres-dispatch.js';
 import { benchQueueScale } from './queue-scale.js';
 
 const benches: Record<string, () => Promise<boolean>> = {
   'execution-latency': benchExecutionLatency,
   'queue-scale': benchQueueScale,
+  'grpc-action-cache': benchGrpcActionCache,
+  'grpc-bytestream': benchGrpcByteStream,
+  'grpc-find-missing': benchGrpcFindMissing,
+  'bazel-build': benchBazelBuild,
+  'postgres-dispatch': benchPostgresDispatch,
 };
 
 const only = process.argv.slice(2);

@@ -1,0 +1,266 @@
+/**
+ * ByteStream Write then Read of one large blob (1 GiB unless BENCH_BYTESTREAM_BYTES says otherwise)
+ * through a `remex serve` whose data directory is on disk, against the floor of raw loopback TCP measured
+ * in the same run: a plain net.Server here and a socket in a child process moving the same number of
+ * bytes each way, with no framing, hashing or disk — before the server starts and after it stops, the
+ * faster of the two counting.
+ *
+ * The blob is a deterministic pattern generated chunk by chunk, never whole in memory: a first pass
+ * hashes it (the upload's resource name needs the digest), the second uploads it; the download is hashed
+ * as it arrives and must match. Server memory is sampled from /proc/<pid>/status during both transfers.
+ *
+ * Targets: upload + download throughput at least 50% of raw TCP's (both directions); server RSS growth
+ * during the transfers under 256 MiB. Shown for context, not judged: the data directory's filesystem
+ * writing the same bytes durably (write + fsync), which bounds an upload to remex's store (it fsyncs each
+ * blob before the blob becomes visible).
+ *
+ * The client uses a 1 MiB HTTP/2 flow-control window (grpc-java's default, so Bazel's) and 1 MiB
+ * WriteRequests.
+ */
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { open, unlink } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ReadResponseOut, WriteRequest, WriteResponseOut } from '../src/api/grpc/messages.js';
+import type { Digest } from '../src/core/digest.js';
+import { DigestBuilder } from '../src/core/digest.js';
+import { mb, mbps, reapiClients, startGrpcServe } from './grpc-common.js';
+import type { GrpcServeProcess, ReapiClients } from './grpc-common.js';
+import { rssMb, verdict } from './lib.js';
+
+const BYTES = Number(process.env.BENCH_BYTESTREAM_BYTES ?? 1024 * 1024 * 1024);
+/** WriteRequest payload: 1 MiB, well inside the server's message limit. */
+const WRITE_CHUNK = Number(process.env.BENCH_BYTESTREAM_CHUNK ?? 1024 * 1024);
+const PATTERN_BYTES = 1024 * 1024;
+const RSS_GROWTH_LIMIT_MB = 256;
+
+/** 1 MiB of xorshift32 output from a fixed seed: the pattern every chunk is cut from. */
+function patternBlock(): Buffer {
+  const block = Buffer.allocUnsafe(PATTERN_BYTES);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < PATTERN_BYTES; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    block.writeUInt32LE(x >>> 0, i);
+  }
+  return block;
+}
+
+/**
+ * The blob, `chunk` bytes at a time, each a fresh buffer (gRPC may hold it until sent): the pattern,
+ * with the chunk's offset stamped into its first 8 bytes so no two chunks are alike.
+ */
+function* blobChunks(total: number, chunk: number, pattern: Buffer): Generator<Buffer> {
+  for (let offset = 0; offset < total; offset += chunk) {
+    const n = Math.min(chunk, total - offset);
+    const buf = Buffer.allocUnsafe(n);
+    for (let at = 0; at < n; at += PATTERN_BYTES) pattern.copy(buf, at, 0, Math.min(PATTERN_BYTES, n - at));
+    if (n >= 8) buf.writeBigUInt64LE(BigInt(offset), 0);
+    yield buf;
+  }
+}
+
+/** Samples a process's RSS every 25 ms until stopped; `stop` returns the largest sample. */
+function sampleRss(pid: number): { stop(): number } {
+  let max = rssMb(pid);
+  const timer = setInterval(() => (max = Math.max(max, rssMb(pid))), 25);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return Math.max(max, rssMb(pid));
+    },
+  };
+}
+
+const CHILD_SCRIPT = `
+const net = require('node:net');
+const [port, mode, total] = process.argv.slice(1).map((v, i) => (i === 1 ? v : Number(v)));
+const socket = net.connect(port, '127.0.0.1', () => {
+  if (mode === 'send') {
+    const block = Buffer.alloc(${PATTERN_BYTES}, 7);
+    let left = total;
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(block.length, left);
+        left -= n;
+        if (!socket.write(n === block.length ? block : block.subarray(0, n))) return socket.once('drain', pump);
+      }
+      socket.end();
+    };
+    pump();
+  } else {
+    let got = 0;
+    socket.on('data', (d) => { got += d.length; if (got >= total) socket.end(); });
+  }
+});
+`;
+
+/** Raw loopback TCP: `total` bytes from a child process to this one (`up`) or back (`down`), in ms. */
+async function rawTcp(direction: 'up' | 'down', total: number): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const child = spawn(process.execPath, ['-e', CHILD_SCRIPT, String(port), direction === 'up' ? 'send' : 'receive', String(total)], { stdio: 'inherit' });
+  try {
+    const exited = once(child, 'exit').then(([code]) => {
+      throw new Error(`the raw TCP peer exited early (${String(code)})`);
+    });
+    exited.catch(() => undefined);
+    const [socket] = (await Promise.race([once(server, 'connection'), exited])) as [Socket];
+    const start = performance.now();
+    if (direction === 'up') {
+      let got = 0;
+      socket.on('data', (d: Buffer) => (got += d.byteLength));
+      await once(socket, 'end');
+      if (got !== total) throw new Error(`raw TCP moved ${got} bytes, expected ${total}`);
+    } else {
+      const block = Buffer.alloc(PATTERN_BYTES, 7);
+      for (let left = total; left > 0; ) {
+        const n = Math.min(block.byteLength, left);
+        left -= n;
+        if (!socket.write(n === block.byteLength ? block : block.subarray(0, n))) await once(socket, 'drain');
+      }
+      // The receiver ends its side once it has every byte.
+      await once(socket, 'end');
+    }
+    const ms = performance.now() - start;
+    socket.destroy();
+    return ms;
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = once(child, 'exit');
+      child.kill();
+      await gone;
+    }
+    server.close();
+  }
+}
+
+/** Writes `total` bytes of the pattern to a new file and fsyncs it; ms. The file is removed. */
+async function diskWrite(path: string, total: number, pattern: Buffer): Promise<number> {
+  const start = performance.now();
+  const handle = await open(path, 'wx');
+  try {
+    for (const chunk of blobChunks(total, WRITE_CHUNK, pattern)) {
+      for (let at = 0; at < chunk.byteLength; ) at += (await handle.write(chunk, at)).bytesWritten;
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  const ms = performance.now() - start;
+  await unlink(path);
+  return ms;
+}
+
+/** Uploads the blob; `sentAt` is when the last request was handed to the transport (performance.now()). */
+async function upload(clients: ReapiClients, digest: Digest, pattern: Buffer): Promise<{ res: WriteResponseOut; sentAt: number }> {
+  const resourceName = `uploads/${randomUUID()}/blobs/${digest.hash}/${digest.sizeBytes}`;
+  let done!: (res: WriteResponseOut) => void;
+  let failed!: (err: Error) => void;
+  const result = new Promise<WriteResponseOut>((resolve, reject) => ((done = resolve), (failed = reject)));
+  // Handled here too, so a failure while no one awaits it yet is not an unhandled rejection.
+  result.catch(() => undefined);
+  const call = clients.bytestream.write((err, res) => (err ? failed(err) : done(res as WriteResponseOut)));
+  let offset = 0;
+  for (const data of blobChunks(digest.sizeBytes, WRITE_CHUNK, pattern)) {
+    const req: WriteRequest = { resource_name: offset === 0 ? resourceName : '', write_offset: offset, data, finish_write: offset + data.byteLength === digest.sizeBytes };
+    offset += data.byteLength;
+    if (!call.write(req)) await Promise.race([once(call, 'drain'), result]);
+  }
+  call.end();
+  const sentAt = performance.now();
+  return { res: await result, sentAt };
+}
+
+async function download(clients: ReapiClients, digest: Digest): Promise<Digest> {
+  const builder = new DigestBuilder();
+  const stream = clients.bytestream.read({ resource_name: `blobs/${digest.hash}/${digest.sizeBytes}`, read_offset: 0, read_limit: 0 });
+  for await (const res of stream as AsyncIterable<ReadResponseOut>) builder.update(res.data);
+  return builder.digest();
+}
+
+export async function benchGrpcByteStream(): Promise<boolean> {
+  const pattern = patternBlock();
+  let t = performance.now();
+  const builder = new DigestBuilder();
+  for (const chunk of blobChunks(BYTES, WRITE_CHUNK, pattern)) builder.update(chunk);
+  const digest = builder.digest();
+  const hashMs = performance.now() - t;
+
+  // The floor, measured before the server starts and again after it stops; the faster of each direction
+  // counts (noise on a shared machine only ever slows a run down).
+  const tcpUp = [await rawTcp('up', BYTES)];
+  const tcpDown = [await rawTcp('down', BYTES)];
+
+  const scratch = mkdtempSync(join(tmpdir(), 'remex-bench-bs-'));
+  let serve: GrpcServeProcess | undefined;
+  let clients: ReapiClients | undefined;
+  try {
+    // For context, not judged: how fast this filesystem takes the same bytes durably (written, then
+    // fsync), which bounds any upload to a store that fsyncs a blob before it becomes visible, as remex's does.
+    const diskMs = await diskWrite(join(scratch, 'disk-floor'), BYTES, pattern);
+    serve = await startGrpcServe(['--workers', '0', '--data', join(scratch, 'data')]);
+    // A 1 MiB HTTP/2 flow-control window, grpc-java's default (Bazel's client), instead of grpc-js's 64 KiB.
+    clients = reapiClients(serve.grpcAddress, { 'grpc-node.flow_control_window': 1024 * 1024 });
+    const pid = serve.child.pid as number;
+
+    // Warm the channel and both paths with a small blob of another pattern.
+    const small = Math.min(BYTES, 8 * 1024 * 1024);
+    const otherPattern = patternBlock().reverse();
+    const smallBuilder = new DigestBuilder();
+    for (const chunk of blobChunks(small, WRITE_CHUNK, otherPattern)) smallBuilder.update(chunk);
+    const smallDigest = smallBuilder.digest();
+    const warm = await upload(clients, smallDigest, otherPattern);
+    if (warm.res.committed_size !== small) throw new Error(`warm-up Write committed ${warm.res.committed_size} bytes, expected ${small}`);
+    await download(clients, smallDigest);
+
+    const rssStart = rssMb(pid);
+    let sampler = sampleRss(pid);
+    t = performance.now();
+    const { res: written, sentAt } = await upload(clients, digest, pattern);
+    const writeMs = performance.now() - t;
+    const tailMs = t + writeMs - sentAt;
+    const rssWriteMax = sampler.stop();
+    if (written.committed_size !== BYTES) throw new Error(`Write committed ${written.committed_size} bytes, expected ${BYTES}`);
+
+    sampler = sampleRss(pid);
+    t = performance.now();
+    const read = await download(clients, digest);
+    const readMs = performance.now() - t;
+    const rssReadMax = sampler.stop();
+    if (read.hash !== digest.hash || read.sizeBytes !== BYTES) throw new Error(`Read returned ${read.hash}/${read.sizeBytes}, expected ${digest.hash}/${BYTES}`);
+
+    await serve.stop();
+    tcpUp.push(await rawTcp('up', BYTES));
+    tcpDown.push(await rawTcp('down', BYTES));
+    const tcpUpMs = Math.min(...tcpUp);
+    const tcpDownMs = Math.min(...tcpDown);
+    const tcpMs = tcpUpMs + tcpDownMs;
+    const grpcMs = writeMs + readMs;
+    const ratio = tcpMs / grpcMs;
+    const growth = Math.max(rssWriteMax, rssReadMax) - rssStart;
+    console.log(`blob of ${mb(BYTES)} (${WRITE_CHUNK / 1024} KiB WriteRequests; pattern generated and hashed in ${(hashMs / 1000).toFixed(1)} s, ${mbps(BYTES, hashMs)})`);
+    console.log(`  raw loopback TCP   up ${mbps(BYTES, tcpUpMs)}  down ${mbps(BYTES, tcpDownMs)}  both ${mbps(2 * BYTES, tcpMs)}  (best of before/after: up ${tcpUp.map((ms) => mbps(BYTES, ms)).join(' / ')}, down ${tcpDown.map((ms) => mbps(BYTES, ms)).join(' / ')})`);
+    console.log(`  ByteStream         Write ${mbps(BYTES, writeMs)} (${(writeMs / 1000).toFixed(1)} s, ${((tcpUpMs / writeMs) * 100).toFixed(0)}% of TCP up)  Read ${mbps(BYTES, readMs)} (${(readMs / 1000).toFixed(1)} s, ${((tcpDownMs / readMs) * 100).toFixed(0)}% of TCP down)`);
+    console.log(`  (of the Write, ${(tailMs / 1000).toFixed(1)} s passed after the client's last request was queued: the transport's last buffers, the store's fsync and rename)`);
+    console.log(`  (context: this disk takes the same bytes durably, write + fsync, at ${mbps(BYTES, diskMs)}; Write ran at ${((diskMs / writeMs) * 100).toFixed(0)}% of that)`);
+    console.log(`  Write + Read ${mbps(2 * BYTES, grpcMs)}: ${(ratio * 100).toFixed(1)}% of raw TCP (target ≥ 50%) ${verdict(ratio >= 0.5)}`);
+    console.log(
+      `  server RSS: start ${rssStart.toFixed(0)} MB, max during Write ${rssWriteMax.toFixed(0)} MB, during Read ${rssReadMax.toFixed(0)} MB: ` +
+        `growth ${growth.toFixed(0)} MB (target < ${RSS_GROWTH_LIMIT_MB} MB) ${verdict(growth < RSS_GROWTH_LIMIT_MB)}`,
+    );
+    return ratio >= 0.5 && growth < RSS_GROWTH_LIMIT_MB;
+  } finally {
+    clients?.close();
+    await serve?.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
