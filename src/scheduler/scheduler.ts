@@ -9,7 +9,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Digest } from '../core/digest.js';
-import { formatDigest } from '../core/digest.js';
 import { ConflictError, MissingBlobsError, NotFoundError, UnsupportedPlatformError } from '../core/errors.js';
 import { isCacheable, isTerminal } from '../core/model.js';
 import type { ExecutionSpec, RunReport } from '../core/model.js';
@@ -437,8 +436,4 @@ export class Scheduler implements WorkerLink {
     if (gone.length > 0) this.publishExpiry(await this.store.jobs.releaseLeasesOf(gone, nowMs, this.opts.maxAttempts));
     this.publishExpiry(await this.store.jobs.expireLeases(nowMs, this.opts.maxAttempts));
   }
-}
-
-export function describeJob(job: JobRecord): string {
-  return `${job.id} (${job.platform}, action ${formatDigest(job.actionDigest)}, ${job.state}, attempt ${job.attempt})`;
 }
