@@ -14,11 +14,15 @@ export interface EventBus {
   subscribeAll(listener: JobListener): () => void;
 }
 
-export class InMemoryEventBus implements EventBus {
+/**
+ * Listeners of this process, by job and for all jobs: the fan-out every EventBus adapter shares. A failing
+ * listener never stops delivery to the others, and a listener may unsubscribe itself while being called.
+ */
+export class LocalSubscribers {
   private readonly byJob = new Map<string, Set<JobListener>>();
   private readonly all = new Set<JobListener>();
 
-  publish(job: JobRecord): void {
+  deliver(job: JobRecord): void {
     // Copy before calling: a listener may unsubscribe itself while being called.
     for (const listener of [...(this.byJob.get(job.id) ?? [])]) safeCall(listener, job);
     for (const listener of [...this.all]) safeCall(listener, job);
@@ -39,6 +43,32 @@ export class InMemoryEventBus implements EventBus {
   subscribeAll(listener: JobListener): () => void {
     this.all.add(listener);
     return () => this.all.delete(listener);
+  }
+
+  /** Whether anyone here would hear of this job. */
+  wants(jobId: string): boolean {
+    return this.all.size > 0 || this.byJob.has(jobId);
+  }
+
+  /** Jobs with a listener of their own. */
+  jobIds(): IterableIterator<string> {
+    return this.byJob.keys();
+  }
+}
+
+export class InMemoryEventBus implements EventBus {
+  private readonly local = new LocalSubscribers();
+
+  publish(job: JobRecord): void {
+    this.local.deliver(job);
+  }
+
+  subscribe(jobId: string, listener: JobListener): () => void {
+    return this.local.subscribe(jobId, listener);
+  }
+
+  subscribeAll(listener: JobListener): () => void {
+    return this.local.subscribeAll(listener);
   }
 }
 

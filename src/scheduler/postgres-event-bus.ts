@@ -17,6 +17,7 @@ import pg from 'pg';
 import { UnavailableError } from '../core/errors.js';
 import type { JobState } from '../core/model.js';
 import type { JobRecord } from '../store/ports.js';
+import { LocalSubscribers } from './event-bus.js';
 import type { EventBus, JobListener } from './event-bus.js';
 
 export interface PostgresEventBusOptions {
@@ -65,8 +66,7 @@ interface Notice {
 }
 
 export class PostgresEventBus implements EventBus {
-  private readonly byJob = new Map<string, Set<JobListener>>();
-  private readonly all = new Set<JobListener>();
+  private readonly local = new LocalSubscribers();
   /** Tells this bus's own NOTIFYs, which come back to it, from other controllers'. */
   private readonly origin = randomUUID();
   private readonly channel: string;
@@ -155,20 +155,11 @@ export class PostgresEventBus implements EventBus {
   }
 
   subscribe(jobId: string, listener: JobListener): () => void {
-    let set = this.byJob.get(jobId);
-    if (!set) this.byJob.set(jobId, (set = new Set()));
-    set.add(listener);
-    return () => {
-      const current = this.byJob.get(jobId);
-      if (!current) return;
-      current.delete(listener);
-      if (current.size === 0) this.byJob.delete(jobId);
-    };
+    return this.local.subscribe(jobId, listener);
   }
 
   subscribeAll(listener: JobListener): () => void {
-    this.all.add(listener);
-    return () => this.all.delete(listener);
+    return this.local.subscribeAll(listener);
   }
 
   /** Sends what is still queued for the other controllers (best effort), then closes both connections. */
@@ -201,8 +192,7 @@ export class PostgresEventBus implements EventBus {
       if (!oldest.done) this.delivered.delete(oldest.value);
     }
     // Copy before calling: a listener may unsubscribe itself while being called.
-    for (const listener of [...(this.byJob.get(job.id) ?? [])]) safeCall(listener, job);
-    for (const listener of [...this.all]) safeCall(listener, job);
+    this.local.deliver(job);
   }
 
   private onNotification(msg: pg.Notification): void {
@@ -219,7 +209,7 @@ export class PostgresEventBus implements EventBus {
 
   /** Re-reads a job changed elsewhere and delivers it; notices arriving meanwhile cost one more read, not one each. */
   private reread(id: string): void {
-    if (this.closed || (this.all.size === 0 && !this.byJob.has(id))) return;
+    if (this.closed || !this.local.wants(id)) return;
     const inFlight = this.loading.get(id);
     if (inFlight) {
       inFlight.again = true;
@@ -350,7 +340,7 @@ export class PostgresEventBus implements EventBus {
 
   /** Re-reads every job with a subscriber here; only versions not yet delivered reach them. */
   private resync(): void {
-    for (const id of this.byJob.keys()) this.reread(id);
+    for (const id of [...this.local.jobIds()]) this.reread(id);
   }
 
   private checkHealth(): void {
@@ -382,12 +372,4 @@ function versionOf(job: JobRecord): string {
 
 function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
-}
-
-function safeCall(listener: JobListener, job: JobRecord): void {
-  try {
-    listener(job);
-  } catch {
-    // A failing subscriber must not stop delivery to the others; subscribers own their error handling.
-  }
 }
