@@ -1,35 +1,17 @@
 /** `remex run` and `remex platforms` as a user runs them: a real CLI process against a real server. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { compileC, requireTools } from '../helpers/tools.js';
-import { REMEX_BIN } from '../helpers/processes.js';
+import { remexCli } from '../helpers/remex-cli.js';
+import type { CliResult } from '../helpers/remex-cli.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function remex(args: string[], opts: { stdinFile?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [REMEX_BIN, ...args], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, ...opts.env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(opts.stdinFile ? readFileSync(opts.stdinFile) : undefined);
-  });
+  return remexCli(args, opts.env, opts.stdinFile ? readFileSync(opts.stdinFile) : undefined);
 }
 
 let ts: TestServer;

@@ -10,10 +10,11 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the remex CLI to its end. */
-export function remexCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/** Runs the remex CLI to its end; `stdin` is piped to it when given (otherwise its stdin is empty). */
+export function remexCli(args: string[], env: Record<string, string> = {}, stdin?: Buffer): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [REMEX_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, [REMEX_BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    child.stdin.end(stdin);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
