@@ -1,17 +1,24 @@
 /**
  * The event-bus port: every change of a job's state is published once, and reaches every subscriber of
- * that job and every subscriber of all jobs. The in-memory adapter serves one process; a networked one
- * (PostgreSQL LISTEN/NOTIFY) carries events between controllers.
+ * that job, on this controller or (with a networked bus) on any other. The in-memory adapter serves one
+ * process; a networked one (PostgreSQL LISTEN/NOTIFY) carries events between controllers.
  */
 import type { JobRecord } from '../store/ports.js';
 
 export type JobListener = (job: JobRecord) => void;
+export type QueuedListener = (platform: string) => void;
 
 export interface EventBus {
   publish(job: JobRecord): void;
-  /** Listens to one job; returns the function that stops listening. */
+  /** Listens to one job, wherever it changes; returns the function that stops listening. */
   subscribe(jobId: string, listener: JobListener): () => void;
+  /** Listens to every job published on this controller (not to those changed on other controllers). */
   subscribeAll(listener: JobListener): () => void;
+  /**
+   * Hears that another controller sharing this bus queued (or requeued) a job, with only its platform: what
+   * a scheduler needs to wake a worker waiting here, without reading the job. A single-process bus never calls it.
+   */
+  onQueuedElsewhere(listener: QueuedListener): () => void;
 }
 
 /**
@@ -22,10 +29,11 @@ export class LocalSubscribers {
   private readonly byJob = new Map<string, Set<JobListener>>();
   private readonly all = new Set<JobListener>();
 
-  deliver(job: JobRecord): void {
+  /** To the listeners of this job and, for a job published here (`published`), to the listeners of all jobs. */
+  deliver(job: JobRecord, published = true): void {
     // Copy before calling: a listener may unsubscribe itself while being called.
     for (const listener of [...(this.byJob.get(job.id) ?? [])]) safeCall(listener, job);
-    for (const listener of [...this.all]) safeCall(listener, job);
+    if (published) for (const listener of [...this.all]) safeCall(listener, job);
   }
 
   subscribe(jobId: string, listener: JobListener): () => void {
@@ -45,9 +53,9 @@ export class LocalSubscribers {
     return () => this.all.delete(listener);
   }
 
-  /** Whether anyone here would hear of this job. */
+  /** Whether a listener of this very job is here (listeners of all jobs hear only local publishes). */
   wants(jobId: string): boolean {
-    return this.all.size > 0 || this.byJob.has(jobId);
+    return this.byJob.has(jobId);
   }
 
   /** Jobs with a listener of their own. */
@@ -69,6 +77,10 @@ export class InMemoryEventBus implements EventBus {
 
   subscribeAll(listener: JobListener): () => void {
     return this.local.subscribeAll(listener);
+  }
+
+  onQueuedElsewhere(): () => void {
+    return () => undefined; // one process: nothing is queued elsewhere
   }
 }
 

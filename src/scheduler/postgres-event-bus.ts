@@ -1,10 +1,12 @@
 /**
  * The event bus between controllers: PostgreSQL LISTEN/NOTIFY. A publish is delivered to this process's
  * subscribers at once, as the in-memory bus does, and announced to the other controllers by a NOTIFY that
- * carries only the job's id and state (payloads are capped at 8000 bytes, a job is not); a controller that
- * hears of a change re-reads the job from the shared store and delivers it as it now is. So a subscriber may
- * miss an intermediate state of a job changed elsewhere (it sees the newer one), but never sees a job go
- * back in time, and never gets one version of a job twice.
+ * carries only the job's id, state and platform (payloads are capped at 8000 bytes, a job is not). A
+ * controller that hears of a change to a job someone there follows re-reads the job from the shared store
+ * and delivers it as it now is; so a subscriber may miss an intermediate state of a job changed elsewhere
+ * (it sees the newer one), but never sees a job go back in time, and never gets one version of a job twice.
+ * A job queued elsewhere is told to the scheduler by its platform alone, straight from the notice: waking a
+ * worker costs no read, and jobs nobody here follows are never read at all.
  *
  * One dedicated connection LISTENs; it is re-established after a loss (PostgreSQL restarted, connection
  * killed), and then every job with a subscriber here is re-read, so a terminal state reached during the gap
@@ -18,7 +20,7 @@ import { UnavailableError } from '../core/errors.js';
 import type { JobState } from '../core/model.js';
 import type { JobRecord } from '../store/ports.js';
 import { LocalSubscribers } from './event-bus.js';
-import type { EventBus, JobListener } from './event-bus.js';
+import type { EventBus, JobListener, QueuedListener } from './event-bus.js';
 
 export interface PostgresEventBusOptions {
   /** The database the controllers share (libpq URL). */
@@ -58,15 +60,17 @@ const MAX_OUTBOX = 10_000;
 /** Versions remembered to suppress repeats; a job not seen for this many others may be delivered again. */
 const MAX_REMEMBERED_VERSIONS = 10_000;
 
-/** What a NOTIFY carries: the publishing bus, the job id, and (for logs and filters) its state. */
+/** What a NOTIFY carries: the publishing bus, the job id, its state, and its platform (for queued jobs). */
 interface Notice {
   o: string;
   id: string;
   s: JobState;
+  p?: string;
 }
 
 export class PostgresEventBus implements EventBus {
   private readonly local = new LocalSubscribers();
+  private readonly queuedListeners = new Set<QueuedListener>();
   /** Tells this bus's own NOTIFYs, which come back to it, from other controllers'. */
   private readonly origin = randomUUID();
   private readonly channel: string;
@@ -142,8 +146,8 @@ export class PostgresEventBus implements EventBus {
 
   publish(job: JobRecord): void {
     if (this.closed) return;
-    this.deliver(job);
-    const notice: Notice = { o: this.origin, id: job.id, s: job.state };
+    this.deliver(job, true);
+    const notice: Notice = { o: this.origin, id: job.id, s: job.state, ...(job.state === 'queued' ? { p: job.platform } : {}) };
     const payload = JSON.stringify(notice);
     if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) {
       this.onError(new Error(`job id too long to announce to other controllers (${job.id.length} characters)`));
@@ -160,6 +164,11 @@ export class PostgresEventBus implements EventBus {
 
   subscribeAll(listener: JobListener): () => void {
     return this.local.subscribeAll(listener);
+  }
+
+  onQueuedElsewhere(listener: QueuedListener): () => void {
+    this.queuedListeners.add(listener);
+    return () => this.queuedListeners.delete(listener);
   }
 
   /** Sends what is still queued for the other controllers (best effort), then closes both connections. */
@@ -181,8 +190,8 @@ export class PostgresEventBus implements EventBus {
 
   // ---- delivery ---------------------------------------------------------------------------------
 
-  /** Calls the subscribers of this job and of all jobs, unless they already had this very version. */
-  private deliver(job: JobRecord): void {
+  /** Calls the subscribers of this job (and of all jobs, when `published` here), unless they already had this very version. */
+  private deliver(job: JobRecord, published: boolean): void {
     const version = versionOf(job);
     if (this.delivered.get(job.id) === version) return;
     this.delivered.delete(job.id); // re-inserted last: the map is oldest first
@@ -191,8 +200,7 @@ export class PostgresEventBus implements EventBus {
       const oldest = this.delivered.keys().next();
       if (!oldest.done) this.delivered.delete(oldest.value);
     }
-    // Copy before calling: a listener may unsubscribe itself while being called.
-    this.local.deliver(job);
+    this.local.deliver(job, published);
   }
 
   private onNotification(msg: pg.Notification): void {
@@ -204,6 +212,15 @@ export class PostgresEventBus implements EventBus {
       return; // not ours
     }
     if (notice.o === this.origin || typeof notice.id !== 'string') return;
+    if (notice.s === 'queued' && typeof notice.p === 'string') {
+      for (const listener of [...this.queuedListeners]) {
+        try {
+          listener(notice.p);
+        } catch {
+          // as for job listeners: one failing listener stops no other
+        }
+      }
+    }
     this.reread(notice.id);
   }
 
@@ -225,7 +242,7 @@ export class PostgresEventBus implements EventBus {
             this.onError(err instanceof Error ? err : new Error(String(err)));
             return undefined;
           });
-          if (job && !this.closed) this.deliver(job);
+          if (job && !this.closed) this.deliver(job, false);
         } while (entry.again && !this.closed);
       } finally {
         this.loading.delete(id);

@@ -91,8 +91,6 @@ export class Scheduler implements WorkerLink {
   private offersCache: { offers: PlatformOffer[]; expiresAtMs: number } | undefined;
   /** Set by close(): parked leases then return [] instead of parking again. */
   private closed = false;
-  /** The job this scheduler is publishing right now: the bus hands it straight back, and it already woke a worker. */
-  private publishingNow: JobRecord | undefined;
   private readonly stopWatchingQueue: () => void;
 
   constructor(
@@ -107,9 +105,7 @@ export class Scheduler implements WorkerLink {
     this.opts = { ...merged, acceptPlatforms: merged.acceptPlatforms.map(canonicalPlatform) };
     // With a bus shared by several controllers, a job queued (or requeued) on another one must wake a
     // worker long-polling here. A spurious wake-up costs one empty claim.
-    this.stopWatchingQueue = events.subscribeAll((job) => {
-      if (job.state === 'queued' && job !== this.publishingNow) this.wakeFor(job.platform);
-    });
+    this.stopWatchingQueue = events.onQueuedElsewhere((platform) => this.wakeFor(platform));
   }
 
   /** Starts the lease reaper. Leases held by earlier in-process workers (`ownerPrefix`) are released at once. */
@@ -413,12 +409,7 @@ export class Scheduler implements WorkerLink {
   }
 
   private publish(job: JobRecord): void {
-    this.publishingNow = job;
-    try {
-      this.events.publish(job);
-    } finally {
-      this.publishingNow = undefined;
-    }
+    this.events.publish(job);
   }
 
   private publishExpiry(expiry: LeaseExpiry): void {

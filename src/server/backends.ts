@@ -23,6 +23,8 @@ export interface BackendOptions {
   /** `s3://bucket/prefix?endpoint=…` for a shared bucket, `file:///dir` or a path for a local directory; absent: `<data>/cas`. */
   blobsUrl?: string;
   maxBlobBytes: number;
+  /** fsync each blob of a filesystem CAS before it becomes visible (see docs/decisions/0009-cas-durability.md). */
+  casFsync?: boolean;
   logger: Logger;
 }
 
@@ -64,7 +66,8 @@ export async function openBackends(opts: BackendOptions): Promise<Backends> {
 
 async function openBlobs(opts: BackendOptions): Promise<BlobStore> {
   const url = opts.blobsUrl;
-  if (url === undefined) return new FsBlobStore({ root: join(opts.dataDir, 'cas'), maxBlobBytes: opts.maxBlobBytes });
+  const fsync = opts.casFsync ?? false;
+  if (url === undefined) return new FsBlobStore({ root: join(opts.dataDir, 'cas'), maxBlobBytes: opts.maxBlobBytes, fsync });
   if (url.startsWith('s3://')) {
     const store = S3BlobStore.fromUrl(url, { maxBlobBytes: opts.maxBlobBytes });
     // A wrong bucket would otherwise make every blob look absent: fail at start instead.
@@ -73,7 +76,7 @@ async function openBlobs(opts: BackendOptions): Promise<BlobStore> {
   }
   const root = url.startsWith('file://') ? new URL(url).pathname : url;
   if (root === '' || /^[a-z0-9+.-]+:\/\//i.test(root)) throw new InvalidArgumentError(`--blobs ${JSON.stringify(url)}: expected s3://…, file:///… or a directory`);
-  return new FsBlobStore({ root, maxBlobBytes: opts.maxBlobBytes });
+  return new FsBlobStore({ root, maxBlobBytes: opts.maxBlobBytes, fsync });
 }
 
 async function closeAll(store: Store, blobs: BlobStore): Promise<void> {

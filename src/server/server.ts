@@ -34,6 +34,8 @@ export interface ServeOptions {
   /** Restrict the local pool to these platforms (default: every platform this host can run). */
   localPlatforms?: readonly string[];
   maxBlobBytes: number;
+  /** fsync every blob of a filesystem CAS (default off: see docs/decisions/0009-cas-durability.md). */
+  casFsync?: boolean;
   /** `postgres://…`: share jobs, cache and registry with other controllers; absent: SQLite in `dataDir`. */
   databaseUrl?: string;
   /** `s3://bucket/prefix?endpoint=…` or a directory: the blob store; absent: `<dataDir>/cas`. */
@@ -128,6 +130,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     ...(opts.databaseUrl !== undefined ? { databaseUrl: opts.databaseUrl } : {}),
     ...(opts.blobsUrl !== undefined ? { blobsUrl: opts.blobsUrl } : {}),
     maxBlobBytes: opts.maxBlobBytes,
+    ...(opts.casFsync !== undefined ? { casFsync: opts.casFsync } : {}),
     logger,
   });
   const { store, blobs, events } = backends;

@@ -91,18 +91,43 @@ if (pgFixture) {
   const fixture = pgFixture;
 
   describe('PostgresEventBus', () => {
-    test('an event published on one controller reaches subscribers of that job and of all jobs on the other', async () => {
+    test('an event published on one controller reaches subscribers of that job on the other, read back once', async () => {
       const p = await pair(fixture);
       const job = await queuedJob(p.store, 'cross');
       const onB: JobRecord[] = [];
-      const allOnB: JobRecord[] = [];
+      const again: JobRecord[] = [];
       p.b.subscribe(job.id, (j) => onB.push(j));
+      p.b.subscribe(job.id, (j) => again.push(j));
+      p.a.publish(job);
+      await waitUntil('B hears of the job', () => onB.length === 1 && again.length === 1);
+      assert.deepEqual(onB[0], job);
+      assert.deepEqual(again[0], job);
+      assert.deepEqual(p.loads.b, [job.id], 'B re-read the job once, for both subscribers');
+    });
+
+    test('a job queued elsewhere is told by its platform alone: no job is read for it, and listeners of all jobs hear only local publishes', async () => {
+      const p = await pair(fixture);
+      const job = await queuedJob(p.store, 'queued');
+      const queuedOnB: string[] = [];
+      const queuedOnA: string[] = [];
+      const allOnB: JobRecord[] = [];
+      p.b.onQueuedElsewhere((platform) => queuedOnB.push(platform));
+      p.a.onQueuedElsewhere((platform) => queuedOnA.push(platform));
       p.b.subscribeAll((j) => allOnB.push(j));
       p.a.publish(job);
-      await waitUntil('B hears of the job', () => onB.length === 1 && allOnB.length === 1);
-      assert.deepEqual(onB[0], job);
-      assert.deepEqual(allOnB[0], job);
-      assert.deepEqual(p.loads.b, [job.id], 'B re-read the job once, for both subscribers');
+      await waitUntil('B hears that work was queued', () => queuedOnB.length === 1);
+      assert.deepEqual(queuedOnB, [X86]);
+      // A running job is not work waiting: no wake-up for it.
+      const [claimed] = await p.store.jobs.claim({ platforms: [X86], workerId: 'w', max: 1, leaseMs: 60_000, nowMs: T0 });
+      assert.ok(claimed);
+      p.a.publish(claimed);
+      const marker = await queuedJob(p.store, 'marker');
+      p.a.publish(marker);
+      await waitUntil('B hears of the marker', () => queuedOnB.length === 2);
+      assert.deepEqual(queuedOnB, [X86, X86], 'the running job woke nobody');
+      assert.deepEqual(queuedOnA, [], 'a controller is not told of its own publishes');
+      assert.deepEqual(allOnB, [], 'jobs changed elsewhere reach only their own subscribers');
+      assert.deepEqual(p.loads.b, [], 'nothing was read back');
     });
 
     test('local subscribers get a publish at once and only once; the publisher never re-reads its own', async () => {
@@ -191,12 +216,13 @@ if (pgFixture) {
       const p = await pair(fixture);
       const first = await queuedJob(p.store, 'pub-1');
       const onB: string[] = [];
-      p.b.subscribeAll((j) => onB.push(j.id));
+      p.b.subscribe(first.id, (j) => onB.push(j.id));
       p.a.publish(first);
       await waitUntil('B hears of the first', () => onB.includes(first.id));
       await killConnections(fixture, p.appName.a);
       await p.a.whenListening();
       const second = await queuedJob(p.store, 'pub-2');
+      p.b.subscribe(second.id, (j) => onB.push(j.id));
       p.a.publish(second);
       await waitUntil('B hears of the second', () => onB.includes(second.id));
     });

@@ -6,9 +6,13 @@
  * size and hash match: a blob's path holds either nothing or the whole verified blob. Concurrent puts of
  * one blob each write their own temporary file; whichever rename lands last wins, with identical bytes.
  *
- * Durability (`fsync`, on by default): the temporary file is fsynced before the rename, so a blob that is
- * visible survives a crash whole. The directory is not fsynced: a crash may forget a rename, which only
- * makes the blob missing again, and every client already handles a missing blob by uploading it.
+ * Durability (`fsync`, on by default here; `remex serve` turns it off unless `--cas-fsync`, see
+ * docs/decisions/0009-cas-durability.md): the temporary file is fsynced before the rename, so a blob that
+ * is visible survives a power loss whole. Without it a process crash still loses nothing (the page cache
+ * outlives the process); a power loss may leave a blob short, absent or wrong, and each is caught: a file
+ * of the wrong size is absent to every presence check, and reads hash what they serve. The directory is
+ * never fsynced: a crash may forget a rename, which only makes the blob missing again, and every client
+ * already handles a missing blob by uploading it.
  *
  * Reads verify. `get` and whole-blob `getStream` hash what they serve; ranged reads and `materialize`
  * hash the whole blob the first time this store instance serves it, then trust it while its inode, size,
