@@ -1,7 +1,7 @@
 /** Shared bench helpers: percentiles, a spawned `remex serve`, RSS of a process, result lines. */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 export const REMEX_BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'remex.js');
@@ -22,8 +22,11 @@ export interface ServeProcess {
   stop(): Promise<void>;
 }
 
+/** Extra node options for every `remex serve` a bench starts, e.g. BENCH_SERVE_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof'. */
+const SERVE_NODE_ARGS = (process.env.BENCH_SERVE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+
 export async function startServe(args: string[]): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [REMEX_BIN, 'serve', '--port', '0', '--grpc-port', '0', ...args], {
+  const child = spawn(process.execPath, [...SERVE_NODE_ARGS, REMEX_BIN, 'serve', '--port', '0', '--grpc-port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, REMEX_LOG_LEVEL: 'warn' },
   });
@@ -56,4 +59,33 @@ export function rssMb(pid: number): number {
 
 export function verdict(ok: boolean): string {
   return ok ? 'PASS' : 'MISS';
+}
+
+const CLOCK_TICKS_PER_S = 100; // USER_HZ on Linux
+
+/** CPU time (user + system) a process has used so far, in ms; 0 once it is gone. */
+export function cpuMs(pid: number): number {
+  try {
+    // The command name (field 2) may hold spaces: fields are counted after its closing parenthesis.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    return 0;
+  }
+}
+
+/** Process ids whose parent is `ppid`. */
+export function childPids(ppid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === ppid) out.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }

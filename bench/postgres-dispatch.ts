@@ -4,14 +4,15 @@
  * submission to the lease reaching an idle, long-polling worker — on PostgreSQL (target p50 ≤ 5 ms).
  * The workers are protocol clients that complete every lease at once: the figure is the scheduler's.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { RemexClient } from '../src/client/remex-client.js';
 import { EMPTY_DIGEST, digestOf } from '../src/core/digest.js';
 import type { Lease } from '../src/scheduler/worker-link.js';
 import { startPostgres } from '../test/helpers/postgres.js';
-import { fmt, percentile, startServe, verdict } from './lib.js';
+import { childPids, cpuMs, fmt, percentile, startServe, verdict } from './lib.js';
 import type { ServeProcess } from './lib.js';
 
 const JOBS = Number(process.env.BENCH_PG_JOBS ?? 4_000);
@@ -104,6 +105,41 @@ async function dispatchLatency(controllers: ServeProcess[]): Promise<number[]> {
   return samples.slice(10);
 }
 
+/** Transactions committed in the database so far (statements outside a transaction count one each). */
+async function commits(url: string): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ n: string }>('SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()');
+    return Number(rows[0]?.n ?? 0);
+  } finally {
+    await client.end();
+  }
+}
+
+/** The PostgreSQL server's processes: the postmaster and everything it forked (backends, walwriter …). */
+async function postgresPids(url: string): Promise<number[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    const stat = readFileSync(`/proc/${rows[0]?.pid}/stat`, 'utf8');
+    const postmaster = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return [postmaster, ...childPids(postmaster)];
+  } finally {
+    await client.end();
+  }
+}
+
+/** CPU used by these processes while `fn` runs, in ms (processes that exit meanwhile are not counted). */
+async function cpuDuring<T>(pids: () => Promise<number[]> | number[], fn: () => Promise<T>): Promise<{ out: T; ms: number }> {
+  const before = new Map((await pids()).map((pid) => [pid, cpuMs(pid)]));
+  const out = await fn();
+  let ms = 0;
+  for (const pid of await pids()) ms += cpuMs(pid) - (before.get(pid) ?? 0);
+  return { out, ms };
+}
+
 export async function benchPostgresDispatch(): Promise<boolean> {
   const scratch = mkdtempSync(join(tmpdir(), 'remex-bench-pg-'));
   const pg = await startPostgres();
@@ -116,16 +152,31 @@ export async function benchPostgresDispatch(): Promise<boolean> {
   };
   try {
     const sqlite = await serve([...common, '--data', join(scratch, 'sqlite')]);
-    const sqliteRate = await throughput([sqlite]);
+    const { out: sqliteRate, ms: sqliteCpuMs } = await cpuDuring(() => [sqlite.child.pid ?? 0], () => throughput([sqlite]));
 
     const controllers = [await serve([...common, '--database', pg.url, '--data', join(scratch, 'a')]), await serve([...common, '--database', pg.url, '--data', join(scratch, 'b')])];
-    const pgRate = await throughput(controllers);
+    const commitsBefore = await commits(pg.url);
+    const controllerPids = controllers.map((c) => c.child.pid ?? 0);
+    const { out: measured, ms: controllersCpuMs } = await cpuDuring(
+      () => controllerPids,
+      () => cpuDuring(() => postgresPids(pg.url), () => throughput(controllers)),
+    );
+    const { out: pgRate, ms: pgCpuMs } = measured;
+    // The statistics collector reports with a delay of up to a second.
+    await new Promise((r) => setTimeout(r, 1_500));
+    const commitsPerJob = ((await commits(pg.url)) - commitsBefore) / JOBS;
     const latency = await dispatchLatency(controllers);
 
     const p50 = percentile(latency, 50);
     console.log(`no-op jobs (${JOBS}; submit → lease → complete; ${SUBMITTERS_PER_CONTROLLER} submitters and ${WORKERS_PER_CONTROLLER} workers per controller)`);
     console.log(`  embedded SQLite, 1 controller: ${sqliteRate.toFixed(0)}/s`);
     console.log(`  PostgreSQL, 2 controllers:     ${pgRate.toFixed(0)}/s (target ≥ 1000/s) ${verdict(pgRate >= 1000)}; ratio to SQLite ${(pgRate / sqliteRate).toFixed(2)}`);
+    console.log(`  (PostgreSQL transactions per job, all controllers: ${commitsPerJob.toFixed(2)})`);
+    const perJob = (ms: number) => `${((ms / JOBS) * 1000).toFixed(0)} µs`;
+    console.log(
+      `  CPU per job: SQLite controller ${perJob(sqliteCpuMs)}; PostgreSQL controllers ${perJob(controllersCpuMs)} + PostgreSQL server ${perJob(pgCpuMs)}` +
+        ` (this machine has 2 cores shared by the bench client, the controllers and the database)`,
+    );
     console.log(`dispatch latency on PostgreSQL, submit on A → idle worker on B (${latency.length} samples)`);
     console.log(`  p50 ${fmt(p50)} (target ≤ 5 ms) ${verdict(p50 <= 5)}; p99 ${fmt(percentile(latency, 99))}`);
     return pgRate >= 1000 && p50 <= 5;

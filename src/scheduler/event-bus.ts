@@ -8,15 +8,24 @@ import type { JobRecord } from '../store/ports.js';
 export type JobListener = (job: JobRecord) => void;
 export type QueuedListener = (platform: string) => void;
 
+export interface PublishOptions {
+  /**
+   * For a queued job: a worker waiting on this controller was woken for it, so other controllers need not
+   * wake one of theirs (the woken worker claims from the shared queue; one claim per queued job suffices).
+   */
+  workerWoken?: boolean;
+}
+
 export interface EventBus {
-  publish(job: JobRecord): void;
+  publish(job: JobRecord, opts?: PublishOptions): void;
   /** Listens to one job, wherever it changes; returns the function that stops listening. */
   subscribe(jobId: string, listener: JobListener): () => void;
   /** Listens to every job published on this controller (not to those changed on other controllers). */
   subscribeAll(listener: JobListener): () => void;
   /**
-   * Hears that another controller sharing this bus queued (or requeued) a job, with only its platform: what
-   * a scheduler needs to wake a worker waiting here, without reading the job. A single-process bus never calls it.
+   * Hears that another controller sharing this bus queued (or requeued) a job that no worker there was woken
+   * for, with only its platform: what a scheduler needs to wake a worker waiting here, without reading the
+   * job. A single-process bus never calls it.
    */
   onQueuedElsewhere(listener: QueuedListener): () => void;
 }

@@ -20,7 +20,7 @@ import { UnavailableError } from '../core/errors.js';
 import type { JobState } from '../core/model.js';
 import type { JobRecord } from '../store/ports.js';
 import { LocalSubscribers } from './event-bus.js';
-import type { EventBus, JobListener, QueuedListener } from './event-bus.js';
+import type { EventBus, JobListener, PublishOptions, QueuedListener } from './event-bus.js';
 
 export interface PostgresEventBusOptions {
   /** The database the controllers share (libpq URL). */
@@ -60,7 +60,7 @@ const MAX_OUTBOX = 10_000;
 /** Versions remembered to suppress repeats; a job not seen for this many others may be delivered again. */
 const MAX_REMEMBERED_VERSIONS = 10_000;
 
-/** What a NOTIFY carries: the publishing bus, the job id, its state, and its platform (for queued jobs). */
+/** What a NOTIFY carries: the publishing bus, the job id, its state, and its platform when it waits for a worker. */
 interface Notice {
   o: string;
   id: string;
@@ -144,10 +144,11 @@ export class PostgresEventBus implements EventBus {
     return new Promise((resolve) => this.listeningWaiters.push(resolve));
   }
 
-  publish(job: JobRecord): void {
+  publish(job: JobRecord, opts: PublishOptions = {}): void {
     if (this.closed) return;
     this.deliver(job, true);
-    const notice: Notice = { o: this.origin, id: job.id, s: job.state, ...(job.state === 'queued' ? { p: job.platform } : {}) };
+    const waiting = job.state === 'queued' && !opts.workerWoken;
+    const notice: Notice = { o: this.origin, id: job.id, s: job.state, ...(waiting ? { p: job.platform } : {}) };
     const payload = JSON.stringify(notice);
     if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) {
       this.onError(new Error(`job id too long to announce to other controllers (${job.id.length} characters)`));
@@ -282,10 +283,12 @@ export class PostgresEventBus implements EventBus {
     const batch = this.outbox;
     this.outbox = [];
     try {
-      await this.publisher.query('SELECT pg_notify($1, payload) FROM unnest($2::text[]) WITH ORDINALITY AS n(payload, i) ORDER BY i', [
-        this.channel,
-        batch,
-      ]);
+      await this.publisher.query({
+        // Named: the connection parses and plans it once.
+        name: 'remex_notify_batch',
+        text: 'SELECT pg_notify($1, payload) FROM unnest($2::text[]) WITH ORDINALITY AS n(payload, i) ORDER BY i',
+        values: [this.channel, batch],
+      });
     } catch (err) {
       this.outbox = [...batch, ...this.outbox].slice(-MAX_OUTBOX);
       throw err;

@@ -14,7 +14,7 @@ import { isCacheable, isTerminal } from '../core/model.js';
 import type { ExecutionSpec, RunReport } from '../core/model.js';
 import { canonicalPlatform } from '../core/platform.js';
 import type { JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
-import type { EventBus } from './event-bus.js';
+import type { EventBus, PublishOptions } from './event-bus.js';
 import type { Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from './worker-link.js';
 
 /** The part of the blob store the scheduler needs: whether inputs and cached outputs still exist. */
@@ -165,10 +165,7 @@ export class Scheduler implements WorkerLink {
       }
     }
     const { job, merged } = await this.store.jobs.enqueue(newJob);
-    if (!merged) {
-      this.publish(job);
-      this.wakeFor(job.platform);
-    }
+    if (!merged) this.publish(job, { workerWoken: this.wakeFor(job.platform) });
     return { job, cached: false, merged };
   }
 
@@ -397,26 +394,24 @@ export class Scheduler implements WorkerLink {
     });
   }
 
-  /** Wakes one worker waiting for this platform: enough for one new job, and no thundering herd. */
-  private wakeFor(platform: string): void {
+  /** Wakes one worker waiting for this platform: enough for one new job, and no thundering herd. True if one was. */
+  private wakeFor(platform: string): boolean {
     this.workSeq++;
     for (const w of this.waiters) {
       if (w.platforms.includes(platform)) {
         w.wake();
-        return;
+        return true;
       }
     }
+    return false;
   }
 
-  private publish(job: JobRecord): void {
-    this.events.publish(job);
+  private publish(job: JobRecord, opts?: PublishOptions): void {
+    this.events.publish(job, opts);
   }
 
   private publishExpiry(expiry: LeaseExpiry): void {
-    for (const job of expiry.requeued) {
-      this.publish(job);
-      this.wakeFor(job.platform);
-    }
+    for (const job of expiry.requeued) this.publish(job, { workerWoken: this.wakeFor(job.platform) });
     for (const job of [...expiry.failed, ...expiry.cancelled]) this.publish(job);
   }
 

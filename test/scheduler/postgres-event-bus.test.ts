@@ -121,10 +121,12 @@ if (pgFixture) {
       const [claimed] = await p.store.jobs.claim({ platforms: [X86], workerId: 'w', max: 1, leaseMs: 60_000, nowMs: T0 });
       assert.ok(claimed);
       p.a.publish(claimed);
+      // Nor a queued job a worker on A was already woken for.
+      p.a.publish(await queuedJob(p.store, 'taken-on-a'), { workerWoken: true });
       const marker = await queuedJob(p.store, 'marker');
       p.a.publish(marker);
       await waitUntil('B hears of the marker', () => queuedOnB.length === 2);
-      assert.deepEqual(queuedOnB, [X86, X86], 'the running job woke nobody');
+      assert.deepEqual(queuedOnB, [X86, X86], 'the running job and the job A woke a worker for woke nobody on B');
       assert.deepEqual(queuedOnA, [], 'a controller is not told of its own publishes');
       assert.deepEqual(allOnB, [], 'jobs changed elsewhere reach only their own subscribers');
       assert.deepEqual(p.loads.b, [], 'nothing was read back');

@@ -421,6 +421,48 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
       });
     });
 
+    describe('jobs: many callers at once (adapters may share statements between them)', () => {
+      test('concurrent enqueues each get their own job; identical mergeable ones get one job between them', async () => {
+        const distinct = Array.from({ length: 40 }, (_, i) => newJob({ label: `burst-${i}`, mergeable: i % 2 === 0 }));
+        const spec = makeSpec({ label: 'burst-same' });
+        const same = Array.from({ length: 10 }, () => newJob({ spec }));
+        const results = await Promise.all([...distinct, ...same].map((j) => store.jobs.enqueue(j)));
+        const own = results.slice(0, distinct.length);
+        own.forEach((r, i) => {
+          assert.equal(r.merged, false);
+          assert.equal(r.job.id, distinct[i]?.id, 'each caller gets its own job back, not a neighbour\'s');
+          assert.deepEqual(r.job.spec, distinct[i]?.spec);
+          assert.equal(r.job.state, 'queued');
+        });
+        const merged = results.slice(distinct.length);
+        const ids = new Set(merged.map((r) => r.job.id));
+        assert.equal(ids.size, 1, 'one in-flight job for the identical action');
+        assert.equal(merged.filter((r) => !r.merged).length, 1, 'exactly one caller inserted it');
+        assert.equal((await store.jobs.list({ limit: 100 })).length, distinct.length + 1);
+      });
+
+      test('concurrent finishes each commit their own job; of two finishes of one lease, exactly one commits', async () => {
+        const jobs = await Promise.all(Array.from({ length: 30 }, (_, i) => store.jobs.enqueue(newJob({ label: `fin-${i}` }))));
+        const claimed = await store.jobs.claim({ platforms: [X86], workerId: 'w1', max: 30, leaseMs: LEASE_MS, nowMs: T0 });
+        assert.equal(claimed.length, jobs.length);
+        const finishes = claimed.flatMap((job, i) => {
+          const finish = (exitCode: number) =>
+            store.jobs.finish({ id: job.id, attempt: job.attempt, workerId: 'w1', outcome: { state: 'completed', result: makeReport({ exitCode }) }, nowMs: T0 + 10 });
+          // Every third job is finished twice at once, with different results.
+          return i % 3 === 0 ? [finish(i), finish(1000 + i)] : [finish(i)];
+        });
+        const outcomes = await Promise.all(finishes);
+        const committed = outcomes.filter((o) => o !== undefined);
+        assert.equal(committed.length, claimed.length, 'one commit per job');
+        for (const job of claimed) {
+          const stored = await store.jobs.get(job.id);
+          const mine = committed.filter((o) => o?.id === job.id);
+          assert.equal(mine.length, 1);
+          assert.deepEqual(stored, mine[0], 'the stored result is the one its caller was told committed');
+        }
+      });
+    });
+
     describe('jobs: cancel and fail', () => {
       test('cancel of a queued job cancels it at once; it is never claimed', async () => {
         const job = await enqueue();

@@ -6,6 +6,7 @@
  * is a unique partial index with `ON CONFLICT DO NOTHING`, and lease expiry skips rows another controller
  * holds at that moment (the next reaper tick sees them). See docs/decisions/0006-postgres.md.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import type { Digest } from '../../core/digest.js';
@@ -24,6 +25,7 @@ import type {
   WorkerRegistry,
 } from '../ports.js';
 import { POSTGRES_MIGRATIONS } from './postgres-schema.js';
+import { StatementBatcher } from './statement-batcher.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database?…` (libpq URL; `sslmode` and the like are honoured). */
@@ -134,6 +136,8 @@ async function migrate(db: Db, schema: string): Promise<void> {
 
 /** The pool, the quoted schema, and the two ways to run statements: autocommit, or a retried transaction. */
 class Db {
+  private readonly names = new Map<string, string>();
+
   constructor(
     readonly pool: Pool,
     /** Quoted identifier, ready to prefix table names. */
@@ -145,14 +149,28 @@ class Db {
    * rolled back whole, so that is safe). Inside a transaction the error goes to {@link tx}, which retries.
    */
   async query<R extends QueryResultRow>(sql: string, params: unknown[] = [], on?: Queryable): Promise<R[]> {
+    const statement = { name: this.statementName(sql), text: sql, values: params };
     for (let attempt = 1; ; attempt++) {
       try {
-        return (await (on ?? this.pool).query<R>(sql, params)).rows;
+        return (await (on ?? this.pool).query<R>(statement)).rows;
       } catch (err) {
         if (on === undefined && isTransient(err) && attempt < MAX_TRANSIENT_ATTEMPTS) continue;
         throw on === undefined ? toStoreError(err) : err;
       }
     }
+  }
+
+  /**
+   * remex's statements are a fixed set, run thousands of times: each gets a name, so every pooled
+   * connection parses and plans it once (a prepared statement) instead of on every call.
+   */
+  private statementName(sql: string): string {
+    let name = this.names.get(sql);
+    if (name === undefined) {
+      name = `remex_${createHash('sha256').update(sql).digest('hex').slice(0, 24)}`;
+      this.names.set(sql, name);
+    }
+    return name;
   }
 
   /** Runs `fn` in a transaction; runs it again when it deadlocked or lost a serialization race. */
@@ -295,8 +313,22 @@ const JOB_COLUMNS = JOB_COLUMN_NAMES.join(', ');
 const CANCELLED_BEFORE_START: JobFailure = { code: 'CANCELLED', message: 'cancelled before it started' };
 const CANCELLED_WORKER_LOST: JobFailure = { code: 'CANCELLED', message: 'cancelled; its worker was lost before it reported' };
 
+/** One finish as the batched statement takes it. */
+interface FinishItem {
+  id: string;
+  attempt: number;
+  workerId: string;
+  state: string;
+  result: string | null;
+  failure: string | null;
+  nowMs: number;
+}
+
 class PostgresJobStore implements JobStore {
   private readonly sql;
+  /** Inserts and finishes of concurrent callers share statements (group commit): see StatementBatcher. */
+  private readonly inserts: StatementBatcher<unknown[], JobRow | undefined>;
+  private readonly finishes: StatementBatcher<FinishItem, JobRow | undefined>;
 
   constructor(private readonly db: Db) {
     const jobs = `${db.schema}.jobs`;
@@ -304,6 +336,13 @@ class PostgresJobStore implements JobStore {
       insert: `INSERT INTO ${jobs} (id, instance, action_hash, action_size, platform, state, priority, mergeable, spec,
           created_at, queued_at, cached, result, completed_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        ON CONFLICT (instance, action_hash, action_size) WHERE mergeable AND state IN ('queued','running') DO NOTHING
+        RETURNING ${JOB_COLUMNS}`,
+      // The insert above for many rows: one array per column, zipped by unnest, row order kept.
+      insertMany: `INSERT INTO ${jobs} (id, instance, action_hash, action_size, platform, state, priority, mergeable, spec,
+          created_at, queued_at, cached, result, completed_at)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int4[], $8::bool[],
+          $9::json[], $10::int8[], $11::int8[], $12::bool[], $13::json[], $14::int8[])
         ON CONFLICT (instance, action_hash, action_size) WHERE mergeable AND state IN ('queued','running') DO NOTHING
         RETURNING ${JOB_COLUMNS}`,
       inflight: `SELECT ${JOB_COLUMNS} FROM ${jobs} WHERE instance = $1 AND action_hash = $2 AND action_size = $3
@@ -323,10 +362,14 @@ class PostgresJobStore implements JobStore {
         RETURNING ${JOB_COLUMN_NAMES.map((c) => `j.${c}`).join(', ')}`,
       renew: `UPDATE ${jobs} SET lease_expires_at = $1 WHERE state = 'running' AND lease_owner = $2
         RETURNING id, cancel_requested`,
-      finishResult: `UPDATE ${jobs} SET state = $1, result = $2, completed_at = $3, lease_owner = NULL, lease_expires_at = NULL
-        WHERE id = $4 AND attempt = $5 AND lease_owner = $6 AND state = 'running' RETURNING ${JOB_COLUMNS}`,
-      finishFailure: `UPDATE ${jobs} SET state = $1, failure = $2, completed_at = $3, lease_owner = NULL, lease_expires_at = NULL
-        WHERE id = $4 AND attempt = $5 AND lease_owner = $6 AND state = 'running' RETURNING ${JOB_COLUMNS}`,
+      // Compare-and-set of many finishes at once; each item carries either a result or a failure. A batch
+      // never holds two items for one job (StatementBatcher keyOf), so each row is judged once.
+      finishMany: `UPDATE ${jobs} AS j SET state = v.state, result = coalesce(v.result, j.result), failure = coalesce(v.failure, j.failure),
+          completed_at = v.completed_at, lease_owner = NULL, lease_expires_at = NULL
+        FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::json[], $6::json[], $7::int8[])
+          AS v(id, attempt, owner, state, result, failure, completed_at)
+        WHERE j.id = v.id AND j.attempt = v.attempt AND j.lease_owner = v.owner AND j.state = 'running'
+        RETURNING ${JOB_COLUMN_NAMES.map((c) => `j.${c}`).join(', ')}`,
       // One statement for both cases, so a job that changes state meanwhile is judged on its newest version.
       cancel: `UPDATE ${jobs} SET
           state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
@@ -358,6 +401,31 @@ class PostgresJobStore implements JobStore {
       running: `SELECT platform, count(*) AS n FROM ${jobs} WHERE state = 'running' GROUP BY platform`,
       byWorker: `SELECT lease_owner AS owner, count(*) AS n FROM ${jobs} WHERE state = 'running' GROUP BY lease_owner`,
     };
+    this.inserts = new StatementBatcher({
+      keyOf: (args) => String(args[0]),
+      run: async (rows) => {
+        if (rows.length === 1) return [(await this.db.query<JobRow>(this.sql.insert, rows[0] as unknown[]))[0]];
+        const columns = Array.from({ length: 14 }, (_, c) => rows.map((r) => r[c]));
+        const inserted = new Map((await this.db.query<JobRow>(this.sql.insertMany, columns)).map((r) => [r.id, r]));
+        return rows.map((r) => inserted.get(String(r[0])));
+      },
+    });
+    this.finishes = new StatementBatcher({
+      keyOf: (f) => f.id,
+      run: async (items) => {
+        const columns = [
+          items.map((f) => f.id),
+          items.map((f) => f.attempt),
+          items.map((f) => f.workerId),
+          items.map((f) => f.state),
+          items.map((f) => f.result),
+          items.map((f) => f.failure),
+          items.map((f) => f.nowMs),
+        ];
+        const finished = new Map((await this.db.query<JobRow>(this.sql.finishMany, columns)).map((r) => [r.id, r]));
+        return items.map((f) => finished.get(f.id));
+      },
+    });
   }
 
   async enqueue(job: NewJob): Promise<{ job: JobRecord; merged: boolean }> {
@@ -365,7 +433,7 @@ class PostgresJobStore implements JobStore {
     // The in-flight job we conflicted with may finish before we read it; then insert again. Bounded: each
     // round needs another job to have entered and left the in-flight state meanwhile.
     for (let round = 0; ; round++) {
-      const [inserted] = await this.db.query<JobRow>(this.sql.insert, args);
+      const inserted = round === 0 ? await this.inserts.submit(args) : (await this.db.query<JobRow>(this.sql.insert, args))[0];
       if (inserted) return { job: toJob(inserted), merged: false };
       const [existing] = await this.db.query<JobRow>(this.sql.inflight, [job.instance, job.actionDigest.hash, job.actionDigest.sizeBytes]);
       if (existing) return { job: toJob(existing), merged: true };
@@ -422,8 +490,15 @@ class PostgresJobStore implements JobStore {
 
   async finish(opts: { id: string; attempt: number; workerId: string; outcome: Outcome; nowMs: number }): Promise<JobRecord | undefined> {
     const { outcome } = opts;
-    const [sql, doc] = 'result' in outcome ? [this.sql.finishResult, outcome.result] : [this.sql.finishFailure, outcome.failure];
-    const [row] = await this.db.query<JobRow>(sql, [outcome.state, JSON.stringify(doc), opts.nowMs, opts.id, opts.attempt, opts.workerId]);
+    const row = await this.finishes.submit({
+      id: opts.id,
+      attempt: opts.attempt,
+      workerId: opts.workerId,
+      state: outcome.state,
+      result: 'result' in outcome ? JSON.stringify(outcome.result) : null,
+      failure: 'failure' in outcome ? JSON.stringify(outcome.failure) : null,
+      nowMs: opts.nowMs,
+    });
     return row ? toJob(row) : undefined;
   }
 
