@@ -14,6 +14,7 @@ import { InMemoryEventBus } from '../scheduler/event-bus.js';
 import { PostgresEventBus } from '../scheduler/postgres-event-bus.js';
 import type { Store } from '../store/ports.js';
 import { PostgresStore } from '../store/postgres/postgres-store.js';
+import { withRecentActionResults } from '../store/recent-action-results.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 
 export interface BackendOptions {
@@ -40,13 +41,13 @@ export interface Backends {
 export async function openBackends(opts: BackendOptions): Promise<Backends> {
   const blobs = await openBlobs(opts);
   if (opts.databaseUrl === undefined) {
-    const store = new SqliteStore({ path: join(opts.dataDir, 'remex.db') });
+    const store = withRecentActionResults(new SqliteStore({ path: join(opts.dataDir, 'remex.db') }));
     return { store, blobs, events: new InMemoryEventBus(), shared: false, close: () => closeAll(store, blobs) };
   }
   if (!/^postgres(ql)?:\/\//.test(opts.databaseUrl)) throw new InvalidArgumentError('--database must be a postgres:// URL');
   const log = opts.logger.child({ component: 'postgres' });
   // The URL may hold a password: it is never logged, only the error's own text.
-  const store = await PostgresStore.open({ url: opts.databaseUrl, onConnectionError: (err) => log.warn({ err: err.message }, 'database connection error') });
+  const store = withRecentActionResults(await PostgresStore.open({ url: opts.databaseUrl, onConnectionError: (err) => log.warn({ err: err.message }, 'database connection error') }));
   const events = await PostgresEventBus.start({
     url: opts.databaseUrl,
     load: (id) => store.jobs.get(id),

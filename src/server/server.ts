@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Authenticator, isLoopbackHost } from '../auth/tokens.js';
 import { RemexError } from '../core/errors.js';
+import type { ActionCache } from '../store/ports.js';
 import type { BlobStore } from '../cas/blob-store.js';
 import type { ExecutionPolicy } from '../api/execution-request.js';
 import { startGrpcServer } from '../api/grpc/grpc-server.js';
@@ -80,6 +81,8 @@ export interface RunningServer {
   readonly port: number;
   readonly scheduler: Scheduler;
   readonly blobs: BlobStore;
+  /** The action cache both doors share (the gRPC door is composed from it). */
+  readonly actionCache: ActionCache;
   readonly http: FastifyInstance;
   /** The gRPC port when the REAPI front door runs. */
   readonly grpcPort: number | undefined;
@@ -206,6 +209,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     port,
     scheduler,
     blobs,
+    actionCache: store.actionCache,
     http,
     grpcPort: grpc?.port,
     localWorker,

@@ -266,6 +266,14 @@ describe('REAPI execution over gRPC', () => {
     );
     assert.equal(text(got.stdout_raw), 'local stdout');
     assert.equal(got.execution_metadata?.worker, 'laptop');
+    // Asked again (answered from the encoded copy kept for this result), in both shapes: the same answers.
+    assert.deepEqual(await call(h.clients.ac, h.clients.ac.getActionResult, { action_digest: msg(action), inline_stdout: true }), got);
+    const plain = await call(h.clients.ac, h.clients.ac.getActionResult, { action_digest: msg(action), inline_stdout: false });
+    assert.equal(plain.stdout_raw.byteLength, 0, 'not inlined when not asked for');
+    assert.deepEqual({ ...plain, stdout_raw: got.stdout_raw }, got);
+    // A newer result for the action replaces the old one at once.
+    await call(h.clients.ac, h.clients.ac.updateActionResult, { action_digest: msg(action), action_result: { ...uploaded, exit_code: 3 } });
+    assert.equal((await call(h.clients.ac, h.clients.ac.getActionResult, { action_digest: msg(action) })).exit_code, 3);
 
     // Every blob must be there; the violations name the missing ones.
     const gone = digestOf('never uploaded');

@@ -37,7 +37,6 @@ import { encodeDirectory } from '../../src/cas/directory-codec.js';
 import type { Digest } from '../../src/core/digest.js';
 import { digestOf } from '../../src/core/digest.js';
 import type { Directory } from '../../src/core/model.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
 
@@ -57,8 +56,6 @@ export interface ReapiClients {
 export interface GrpcHarness {
   ts: TestServer;
   grpc: RunningGrpcServer;
-  /** A second connection to the server's SQLite file, for the action cache the gRPC door needs. */
-  store: SqliteStore;
   address: string;
   clients: ReapiClients;
   close(): Promise<void>;
@@ -66,11 +63,10 @@ export interface GrpcHarness {
 
 export async function startGrpcHarness(grpcOpts: Partial<GrpcServerOptions> = {}, serve: Partial<ServeOptions> = {}): Promise<GrpcHarness> {
   const ts = await startTestServer(serve);
-  const store = new SqliteStore({ path: join(ts.dataDir, 'remex.db') });
   const server = await startGrpcServer({
     scheduler: ts.server.scheduler,
     blobs: ts.server.blobs,
-    actionCache: store.actionCache,
+    actionCache: ts.server.actionCache,
     policy: DEFAULT_POLICY,
     logger: pino({ level: process.env.REMEX_TEST_LOG ?? 'silent' }),
     host: '127.0.0.1',
@@ -94,13 +90,11 @@ export async function startGrpcHarness(grpcOpts: Partial<GrpcServerOptions> = {}
   return {
     ts,
     grpc: server,
-    store,
     address,
     clients,
     close: async () => {
       for (const client of Object.values(clients)) client.close();
       await server.close();
-      await store.close();
       await ts.close();
     },
   };

@@ -5,10 +5,12 @@
  */
 import type { BlobStore } from '../../cas/blob-store.js';
 import type { Digest } from '../../core/digest.js';
+import type { RunReport } from '../../core/model.js';
 import { digestOf, formatDigest } from '../../core/digest.js';
 import { InvalidArgumentError, MissingBlobsError, NotFoundError } from '../../core/errors.js';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import type { ActionCache } from '../../store/ports.js';
+import { EncodedResponse } from './handlers.js';
 import { readAction, readCommand } from './action-blobs.js';
 import type { UploadedStreams } from './action-result.js';
 import { blobsOfReport, fromActionResult, layoutOfCommand, toActionResult } from './action-result.js';
@@ -18,6 +20,8 @@ import type { InstanceNames } from './instances.js';
 import { INLINE_OUTPUT_BYTES } from './limits.js';
 import type { ActionResult, DigestOut, GetActionResultRequestOut, UpdateActionResultRequestOut } from './messages.js';
 import type { OutputLayouts } from './output-layouts.js';
+import { reapiProtos } from './protos.js';
+import type { MessageCodec } from './protos.js';
 
 export interface ActionCacheServiceDeps {
   scheduler: Scheduler;
@@ -28,10 +32,18 @@ export interface ActionCacheServiceDeps {
 }
 
 export class ActionCacheService {
+  private readonly resultCodec: MessageCodec<ActionResult, unknown> = reapiProtos().codec(`build.bazel.remote.execution.v2.ActionResult`);
+  /**
+   * Answers already encoded, per stored result (the action cache hands out the same result object while
+   * it keeps it in memory: see RecentActionResults) and per request shape. A hit is then a lookup, the
+   * blob checks, and bytes sent as they are.
+   */
+  private readonly encoded = new WeakMap<RunReport, Map<string, EncodedResponse>>();
+
   constructor(private readonly deps: ActionCacheServiceDeps) {}
 
   /** NOT_FOUND unless a result is cached and every blob it names (trees and their files too) exists. */
-  async getActionResult(req: GetActionResultRequestOut): Promise<ActionResult> {
+  async getActionResult(req: GetActionResultRequestOut): Promise<ActionResult | EncodedResponse> {
     const { scheduler, actionCache, blobs, instances, layouts } = this.deps;
     const instance = instances.check(req.instance_name);
     checkDigestFunction(req.digest_function);
@@ -42,9 +54,17 @@ export class ActionCacheService {
       await actionCache.delete(instance, actionDigest);
       throw new NotFoundError(`no cached result for action ${formatDigest(actionDigest)} (its outputs are gone)`);
     }
+    const shape = `${formatDigest(actionDigest)} ${req.inline_stdout} ${req.inline_stderr}`;
+    let forReport = this.encoded.get(report);
+    const known = forReport?.get(shape);
+    if (known) return known;
     const layout = await layouts.forAction(actionDigest);
     if (!layout) throw new NotFoundError(`no usable cached result for action ${formatDigest(actionDigest)}: its Action or Command is not in the CAS`);
-    return toActionResult(report, layout, { inlineStdout: req.inline_stdout, inlineStderr: req.inline_stderr });
+    const answer = new EncodedResponse(this.resultCodec.encode(toActionResult(report, layout, { inlineStdout: req.inline_stdout, inlineStderr: req.inline_stderr })));
+    if (!forReport) this.encoded.set(report, (forReport = new Map()));
+    // A handful of shapes per result at most (the inline flags); bounded anyway.
+    if (forReport.size < 8) forReport.set(shape, answer);
+    return answer;
   }
 
   /**

@@ -43,13 +43,29 @@ export interface RawService {
   decoder(method: string): Deserialize<unknown>;
 }
 
-/** A copy of `def` whose methods hand requests over undecoded, with each method's own decoder beside it. */
+/**
+ * A response a handler encoded already (say, one it answers often and keeps encoded): sent as these bytes.
+ * They must be the method's response message type.
+ */
+export class EncodedResponse {
+  constructor(readonly bytes: Buffer) {}
+}
+
+/**
+ * A copy of `def` whose methods hand requests over undecoded, with each method's own decoder beside it,
+ * and that send an {@link EncodedResponse} as it is.
+ */
 export function rawRequests(def: ServiceDefinition, serviceName: string): RawService {
   const definition: Record<string, AnyMethod> = {};
   const decoders = new Map<string, Deserialize<unknown>>();
   for (const [name, method] of Object.entries(def as Record<string, AnyMethod>)) {
     decoders.set(name, method.requestDeserialize);
-    definition[name] = { ...method, requestDeserialize: (bytes: Buffer) => bytes };
+    const serialize = method.responseSerialize;
+    definition[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => bytes,
+      responseSerialize: (value: unknown) => (value instanceof EncodedResponse ? value.bytes : serialize(value)),
+    };
   }
   return {
     definition: definition as ServiceDefinition,
