@@ -32,7 +32,10 @@ export interface GrpcServeProcess extends ServeProcess {
 
 /** `remex serve --port 0 --grpc-port 0 …args` in its own process; resolves once it prints its addresses. */
 export async function startGrpcServe(args: string[]): Promise<GrpcServeProcess> {
-  const child = spawn(process.execPath, [REMEX_BIN, 'serve', '--port', '0', '--grpc-port', '0', ...args], {
+  // BENCH_SERVE_NODE_ARGS: extra node flags for the server only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`
+  // (NODE_OPTIONS refuses --cpu-prof).
+  const nodeArgs = (process.env.BENCH_SERVE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...nodeArgs, REMEX_BIN, 'serve', '--port', '0', '--grpc-port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, REMEX_LOG_LEVEL: 'warn' },
   });

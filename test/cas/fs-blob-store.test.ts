@@ -158,6 +158,65 @@ describe('FsBlobStore', () => {
     });
   });
 
+  describe('blobs of several read chunks (streamed 1 MiB at a time, one read ahead)', () => {
+    // 2.5 MiB and a few bytes: two whole chunks and a short last one, none aligned to 256 KiB pieces.
+    const BIG = Buffer.alloc(2.5 * 1024 * 1024 + 7);
+    for (let i = 0; i < BIG.length; i += 4) BIG.writeUInt32LE((i * 2654435761) >>> 0, Math.min(i, BIG.length - 4));
+    const MiB = 1024 * 1024;
+
+    test('whole streams, ranges across chunk boundaries, materialize, and a fresh instance verifying by rehash', async () => {
+      const d = digestOf(BIG);
+      await store.putStream(d, chunked(BIG, [300_001, 1_048_577]));
+      assert.deepEqual(await collect(await store.getStream(d)), BIG);
+      // A second instance has verified nothing: its ranged reads hash the whole file first.
+      const fresh = new FsBlobStore({ root, maxBlobBytes: MAX_BLOB_BYTES });
+      for (const [offset, limit] of [[MiB - 1, 2], [MiB, MiB], [3, 2 * MiB + 5], [2 * MiB + 1, 1_000_000]] as const) {
+        assert.deepEqual(await collect(await fresh.getStream(d, { offset, limit })), BIG.subarray(offset, Math.min(BIG.length, offset + limit)), `${offset}+${limit}`);
+      }
+      const dest = join(root, 'materialized');
+      await fresh.materialize(d, dest, 0o644);
+      assert.equal((await stat(dest)).size, BIG.length);
+    });
+
+    test('corruption in the first chunk still fails the stream at its end, and in a ranged read up front', async () => {
+      const d = digestOf(BIG);
+      await store.put(d, BIG);
+      await corrupt(d.hash, flipped(BIG, 10));
+      await assert.rejects(collect(await store.getStream(d)), isCode('INTERNAL'));
+      assert.equal(await store.has(d), false);
+
+      await store.put(d, BIG);
+      await corrupt(d.hash, flipped(BIG, 2 * MiB + 3));
+      const fresh = new FsBlobStore({ root, maxBlobBytes: MAX_BLOB_BYTES });
+      await assert.rejects(fresh.getStream(d, { offset: 0, limit: 10 }), NotFoundError);
+    });
+
+    test('a reader that stops after the first chunk leaves no file open and no read failing unobserved', async () => {
+      const d = digestOf(BIG);
+      await store.put(d, BIG);
+      const openFds = async () => (await readdir('/proc/self/fd')).length;
+      const before = await openFds();
+      for (let i = 0; i < 5; i++) {
+        const stream = await store.getStream(d);
+        for await (const chunk of stream) {
+          assert.equal(chunk.length, MiB);
+          break;
+        }
+      }
+      // Closing waits for the read that was running ahead; give it a moment.
+      for (let i = 0; i < 50 && (await openFds()) > before; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(await openFds(), before);
+    });
+
+    test('an upload of several chunks whose bytes are wrong leaves nothing visible', async () => {
+      const d = digestOf(BIG);
+      await assert.rejects(store.putStream(d, chunked(flipped(BIG, BIG.length - 1), [MiB])), DigestMismatchError);
+      await assert.rejects(store.putStream(d, chunked(Buffer.concat([BIG, Buffer.from('x')]), [MiB])), DigestMismatchError);
+      assert.equal(await store.has(d), false);
+      assert.deepEqual(await tempFiles(), []);
+    });
+  });
+
   test('refuses a bad maxBlobBytes', () => {
     assert.throws(() => new FsBlobStore({ root, maxBlobBytes: Number.NaN }), InvalidArgumentError);
   });

@@ -10,6 +10,7 @@
 import type { BlobStore } from '../../cas/blob-store.js';
 import { formatDigest } from '../../core/digest.js';
 import { InvalidArgumentError, RemexError } from '../../core/errors.js';
+import { EncodedResponse } from './handlers.js';
 import type { CallContext, ResponseSink } from './handlers.js';
 import type { InstanceNames } from './instances.js';
 import { READ_CHUNK_BYTES } from './limits.js';
@@ -27,7 +28,7 @@ export class ByteStreamService {
   constructor(private readonly deps: ByteStreamServiceDeps) {}
 
   /** read_limit 0 means "to the end" here, where the BlobStore's range limit 0 would read nothing. */
-  async read(req: ReadRequestOut, sink: ResponseSink<ReadResponse>, ctx: CallContext): Promise<void> {
+  async read(req: ReadRequestOut, sink: ResponseSink<ReadResponse | EncodedResponse>, ctx: CallContext): Promise<void> {
     const { instance, digest } = parseReadResource(req.resource_name);
     this.deps.instances.check(instance);
     if (req.read_offset < 0) throw new RemexError('OUT_OF_RANGE', `read_offset ${req.read_offset} is negative`);
@@ -38,7 +39,7 @@ export class ByteStreamService {
       for await (const chunk of stream) {
         for (let at = 0; at < chunk.byteLength; at += READ_CHUNK_BYTES) {
           if (ctx.signal.aborted) return;
-          await sink.send({ data: chunk.subarray(at, at + READ_CHUNK_BYTES) });
+          await sink.send(encodeReadResponse(chunk.subarray(at, at + READ_CHUNK_BYTES)));
         }
       }
     } finally {
@@ -95,6 +96,28 @@ export class ByteStreamService {
     if (!existing) throw new InvalidArgumentError(`write_offset ${offset} resumes an upload this server does not have; query its status and start at 0`);
     return existing;
   }
+}
+
+/**
+ * A ReadResponse encoded by hand: its only field is `bytes data = 10`, so the message is the tag 0x52
+ * (field 10, length-delimited), the length as a varint, and the bytes, exactly as protobufjs writes it.
+ * One allocation and one copy per message, where the generic path converts the object, then encodes
+ * through protobufjs's Writer; Read sends a message per 256 KiB, so this is on the path of every byte
+ * downloaded.
+ */
+export function encodeReadResponse(data: Uint8Array): EncodedResponse {
+  const header = [0x52];
+  for (let n = data.byteLength; ; n = Math.floor(n / 128)) {
+    if (n < 128) {
+      header.push(n);
+      break;
+    }
+    header.push((n % 128) | 0x80);
+  }
+  const bytes = Buffer.allocUnsafe(header.length + data.byteLength);
+  bytes.set(header, 0);
+  bytes.set(data, header.length);
+  return new EncodedResponse(bytes);
 }
 
 function destroy(stream: AsyncIterable<Buffer>): void {

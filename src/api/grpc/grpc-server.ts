@@ -3,6 +3,7 @@
  * Execution, plus grpc.health.v1. It serves the same scheduler, CAS and action cache as the HTTP door, so
  * an action run through either shows in both. See docs/decisions/0005-grpc.md.
  */
+import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -134,6 +135,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
       : ServerCredentials.createInsecure();
     server.bindAsync(address, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
   });
+  applyReceiveWindows(server, logger);
   logger.info({ host: opts.host, port, tls: opts.tls !== undefined, auth: auth.enabled, instances: opts.instanceNames ?? 'any', maxBatchBytes, defaultPlatform }, 'REAPI gRPC serving');
 
   let closing: Promise<void> | undefined;
@@ -153,4 +155,45 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
         });
       })()),
   };
+}
+
+/**
+ * HTTP/2 receive windows the server advertises: per stream, what a client may send on one call before the
+ * server has consumed it; per connection, the sum over all calls on it. Node's (and grpc-js's) default is
+ * the protocol's 64 KiB for both, which caps an upload at one 64 KiB window per round trip however fast
+ * the store is: a 1 GiB ByteStream Write ran at ~150-200 MiB/s, waiting on the network most of the time;
+ * with these windows the same upload waits on the store instead, and plain grpc-js client streaming
+ * here doubles (~500 → ~1000 MiB/s). 1 MiB per stream is grpc-java's default (so Bazel's), and bounds
+ * what one upload can park in server memory beyond grpc-js's own message queue; the connection gets
+ * room for a few uploads at once, since build tools multiplex them over one connection.
+ */
+export const STREAM_RECEIVE_WINDOW_BYTES = 1024 * 1024;
+export const CONNECTION_RECEIVE_WINDOW_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Applies the receive windows to every HTTP/2 session the server accepts. grpc-js 1.14 has a channel
+ * option for this on clients ('grpc-node.flow_control_window') but none on servers, and keeps its Node
+ * http2 servers in a private field; this reaches into that field, and says so in the log if a later
+ * grpc-js has moved it (the server then works as before, only with the default windows; a test checks
+ * the advertised window, so an upgrade that breaks this fails it).
+ */
+function applyReceiveWindows(server: Server, logger: Logger): void {
+  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map)) {
+    logger.warn('@grpc/grpc-js internals changed: HTTP/2 receive windows left at the 64 KiB default (slower ByteStream uploads)');
+    return;
+  }
+  for (const h2 of servers.keys() as IterableIterator<Http2Server>) {
+    h2.on('session', (session: ServerHttp2Session) => {
+      try {
+        // A SETTINGS frame raising the window of every stream, current and future (RFC 9113 §6.9.2),
+        // and a WINDOW_UPDATE for the connection.
+        session.settings({ initialWindowSize: STREAM_RECEIVE_WINDOW_BYTES });
+        session.setLocalWindowSize(CONNECTION_RECEIVE_WINDOW_BYTES);
+      } catch (err) {
+        // The session died as it arrived; grpc-js's own handlers clean it up.
+        logger.debug({ err }, 'could not set HTTP/2 receive windows on a new session');
+      }
+    });
+  }
 }
