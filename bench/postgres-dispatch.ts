@@ -11,6 +11,7 @@ import pg from 'pg';
 import { RemexClient } from '../src/client/remex-client.js';
 import { EMPTY_DIGEST, digestOf } from '../src/core/digest.js';
 import type { Lease } from '../src/scheduler/worker-link.js';
+import { PostgresStore } from '../src/store/postgres/postgres-store.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 import { childPids, cpuMs, fmt, percentile, startServe, verdict } from './lib.js';
 import type { ServeProcess } from './lib.js';
@@ -105,6 +106,54 @@ async function dispatchLatency(controllers: ServeProcess[]): Promise<number[]> {
   return samples.slice(10);
 }
 
+/**
+ * The floor: no-op jobs through a naive loop straight against PostgreSQL, on remex's own schema and
+ * statements' shape (insert one queued row; claim the head of the queue with SKIP LOCKED; complete it),
+ * 16 loops at once, no HTTP, no batching.
+ */
+async function naiveLoop(url: string): Promise<number> {
+  const schema = 'bench_naive';
+  const store = await PostgresStore.open({ url, schema, poolSize: 1 });
+  await store.close();
+  const pool = new pg.Pool({ connectionString: url, max: 16 });
+  const jobs = `"${schema}".jobs`;
+  const spec = JSON.stringify({ platform: PLATFORM, command: { arguments: ['noop'] } });
+  const result = JSON.stringify(noopResult);
+  let next = 0;
+  const start = performance.now();
+  try {
+    await Promise.all(
+      Array.from({ length: 16 }, async (_, loop) => {
+        while (next < JOBS) {
+          const i = next++;
+          const now = Date.now();
+          await pool.query(
+            `INSERT INTO ${jobs} (id, instance, action_hash, action_size, platform, state, priority, mergeable, spec, created_at, queued_at)
+              VALUES ($1, '', $2, 0, $3, 'queued', 0, false, $4, $5, $5)`,
+            [`naive-${i}`, String(i).padStart(64, '0'), PLATFORM, spec, now],
+          );
+          const { rows } = await pool.query<{ id: string }>(
+            `WITH head AS (SELECT seq FROM ${jobs} WHERE state = 'queued' AND platform = $1 ORDER BY priority, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+              UPDATE ${jobs} AS j SET state = 'running', attempt = j.attempt + 1, lease_owner = $2, lease_expires_at = $3, started_at = $3
+              FROM head WHERE j.seq = head.seq RETURNING j.id`,
+            [PLATFORM, `naive-worker-${loop}`, now],
+          );
+          for (const row of rows) {
+            await pool.query(`UPDATE ${jobs} SET state = 'completed', result = $1, completed_at = $2, lease_owner = NULL WHERE id = $3 AND state = 'running'`, [
+              result,
+              now,
+              row.id,
+            ]);
+          }
+        }
+      }),
+    );
+    return JOBS / ((performance.now() - start) / 1000);
+  } finally {
+    await pool.end();
+  }
+}
+
 /** Transactions committed in the database so far (statements outside a transaction count one each). */
 async function commits(url: string): Promise<number> {
   const client = new pg.Client({ connectionString: url });
@@ -154,6 +203,7 @@ export async function benchPostgresDispatch(): Promise<boolean> {
     const sqlite = await serve([...common, '--data', join(scratch, 'sqlite')]);
     const { out: sqliteRate, ms: sqliteCpuMs } = await cpuDuring(() => [sqlite.child.pid ?? 0], () => throughput([sqlite]));
 
+    const naiveRate = await naiveLoop(pg.url);
     const controllers = [await serve([...common, '--database', pg.url, '--data', join(scratch, 'a')]), await serve([...common, '--database', pg.url, '--data', join(scratch, 'b')])];
     const commitsBefore = await commits(pg.url);
     const controllerPids = controllers.map((c) => c.child.pid ?? 0);
@@ -171,6 +221,7 @@ export async function benchPostgresDispatch(): Promise<boolean> {
     console.log(`no-op jobs (${JOBS}; submit → lease → complete; ${SUBMITTERS_PER_CONTROLLER} submitters and ${WORKERS_PER_CONTROLLER} workers per controller)`);
     console.log(`  embedded SQLite, 1 controller: ${sqliteRate.toFixed(0)}/s`);
     console.log(`  PostgreSQL, 2 controllers:     ${pgRate.toFixed(0)}/s (target ≥ 1000/s) ${verdict(pgRate >= 1000)}; ratio to SQLite ${(pgRate / sqliteRate).toFixed(2)}`);
+    console.log(`  (floor: a naive insert/claim/complete loop straight against PostgreSQL, 16 at once: ${naiveRate.toFixed(0)}/s; remex ${(pgRate / naiveRate).toFixed(2)} of it)`);
     console.log(`  (PostgreSQL transactions per job, all controllers: ${commitsPerJob.toFixed(2)})`);
     const perJob = (ms: number) => `${((ms / JOBS) * 1000).toFixed(0)} µs`;
     console.log(

@@ -12,7 +12,7 @@ export interface StatementBatcherOptions<I, O> {
   keyOf?: (item: I) => string;
   /** Largest batch. Default 256. */
   maxBatch?: number;
-  /** Statements of this kind running at once. Default 2. */
+  /** Statements of this kind running at once. Default 1: under load, everything that arrives meanwhile goes in the next. */
   maxInFlight?: number;
 }
 
@@ -30,7 +30,7 @@ export class StatementBatcher<I, O> {
 
   constructor(private readonly opts: StatementBatcherOptions<I, O>) {
     this.maxBatch = opts.maxBatch ?? 256;
-    this.maxInFlight = opts.maxInFlight ?? 2;
+    this.maxInFlight = opts.maxInFlight ?? 1;
     if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) throw new RangeError(`maxBatch must be a positive integer, got ${this.maxBatch}`);
     if (!Number.isInteger(this.maxInFlight) || this.maxInFlight < 1) throw new RangeError(`maxInFlight must be a positive integer, got ${this.maxInFlight}`);
   }
