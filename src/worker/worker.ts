@@ -8,6 +8,7 @@
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../cas/blob-store.js';
 import { stageTree } from '../cas/tree.js';
@@ -182,6 +183,8 @@ export class Worker {
       return { state: 'failed', failure: { code: 'FAILED_PRECONDITION', message: `worker ${this.opts.name} does not serve ${spec.platform}` } };
     }
     try {
+      // Phase times, logged at debug level: where a run's overhead goes (staging, sandbox, collection).
+      const t0 = performance.now();
       const inputRoot = join(runDir, 'root');
       await stageTree(spec.inputRootDigest, this.opts.blobs, inputRoot);
       await createOutputParents(inputRoot, spec.command.workingDirectory, spec.command.outputPaths);
@@ -192,6 +195,7 @@ export class Worker {
       }
       const [program, ...args] = spec.command.arguments;
       if (program === undefined) return { state: 'failed', failure: { code: 'INVALID_ARGUMENT', message: 'command has no arguments' } };
+      const t1 = performance.now();
       const result = await this.opts.sandbox.run({
         inputRoot,
         workingDirectory: spec.command.workingDirectory,
@@ -204,6 +208,7 @@ export class Worker {
         emulation: support.emulation,
         signal,
       });
+      const t2 = performance.now();
       const inlineLimit = this.opts.inlineOutputBytes ?? DEFAULT_INLINE_OUTPUT_BYTES;
       const [stdout, stderr, outputs] = await Promise.all([
         this.storeOutput(result.stdout, result.stdoutTotalBytes, result.stdoutTruncated, inlineLimit),
@@ -226,6 +231,10 @@ export class Worker {
         worker: this.opts.name,
       };
       const state = result.cancelled ? 'cancelled' : result.timedOut ? 'timed_out' : 'completed';
+      if (this.opts.logger.isLevelEnabled('debug')) {
+        const ms = (a: number, b: number): number => Math.round((b - a) * 10) / 10;
+        this.opts.logger.debug({ jobId: lease.jobId, stageMs: ms(t0, t1), sandboxMs: ms(t1, t2), programWallMs: result.wallTimeMs, collectMs: ms(t2, performance.now()) }, 'run phases');
+      }
       return { state, result: report };
     } catch (err) {
       if (isRemexError(err)) return { state: 'failed', failure: { code: err.code, message: err.message } };

@@ -159,6 +159,114 @@ describe('BwrapSandbox lifecycle', () => {
   });
 });
 
+/** Pids of this process's children running the spawner (one per live BwrapSandbox with work to do). */
+async function spawnerChildren(): Promise<number[]> {
+  const tasks = await readdir(`/proc/${process.pid}/task`);
+  const children = (await Promise.all(tasks.map((tid) => readFile(`/proc/${process.pid}/task/${tid}/children`, 'utf8').catch(() => '')))).join(' ');
+  const pids = children.split(/\s+/).filter((p) => p !== '').map(Number);
+  const cmdlines = await Promise.all(pids.map((pid) => readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')));
+  return pids.filter((_, i) => cmdlines[i]?.includes('spawner-process.js'));
+}
+
+async function parentOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('the spawner process', () => {
+  test('sandboxes are started by the spawner, not forked from this process, and get no descriptor beyond their stdio', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const s = await BwrapSandbox.create();
+    t.after(() => s.close());
+    const marker = `remex-marker-${randomUUID()}`;
+    // fd 3 of ls is the directory it lists; anything else (a socket to the spawner above all) is a leak.
+    const running = s.run({
+      inputRoot: await freshRoot(t),
+      workingDirectory: '',
+      argv: ['/bin/sh', '-c', 'ls -l /proc/self/fd/; sleep 5', marker],
+      env: { PATH: '/usr/bin:/bin' },
+      stdinPath: null,
+      timeoutMs: 10_000,
+      graceMs: 0,
+      limits: { ...DEFAULT_LIMITS },
+      emulation: null,
+    });
+    let sleeper = 0;
+    await waitFor('the program', async () => ((sleeper = (await processesWithMarker(marker))[0] ?? 0) > 0));
+    const ancestors: number[] = [];
+    for (let pid = await parentOf(sleeper); pid > 1; pid = await parentOf(pid)) ancestors.push(pid);
+    process.kill(sleeper, 'SIGKILL');
+    const r = await running;
+    // Other sandboxes of this test process have spawners of their own; one of them must be the ancestor.
+    const spawners = await spawnerChildren();
+    const spawner = ancestors.find((pid) => spawners.includes(pid));
+    assert.ok(spawner, 'the sandbox descends from a spawner process');
+    assert.equal(ancestors.indexOf(process.pid), ancestors.indexOf(spawner) + 1, 'this process forked only the spawner');
+    const fds = r.stdout
+      .toString()
+      .split('\n')
+      .map((line) => /(\d+) -> (.*)$/.exec(line))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => `${m[1]} ${m[2]}`);
+    // stdout and stderr are socketpairs (Node's 'pipe'); descriptors inherited by this process are
+    // overlaid with /dev/null; nothing else may be open, least of all a socket to the spawner.
+    const byFd = new Map(fds.map((line) => [Number(line.split(' ')[0]), line.slice(line.indexOf(' ') + 1)]));
+    assert.equal(byFd.get(0), '/dev/null');
+    assert.match(byFd.get(1) ?? '', /^(pipe|socket):/);
+    assert.match(byFd.get(2) ?? '', /^(pipe|socket):/);
+    assert.match(byFd.get(3) ?? '', /^\/proc\/\d+\/fd$/);
+    for (const [fd, target] of byFd) if (fd > 3) assert.equal(target, '/dev/null', `descriptor ${fd} leads to ${target}`);
+  });
+
+  test('a spawner that dies fails its runs, leaves nothing running, and is replaced for the next run', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const before = new Set(await spawnerChildren());
+    const s = await BwrapSandbox.create();
+    t.after(() => s.close());
+    const own = (await spawnerChildren()).filter((pid) => !before.has(pid));
+    assert.equal(own.length, 1, 'create() started one spawner');
+    const ownMarker = `remex-marker-${randomUUID()}`;
+    const doomed = s.run({
+      inputRoot: await freshRoot(t),
+      workingDirectory: '',
+      argv: ['/bin/sh', '-c', 'sleep 30', ownMarker],
+      env: {},
+      stdinPath: null,
+      timeoutMs: 20_000,
+      graceMs: 0,
+      limits: { ...DEFAULT_LIMITS },
+      emulation: null,
+    });
+    await waitFor('the program', async () => (await processesWithMarker(ownMarker)).length > 0);
+    process.kill(own[0] as number, 'SIGKILL');
+    await assert.rejects(doomed, (err: unknown) => isRemexError(err, 'INTERNAL'));
+    await waitFor('the sandbox to die with its spawner', async () => (await processesWithMarker(ownMarker)).length === 0);
+    const r = await s.run({ inputRoot: await freshRoot(t), workingDirectory: '', argv: ['/bin/sh', '-c', 'echo again'], env: {}, stdinPath: null, timeoutMs: 10_000, graceMs: 0, limits: { ...DEFAULT_LIMITS }, emulation: null });
+    assert.equal(r.stdout.toString(), 'again\n');
+  });
+
+  test('close() ends the spawner once the runs in flight are done', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    const before = new Set(await spawnerChildren());
+    const s = await BwrapSandbox.create();
+    const [spawner] = (await spawnerChildren()).filter((pid) => !before.has(pid));
+    assert.ok(spawner, 'create() started a spawner');
+    const running = s.run({ inputRoot: await freshRoot(t), workingDirectory: '', argv: ['/bin/sh', '-c', 'sleep 0.3; echo done'], env: {}, stdinPath: null, timeoutMs: 10_000, graceMs: 0, limits: { ...DEFAULT_LIMITS }, emulation: null });
+    await s.close();
+    const r = await running;
+    assert.equal(r.stdout.toString(), 'done\n', 'a run in flight is not affected by close()');
+    await waitFor('the spawner to exit', async () => !(await spawnerChildren()).includes(spawner));
+  });
+});
+
 describe('BwrapSandbox without cgroups (rlimits and the pid namespace only)', () => {
   test('reports no tree limits and still runs programs', async (t) => {
     if (!requireTools(t, 'bwrap', 'unshare')) return;

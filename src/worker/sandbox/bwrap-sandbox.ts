@@ -3,11 +3,11 @@
  * accounting from cgroups (v1 or v2), per-process limits from rlimits, an unprivileged uid for the
  * program. See docs/decisions/0003-sandbox.md for why.
  *
- * One run: create its cgroup, hand the input root's directories to the sandbox uid, launch
- * `sh` (joins the cgroup, sets rlimits) → `bwrap` → [`unshare --setuid` → `env -i`] → program, supervise
- * it, then make sure the cgroup is empty, read its counters and remove it.
+ * One run: create its cgroup, hand the input root's directories to the sandbox uid, have the spawner
+ * process launch `sh` (joins the cgroup, sets rlimits) → `bwrap` → [`unshare --setuid` → `env -i`] →
+ * program, supervise it, then make sure the cgroup is empty, read its counters and remove it.
  */
-import { type FileHandle, lchown, mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { lchown, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InternalError, InvalidArgumentError, UnavailableError, isRemexError } from '../../core/errors.js';
@@ -20,6 +20,7 @@ import { launcherScript } from './launcher.js';
 import { cgroupTree, namespaceTree } from './process-tree.js';
 import { buildResult, cancelledBeforeStart, programEnd } from './run-result.js';
 import { type LimitWatch, type SupervisedRun, superviseRun } from './run-supervisor.js';
+import { Spawner } from './spawner.js';
 import type { EmulationSpec, Sandbox, SandboxCapabilities, SandboxRequest, SandboxResult } from './sandbox.js';
 
 export interface BwrapSandboxOptions {
@@ -67,7 +68,11 @@ export class BwrapSandbox implements Sandbox {
   readonly capabilities: SandboxCapabilities;
   private readonly layout: HostLayout;
   private readonly cgroups: CgroupDriver | null;
+  /** Starts every launcher, so no sandbox is forked from this (possibly large) process. */
+  private readonly spawner: Spawner;
   private closed = false;
+  /** Runs started and not yet ended: close() lets them finish before the spawner goes. */
+  private active = 0;
 
   private constructor(
     private readonly settings: Settings,
@@ -75,6 +80,7 @@ export class BwrapSandbox implements Sandbox {
   ) {
     this.layout = settings.layout;
     this.cgroups = settings.cgroups;
+    this.spawner = new Spawner({ maskFds: settings.layout.inheritedFds, devNullFd: settings.layout.devNullFd });
     const enforces = settings.cgroups?.enforces;
     this.capabilities = {
       kind: 'bwrap',
@@ -114,6 +120,7 @@ export class BwrapSandbox implements Sandbox {
       notes,
     );
     try {
+      await sandbox.spawner.start();
       await sandbox.selfTest();
     } catch (err) {
       await sandbox.close();
@@ -127,34 +134,45 @@ export class BwrapSandbox implements Sandbox {
     validateCommand(req.argv, req.env);
     sandboxWorkingDirectory(req.workingDirectory);
     if (req.signal?.aborted) return cancelledBeforeStart();
+    this.active++;
+    try {
+      return await this.runActive(req);
+    } finally {
+      if (--this.active === 0 && this.closed) this.spawner.close();
+    }
+  }
 
-    const prepared = await Promise.allSettled([this.createRunCgroup(req.limits, req.emulation), openStdin(req.stdinPath), this.grantInputRoot(req.inputRoot)]);
-    const [cgroupResult, stdinResult] = prepared;
+  private async runActive(req: SandboxRequest): Promise<SandboxResult> {
+    const prepared = await Promise.allSettled([this.createRunCgroup(req.limits, req.emulation), this.grantInputRoot(req.inputRoot)]);
+    const [cgroupResult] = prepared;
     const cgroup = cgroupResult.status === 'fulfilled' ? cgroupResult.value : null;
-    const stdin = stdinResult.status === 'fulfilled' ? stdinResult.value : null;
     try {
       const failure = prepared.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure) throw isRemexError(failure.reason) ? failure.reason : new InternalError('sandbox: cannot prepare the run', { cause: failure.reason });
-      const run = await this.launch(req, cgroup, stdin);
+      const run = await this.launch(req, cgroup);
       const usage = cgroup ? await settle(cgroup) : null;
       const end = programEnd(run);
       if (!end) throw setupFailure(req, run);
       return buildResult(run, end, usage, req.limits);
     } finally {
-      await Promise.all([stdin?.close(), cgroup?.remove().catch(() => undefined)]);
+      await cgroup?.remove().catch(() => undefined);
     }
   }
 
-  /** Refuses further runs and releases the descriptor create() opened. Runs in flight are not affected. */
+  /**
+   * Refuses further runs and releases what create() opened; the spawner process exits once the runs in
+   * flight, which are not affected, have ended.
+   */
   close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
+      if (this.active === 0) this.spawner.close();
       disposeHostLayout(this.layout);
     }
     return Promise.resolve();
   }
 
-  private launch(req: SandboxRequest, cgroup: RunCgroup | null, stdin: FileHandle | null): Promise<SupervisedRun> {
+  private launch(req: SandboxRequest, cgroup: RunCgroup | null): Promise<SupervisedRun> {
     const { limits } = req;
     const invocation = planInvocation({
       layout: this.layout,
@@ -181,13 +199,12 @@ export class BwrapSandbox implements Sandbox {
       this.layout.bwrapPath,
     );
     return superviseRun({
+      spawner: this.spawner,
       shellPath: this.layout.shellPath,
       script,
       bwrapOptions: invocation.bwrapOptions,
       command: invocation.command,
-      stdinFd: stdin?.fd ?? null,
-      maskFds: this.layout.inheritedFds,
-      devNullFd: this.layout.devNullFd,
+      stdinPath: req.stdinPath,
       outputBytes: limits.outputBytes,
       timeoutMs: req.timeoutMs,
       graceMs: req.graceMs,
@@ -263,10 +280,6 @@ async function settle(cgroup: RunCgroup): Promise<CgroupSample> {
   if (pids.length === 0) return sample;
   await cgroup.killAll();
   return cgroup.sample();
-}
-
-async function openStdin(path: string | null): Promise<FileHandle | null> {
-  return path === null ? null : open(path, 'r');
 }
 
 async function chownDirectories(dir: string, uid: number, gid: number): Promise<void> {

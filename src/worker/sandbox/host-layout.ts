@@ -6,10 +6,13 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
-import { access, lstat, readFile, readdir, readlink, realpath, stat } from 'node:fs/promises';
+import { access, lstat, readlink, realpath, stat } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { UnavailableError } from '../../core/errors.js';
+import { findInheritedFds } from './inherited-fds.js';
 import { prepareSandboxEtc } from './sandbox-etc.js';
+
+export { findInheritedFds } from './inherited-fds.js';
 
 export type SystemMount = { kind: 'ro-bind'; path: string } | { kind: 'symlink'; target: string; path: string };
 
@@ -47,7 +50,6 @@ export interface HostLayoutOptions {
 }
 
 const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
-const O_CLOEXEC = 0o2000000;
 
 export async function probeHostLayout(opts: HostLayoutOptions): Promise<HostLayout> {
   const searchPath = opts.searchPath ?? process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin';
@@ -135,23 +137,6 @@ async function findSystemMounts(): Promise<SystemMount[]> {
     }),
   );
   return found.filter((m): m is SystemMount => m !== null);
-}
-
-/** Descriptors above stderr that an exec would pass on: inherited ones Node did not open itself. */
-export async function findInheritedFds(procRoot = '/proc'): Promise<number[]> {
-  const fds = (await readdir(join(procRoot, 'self/fd'))).map(Number).filter((fd) => fd > 2);
-  const leaking = await Promise.all(
-    fds.map(async (fd) => {
-      try {
-        const info = await readFile(join(procRoot, 'self/fdinfo', String(fd)), 'utf8');
-        const flags = /^flags:\s*([0-7]+)/m.exec(info)?.[1];
-        return flags !== undefined && (parseInt(flags, 8) & O_CLOEXEC) === 0 ? fd : null;
-      } catch {
-        return null; // The directory handle used to list fds, closed since.
-      }
-    }),
-  );
-  return leaking.filter((fd): fd is number => fd !== null).sort((a, b) => a - b);
 }
 
 function runForText(file: string, args: string[]): Promise<string> {

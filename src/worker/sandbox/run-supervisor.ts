@@ -1,21 +1,20 @@
 /**
- * Supervises one launched sandbox: captures its output, enforces the wall clock, polls tree limits,
- * honours cancellation, and stops the tree — SIGTERM to every process, a grace period, then SIGKILL of
- * the pid namespace's init, which makes the kernel kill everything in the namespace at once.
+ * Supervises one launched sandbox: enforces the wall clock, polls tree limits, honours cancellation,
+ * and stops the tree — SIGTERM to every process, a grace period, then SIGKILL of the pid namespace's
+ * init, which makes the kernel kill everything in the namespace at once.
  *
- * The launcher is our direct child and execs into bwrap's monitor process; the monitor exits as soon
- * as the program itself exits, and `--die-with-parent` then takes the rest of the namespace with it.
+ * The launcher is started by the spawner process (spawner.ts) and execs into bwrap's monitor process;
+ * the monitor exits as soon as the program itself exits, and `--die-with-parent` then takes the rest of
+ * the namespace with it. The spawner captures the output and relays bwrap's status; this side decides.
  */
-import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import type { Readable, Writable } from 'node:stream';
 import type { LimitKind } from '../../core/limits.js';
 import { InternalError } from '../../core/errors.js';
-import { ARGS_FD, STATUS_FD } from './bwrap-args.js';
 import { signalQuietly } from './cgroups.js';
 import { LAUNCHER_ENV } from './launcher.js';
-import { BoundedCapture } from './output-capture.js';
 import type { ProcessTree } from './process-tree.js';
+import type { LaunchedProcess, Spawner } from './spawner.js';
+import type { BwrapStatus, CapturedStream } from './spawner-protocol.js';
 
 export type StopReason = LimitKind | 'cancelled';
 
@@ -26,14 +25,13 @@ export interface LimitWatch {
 }
 
 export interface SuperviseRequest {
+  spawner: Spawner;
   shellPath: string;
   script: string;
   bwrapOptions: readonly string[];
   command: readonly string[];
-  stdinFd: number | null;
-  /** Inherited descriptors to overlay with `devNullFd` in the child, so none leaks into the sandbox. */
-  maskFds: readonly number[];
-  devNullFd: number;
+  /** File the program reads as stdin; null: /dev/null. */
+  stdinPath: string | null;
   outputBytes: number;
   timeoutMs: number;
   graceMs: number;
@@ -48,9 +46,21 @@ export interface SupervisedRun {
   /** The program's shell-style status as bwrap reported it; null when the program never ran or bwrap was killed first. */
   programStatus: number | null;
   stopReason: StopReason | null;
-  stdout: BoundedCapture;
-  stderr: BoundedCapture;
+  stdout: CapturedOutput;
+  stderr: CapturedOutput;
   wallTimeMs: number;
+}
+
+/** The first `outputBytes` of a stream, and how many there were in all. */
+export interface CapturedOutput {
+  bytes(): Buffer;
+  readonly totalBytes: number;
+  readonly truncated: boolean;
+}
+
+function capturedOutput(stream: CapturedStream): CapturedOutput {
+  const bytes = Buffer.from(stream.bytes.buffer, stream.bytes.byteOffset, stream.bytes.byteLength);
+  return { bytes: () => bytes, totalBytes: stream.totalBytes, truncated: stream.totalBytes > bytes.byteLength };
 }
 
 /** After the monitor exits, how long the output pipes may stay open before the tree is swept. */
@@ -65,7 +75,10 @@ export function superviseRun(req: SuperviseRequest): Promise<SupervisedRun> {
 }
 
 class RunSupervisor {
-  private child: ChildProcess | undefined;
+  private process: LaunchedProcess | undefined;
+  /** The bwrap monitor, our launcher after its exec; known once the spawner has started it. */
+  private monitorPid: Promise<number | null>;
+  private resolveMonitorPid: (pid: number | null) => void = () => undefined;
   private initPid: number | null = null;
   private pidNamespace: number | null = null;
   private programStatus: number | null = null;
@@ -73,67 +86,41 @@ class RunSupervisor {
   private monitorExit: SupervisedRun['monitorExit'] | null = null;
   private startedAtMs = 0;
   private wallTimeMs = 0;
-  private statusText = '';
   private readonly timers = new Set<NodeJS.Timeout>();
-  private readonly stdout: BoundedCapture;
-  private readonly stderr: BoundedCapture;
   private readonly onAbort = (): void => this.stop('cancelled', true);
 
   constructor(private readonly req: SuperviseRequest) {
-    this.stdout = new BoundedCapture(req.outputBytes);
-    this.stderr = new BoundedCapture(req.outputBytes);
+    this.monitorPid = new Promise((resolve) => (this.resolveMonitorPid = resolve));
   }
 
   run(): Promise<SupervisedRun> {
     return new Promise((resolve, reject) => {
-      let child: ChildProcess;
-      try {
-        child = spawn(this.req.shellPath, ['-c', this.req.script, 'remex-sandbox', ...this.req.command], { stdio: this.stdio(), env: LAUNCHER_ENV });
-      } catch (err) {
-        reject(new InternalError('sandbox: cannot spawn the launcher', { cause: err }));
-        return;
-      }
-      this.child = child;
       this.startedAtMs = performance.now();
-      let settled = false;
-      child.once('error', (err) => {
-        if (settled) return;
-        settled = true;
-        this.dispose();
-        reject(new InternalError('sandbox: the launcher failed', { cause: err }));
-      });
-      child.once('exit', (code, signal) => this.onMonitorExit(code, signal));
-      child.once('close', () => {
-        if (settled) return;
-        settled = true;
-        this.dispose();
-        resolve(this.outcome());
-      });
-      this.wire(child);
+      this.process = this.req.spawner.launch(
+        {
+          file: this.req.shellPath,
+          args: ['-c', this.req.script, 'remex-sandbox', ...this.req.command],
+          env: { ...LAUNCHER_ENV },
+          stdinPath: this.req.stdinPath,
+          argsData: this.req.bwrapOptions.map((o) => `${o}\0`).join(''),
+          outputBytes: this.req.outputBytes,
+        },
+        {
+          onSpawned: (pid) => this.resolveMonitorPid(pid),
+          onStatus: (status) => this.onStatus(status),
+          onExit: (code, signal) => this.onMonitorExit(code, signal),
+          onClose: (stdout, stderr) => {
+            this.dispose();
+            resolve(this.outcome(stdout, stderr));
+          },
+          onLost: (error) => {
+            this.dispose();
+            reject(error instanceof InternalError ? error : new InternalError('sandbox: the launcher failed', { cause: error }));
+          },
+        },
+      );
       this.arm();
     });
-  }
-
-  private stdio(): StdioOptions {
-    const stdio: Array<'ignore' | 'pipe' | number> = [this.req.stdinFd ?? 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'];
-    for (const fd of this.req.maskFds) {
-      if (fd <= STATUS_FD) continue; // Replaced by our own stdio anyway.
-      while (stdio.length < fd) stdio.push('ignore');
-      stdio[fd] = this.req.devNullFd;
-    }
-    return stdio;
-  }
-
-  private wire(child: ChildProcess): void {
-    this.stdout.attach(child.stdout as Readable);
-    this.stderr.attach(child.stderr as Readable);
-    const args = child.stdio[ARGS_FD] as Writable & Readable;
-    args.on('error', () => undefined); // bwrap gone before reading its options: the exit tells why.
-    args.resume();
-    args.end(this.req.bwrapOptions.map((o) => `${o}\0`).join(''));
-    const status = child.stdio[STATUS_FD] as Readable;
-    status.setEncoding('utf8');
-    status.on('data', (text: string) => this.onStatus(text));
   }
 
   private arm(): void {
@@ -145,24 +132,12 @@ class RunSupervisor {
     this.schedulePoll();
   }
 
-  /** bwrap writes one JSON document per line: `child-pid` when the sandbox exists, `exit-code` at the end. */
-  private onStatus(text: string): void {
-    this.statusText += text;
-    for (let nl = this.statusText.indexOf('\n'); nl >= 0; nl = this.statusText.indexOf('\n')) {
-      const line = this.statusText.slice(0, nl);
-      this.statusText = this.statusText.slice(nl + 1);
-      let doc: Record<string, unknown>;
-      try {
-        doc = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        continue;
-      }
-      if (typeof doc['child-pid'] === 'number') {
-        this.initPid = doc['child-pid'];
-        if (typeof doc['pid-namespace'] === 'number') this.pidNamespace = doc['pid-namespace'];
-      }
-      if (typeof doc['exit-code'] === 'number') this.programStatus = doc['exit-code'];
+  private onStatus(status: BwrapStatus): void {
+    if (status.initPid !== undefined) {
+      this.initPid = status.initPid;
+      if (status.pidNamespace !== undefined) this.pidNamespace = status.pidNamespace;
     }
+    if (status.exitCode !== undefined) this.programStatus = status.exitCode;
   }
 
   private schedulePoll(): void {
@@ -195,18 +170,16 @@ class RunSupervisor {
   }
 
   private async terminateTree(): Promise<void> {
-    const pids = await this.req.tree.list(this.pidNamespace).catch(() => []);
     // The monitor must live on to report the program's status; init ignores SIGTERM from outside anyway.
-    for (const pid of pids) if (pid !== this.child?.pid && pid !== this.initPid) signalQuietly(pid, 'SIGTERM');
+    const monitorPid = await this.monitorPid;
+    const pids = await this.req.tree.list(this.pidNamespace).catch(() => []);
+    if (this.monitorExit) return;
+    for (const pid of pids) if (pid !== monitorPid && pid !== this.initPid) signalQuietly(pid, 'SIGTERM');
   }
 
   private async killTree(): Promise<void> {
-    // The namespace's init dying makes the kernel SIGKILL every process in it, forking or not. The
-    // monitor is reaped only by us and init only by the monitor, so neither pid can have been reused.
-    if (!this.monitorExit) {
-      if (this.initPid !== null) signalQuietly(this.initPid, 'SIGKILL');
-      if (this.child?.pid !== undefined) signalQuietly(this.child.pid, 'SIGKILL');
-    }
+    // The spawner kills init and the monitor only while the monitor lives (it alone knows for sure).
+    if (!this.monitorExit) this.process?.kill();
     await this.req.tree.killAll(this.pidNamespace).catch(() => false);
   }
 
@@ -219,13 +192,9 @@ class RunSupervisor {
     this.addTimer(
       setTimeout(() => {
         void this.req.tree.killAll(this.pidNamespace).catch(() => false);
-        this.addTimer(setTimeout(() => this.closePipes(), PIPE_CLOSE_DEADLINE_MS));
+        this.addTimer(setTimeout(() => this.process?.closePipes(), PIPE_CLOSE_DEADLINE_MS));
       }, STRAGGLER_SWEEP_MS),
     );
-  }
-
-  private closePipes(): void {
-    for (const stream of this.child?.stdio ?? []) stream?.destroy();
   }
 
   private addTimer(timer: NodeJS.Timeout): void {
@@ -239,16 +208,17 @@ class RunSupervisor {
 
   private dispose(): void {
     this.clearTimers();
+    this.resolveMonitorPid(null);
     this.req.signal?.removeEventListener('abort', this.onAbort);
   }
 
-  private outcome(): SupervisedRun {
+  private outcome(stdout: CapturedStream, stderr: CapturedStream): SupervisedRun {
     return {
       monitorExit: this.monitorExit ?? { code: null, signal: null },
       programStatus: this.programStatus,
       stopReason: this.stopReason,
-      stdout: this.stdout,
-      stderr: this.stderr,
+      stdout: capturedOutput(stdout),
+      stderr: capturedOutput(stderr),
       wallTimeMs: this.wallTimeMs || performance.now() - this.startedAtMs,
     };
   }
