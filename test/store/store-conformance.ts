@@ -313,6 +313,30 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.equal(second.startedAtMs, T0 + 2_500);
       });
 
+      test('concurrent single-platform claims of many workers: each gets its own jobs, in dispatch order, with its own lease', async () => {
+        const ids: string[] = [];
+        for (let i = 0; i < 20; i++) ids.push((await enqueue({ priority: i % 4 === 0 ? -1 : 0 })).id);
+        const workers = Array.from({ length: 8 }, (_, i) => `sp${i}`);
+        const batches = await Promise.all(
+          workers.map((workerId, i) => store.jobs.claim({ platforms: [X86], workerId, max: 3, leaseMs: LEASE_MS, nowMs: T0 + i })),
+        );
+        const claimed = batches.flat();
+        assert.equal(claimed.length, 20, 'every job claimed once (8 workers x 3 slots for 20 jobs)');
+        assert.deepEqual(claimed.map((j) => j.id).sort(), [...ids].sort());
+        for (const [i, batch] of batches.entries()) {
+          assert.ok(batch.length <= 3);
+          for (const job of batch) {
+            assert.equal(job.leaseOwner, workers[i]);
+            assert.equal(job.startedAtMs, T0 + i);
+            assert.equal(job.leaseExpiresAtMs, T0 + i + LEASE_MS);
+            assert.deepEqual(await store.jobs.get(job.id), job);
+          }
+          const order = batch.map((j) => [j.priority, ids.indexOf(j.id)] as const);
+          const sorted = [...order].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+          assert.deepEqual(order, sorted, 'a worker gets its jobs lowest priority first, then first in');
+        }
+      });
+
       test('concurrent claims never hand one job to two workers', async () => {
         const ids: string[] = [];
         for (let i = 0; i < 25; i++) ids.push((await enqueue({ platform: i % 2 ? ARM : X86 })).id);

@@ -313,6 +313,15 @@ const JOB_COLUMNS = JOB_COLUMN_NAMES.join(', ');
 const CANCELLED_BEFORE_START: JobFailure = { code: 'CANCELLED', message: 'cancelled before it started' };
 const CANCELLED_WORKER_LOST: JobFailure = { code: 'CANCELLED', message: 'cancelled; its worker was lost before it reported' };
 
+/** One worker's claim on one platform, as the batched statement takes it. */
+interface ClaimItem {
+  workerId: string;
+  platform: string;
+  max: number;
+  leaseExpiresAtMs: number;
+  nowMs: number;
+}
+
 /** One finish as the batched statement takes it. */
 interface FinishItem {
   id: string;
@@ -329,6 +338,7 @@ class PostgresJobStore implements JobStore {
   /** Inserts and finishes of concurrent callers share statements (group commit): see StatementBatcher. */
   private readonly inserts: StatementBatcher<unknown[], JobRow | undefined>;
   private readonly finishes: StatementBatcher<FinishItem, JobRow | undefined>;
+  private readonly claims: StatementBatcher<ClaimItem, JobRow[]>;
 
   constructor(private readonly db: Db) {
     const jobs = `${db.schema}.jobs`;
@@ -359,6 +369,23 @@ class PostgresJobStore implements JobStore {
         UPDATE ${jobs} AS j SET state = 'running', attempt = j.attempt + 1, lease_owner = $1, lease_expires_at = $2,
           started_at = $3, queue_time_ms = j.queue_time_ms + greatest(0, $4::int8 - j.queued_at)
         FROM head WHERE j.seq = head.seq AND j.state = 'queued'
+        RETURNING ${JOB_COLUMN_NAMES.map((c) => `j.${c}`).join(', ')}`,
+      // The claim above for several workers at once (one platform): their wanted slots are numbered in the
+      // order the workers asked, the head of the queue in dispatch order, and slot n gets job n.
+      claimMany: `WITH req AS (
+          SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[]) WITH ORDINALITY AS r(owner, want, expires, now, ord)
+        ), slot AS (
+          SELECT req.owner, req.expires, req.now, row_number() OVER (ORDER BY req.ord, k) AS n
+          FROM req CROSS JOIN LATERAL generate_series(1, req.want) AS k
+        ), head AS (
+          SELECT seq, priority FROM ${jobs} WHERE state = 'queued' AND platform = $5 ORDER BY priority, seq LIMIT $6
+          FOR UPDATE SKIP LOCKED
+        ), pick AS (
+          SELECT seq, row_number() OVER (ORDER BY priority, seq) AS n FROM head
+        )
+        UPDATE ${jobs} AS j SET state = 'running', attempt = j.attempt + 1, lease_owner = slot.owner, lease_expires_at = slot.expires,
+          started_at = slot.now, queue_time_ms = j.queue_time_ms + greatest(0, slot.now - j.queued_at)
+        FROM pick JOIN slot USING (n) WHERE j.seq = pick.seq AND j.state = 'queued'
         RETURNING ${JOB_COLUMN_NAMES.map((c) => `j.${c}`).join(', ')}`,
       renew: `UPDATE ${jobs} SET lease_expires_at = $1 WHERE state = 'running' AND lease_owner = $2
         RETURNING id, cancel_requested`,
@@ -408,6 +435,37 @@ class PostgresJobStore implements JobStore {
         const columns = Array.from({ length: 14 }, (_, c) => rows.map((r) => r[c]));
         const inserted = new Map((await this.db.query<JobRow>(this.sql.insertMany, columns)).map((r) => [r.id, r]));
         return rows.map((r) => inserted.get(String(r[0])));
+      },
+    });
+    this.claims = new StatementBatcher({
+      // One worker's claims go one at a time: its slots are numbered by request.
+      keyOf: (c) => c.workerId,
+      run: async (items) => {
+        const byPlatform = new Map<string, ClaimItem[]>();
+        for (const item of items) {
+          const group = byPlatform.get(item.platform);
+          if (group) group.push(item);
+          else byPlatform.set(item.platform, [item]);
+        }
+        const byOwner = new Map<string, JobRow[]>();
+        await Promise.all(
+          [...byPlatform].map(async ([platform, group]) => {
+            const rows = await this.db.query<JobRow>(this.sql.claimMany, [
+              group.map((c) => c.workerId),
+              group.map((c) => c.max),
+              group.map((c) => c.leaseExpiresAtMs),
+              group.map((c) => c.nowMs),
+              platform,
+              group.reduce((n, c) => n + c.max, 0),
+            ]);
+            for (const row of rows) {
+              const owned = byOwner.get(row.lease_owner as string);
+              if (owned) owned.push(row);
+              else byOwner.set(row.lease_owner as string, [row]);
+            }
+          }),
+        );
+        return items.map((c) => (byOwner.get(c.workerId) ?? []).sort(byDispatchOrder));
       },
     });
     this.finishes = new StatementBatcher({
@@ -469,8 +527,17 @@ class PostgresJobStore implements JobStore {
       );
       return rows.sort(byDispatchOrder);
     };
-    // One platform (the common case): one autocommit statement, one round trip.
-    if (opts.platforms.length === 1) return (await claimOn(undefined, opts.platforms[0] as string, opts.max)).map(toJob);
+    // One platform (the common case): one autocommit statement, shared with other workers claiming now.
+    if (opts.platforms.length === 1) {
+      const rows = await this.claims.submit({
+        workerId: opts.workerId,
+        platform: opts.platforms[0] as string,
+        max: opts.max,
+        leaseExpiresAtMs: opts.nowMs + opts.leaseMs,
+        nowMs: opts.nowMs,
+      });
+      return rows.map(toJob);
+    }
     // Several: one transaction, so a controller dying halfway leaves no job leased to a worker that never heard of it.
     return this.db.tx(async (c) => {
       const claimed: JobRecord[] = [];
