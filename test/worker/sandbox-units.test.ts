@@ -21,6 +21,7 @@ import { limitExceeded, programEnd } from '../../src/worker/sandbox/run-result.j
 import type { SupervisedRun } from '../../src/worker/sandbox/run-supervisor.js';
 import { pidsInPidNamespace } from '../../src/worker/sandbox/process-tree.js';
 import { prepareSandboxEtc } from '../../src/worker/sandbox/sandbox-etc.js';
+import { BwrapStatusReader } from '../../src/worker/sandbox/spawner-protocol.js';
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'remex-sandbox-unit-'));
@@ -96,6 +97,15 @@ describe('BoundedCapture', () => {
     c.push(Buffer.from('abc'));
     assert.equal(c.truncated, false);
     assert.equal(new BoundedCapture(0).truncated, false);
+  });
+});
+
+describe('bwrap status stream', () => {
+  test('documents split across reads, malformed lines skipped, unrelated keys ignored', () => {
+    const r = new BwrapStatusReader();
+    assert.deepEqual(r.push('{"child-pid": 41, "pid-na'), []);
+    assert.deepEqual(r.push('mespace": 4026532}\n{not json}\n{"cgroup-namespace": 1}\n{"exit-code": 3'), [{ initPid: 41, pidNamespace: 4026532 }]);
+    assert.deepEqual(r.push('}\n'), [{ exitCode: 3 }]);
   });
 });
 

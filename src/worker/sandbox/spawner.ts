@@ -23,8 +23,11 @@ import type { BwrapStatus, CapturedStream, FromSpawner, SpawnMessage, ToSpawner 
 const SPAWNER_SCRIPT = fileURLToPath(new URL('./spawner-process.js', import.meta.url));
 /** Its own environment: nothing of the server's (NODE_OPTIONS …) reaches the process that spawns sandboxes. */
 const SPAWNER_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
-/** V8 options that keep the spawner small: it holds a few small objects per run and nothing else. */
-const SPAWNER_EXEC_ARGV = ['--max-semi-space-size=1', '--max-old-space-size=256'];
+/**
+ * A small young generation keeps the spawner's memory (and so its own fork cost) down: it holds a few
+ * small objects per run. Output buffers live outside the V8 heap, so no old-space cap is set.
+ */
+const SPAWNER_EXEC_ARGV = ['--max-semi-space-size=1'];
 const START_TIMEOUT_MS = 30_000;
 
 export interface SpawnerOptions {
