@@ -41,18 +41,9 @@ export interface WorkerOptions {
   leaseWaitMs?: number;
   /** In-process only: subscribe to cancellations as they happen. */
   onCancel?: (workerId: string, listener: (jobId: string) => void) => void;
-  /** Finished run directories kept while jobs run, removed when none does; see {@link DEFAULT_CLEANUP_BACKLOG}. */
-  cleanupBacklog?: { dirs: number; bytes: number };
 }
 
 export const DEFAULT_INLINE_OUTPUT_BYTES = 64 * 1024;
-/**
- * Finished run directories wait for removal while jobs run, up to these bounds (beyond them the oldest
- * go at once). Removing a tree costs a syscall per entry, on the same CPUs and thread pool the running
- * jobs use, and on some filesystems (ext4 without a journal) every inode freed makes the next inode
- * allocations slower for a while; deferred to an idle moment it costs the jobs nothing.
- */
-export const DEFAULT_CLEANUP_BACKLOG = { dirs: 256, bytes: 256 * 1024 * 1024 };
 export const DEFAULT_LEASE_WAIT_MS = 20_000;
 const RETRY_DELAY_MS = 500;
 
@@ -70,11 +61,6 @@ export class Worker {
   private readonly stopLeasing = new AbortController();
   private loopDone: Promise<void> = Promise.resolve();
   private slotFreed: (() => void) | undefined;
-  /** Finished run directories not removed yet, oldest first, with the bytes staged and produced in each. */
-  private readonly backlog: Array<{ dir: string; bytes: number }> = [];
-  private backlogBytes = 0;
-  private sweeping: Promise<void> = Promise.resolve();
-  private sweepActive = false;
 
   constructor(private readonly opts: WorkerOptions) {}
 
@@ -116,8 +102,6 @@ export class Worker {
     await this.heartbeat();
     await this.loopDone;
     await Promise.all([...this.running.values()].map((r) => r.done));
-    this.sweep();
-    await this.sweeping;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.workerId) await this.opts.link.unregister(this.workerId).catch(() => undefined);
   }
@@ -152,7 +136,6 @@ export class Worker {
       .catch((err: unknown) => this.opts.logger.error({ err, jobId: lease.jobId }, 'job handling failed'))
       .finally(() => {
         this.running.delete(lease.jobId);
-        this.sweep();
         const wake = this.slotFreed;
         this.slotFreed = undefined;
         wake?.();
@@ -183,45 +166,17 @@ export class Worker {
       await this.commit(lease, { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} cannot make a run directory` } });
       return;
     }
-    const size = { bytes: 0 };
     try {
-      const outcome = await this.execute(lease, runDir, signal, size);
+      const outcome = await this.execute(lease, runDir, signal);
       await this.commit(lease, outcome);
     } finally {
-      // After the commit, and usually later still: the client waits for the result, not for the cleanup.
-      this.discard(runDir, size.bytes);
+      // After the commit: the client waits for the result, not for the cleanup.
+      await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
     }
   }
 
-  /** Queues a finished run directory for removal; see {@link DEFAULT_CLEANUP_BACKLOG}. */
-  private discard(dir: string, bytes: number): void {
-    this.backlog.push({ dir, bytes });
-    this.backlogBytes += bytes;
-    this.sweep();
-  }
-
-  /** Removes queued run directories, one at a time: all of them when no job runs, else down to the bounds. */
-  private sweep(): void {
-    if (this.sweepActive) return;
-    const bounds = this.opts.cleanupBacklog ?? DEFAULT_CLEANUP_BACKLOG;
-    const due = (): boolean => this.backlog.length > 0 && (this.running.size === 0 || this.backlog.length > bounds.dirs || this.backlogBytes > bounds.bytes);
-    if (!due()) return;
-    this.sweepActive = true;
-    this.sweeping = (async () => {
-      while (due()) {
-        const next = this.backlog.shift() as { dir: string; bytes: number };
-        this.backlogBytes -= next.bytes;
-        await rm(next.dir, { recursive: true, force: true }).catch((err: unknown) => this.opts.logger.warn({ err, dir: next.dir }, 'cannot remove a run directory'));
-      }
-    })().finally(() => {
-      this.sweepActive = false;
-      this.sweep(); // Anything that became due in the meantime.
-    });
-  }
-
   /** Runs one lease and describes how it ended; never throws. */
-  /** `size.bytes` is set to the bytes staged and produced in `runDir`, for the cleanup backlog. */
-  private async execute(lease: Lease, runDir: string, signal: AbortSignal, size: { bytes: number }): Promise<Outcome> {
+  private async execute(lease: Lease, runDir: string, signal: AbortSignal): Promise<Outcome> {
     const { spec } = lease;
     const support = this.opts.platforms.find((p) => p.platform === spec.platform);
     if (!support) {
@@ -231,8 +186,7 @@ export class Worker {
       // Phase times, logged at debug level: where a run's overhead goes (staging, sandbox, collection).
       const t0 = performance.now();
       const inputRoot = join(runDir, 'root');
-      const staged = await stageTree(spec.inputRootDigest, this.opts.blobs, inputRoot);
-      size.bytes = staged.files.reduce((sum, f) => sum + f.digest.sizeBytes, 0);
+      await stageTree(spec.inputRootDigest, this.opts.blobs, inputRoot);
       await createOutputParents(inputRoot, spec.command.workingDirectory, spec.command.outputPaths);
       let stdinPath: string | null = null;
       if (spec.stdinDigest) {
@@ -261,8 +215,6 @@ export class Worker {
         this.storeOutput(result.stderr, result.stderrTotalBytes, result.stderrTruncated, inlineLimit),
         collectOutputs(inputRoot, spec.command.workingDirectory, spec.command.outputPaths, this.opts.blobs),
       ]);
-      // Output directories are not walked again for their size; files are what usually makes it up.
-      size.bytes += outputs.files.reduce((sum, f) => sum + f.digest.sizeBytes, 0);
       const report: RunReport = {
         exitCode: result.exitCode,
         signal: result.signal,
