@@ -11,6 +11,11 @@ export interface ByteRange {
   limit?: number;
 }
 
+export interface MaterializeOptions {
+  /** Share the stored file (a hard link) rather than copy it, where the backend can: see materialize. */
+  shareStoredFile?: boolean;
+}
+
 export interface BlobStore {
   /** Largest blob accepted, bytes. */
   readonly maxBlobBytes: number;
@@ -56,7 +61,9 @@ export interface BlobStore {
   /**
    * Writes the blob to a new host file at `destPath` with exactly `mode` (umask does not apply), as fast
    * as the backend allows. Never replaces or follows an existing file or symlink at `destPath`.
-   * NotFoundError when absent.
+   * NotFoundError when absent. With `shareStoredFile`, a backend that keeps blobs as read-only files may
+   * instead hard-link its own file at `destPath` when `mode` has no execute bit (the file then keeps the
+   * store's read-only mode and owner): for callers whose readers cannot write files they do not own.
    */
-  materialize(d: Digest, destPath: string, mode: number): Promise<void>;
+  materialize(d: Digest, destPath: string, mode: number, opts?: MaterializeOptions): Promise<void>;
 }

@@ -46,6 +46,14 @@ export interface TreeLimits {
   maxDepth?: number;
 }
 
+export interface StageOptions extends TreeLimits {
+  /**
+   * Files may be hard links to the store's own read-only files instead of copies (executables are always
+   * copied): for a sandbox whose programs cannot write files the worker owns. See BlobStore.materialize.
+   */
+  shareStoredFiles?: boolean;
+}
+
 export const DEFAULT_TREE_LIMITS: Readonly<Required<TreeLimits>> = Object.freeze({ maxEntries: 1_000_000, maxDepth: 256 });
 
 /** Mode of staged executable files, other files, and directories. */
@@ -334,8 +342,9 @@ function decodedDirectories(store: BlobStore): DirectoryMemo {
  * created last, so no write goes through a symlink and nothing is written outside `destDir`.
  * On an error after writing began, `destDir` is left partly staged for the caller to remove.
  */
-export async function stageTree(rootDigest: Digest, store: BlobStore, destDir: string, limits: TreeLimits = {}): Promise<TreeListing> {
-  const { listing, missingDirectories } = await collectTree(rootDigest, store, limits);
+export async function stageTree(rootDigest: Digest, store: BlobStore, destDir: string, opts: StageOptions = {}): Promise<TreeListing> {
+  const { listing, missingDirectories } = await collectTree(rootDigest, store, opts);
+  const share = { shareStoredFile: opts.shareStoredFiles ?? false };
   const reportMissing = async (): Promise<MissingBlobsError> => {
     const missingFiles = await store.findMissing(listing.files.map((f) => f.digest));
     return new MissingBlobsError(uniqueDigests([...missingDirectories, ...missingFiles]));
@@ -359,7 +368,7 @@ export async function stageTree(rootDigest: Digest, store: BlobStore, destDir: s
   // staging and the error names every missing blob at once, as if checked up front.
   try {
     await forEachLimited(listing.files, MATERIALIZE_CONCURRENCY, (f) =>
-      store.materialize(f.digest, inside(f.path), f.isExecutable ? EXECUTABLE_MODE : FILE_MODE),
+      store.materialize(f.digest, inside(f.path), f.isExecutable ? EXECUTABLE_MODE : FILE_MODE, share),
     );
   } catch (err) {
     if (!isRemexError(err, 'NOT_FOUND')) throw err;

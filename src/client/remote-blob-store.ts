@@ -4,7 +4,7 @@
  * on the server before the result that names them is committed.
  */
 import { Readable } from 'node:stream';
-import type { BlobStore } from '../cas/blob-store.js';
+import type { BlobStore, MaterializeOptions } from '../cas/blob-store.js';
 import type { Digest } from '../core/digest.js';
 import type { RemexClient } from './remex-client.js';
 
@@ -58,9 +58,9 @@ export class RemoteBlobStore implements BlobStore {
     return this.cache.getStream(d, range);
   }
 
-  async materialize(d: Digest, destPath: string, mode: number): Promise<void> {
+  async materialize(d: Digest, destPath: string, mode: number, opts?: MaterializeOptions): Promise<void> {
     await this.fetchIntoCache(d);
-    await this.cache.materialize(d, destPath, mode);
+    await this.cache.materialize(d, destPath, mode, opts);
   }
 
   private async fetchIntoCache(d: Digest): Promise<void> {

@@ -186,7 +186,8 @@ export class Worker {
       // Phase times, logged at debug level: where a run's overhead goes (staging, sandbox, collection).
       const t0 = performance.now();
       const inputRoot = join(runDir, 'root');
-      await stageTree(spec.inputRootDigest, this.opts.blobs, inputRoot);
+      // Inputs are shared with the blob store (hard links, no copy) where programs cannot write them.
+      await stageTree(spec.inputRootDigest, this.opts.blobs, inputRoot, { shareStoredFiles: this.opts.sandbox.capabilities.readOnlyInputs });
       await createOutputParents(inputRoot, spec.command.workingDirectory, spec.command.outputPaths);
       let stdinPath: string | null = null;
       if (spec.stdinDigest) {

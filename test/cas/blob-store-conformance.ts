@@ -428,6 +428,19 @@ export function blobStoreConformance(name: string, factory: BlobStoreFactory): v
         await assert.rejects(stat(join(scratch, 'nowhere')), { code: 'ENOENT' });
       });
 
+      test('asked to share the stored file: the same bytes; executables are still exact, independent copies', async () => {
+        const d = await putBytes(LARGE);
+        const shared = join(scratch, 'shared');
+        await store.materialize(d, shared, 0o644, { shareStoredFile: true });
+        assert.deepEqual(await readFile(shared), LARGE);
+        const exe = join(scratch, 'shared-exe');
+        await store.materialize(d, exe, 0o755, { shareStoredFile: true });
+        assert.equal((await stat(exe)).mode & 0o7777, 0o755);
+        await writeFile(exe, 'changed');
+        assert.deepEqual(await store.get(d), LARGE);
+        await assert.rejects(store.materialize(d, shared, 0o644, { shareStoredFile: true }), isCode('ALREADY_EXISTS'));
+      });
+
       test('into a subdirectory that exists', async () => {
         const d = await putBytes(Buffer.from('nested'));
         await mkdir(join(scratch, 'a', 'b'), { recursive: true });

@@ -51,6 +51,32 @@ describe('FsBlobStore', () => {
     assert.throws(() => store.pathOf('../../etc/passwd'), InvalidArgumentError);
   });
 
+  test('materialize may share the stored file: a hard link, read-only, verified once', async () => {
+    const d = digestOf(LARGE);
+    await store.put(d, LARGE);
+    const stored = await stat(store.pathOf(d.hash));
+    const a = join(root, 'a');
+    const b = join(root, 'b');
+    await store.materialize(d, a, 0o644, { shareStoredFile: true });
+    await store.materialize(d, b, 0o644, { shareStoredFile: true });
+    for (const path of [a, b]) {
+      const st = await stat(path);
+      assert.equal(st.ino, stored.ino, 'the stored file itself, not a copy');
+      assert.equal(st.mode & 0o777, 0o444, 'read-only, as stored');
+    }
+    assert.equal((await stat(store.pathOf(d.hash))).nlink, 3);
+    // Removing a shared use leaves the blob whole.
+    await rm(a);
+    assert.deepEqual(await store.get(d), LARGE);
+    // Without the option, and for executables, a copy.
+    const copy = join(root, 'copy');
+    await store.materialize(d, copy, 0o644);
+    assert.notEqual((await stat(copy)).ino, stored.ino);
+    const exe = join(root, 'exe');
+    await store.materialize(d, exe, 0o755, { shareStoredFile: true });
+    assert.notEqual((await stat(exe)).ino, stored.ino);
+  });
+
   test('the empty blob is never written to disk', async () => {
     await store.put(digestOf(''), new Uint8Array(0));
     await assert.rejects(stat(join(root, 'sha256')), { code: 'ENOENT' });
@@ -141,6 +167,16 @@ describe('FsBlobStore', () => {
       await corrupt(d.hash, Buffer.from('materialize m3'));
       const dest = join(root, 'out');
       await assert.rejects(store.materialize(d, dest, 0o755), NotFoundError);
+      await assert.rejects(stat(dest), { code: 'ENOENT' });
+      assert.equal(await store.has(d), false);
+    });
+
+    test('materialize sharing the stored file: NotFoundError, no link left, the blob evicted', async () => {
+      const d = digestOf('share me');
+      await store.put(d, Buffer.from('share me'));
+      await corrupt(d.hash, Buffer.from('share m3'));
+      const dest = join(root, 'shared-out');
+      await assert.rejects(store.materialize(d, dest, 0o644, { shareStoredFile: true }), NotFoundError);
       await assert.rejects(stat(dest), { code: 'ENOENT' });
       assert.equal(await store.has(d), false);
     });

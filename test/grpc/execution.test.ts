@@ -95,6 +95,16 @@ int main(int argc, char **argv) {
     put("here.txt", "here\\n", 0644);
     return 0;
   }
+  if (!strcmp(mode, "scribble")) {        /* scribble <file>: tries to change an input, then prints it */
+    FILE *w = fopen(tag, "a");
+    puts(w && fputs("scribbled\\n", w) >= 0 && fclose(w) == 0 ? "write allowed" : "write refused");
+    puts(chmod(tag, 0666) == 0 ? "chmod allowed" : "chmod refused");
+    FILE *f = fopen(tag, "r");
+    if (!f) { perror(tag); return 3; }
+    int c;
+    while ((c = fgetc(f)) != EOF) putchar(c);
+    return 0;
+  }
   fprintf(stderr, "unknown mode %s\\n", mode);
   return 64;
 }
@@ -218,6 +228,25 @@ describe('REAPI execution over gRPC', () => {
     assert.equal(volatile.response.cached_result, false);
     assert.equal((await execute(h, volatile.action)).response.cached_result, false);
     await expectCode(call(h.clients.ac, h.clients.ac.getActionResult, { action_digest: msg(volatile.action) }), status.NOT_FOUND);
+  });
+
+  test('a program cannot change its inputs in the blob store (as root they are shared read-only)', async (t) => {
+    if (!needTools(t)) return;
+    const data = Buffer.from('input bytes\n');
+    const root = await uploadTree(h, { tool: { data: tool as Buffer, executable: true }, 'data.txt': { data } });
+    const { action } = await makeAction(h, { args: ['./tool', 'scribble', 'data.txt'], inputRoot: root });
+    const { result } = await execute(h, action);
+    const out = text(await readBlob(h, result.stdout_digest));
+    if (process.getuid?.() === 0) {
+      // The program runs as another uid: the staged file is not its own.
+      assert.equal(out, 'write refused\nchmod refused\ninput bytes\n');
+    } else {
+      assert.match(out, /^write allowed\n/, 'unprivileged, the program owns its copy');
+    }
+    assert.deepEqual(await readBlob(h, msg(digestOf(data))), data, 'the stored blob is unchanged');
+    // And the next action staging the same blob gets the original bytes.
+    const again = await execute(h, (await makeAction(h, { args: ['./tool', 'cat', 'data.txt'], inputRoot: root })).action);
+    assert.equal(text(await readBlob(h, again.result.stdout_digest)), 'input bytes\n');
   });
 
   test('GetActionResult serves results whose blobs all exist, and never one with a lost output', async (t) => {

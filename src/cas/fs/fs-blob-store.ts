@@ -23,13 +23,13 @@ import { randomBytes } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import { constants, statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { chmod, copyFile, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Digest } from '../../core/digest.js';
 import { DigestBuilder, digestEquals, EMPTY_DIGEST, isValidHash, validateDigest } from '../../core/digest.js';
 import { InternalError, InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
-import type { BlobStore, ByteRange } from '../blob-store.js';
+import type { BlobStore, ByteRange, MaterializeOptions } from '../blob-store.js';
 import {
   alreadyExists,
   asBytes,
@@ -221,7 +221,7 @@ export class FsBlobStore implements BlobStore {
     return stream;
   }
 
-  async materialize(d: Digest, destPath: string, mode: number): Promise<void> {
+  async materialize(d: Digest, destPath: string, mode: number, opts: MaterializeOptions = {}): Promise<void> {
     const digest = validateDigest(d);
     if (isEmptyDigest(digest)) {
       await writeNewFile(destPath, new Uint8Array(0), mode);
@@ -230,6 +230,7 @@ export class FsBlobStore implements BlobStore {
     const path = this.pathOf(digest.hash);
     const st = await this.statBlob(digest);
     if (!st) throw notFound(digest);
+    if (opts.shareStoredFile && (mode & 0o111) === 0 && (await this.linkStored(digest, path, destPath, st))) return;
     await copyFile(path, destPath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE).catch(async (err: unknown) => {
       if (isErrno(err, 'EEXIST')) throw alreadyExists(destPath, err);
       if (isMissing(err) && !(await this.statBlob(digest))) throw notFound(digest);
@@ -287,6 +288,32 @@ export class FsBlobStore implements BlobStore {
       throw notFound(digest);
     }
     return handle;
+  }
+
+  /**
+   * Hard-links the stored file at `destPath` (no data copied, no inode made), verified as every read is.
+   * False when this filesystem cannot (another device, no hard links): the caller copies instead.
+   */
+  private async linkStored(digest: Digest, path: string, destPath: string, st: BigIntStats): Promise<boolean> {
+    try {
+      await link(path, destPath);
+    } catch (err) {
+      if (isErrno(err, 'EEXIST')) throw alreadyExists(destPath, err);
+      if (isMissing(err) && !(await this.statBlob(digest))) throw notFound(digest);
+      if (isErrno(err, 'EXDEV') || isErrno(err, 'EPERM') || isErrno(err, 'EMLINK') || isErrno(err, 'ENOTSUP')) return false;
+      throw err;
+    }
+    if (this.verified.has(digest.hash, st)) return true;
+    const handle = await open(path, 'r');
+    try {
+      await this.verifyOnce(handle, digest);
+    } catch (err) {
+      await unlink(destPath).catch(ifMissing(undefined));
+      throw err;
+    } finally {
+      await handle.close();
+    }
+    return true;
   }
 
   /** Hashes the whole blob through `handle` unless this instance already has; evicts and throws when corrupt. */
@@ -430,8 +457,14 @@ class VerifiedMemo {
   }
 }
 
+/**
+ * What must stay the same for a verified blob to be trusted again: the file (device, inode), its size and
+ * its modification time, which any write moves. Not ctime: a hard link made or removed (materialize may
+ * share stored files) moves it too, and would make every shared use rehash. Stored files are read-only
+ * and owned by the store; only their owner could write them and then set the old mtime back.
+ */
 function identity(st: BigIntStats): string {
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
 }
 
 async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> {

@@ -85,6 +85,9 @@ export class BwrapSandbox implements Sandbox {
     this.capabilities = {
       kind: 'bwrap',
       treeLimits: Boolean(enforces?.memory && enforces.processes && enforces.cpuTime),
+      // As root the program runs as another uid; unprivileged it runs as this process's own uid, which
+      // owns the blob store and could write a shared file.
+      readOnlyInputs: settings.layout.privileged && settings.runAsUid !== process.getuid?.(),
       notes,
     };
   }

@@ -59,6 +59,11 @@ export interface SandboxCapabilities {
   kind: string;
   /** True when memory, process count and CPU are enforced on the whole tree (cgroups). */
   treeLimits: boolean;
+  /**
+   * True when programs run as a user that cannot write files the worker owns (and did not make
+   * writable): staged inputs may then be hard links to the worker's read-only blob store.
+   */
+  readOnlyInputs: boolean;
   notes: string[];
 }
 
