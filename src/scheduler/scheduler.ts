@@ -314,10 +314,19 @@ export class Scheduler implements WorkerLink {
     if (worker.state === 'draining') return [];
     const platforms = worker.platforms.map((p) => p.platform);
     const deadline = this.now() + waitMs;
-    for (;;) {
+    // A wake-up stands for a queued job that no other worker was woken for (here or on another
+    // controller): a lease that ends without claiming after one passes it on, or the job would wait for
+    // some worker's next poll. A spurious pass costs one empty claim.
+    const passOnWake = () => {
+      for (const p of platforms) this.wakeFor(p);
+    };
+    for (let waited = false; ; ) {
       // A worker that is draining, or was declared gone while it waited, takes nothing more.
       const current = this.liveWorkers.get(workerId);
-      if (!current || current.state !== 'active') return [];
+      if (!current || current.state !== 'active') {
+        if (waited) passOnWake();
+        return [];
+      }
       const seqBefore = this.workSeq;
       const claimed = await this.store.jobs.claim({ platforms, workerId, max, leaseMs: this.opts.leaseTimeoutMs, nowMs: this.now() });
       if (claimed.length > 0) {
@@ -328,7 +337,11 @@ export class Scheduler implements WorkerLink {
       if (remaining <= 0 || signal?.aborted || this.closed) return [];
       if (seqBefore !== this.workSeq) continue;
       await this.waitForWork(platforms, remaining, signal);
-      if (signal?.aborted || this.closed) return [];
+      waited = true;
+      if (signal?.aborted || this.closed) {
+        if (!this.closed) passOnWake();
+        return [];
+      }
     }
   }
 

@@ -319,6 +319,24 @@ describe('Scheduler: dispatch', () => {
     assert.deepEqual(both.map((l) => l.jobId), [r.job.id]);
   });
 
+  test('a wake-up that reaches a worker which began draining meanwhile is passed on to another waiting worker', async () => {
+    const h = await harness();
+    const a = await addWorker(h, { id: 'drains', heartbeat: false });
+    const b = await addWorker(h, { id: 'stays', heartbeat: false });
+    const pa = h.scheduler.lease(a.id, 1, 10_000);
+    await waitUntil('the first lease is parked', () => parkedLeases(h) === 1);
+    const pb = h.scheduler.lease(b.id, 1, 10_000);
+    await waitUntil('both leases are parked', () => parkedLeases(h) === 2);
+    await h.scheduler.heartbeat(a.id, true); // starts draining while its lease waits (first in line)
+    const started = performance.now();
+    const r = await submit(h, spec());
+    assert.deepEqual(await pa, [], 'the draining worker takes nothing');
+    const leases = await pb;
+    const elapsed = performance.now() - started;
+    assert.deepEqual(leases.map((l) => l.jobId), [r.job.id]);
+    assert.ok(elapsed < 1_000, `the other worker got it after ${elapsed.toFixed(1)} ms, not at the end of its wait`);
+  });
+
   test('a lease with waitMs returns [] after the wait, and at once on abort', async () => {
     const h = await harness();
     const w = await addWorker(h);
