@@ -154,6 +154,23 @@ if (pgFixture) {
       });
     });
 
+    test('a value the database refuses fails its own enqueue only, not the others sharing its statement', async () => {
+      await withStores(1, async ([store]) => {
+        assert.ok(store);
+        const jobs = Array.from({ length: 12 }, (_, i) => ({ ...newJob(`poison-${i}`), id: `poison-${i}`, mergeable: false }));
+        // int4 overflow: PostgreSQL refuses this row (SQLite would take it; the HTTP and gRPC doors bound priorities).
+        const poisoned = { ...newJob('poison-bad'), id: 'poison-bad', priority: 2 ** 40, mergeable: false };
+        const outcomes = await Promise.allSettled([...jobs, poisoned].map((j) => store.jobs.enqueue(j)));
+        const bad = outcomes.at(-1);
+        assert.equal(bad?.status, 'rejected');
+        outcomes.slice(0, -1).forEach((o, i) => {
+          assert.equal(o.status, 'fulfilled', `job ${i} was refused with its neighbour`);
+          if (o.status === 'fulfilled') assert.equal(o.value.job.id, `poison-${i}`);
+        });
+        assert.equal((await store.jobs.list({ limit: 100 })).length, jobs.length);
+      });
+    });
+
     test('only one of two controllers expiring the same leases at once reports each job', async () => {
       await withStores(2, async ([a, b]) => {
         assert.ok(a && b);

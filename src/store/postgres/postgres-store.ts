@@ -238,6 +238,15 @@ function toStoreError(err: unknown): unknown {
   return err;
 }
 
+/**
+ * The database refused the statement itself (a constraint, a value it will not take), as opposed to being
+ * unreachable or losing a race it retries: in a batch, such an error may belong to one item alone.
+ */
+function refusedByDatabase(err: unknown): boolean {
+  // A RemexError (UNAVAILABLE from toStoreError) carries a code of ours, not a SQLSTATE.
+  return !isRemexError(err) && sqlState(err) !== undefined && !isConnectionError(err) && !isTransient(err);
+}
+
 /** int8 arrives as a decimal string; remex's integers (times in ms, sizes, counts) are safe integers. */
 function int(value: string | number): number {
   const n = typeof value === 'number' ? value : Number(value);
@@ -429,6 +438,7 @@ class PostgresJobStore implements JobStore {
       byWorker: `SELECT lease_owner AS owner, count(*) AS n FROM ${jobs} WHERE state = 'running' GROUP BY lease_owner`,
     };
     this.inserts = new StatementBatcher({
+      retryAlone: refusedByDatabase,
       keyOf: (args) => String(args[0]),
       run: async (rows) => {
         if (rows.length === 1) return [(await this.db.query<JobRow>(this.sql.insert, rows[0] as unknown[]))[0]];
@@ -438,6 +448,7 @@ class PostgresJobStore implements JobStore {
       },
     });
     this.claims = new StatementBatcher({
+      retryAlone: refusedByDatabase,
       // One worker's claims go one at a time: its slots are numbered by request.
       keyOf: (c) => c.workerId,
       run: async (items) => {
@@ -469,6 +480,7 @@ class PostgresJobStore implements JobStore {
       },
     });
     this.finishes = new StatementBatcher({
+      retryAlone: refusedByDatabase,
       keyOf: (f) => f.id,
       run: async (items) => {
         const columns = [

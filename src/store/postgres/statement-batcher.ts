@@ -6,8 +6,14 @@
  * trip, parsing, planning, a commit) is paid once per batch instead of once per item.
  */
 export interface StatementBatcherOptions<I, O> {
-  /** Runs one batch: one answer per item, in the items' order. A throw fails every item of the batch. */
+  /** Runs one batch: one answer per item, in the items' order. */
   run: (items: readonly I[]) => Promise<O[]>;
+  /**
+   * Whether a failed batch of several items is run again item by item, so that one item the database
+   * refuses fails alone instead of failing its neighbours (default: never). Say no for errors that would
+   * fail every item anyway (the database unreachable).
+   */
+  retryAlone?: (err: unknown) => boolean;
   /** Items that may not share one batch (say, two changes of one row) go in separate ones, in order. */
   keyOf?: (item: I) => string;
   /** Largest batch. Default 256. */
@@ -46,20 +52,26 @@ export class StatementBatcher<I, O> {
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
       const batch = this.take();
       this.inFlight++;
-      void this.opts
-        .run(batch.map((p) => p.item))
-        .then((outs) => {
-          if (outs.length !== batch.length) throw new Error(`a batch of ${batch.length} got ${outs.length} answers`);
-          batch.forEach((p, i) => p.resolve(outs[i] as O));
-        })
-        .catch((err: unknown) => {
-          for (const p of batch) p.reject(err);
+      void this.runBatch(batch)
+        .catch(async (err: unknown) => {
+          if (batch.length > 1 && this.opts.retryAlone?.(err)) {
+            // One at a time, in order: each item gets its own answer or its own error.
+            for (const p of batch) await this.runBatch([p]).catch((alone: unknown) => p.reject(alone));
+          } else {
+            for (const p of batch) p.reject(err);
+          }
         })
         .finally(() => {
           this.inFlight--;
           this.pump();
         });
     }
+  }
+
+  private async runBatch(batch: Array<Pending<I, O>>): Promise<void> {
+    const outs = await this.opts.run(batch.map((p) => p.item));
+    if (outs.length !== batch.length) throw new Error(`a batch of ${batch.length} got ${outs.length} answers`);
+    batch.forEach((p, i) => p.resolve(outs[i] as O));
   }
 
   /** The oldest items, up to maxBatch, at most one per key; those left keep their order for the next batch. */
