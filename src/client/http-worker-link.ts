@@ -8,6 +8,7 @@
  */
 import { isRemexError } from '../core/errors.js';
 import type { Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from '../scheduler/worker-link.js';
+import type { HeldLease } from '../store/ports.js';
 import type { RemexClient } from './remex-client.js';
 
 /** Calls other than the lease long-poll answer quickly; a controller silent this long counts as gone. */
@@ -44,9 +45,10 @@ export class HttpWorkerLink implements WorkerLink {
     });
   }
 
-  heartbeat(workerId: string, draining: boolean): Promise<HeartbeatReply> {
+  heartbeat(workerId: string, draining: boolean, held?: readonly HeldLease[]): Promise<HeartbeatReply> {
+    const body = held ? { draining, held } : { draining };
     return this.session(() =>
-      this.client.request<HeartbeatReply>('POST', `/v1/workers/${encodeURIComponent(workerId)}/heartbeat`, { draining }, { idempotent: true, timeoutMs: CALL_TIMEOUT_MS }),
+      this.client.request<HeartbeatReply>('POST', `/v1/workers/${encodeURIComponent(workerId)}/heartbeat`, body, { idempotent: true, timeoutMs: CALL_TIMEOUT_MS }),
     );
   }
 

@@ -13,7 +13,7 @@ import { ConflictError, MissingBlobsError, NotFoundError, UnsupportedPlatformErr
 import { isCacheable, isTerminal } from '../core/model.js';
 import type { ExecutionSpec, RunReport } from '../core/model.js';
 import { canonicalPlatform } from '../core/platform.js';
-import type { JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
+import type { HeldLease, JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
 import type { EventBus, PublishOptions } from './event-bus.js';
 import type { Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from './worker-link.js';
 
@@ -345,7 +345,7 @@ export class Scheduler implements WorkerLink {
     }
   }
 
-  async heartbeat(workerId: string, draining: boolean): Promise<HeartbeatReply> {
+  async heartbeat(workerId: string, draining: boolean, held?: readonly HeldLease[]): Promise<HeartbeatReply> {
     const nowMs = this.now();
     const known = await this.store.workers.touch(workerId, nowMs, draining ? 'draining' : undefined);
     if (!known) {
@@ -354,7 +354,7 @@ export class Scheduler implements WorkerLink {
     }
     const live = this.liveWorkers.get(workerId);
     if (live && draining) live.state = 'draining';
-    const { cancelRequested } = await this.store.jobs.renewLeases(workerId, nowMs + this.opts.leaseTimeoutMs);
+    const { cancelRequested } = await this.store.jobs.renewLeases(workerId, nowMs + this.opts.leaseTimeoutMs, held);
     return { cancel: cancelRequested, known: true };
   }
 

@@ -4,7 +4,7 @@
  * The scheduler implements it directly; `client/http-worker-link.ts` carries it over HTTP.
  */
 import type { ExecutionSpec } from '../core/model.js';
-import type { Outcome, PlatformOffer } from '../store/ports.js';
+import type { HeldLease, Outcome, PlatformOffer } from '../store/ports.js';
 
 export interface WorkerRegistration {
   /** Stable across reconnects of the same process; the server assigns one when absent. */
@@ -44,7 +44,11 @@ export interface WorkerLink {
   register(reg: WorkerRegistration): Promise<WorkerSession>;
   /** Up to `max` jobs; waits up to `waitMs` for one when none is queued. Resolves [] on timeout or abort. */
   lease(workerId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Lease[]>;
-  heartbeat(workerId: string, draining: boolean): Promise<HeartbeatReply>;
+  /**
+   * Keeps the worker known and renews its leases: those in `held` (the leases it is running), or, when
+   * absent, every lease the server thinks it holds.
+   */
+  heartbeat(workerId: string, draining: boolean, held?: readonly HeldLease[]): Promise<HeartbeatReply>;
   /** Commits the result of one lease; ConflictError when the lease is no longer this worker's. */
   complete(workerId: string, completion: Completion): Promise<void>;
   unregister(workerId: string): Promise<void>;

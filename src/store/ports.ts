@@ -47,6 +47,12 @@ export interface NewJob {
   mergeable: boolean;
 }
 
+/** A lease as its worker knows it. */
+export interface HeldLease {
+  jobId: string;
+  attempt: number;
+}
+
 /** How a lease ends: the run's report, or why remex could not run it. */
 export type Outcome =
   | { state: 'completed' | 'timed_out' | 'cancelled'; result: RunReport }
@@ -73,8 +79,12 @@ export interface JobStore {
    * are returned in that order.
    */
   claim(opts: { platforms: readonly string[]; workerId: string; max: number; leaseMs: number; nowMs: number }): Promise<JobRecord[]>;
-  /** Extends every lease the worker holds; returns ids of its running jobs whose cancellation was requested. */
-  renewLeases(workerId: string, leaseExpiresAtMs: number): Promise<{ renewed: number; cancelRequested: string[] }>;
+  /**
+   * Extends the worker's leases — only those in `held` when given (a lease the worker never received, its
+   * answer lost with a controller, is then left to expire and be requeued), else all it owns. Returns ids
+   * of the renewed jobs whose cancellation was requested.
+   */
+  renewLeases(workerId: string, leaseExpiresAtMs: number, held?: readonly HeldLease[]): Promise<{ renewed: number; cancelRequested: string[] }>;
   /** Commits a terminal state iff the job is running under this worker and attempt; undefined otherwise. */
   finish(opts: { id: string; attempt: number; workerId: string; outcome: Outcome; nowMs: number }): Promise<JobRecord | undefined>;
   /** Cancels a queued job at once, or flags a running one for its worker; returns the job as it now is. */

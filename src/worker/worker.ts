@@ -145,7 +145,10 @@ export class Worker {
   private async heartbeat(): Promise<void> {
     if (!this.workerId) return;
     try {
-      const reply = await this.opts.link.heartbeat(this.workerId, this.draining);
+      // The leases this worker runs: only those are renewed. One the server handed out but whose answer
+      // never arrived (lost with a controller) then expires and is requeued instead of being kept alive.
+      const held = [...this.running.values()].map((r) => ({ jobId: r.lease.jobId, attempt: r.lease.attempt }));
+      const reply = await this.opts.link.heartbeat(this.workerId, this.draining, held);
       if (!reply.known && !this.draining) {
         this.opts.logger.warn('server forgot this worker; registering again');
         await this.register();

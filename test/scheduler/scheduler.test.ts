@@ -513,6 +513,27 @@ describe('Scheduler: action cache', () => {
 });
 
 describe('Scheduler: leases, lost workers and stale results', () => {
+  test('a lease whose answer never reached its worker is requeued, though the worker keeps heartbeating', async () => {
+    const h = await harness();
+    const w = await addWorker(h, { heartbeat: false });
+    const r = await submit(h, spec());
+    await leaseOne(h, w.id); // the answer is "lost": the worker never starts it
+    // The worker heartbeats with what it runs (nothing): the lease is not renewed, expires, and is requeued.
+    const beating = setInterval(() => void h.scheduler.heartbeat(w.id, false, []).catch(() => undefined), 20);
+    teardowns.push(() => clearInterval(beating));
+    await nextEvent(h, r.job.id, ['queued']);
+    const again = await leaseOne(h, w.id, 5_000);
+    assert.equal(again.jobId, r.job.id);
+    assert.equal(again.attempt, 2);
+    // Held, it stays leased through the heartbeats well past the lease timeout.
+    clearInterval(beating);
+    const holding = setInterval(() => void h.scheduler.heartbeat(w.id, false, [{ jobId: again.jobId, attempt: again.attempt }]).catch(() => undefined), 20);
+    teardowns.push(() => clearInterval(holding));
+    await new Promise((resolve) => setTimeout(resolve, (FAST.leaseTimeoutMs ?? 0) * 3));
+    assert.equal((await h.scheduler.get(r.job.id))?.state, 'running');
+    assert.equal((await h.scheduler.get(r.job.id))?.attempt, 2);
+  });
+
   test('a stale attempt cannot commit after its lease expired and the job was requeued; the later attempt can', async () => {
     // Workers are never declared silent here: the lease timeout alone requeues the job.
     const h = await harness({ ...FAST, workerSilenceMs: 30_000 });

@@ -359,6 +359,30 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
     });
 
     describe('jobs: leases and completion', () => {
+      test('renewLeases with the leases a worker holds renews only those, at their attempt; the others expire', async () => {
+        const a = await enqueue();
+        const b = await enqueue();
+        const c = await enqueue();
+        await claimOne('w1', T0);
+        await claimOne('w1', T0);
+        await claimOne('w1', T0);
+        await store.jobs.cancel(b.id, T0 + 1);
+        // w1 knows of a and b only (c's lease never reached it); it names a stale attempt of b too.
+        const r = await store.jobs.renewLeases('w1', T0 + 5_000, [
+          { jobId: a.id, attempt: 1 },
+          { jobId: b.id, attempt: 1 },
+          { jobId: b.id, attempt: 7 },
+          { jobId: 'no-such-job', attempt: 1 },
+        ]);
+        assert.equal(r.renewed, 2);
+        assert.deepEqual(r.cancelRequested, [b.id]);
+        assert.equal((await store.jobs.get(a.id))?.leaseExpiresAtMs, T0 + 5_000);
+        assert.equal((await store.jobs.get(c.id))?.leaseExpiresAtMs, T0 + LEASE_MS, 'not renewed');
+        const expired = await store.jobs.expireLeases(T0 + LEASE_MS + 1, 3);
+        assert.deepEqual(expired.requeued.map((j) => j.id), [c.id], 'the lease nobody runs is requeued');
+        assert.deepEqual(await store.jobs.renewLeases('w1', T0 + 6_000, []), { renewed: 0, cancelRequested: [] });
+      });
+
       test('renewLeases extends only that worker\'s running leases and returns cancel-requested ids', async () => {
         const a = await enqueue();
         const b = await enqueue();

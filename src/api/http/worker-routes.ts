@@ -35,7 +35,11 @@ const registration = z.strictObject({
   slots: z.number().int().min(1).max(1024),
 });
 const leaseBody = z.strictObject({ max: z.number().int().min(1).max(1024), waitMs: z.number().int().min(0).max(MAX_LEASE_WAIT_MS) });
-const heartbeatBody = z.strictObject({ draining: z.boolean() });
+const heartbeatBody = z.strictObject({
+  draining: z.boolean(),
+  // The leases the worker is running; absent (older workers): every lease the server thinks it holds is renewed.
+  held: z.array(z.strictObject({ jobId: z.string().min(1).max(256), attempt: z.number().int().min(1) })).max(4096).optional(),
+});
 const completionBody = z.strictObject({
   jobId: z.string(),
   attempt: z.number().int().min(1),
@@ -56,8 +60,8 @@ export function registerWorkerRoutes(app: FastifyInstance, scheduler: Scheduler)
   });
 
   app.post<{ Params: { id: string } }>('/v1/workers/:id/heartbeat', async (req) => {
-    const { draining } = parseWith(heartbeatBody, req.body, 'heartbeat');
-    return scheduler.heartbeat(req.params.id, draining);
+    const { draining, held } = parseWith(heartbeatBody, req.body, 'heartbeat');
+    return scheduler.heartbeat(req.params.id, draining, held);
   });
 
   app.post<{ Params: { id: string } }>('/v1/workers/:id/complete', async (req) => {

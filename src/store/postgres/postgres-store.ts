@@ -14,6 +14,7 @@ import { isRemexError, UnavailableError } from '../../core/errors.js';
 import type { JobFailure, JobState, RunReport } from '../../core/model.js';
 import type {
   ActionCache,
+  HeldLease,
   JobRecord,
   JobStore,
   LeaseExpiry,
@@ -398,6 +399,9 @@ class PostgresJobStore implements JobStore {
         RETURNING ${JOB_COLUMN_NAMES.map((c) => `j.${c}`).join(', ')}`,
       renew: `UPDATE ${jobs} SET lease_expires_at = $1 WHERE state = 'running' AND lease_owner = $2
         RETURNING id, cancel_requested`,
+      renewHeld: `UPDATE ${jobs} SET lease_expires_at = $1 WHERE state = 'running' AND lease_owner = $2
+          AND (id, attempt) IN (SELECT * FROM unnest($3::text[], $4::int4[]))
+        RETURNING id, cancel_requested`,
       // Compare-and-set of many finishes at once; each item carries either a result or a failure. A batch
       // never holds two items for one job (StatementBatcher keyOf), so each row is judged once.
       finishMany: `UPDATE ${jobs} AS j SET state = v.state, result = coalesce(v.result, j.result), failure = coalesce(v.failure, j.failure),
@@ -562,8 +566,15 @@ class PostgresJobStore implements JobStore {
     });
   }
 
-  async renewLeases(workerId: string, leaseExpiresAtMs: number): Promise<{ renewed: number; cancelRequested: string[] }> {
-    const rows = await this.db.query<{ id: string; cancel_requested: boolean }>(this.sql.renew, [leaseExpiresAtMs, workerId]);
+  async renewLeases(workerId: string, leaseExpiresAtMs: number, held?: readonly HeldLease[]): Promise<{ renewed: number; cancelRequested: string[] }> {
+    const rows = held
+      ? await this.db.query<{ id: string; cancel_requested: boolean }>(this.sql.renewHeld, [
+          leaseExpiresAtMs,
+          workerId,
+          held.map((h) => h.jobId),
+          held.map((h) => h.attempt),
+        ])
+      : await this.db.query<{ id: string; cancel_requested: boolean }>(this.sql.renew, [leaseExpiresAtMs, workerId]);
     return { renewed: rows.length, cancelRequested: rows.filter((r) => r.cancel_requested).map((r) => r.id) };
   }
 

@@ -10,6 +10,7 @@ import type { Digest } from '../../core/digest.js';
 import type { JobFailure, JobState, RunReport } from '../../core/model.js';
 import type {
   ActionCache,
+  HeldLease,
   JobRecord,
   JobStore,
   LeaseExpiry,
@@ -133,6 +134,8 @@ class SqliteJobStore implements JobStore {
         RETURNING ${JOB_COLUMNS}, seq`),
       renew: prepare<{ id: string; cancel_requested: number }>(`UPDATE jobs SET lease_expires_at = ?
         WHERE state = 'running' AND lease_owner = ? RETURNING id, cancel_requested`),
+      renewHeld: prepare<{ id: string; cancel_requested: number }>(`UPDATE jobs SET lease_expires_at = ?
+        WHERE state = 'running' AND lease_owner = ? AND id = ? AND attempt = ? RETURNING id, cancel_requested`),
       finishResult: prepare<JobRow>(`UPDATE jobs SET state = ?, result = ?, completed_at = ?, lease_owner = NULL,
           lease_expires_at = NULL
         WHERE id = ? AND attempt = ? AND lease_owner = ? AND state = 'running' RETURNING ${JOB_COLUMNS}`),
@@ -233,8 +236,10 @@ class SqliteJobStore implements JobStore {
     })();
   }
 
-  async renewLeases(workerId: string, leaseExpiresAtMs: number): Promise<{ renewed: number; cancelRequested: string[] }> {
-    const rows = this.s.renew.all(leaseExpiresAtMs, workerId);
+  async renewLeases(workerId: string, leaseExpiresAtMs: number, held?: readonly HeldLease[]): Promise<{ renewed: number; cancelRequested: string[] }> {
+    const rows = held
+      ? this.db.transaction(() => held.flatMap((h) => this.s.renewHeld.all(leaseExpiresAtMs, workerId, h.jobId, h.attempt)))()
+      : this.s.renew.all(leaseExpiresAtMs, workerId);
     return { renewed: rows.length, cancelRequested: rows.filter((r) => r.cancel_requested === 1).map((r) => r.id) };
   }
 
