@@ -18,6 +18,16 @@ export interface BlobStoreHandle {
   store: BlobStore;
   /** Deletes whatever the store kept. */
   cleanup(): Promise<void>;
+  /**
+   * Reaches past the store to its storage, as disk corruption or a stray writer would; backends that keep
+   * blobs where a test can reach them give it, and then run the corrupted-blob tests.
+   */
+  tamper?: {
+    /** Replaces the bytes kept under a blob's name. */
+    overwrite(hash: string, bytes: Buffer): Promise<void>;
+    /** Everything the backend keeps now (files, objects), by name. */
+    kept(): Promise<string[]>;
+  };
 }
 
 /** Builds a fresh, empty store accepting blobs of at most `maxBlobBytes`. */
@@ -65,7 +75,7 @@ export function isCode(code: string): (err: unknown) => boolean {
   return (err) => isRemexError(err) && err.code === code;
 }
 
-export function blobStoreConformance(name: string, factory: BlobStoreFactory): void {
+export function blobStoreConformance(name: string, factory: BlobStoreFactory, opts: { tamperable?: boolean } = {}): void {
   describe(`BlobStore conformance: ${name}`, () => {
     let handle: BlobStoreHandle;
     let store: BlobStore;
@@ -448,5 +458,62 @@ export function blobStoreConformance(name: string, factory: BlobStoreFactory): v
         assert.equal(await readFile(join(scratch, 'a', 'b', 'f'), 'utf8'), 'nested');
       });
     });
+
+    if (opts.tamperable) {
+      describe('a blob changed behind the store\'s back is not served', () => {
+        const overwrite = (hash: string, bytes: Buffer): Promise<void> => {
+          assert.ok(handle.tamper, `${name} was declared tamperable but gave no tamper hook`);
+          return handle.tamper.overwrite(hash, bytes);
+        };
+
+        test('get: NotFoundError, and the bad blob is removed', async () => {
+          const d = await putBytes(Buffer.from('good bytes'));
+          await overwrite(d.hash, Buffer.from('evil bytes'));
+          await assert.rejects(store.get(d), (err) => err instanceof NotFoundError && err.details?.corrupt === true);
+          assert.equal(await store.has(d), false);
+          assert.deepEqual(await handle.tamper?.kept(), []);
+        });
+
+        test('a whole-blob stream errors instead of ending cleanly', async () => {
+          const d = await putBytes(LARGE);
+          await overwrite(d.hash, flipped(LARGE, LARGE.length - 1));
+          const stream = await store.getStream(d);
+          await assert.rejects(collect(stream), isCode('INTERNAL'));
+          assert.equal(await store.has(d), false);
+        });
+
+        test('a ranged read checks the whole blob first, even one it verified before the change', async () => {
+          const d = await putBytes(LARGE);
+          assert.deepEqual(await collect(await store.getStream(d, { offset: 0, limit: 4 })), LARGE.subarray(0, 4));
+          await overwrite(d.hash, flipped(LARGE, 500_000));
+          await assert.rejects(store.getStream(d, { offset: 0, limit: 4 }), NotFoundError);
+          assert.equal(await store.has(d), false);
+        });
+
+        test('materialize, copying or sharing the stored file: NotFoundError and no file left at the destination', async () => {
+          for (const [label, mode, share] of [
+            ['copy', 0o755, false],
+            ['share', 0o644, true],
+          ] as const) {
+            const d = await putBytes(Buffer.from(`materialize ${label}`));
+            await overwrite(d.hash, Buffer.from(`materialize ${label.replace(/.$/, '!')}`));
+            const dest = join(scratch, `out-${label}`);
+            await assert.rejects(store.materialize(d, dest, mode, { shareStoredFile: share }), NotFoundError);
+            await assert.rejects(stat(dest), { code: 'ENOENT' });
+            assert.equal(await store.has(d), false);
+          }
+        });
+
+        test('a blob of the wrong size counts as absent, and a new upload heals it', async () => {
+          const d = await putBytes(LARGE);
+          await overwrite(d.hash, LARGE.subarray(0, 1000));
+          assert.deepEqual(await store.findMissing([d]), [d]);
+          await assert.rejects(store.get(d), NotFoundError);
+          await assert.rejects(store.getStream(d, { offset: 1, limit: 1 }), NotFoundError);
+          await store.putStream(d, chunked(LARGE));
+          assert.deepEqual(await store.get(d), LARGE);
+        });
+      });
+    }
   });
 }
