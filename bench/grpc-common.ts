@@ -1,12 +1,7 @@
 /**
  * What the gRPC benches share: a spawned `remex serve` whose gRPC address is known, and real @grpc/grpc-js
  * clients made from the repository's protos, as a REAPI client builds them (see test/grpc/harness.ts).
- *
- * lib.ts's startServe keeps the server's startup output to itself, so the gRPC port — printed as
- * `remex listening on http://… and grpc://HOST:PORT` — cannot be read through it; startGrpcServe spawns
- * the server the same way and parses both addresses from that line.
  */
-import { spawn } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import type { ProtoGrpcType as ByteStreamProto } from '../src/api/grpc/generated/bytestream.js';
 import type { ProtoGrpcType as HealthProto } from '../src/api/grpc/generated/health.js';
@@ -21,7 +16,7 @@ import { reapiProtos } from '../src/api/grpc/protos.js';
 import type { Digest } from '../src/core/digest.js';
 import { digestOf } from '../src/core/digest.js';
 import type { ServeProcess } from './lib.js';
-import { REMEX_BIN } from './lib.js';
+import { startServe } from './lib.js';
 
 export const V2 = 'build.bazel.remote.execution.v2';
 
@@ -30,40 +25,15 @@ export interface GrpcServeProcess extends ServeProcess {
   grpcAddress: string;
 }
 
-/** `remex serve --port 0 --grpc-port 0 …args` in its own process; resolves once it prints its addresses. */
+/** startServe, for a server that must run its gRPC door. */
 export async function startGrpcServe(args: string[]): Promise<GrpcServeProcess> {
-  // BENCH_SERVE_NODE_ARGS: extra node flags for the server only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`
-  // (NODE_OPTIONS refuses --cpu-prof).
-  const nodeArgs = (process.env.BENCH_SERVE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-  const child = spawn(process.execPath, [...nodeArgs, REMEX_BIN, 'serve', '--port', '0', '--grpc-port', '0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, REMEX_LOG_LEVEL: 'warn' },
-  });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const m = /remex listening on (http:\/\/\S+) and grpc:\/\/(\S+)/.exec(out);
-    if (m) {
-      return {
-        child,
-        url: m[1] as string,
-        grpcAddress: m[2] as string,
-        stop: async () => {
-          if (child.exitCode !== null || child.signalCode !== null) return;
-          const exited = new Promise((r) => child.once('exit', r));
-          child.kill('SIGTERM');
-          await exited;
-        },
-      };
-    }
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`remex serve did not start (or printed no grpc:// address):\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
+  const serve = await startServe(args);
+  const { grpcAddress } = serve;
+  if (grpcAddress === undefined) {
+    await serve.stop();
+    throw new Error('remex serve printed no grpc:// address');
   }
+  return { ...serve, grpcAddress };
 }
 
 export interface ReapiClients {

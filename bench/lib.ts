@@ -19,12 +19,15 @@ export function fmt(ms: number): string {
 export interface ServeProcess {
   child: ChildProcess;
   url: string;
+  /** host:port of the REAPI gRPC door, when the server runs one. */
+  grpcAddress: string | undefined;
   stop(): Promise<void>;
 }
 
-/** Extra node options for every `remex serve` a bench starts, e.g. BENCH_SERVE_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof'. */
+/** Extra node options for every `remex serve` a bench starts, e.g. BENCH_SERVE_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' (NODE_OPTIONS refuses --cpu-prof). */
 const SERVE_NODE_ARGS = (process.env.BENCH_SERVE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 
+/** `remex serve --port 0 --grpc-port 0 …args` in its own process; resolves once it prints its addresses. */
 export async function startServe(args: string[]): Promise<ServeProcess> {
   const child = spawn(process.execPath, [...SERVE_NODE_ARGS, REMEX_BIN, 'serve', '--port', '0', '--grpc-port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -35,18 +38,25 @@ export async function startServe(args: string[]): Promise<ServeProcess> {
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const m = /remex listening on (http:\/\/\S+)/.exec(out);
+    // `remex listening on http://… [and grpc://HOST:PORT]`, one line.
+    const m = /remex listening on (https?:\/\/\S+)(?: and grpcs?:\/\/(\S+))?\n/.exec(out);
     if (m) {
       return {
         child,
         url: m[1] as string,
+        grpcAddress: m[2],
         stop: async () => {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          const exited = new Promise((r) => child.once('exit', r));
           child.kill('SIGTERM');
-          await new Promise((r) => child.once('exit', r));
+          await exited;
         },
       };
     }
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`remex serve did not start:\n${out}`);
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`remex serve did not start:\n${out}`);
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
 }
