@@ -73,29 +73,34 @@ export function verdict(ok: boolean): string {
 
 const CLOCK_TICKS_PER_S = 100; // USER_HZ on Linux
 
+/**
+ * The fields of /proc/<pid>/stat after the command name (so field 3, the state, is [0]); undefined once
+ * the process is gone. The name (field 2) may hold spaces: fields are counted after its closing parenthesis.
+ */
+function statFields(pid: number | string): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU time (user + system) a process has used so far, in ms; 0 once it is gone. */
 export function cpuMs(pid: number): number {
-  try {
-    // The command name (field 2) may hold spaces: fields are counted after its closing parenthesis.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
-  } catch {
-    return 0;
-  }
+  const fields = statFields(pid);
+  return fields ? ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S : 0;
+}
+
+/** The parent of a process; undefined once it is gone. */
+export function parentPid(pid: number): number | undefined {
+  const ppid = statFields(pid)?.[1];
+  return ppid === undefined ? undefined : Number(ppid);
 }
 
 /** Process ids whose parent is `ppid`. */
 export function childPids(ppid: number): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === ppid) out.push(Number(entry));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry) && parentPid(Number(entry)) === ppid)
+    .map(Number);
 }

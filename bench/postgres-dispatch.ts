@@ -4,7 +4,7 @@
  * submission to the lease reaching an idle, long-polling worker — on PostgreSQL (target p50 ≤ 5 ms).
  * The workers are protocol clients that complete every lease at once: the figure is the scheduler's.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -13,7 +13,7 @@ import { EMPTY_DIGEST, digestOf } from '../src/core/digest.js';
 import type { Lease } from '../src/scheduler/worker-link.js';
 import { PostgresStore } from '../src/store/postgres/postgres-store.js';
 import { startPostgres } from '../test/helpers/postgres.js';
-import { childPids, cpuMs, fmt, percentile, startServe, verdict } from './lib.js';
+import { childPids, cpuMs, fmt, parentPid, percentile, startServe, verdict } from './lib.js';
 import type { ServeProcess } from './lib.js';
 
 const JOBS = Number(process.env.BENCH_PG_JOBS ?? 4_000);
@@ -172,8 +172,8 @@ async function postgresPids(url: string): Promise<number[]> {
   await client.connect();
   try {
     const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-    const stat = readFileSync(`/proc/${rows[0]?.pid}/stat`, 'utf8');
-    const postmaster = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const postmaster = parentPid(rows[0]?.pid ?? 0);
+    if (postmaster === undefined) throw new Error('cannot find the PostgreSQL server process (is it on this machine?)');
     return [postmaster, ...childPids(postmaster)];
   } finally {
     await client.end();
