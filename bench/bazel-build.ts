@@ -13,12 +13,13 @@
  *
  * Targets: (b) within 1.5x of (a); (c) at least 5x faster than (a).
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startGrpcServe } from './grpc-common.js';
 import type { GrpcServeProcess } from './grpc-common.js';
+import { processSummary, removeTree } from '../test/bazel/bazel.js';
 import { percentile, verdict } from './lib.js';
 
 const FIXTURE = resolve(import.meta.dirname, '..', '..', 'bench', 'fixtures', 'bazel-build');
@@ -115,25 +116,6 @@ interface BazelResult {
 }
 
 /** Removes a tree Bazel wrote (it leaves some of it read-only). */
-function removeTree(dir: string): void {
-  try {
-    rmSync(dir, { recursive: true, force: true });
-  } catch {
-    execFileSync('chmod', ['-R', 'u+w', dir], { stdio: 'ignore' });
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function processSummary(output: string): Record<string, number> {
-  const last = [...output.matchAll(/^INFO: \d+ process(?:es)?: (.*)\.$/gm)].at(-1)?.[1];
-  const counts: Record<string, number> = {};
-  for (const part of last?.split(', ') ?? []) {
-    const m = /^(\d+) (.+)$/.exec(part);
-    if (m) counts[m[2] as string] = Number(m[1]);
-  }
-  return counts;
-}
-
 class Bazel {
   constructor(
     private readonly workspace: string,

@@ -15,7 +15,7 @@ import { FIXTURES_DIR } from '../helpers/tools.js';
 const BAZEL_TIMEOUT_MS = 120_000;
 
 /** Removes a tree Bazel wrote (it leaves some of it read-only). */
-function removeTree(dir: string): void {
+export function removeTree(dir: string): void {
   try {
     rmSync(dir, { recursive: true, force: true });
   } catch {
