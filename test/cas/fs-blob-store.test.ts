@@ -209,6 +209,24 @@ describe('FsBlobStore', () => {
     });
   });
 
+  test('putFile and a first materialize hash files of every size around the read-buffer boundaries', async () => {
+    // Hash buffers are sized from the expected size (4 KiB at least, 1 MiB at most): the edges of both.
+    const MiB = 1024 * 1024;
+    for (const size of [1, 4094, 4095, 4096, 4097, 70_000, MiB - 1, MiB, MiB + 1, 2 * MiB + 7]) {
+      const bytes = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) bytes[i] = (i * 31 + size) & 0xff;
+      const source = join(root, `source-${size}`);
+      await writeFile(source, bytes);
+      const d = await store.putFile(source);
+      assert.deepEqual(d, digestOf(bytes), `putFile of ${size} bytes`);
+      // A fresh instance has verified nothing: materialize hashes the copy it made.
+      const fresh = new FsBlobStore({ root, maxBlobBytes: MAX_BLOB_BYTES });
+      const dest = join(root, `materialized-${size}`);
+      await fresh.materialize(d, dest, 0o644);
+      assert.equal((await stat(dest)).size, size);
+    }
+  });
+
   test('refuses a bad maxBlobBytes', () => {
     assert.throws(() => new FsBlobStore({ root, maxBlobBytes: Number.NaN }), InvalidArgumentError);
   });

@@ -61,6 +61,8 @@ const BLOB_MODE = 0o444;
  * reads streamed a blob at ~650 MiB/s here, 1 MiB ones at ~1 GiB/s, hashing included).
  */
 const STREAM_CHUNK_BYTES = 1024 * 1024;
+/** Smallest read buffer when hashing a file: small files are hashed with one buffer of about their size. */
+const MIN_HASH_CHUNK_BYTES = 4 * 1024;
 /** Presence checks findMissing makes between two yields to the event loop (~1-3 ms of stats). */
 const STATS_PER_SLICE = 512;
 
@@ -168,7 +170,7 @@ export class FsBlobStore implements BlobStore {
       await copyFile(path, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
       const handle = await open(tmp, 'r');
       try {
-        const digest = await hashHandle(handle, (size) => this.checkFileSize(path, size));
+        const digest = await hashHandle(handle, source.size, (size) => this.checkFileSize(path, size));
         if (isEmptyDigest(digest) || (await this.statBlob(digest))) return digest;
         if (this.fsync) await handle.sync();
         await handle.chmod(BLOB_MODE);
@@ -242,7 +244,7 @@ export class FsBlobStore implements BlobStore {
     const handle = await open(destPath, 'r');
     let actual: Digest;
     try {
-      actual = await hashHandle(handle);
+      actual = await hashHandle(handle, digest.sizeBytes);
     } finally {
       await handle.close();
     }
@@ -320,7 +322,7 @@ export class FsBlobStore implements BlobStore {
   private async verifyOnce(handle: FileHandle, digest: Digest): Promise<void> {
     const st = await handle.stat({ bigint: true });
     if (this.verified.has(digest.hash, st)) return;
-    const actual = await hashHandle(handle);
+    const actual = await hashHandle(handle, digest.sizeBytes);
     if (!digestEquals(actual, digest)) {
       await this.evict(digest);
       throw corruptNotFound(digest);
@@ -492,23 +494,36 @@ async function readChunk(handle: FileHandle, digest: Digest, position: number, l
 
 /**
  * Digest of everything readable through `handle`; `onSize` may veto a growing size. Two buffers take
- * turns, so the next read is in flight while the previous chunk is hashed.
+ * turns, so the next read is in flight while the previous chunk is hashed. `expectedBytes` (what the
+ * caller knows of the size) only sizes the buffers: most blobs are a few KiB, and two fresh 1 MiB buffers
+ * per hash were most of the server's garbage (external memory that forced old-space collections) and of
+ * its page faults. A file larger than expected is still read to its end.
  */
-async function hashHandle(handle: FileHandle, onSize?: (size: number) => void): Promise<Digest> {
+async function hashHandle(handle: FileHandle, expectedBytes: number, onSize?: (size: number) => void): Promise<Digest> {
   const builder = new DigestBuilder();
-  let current = Buffer.allocUnsafe(STREAM_CHUNK_BYTES);
-  let spare = Buffer.allocUnsafe(STREAM_CHUNK_BYTES);
+  // +1: the read that finds the end of a file of the expected size fits in the same buffer.
+  const chunkBytes = Math.min(STREAM_CHUNK_BYTES, Math.max(MIN_HASH_CHUNK_BYTES, expectedBytes + 1));
+  let current: Buffer = Buffer.allocUnsafe(chunkBytes);
+  let spare: Buffer | undefined;
   let position = 0;
-  let ahead = handle.read(current, 0, STREAM_CHUNK_BYTES, 0);
+  let ahead = handle.read(current, 0, chunkBytes, 0);
   try {
     for (;;) {
-      const { bytesRead, buffer } = await ahead;
+      const { bytesRead } = await ahead;
       if (bytesRead === 0) break;
       position += bytesRead;
-      [current, spare] = [spare, current];
-      ahead = handle.read(current, 0, STREAM_CHUNK_BYTES, position);
       onSize?.(position);
-      builder.update(buffer.subarray(0, bytesRead));
+      const chunk = current.subarray(0, bytesRead);
+      if (bytesRead < chunkBytes) {
+        // A short read: almost surely the end. Hash it, then check with one more read into the same buffer.
+        builder.update(chunk);
+        ahead = handle.read(current, 0, chunkBytes, position);
+        continue;
+      }
+      spare ??= Buffer.allocUnsafe(chunkBytes);
+      [current, spare] = [spare, current];
+      ahead = handle.read(current, 0, chunkBytes, position);
+      builder.update(chunk);
     }
   } finally {
     // On a veto the last read may still be running: the caller closes the handle after this returns.
