@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path';
 import { startGrpcServe } from './grpc-common.js';
 import type { GrpcServeProcess } from './grpc-common.js';
 import { processSummary, removeTree } from '../test/bazel/bazel.js';
-import { percentile, verdict } from './lib.js';
+import { childPids, cpuMs, cpuWithReapedMs, percentile, verdict } from './lib.js';
 
 const FIXTURE = resolve(import.meta.dirname, '..', '..', 'bench', 'fixtures', 'bazel-build');
 const GROUPS = 20;
@@ -108,6 +108,16 @@ genrule(
   writeFileSync(join(dir, 'BUILD'), rules.join('\n'));
 }
 
+/**
+ * CPU used so far by a served process: its own (`server`, every thread) and that of its children with what
+ * they reaped (`sandboxes`: the spawner process, the launchers and bwrap; not what runs inside a sandbox's
+ * pid namespace, whose CPU never reaches a parent's counters).
+ */
+function serveCpu(serve: GrpcServeProcess): { serverMs: number; sandboxesMs: number } {
+  const pid = serve.child.pid as number;
+  return { serverMs: cpuMs(pid), sandboxesMs: childPids(pid).reduce((sum, child) => sum + cpuWithReapedMs(child), 0) };
+}
+
 interface BazelResult {
   ms: number;
   output: string;
@@ -163,6 +173,8 @@ export async function benchBazelBuild(): Promise<boolean> {
   const keep = Boolean(process.env.BENCH_BAZEL_KEEP);
   const profile = (name: string): string[] => (keep ? [`--profile=${join(root, `${name}.profile.gz`)}`] : []);
   const samples = { local: [] as BazelResult[], remote: [] as BazelResult[], cached: [] as BazelResult[] };
+  /** remex's CPU per remote action in (b) and per cache hit in (c), ms: stabler on a shared machine than wall times. */
+  const cpu = { remoteServer: [] as number[], remoteSandboxes: [] as number[], cachedServer: [] as number[] };
   let serve: GrpcServeProcess | undefined;
   let expected: string[] | undefined;
   const checkResults = (what: string): void => {
@@ -186,14 +198,20 @@ export async function benchBazelBuild(): Promise<boolean> {
       await bazel.run('info', ['output_base']);
       serve = await startGrpcServe(['--workers', '2', '--platform', 'x86_64-linux-cpu', '--data', join(root, `remex-data-${round}`)]);
       const remoteFlags = [`--remote_executor=grpc://${serve.grpcAddress}`, '--spawn_strategy=remote', `--jobs=${REMOTE_JOBS}`];
+      const beforeRemote = serveCpu(serve);
       const remote = await bazel.run('build', [...remoteFlags, ...profile(`remote-${round}`), '//...']);
+      const afterRemote = serveCpu(serve);
+      cpu.remoteServer.push((afterRemote.serverMs - beforeRemote.serverMs) / ACTIONS);
+      cpu.remoteSandboxes.push((afterRemote.sandboxesMs - beforeRemote.sandboxesMs) / ACTIONS);
       expectProcesses('remote build', remote, 'remote');
       checkResults('the remote build');
       samples.remote.push(remote);
 
       // (c) after `bazel clean`, everything from remex's action cache.
       await bazel.run('clean');
+      const beforeCached = serveCpu(serve);
       const cached = await bazel.run('build', [...remoteFlags, ...profile(`cached-${round}`), '//...']);
+      cpu.cachedServer.push((serveCpu(serve).serverMs - beforeCached.serverMs) / ACTIONS);
       expectProcesses('rebuild after bazel clean', cached, 'remote cache hit');
       checkResults('the cached rebuild');
       samples.cached.push(cached);
@@ -210,6 +228,10 @@ export async function benchBazelBuild(): Promise<boolean> {
     console.log(`  (a) local, cold (--spawn_strategy=local)                 ${seconds(localMs)}  [${all(samples.local)}]`);
     console.log(`  (b) remote, cold (remex --workers 2, --jobs=${REMOTE_JOBS})           ${seconds(remoteMs)}  [${all(samples.remote)}]`);
     console.log(`  (c) remote after bazel clean (${ACTIONS} remote cache hits)      ${seconds(cachedMs)}  [${all(samples.cached)}]`);
+    const perAction = (ms: number[]): string => `${percentile(ms, 50).toFixed(1)} ms`;
+    console.log(
+      `  remex CPU per action (median): (b) server ${perAction(cpu.remoteServer)}, spawner and sandbox launchers ${perAction(cpu.remoteSandboxes)}; (c) server ${perAction(cpu.cachedServer)}`,
+    );
     console.log(`  (b)/(a) ${remoteRatio.toFixed(2)}x (target ≤ 1.5x) ${verdict(remoteRatio <= 1.5)}`);
     console.log(`  (a)/(c) ${speedup.toFixed(1)}x faster (target ≥ 5x) ${verdict(speedup >= 5)}`);
     return remoteRatio <= 1.5 && speedup >= 5;

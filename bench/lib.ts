@@ -1,7 +1,7 @@
 /** Shared bench helpers: percentiles, a spawned `remex serve`, RSS of a process, result lines. */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 export const REMEX_BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'remex.js');
@@ -26,16 +26,24 @@ export interface ServeProcess {
 
 /** Extra node options for every `remex serve` a bench starts, e.g. BENCH_SERVE_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' (NODE_OPTIONS refuses --cpu-prof). */
 const SERVE_NODE_ARGS = (process.env.BENCH_SERVE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+/** BENCH_SERVE_LOG=<file> appends every served process's output there, at BENCH_SERVE_LOG_LEVEL (default warn; `debug` logs each run's phases). */
+const SERVE_LOG = process.env.BENCH_SERVE_LOG;
+const SERVE_LOG_LEVEL = process.env.BENCH_SERVE_LOG_LEVEL ?? 'warn';
 
 /** `remex serve --port 0 --grpc-port 0 …args` in its own process; resolves once it prints its addresses. */
 export async function startServe(args: string[]): Promise<ServeProcess> {
   const child = spawn(process.execPath, [...SERVE_NODE_ARGS, REMEX_BIN, 'serve', '--port', '0', '--grpc-port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, REMEX_LOG_LEVEL: 'warn' },
+    env: { ...process.env, REMEX_LOG_LEVEL: SERVE_LOG_LEVEL },
   });
   let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const capture = (d: Buffer): void => {
+    // Only the start-up lines are needed here; the rest goes to the log file when one is asked for.
+    if (out.length < 1_000_000) out += d.toString();
+    if (SERVE_LOG) appendFileSync(SERVE_LOG, d);
+  };
+  child.stdout?.on('data', capture);
+  child.stderr?.on('data', capture);
   const deadline = Date.now() + 60_000;
   for (;;) {
     // `remex listening on http://… [and grpc://HOST:PORT]`, one line.
@@ -90,6 +98,13 @@ function statFields(pid: number | string): string[] | undefined {
 export function cpuMs(pid: number): number {
   const fields = statFields(pid);
   return fields ? ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S : 0;
+}
+
+/** CPU time of a process and of its children it has reaped (user + system), in ms; 0 once it is gone. */
+export function cpuWithReapedMs(pid: number): number {
+  const fields = statFields(pid);
+  if (!fields) return 0;
+  return ((Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 1000) / CLOCK_TICKS_PER_S;
 }
 
 /** The parent of a process; undefined once it is gone. */
