@@ -5,7 +5,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Authenticator, isLoopbackHost } from '../auth/tokens.js';
@@ -25,6 +24,8 @@ import { detectPlatformSupport } from '../worker/emulation.js';
 import { BwrapSandbox } from '../worker/sandbox/bwrap-sandbox.js';
 import { Worker } from '../worker/worker.js';
 import { createLogger } from './logger.js';
+import { chooseRunRoot } from './run-root.js';
+import type { RunRoot } from './run-root.js';
 
 export interface ServeOptions {
   host: string;
@@ -54,6 +55,11 @@ export interface ServeOptions {
   insecureOpen?: boolean;
   /** Certificate chain and key (PEM) for HTTPS, WSS and gRPC over TLS. */
   tls?: TlsFiles;
+  /**
+   * Where the local pool makes run directories: 'auto' (default) a private directory on /dev/shm when it is
+   * a roomy tmpfs, else `<dataDir>/runs` (see run-root.ts); 'data-dir' always the latter.
+   */
+  runDirectories?: 'auto' | 'data-dir';
 }
 
 /** How a server lets callers in, as its start-up log says. */
@@ -144,7 +150,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   await scheduler.start({ releaseOwnerPrefix: localPrefix });
 
   let localWorker: Worker | undefined;
+  let runRoot: RunRoot | undefined;
   if (opts.workerSlots > 0) {
+    runRoot = await chooseRunRoot({ dataDir: opts.dataDir, mode: opts.runDirectories ?? 'auto' });
+    logger.info({ runDirectories: runRoot.path, kind: runRoot.kind, ...(runRoot.reason ? { reason: runRoot.reason } : {}) }, 'local run directories');
     const sandbox = await BwrapSandbox.create({});
     let platforms = await detectPlatformSupport({});
     if (opts.localPlatforms) {
@@ -155,7 +164,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       id: `${localPrefix}${randomUUID()}`,
       name: `local@${hostname()}`,
       slots: opts.workerSlots,
-      workRoot: join(opts.dataDir, 'runs'),
+      workRoot: runRoot.path,
       link: scheduler,
       blobs,
       sandbox,
@@ -218,6 +227,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     close: () =>
       (closing ??= (async () => {
         await localWorker?.drain();
+        await runRoot?.dispose().catch((err: unknown) => logger.warn({ err }, 'cannot remove the run directories'));
         await grpc?.close();
         await scheduler.close();
         await http.close();
