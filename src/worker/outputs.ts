@@ -4,7 +4,8 @@
  * REAPI `Tree` blobs. The sandboxed program controls the directory, so every path is checked: only what lies
  * strictly inside the input root is taken, and no symlink the program planted is ever followed.
  */
-import { chmod, lstat, mkdir, readdir, readlink, realpath } from 'node:fs/promises';
+import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
+import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
 import type { BlobStore } from '../cas/blob-store.js';
 import { compareNames, encodeDirectory, encodeTree } from '../cas/directory-codec.js';
@@ -34,19 +35,31 @@ const PUT_CONCURRENCY = 16;
  * working directory, as REAPI promises clients. Stops at anything that is not a real directory: a file or a
  * symlink in the way is left alone, and the output will simply not be found. UnsafePathError for an output
  * path that leaves the input root.
+ *
+ * Synchronous calls, each directory looked at once: this runs before the program, on a directory just
+ * staged, where a call is a few microseconds and a promise round trip through the thread pool (plus an
+ * Error object for every "not there yet") several times that.
  */
 export async function createOutputParents(inputRoot: string, workingDirectory: string, outputPaths: readonly string[]): Promise<void> {
+  // Directory → whether outputs may be made below it (a real directory, or one made here).
+  const usable = new Map<string, boolean>();
   for (const outputPath of outputPaths) {
     const segments = rootRelative(workingDirectory, outputPath).split('/');
     segments.pop();
     let dir = inputRoot;
     for (const segment of segments) {
       dir = join(dir, segment);
-      const info = await lstat(dir).catch(() => undefined);
-      if (!info) {
-        await mkdir(dir);
-        await chmod(dir, DIRECTORY_MODE);
-      } else if (!info.isDirectory()) break;
+      let ok = usable.get(dir);
+      if (ok === undefined) {
+        const info = lstatSync(dir, { throwIfNoEntry: false });
+        if (!info) {
+          mkdirSync(dir);
+          chmodSync(dir, DIRECTORY_MODE);
+          ok = true;
+        } else ok = info.isDirectory();
+        usable.set(dir, ok);
+      }
+      if (!ok) break;
     }
   }
 }

@@ -133,7 +133,7 @@ export class FsBlobStore implements BlobStore {
 
   async putStream(d: Digest, source: AsyncIterable<Uint8Array>): Promise<void> {
     const digest = checkDigestForWrite(d, this.maxBlobBytes);
-    if (isEmptyDigest(digest) || (await this.statBlob(digest))) {
+    if (isEmptyDigest(digest) || this.isPresent(digest)) {
       // Still read and check it: the caller learns of bad bytes whether or not the store needed them.
       await drainVerifying(digest, source);
       return;
@@ -164,6 +164,7 @@ export class FsBlobStore implements BlobStore {
     if (!source.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
     this.checkFileSize(path, source.size);
     const tmp = await this.newTempPath('file');
+    let published = false;
     try {
       // Copy first (a clone where the filesystem can), then hash the copy: the digest is of exactly the
       // bytes stored, even if the source changes meanwhile.
@@ -171,16 +172,18 @@ export class FsBlobStore implements BlobStore {
       const handle = await open(tmp, 'r');
       try {
         const digest = await hashHandle(handle, source.size, (size) => this.checkFileSize(path, size));
-        if (isEmptyDigest(digest) || (await this.statBlob(digest))) return digest;
+        if (isEmptyDigest(digest) || this.isPresent(digest)) return digest;
         if (this.fsync) await handle.sync();
         await handle.chmod(BLOB_MODE);
         await this.publish(tmp, digest);
+        published = true;
         return digest;
       } finally {
         await handle.close();
       }
     } finally {
-      await unlink(tmp).catch(ifMissing(undefined));
+      // Renamed into place, the temporary name is gone: unlinking it would only fail.
+      if (!published) await unlink(tmp).catch(ifMissing(undefined));
     }
   }
 
@@ -230,12 +233,12 @@ export class FsBlobStore implements BlobStore {
       return;
     }
     const path = this.pathOf(digest.hash);
-    const st = await this.statBlob(digest);
+    const st = this.statBlob(digest);
     if (!st) throw notFound(digest);
     if (opts.shareStoredFile && (mode & 0o111) === 0 && (await this.linkStored(digest, path, destPath, st))) return;
     await copyFile(path, destPath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE).catch(async (err: unknown) => {
       if (isErrno(err, 'EEXIST')) throw alreadyExists(destPath, err);
-      if (isMissing(err) && !(await this.statBlob(digest))) throw notFound(digest);
+      if (isMissing(err) && !this.statBlob(digest)) throw notFound(digest);
       throw err;
     });
     await chmod(destPath, mode);
@@ -270,9 +273,12 @@ export class FsBlobStore implements BlobStore {
     return st !== undefined && st.isFile() && st.size === digest.sizeBytes;
   }
 
-  /** The blob's stats when a regular file of the digest's size is at its path; a size mismatch counts as absent. */
-  private async statBlob(digest: Digest): Promise<BigIntStats | undefined> {
-    const st = await stat(this.pathOf(digest.hash), { bigint: true }).catch(ifMissing(undefined));
+  /**
+   * The blob's stats when a regular file of the digest's size is at its path; a size mismatch counts as
+   * absent. Synchronous for the reasons isPresent gives (and no Error is made for an absent blob).
+   */
+  private statBlob(digest: Digest): BigIntStats | undefined {
+    const st = statSync(this.pathOf(digest.hash), { bigint: true, throwIfNoEntry: false });
     return st?.isFile() && st.size === BigInt(digest.sizeBytes) ? st : undefined;
   }
 
@@ -301,7 +307,7 @@ export class FsBlobStore implements BlobStore {
       await link(path, destPath);
     } catch (err) {
       if (isErrno(err, 'EEXIST')) throw alreadyExists(destPath, err);
-      if (isMissing(err) && !(await this.statBlob(digest))) throw notFound(digest);
+      if (isMissing(err) && !this.statBlob(digest)) throw notFound(digest);
       if (isErrno(err, 'EXDEV') || isErrno(err, 'EPERM') || isErrno(err, 'EMLINK') || isErrno(err, 'ENOTSUP')) return false;
       throw err;
     }
@@ -379,6 +385,7 @@ export class FsBlobStore implements BlobStore {
   /** Writes a blob through `write` into a temporary file, then renames it into place; cleans up on any error. */
   private async writeAtomically(digest: Digest, write: (handle: FileHandle) => Promise<void>): Promise<void> {
     const tmp = await this.newTempPath(digest.hash.slice(0, 16));
+    let published = false;
     try {
       const handle = await open(tmp, 'wx', BLOB_MODE);
       try {
@@ -388,8 +395,9 @@ export class FsBlobStore implements BlobStore {
         await handle.close();
       }
       await this.publish(tmp, digest);
+      published = true;
     } finally {
-      await unlink(tmp).catch(ifMissing(undefined));
+      if (!published) await unlink(tmp).catch(ifMissing(undefined));
     }
   }
 
@@ -401,7 +409,8 @@ export class FsBlobStore implements BlobStore {
       this.shardsReady.add(shard);
     }
     await rename(tmp, dest);
-    const st = await stat(dest, { bigint: true }).catch(ifMissing(undefined));
+    // Synchronous, as isPresent: the file was just written, its inode is in memory.
+    const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
     if (st) this.verified.add(digest.hash, st);
   }
 
