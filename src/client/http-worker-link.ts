@@ -7,7 +7,7 @@
  * holds are valid on every controller, and their results commit wherever the worker now is.
  */
 import { isRemexError } from '../core/errors.js';
-import type { Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from '../scheduler/worker-link.js';
+import type { CompleteAndLeaseReply, Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from '../scheduler/worker-link.js';
 import type { HeldLease } from '../store/ports.js';
 import type { RemexClient } from './remex-client.js';
 
@@ -40,6 +40,24 @@ export class HttpWorkerLink implements WorkerLink {
         return reply.leases;
       } catch (err) {
         if (signal?.aborted) return [];
+        throw err;
+      }
+    });
+  }
+
+  completeAndLease(workerId: string, completions: readonly Completion[], max: number, waitMs: number, signal?: AbortSignal): Promise<CompleteAndLeaseReply> {
+    return this.session(async () => {
+      try {
+        // Idempotent: a completion commits once; sent again, it settles as stale.
+        return await this.client.request<CompleteAndLeaseReply>('POST', `/v1/workers/${encodeURIComponent(workerId)}/lease`, { max, waitMs, completions }, {
+          idempotent: true,
+          timeoutMs: waitMs + CALL_TIMEOUT_MS,
+          ...(signal ? { signal } : {}),
+        });
+      } catch (err) {
+        // Aborted with nothing sent (no completions): as `lease`, an empty answer. With completions the
+        // caller must learn they were not settled.
+        if (signal?.aborted && completions.length === 0) return { settled: [], leases: [] };
         throw err;
       }
     });

@@ -6,7 +6,8 @@
 import type { JobRecord } from '../store/ports.js';
 
 export type JobListener = (job: JobRecord) => void;
-export type QueuedListener = (platform: string) => void;
+/** A platform; null when notices may have been lost (the bus was reconnected): jobs of any platform may wait. */
+export type QueuedListener = (platform: string | null) => void;
 
 export interface PublishOptions {
   /**

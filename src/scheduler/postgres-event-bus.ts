@@ -213,16 +213,18 @@ export class PostgresEventBus implements EventBus {
       return; // not ours
     }
     if (notice.o === this.origin || typeof notice.id !== 'string') return;
-    if (notice.s === 'queued' && typeof notice.p === 'string') {
-      for (const listener of [...this.queuedListeners]) {
-        try {
-          listener(notice.p);
-        } catch {
-          // as for job listeners: one failing listener stops no other
-        }
+    if (notice.s === 'queued' && typeof notice.p === 'string') this.announceQueued(notice.p);
+    this.reread(notice.id);
+  }
+
+  private announceQueued(platform: string | null): void {
+    for (const listener of [...this.queuedListeners]) {
+      try {
+        listener(platform);
+      } catch {
+        // as for job listeners: one failing listener stops no other
       }
     }
-    this.reread(notice.id);
   }
 
   /** Re-reads a job changed elsewhere and delivers it; notices arriving meanwhile cost one more read, not one each. */
@@ -353,8 +355,10 @@ export class PostgresEventBus implements EventBus {
       this.connecting = undefined;
       if (this.closed) return;
       if (!this.listener) return this.reconnect(); // lost again before this loop ended
-      // Changes announced while nobody listened are lost: read again every job someone here waits on.
+      // Changes announced while nobody listened are lost: read again every job someone here waits on, and
+      // let the scheduler look for queued jobs of any platform.
       this.resync();
+      this.announceQueued(null);
     });
   }
 

@@ -9,13 +9,22 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Digest } from '../core/digest.js';
-import { ConflictError, MissingBlobsError, NotFoundError, UnsupportedPlatformError } from '../core/errors.js';
+import { ConflictError, isRemexError, MissingBlobsError, NotFoundError, UnsupportedPlatformError } from '../core/errors.js';
 import { isCacheable, isTerminal } from '../core/model.js';
 import type { ExecutionSpec, RunReport } from '../core/model.js';
 import { canonicalPlatform } from '../core/platform.js';
 import type { HeldLease, JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
 import type { EventBus, PublishOptions } from './event-bus.js';
-import type { Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from './worker-link.js';
+import type {
+  CompleteAndLeaseReply,
+  Completion,
+  CompletionSettlement,
+  HeartbeatReply,
+  Lease,
+  WorkerLink,
+  WorkerRegistration,
+  WorkerSession,
+} from './worker-link.js';
 
 /** The part of the blob store the scheduler needs: whether inputs and cached outputs still exist. */
 export interface BlobPresence {
@@ -72,6 +81,7 @@ export interface PlatformStatus {
 }
 
 interface Waiter {
+  readonly workerId: string;
   readonly platforms: readonly string[];
   wake(): void;
 }
@@ -88,6 +98,14 @@ export class Scheduler implements WorkerLink {
   private reaper: NodeJS.Timeout | undefined;
   /** Bumped whenever work may have appeared, so a lease never sleeps through a wake-up it raced with. */
   private workSeq = 0;
+  /**
+   * Platforms known to have no queued job that no worker here was woken for: a claim took fewer jobs than
+   * it asked for, and no wake-up came meanwhile. A lease call for these platforms only waits — the claim
+   * it would open with would find nothing (on a busy controller, most calls carry results and would pay
+   * one empty claim each). A wake-up that reaches no waiting worker, a full claim, a failed claim, or a
+   * bus that may have lost notices takes a platform out again; so does nothing else need to.
+   */
+  private readonly nothingUnattended = new Set<string>();
   private offersCache: { offers: PlatformOffer[]; expiresAtMs: number } | undefined;
   /** Set by close(): parked leases then return [] instead of parking again. */
   private closed = false;
@@ -105,7 +123,12 @@ export class Scheduler implements WorkerLink {
     this.opts = { ...merged, acceptPlatforms: merged.acceptPlatforms.map(canonicalPlatform) };
     // With a bus shared by several controllers, a job queued (or requeued) on another one must wake a
     // worker long-polling here. A spurious wake-up costs one empty claim.
-    this.stopWatchingQueue = events.onQueuedElsewhere((platform) => this.wakeFor(platform));
+    this.stopWatchingQueue = events.onQueuedElsewhere((platform) => {
+      if (platform !== null) return void this.wakeFor(platform);
+      this.nothingUnattended.clear();
+      this.workSeq++;
+      for (const w of [...this.waiters]) w.wake();
+    });
   }
 
   /** Starts the lease reaper. Leases held by earlier in-process workers (`ownerPrefix`) are released at once. */
@@ -327,21 +350,38 @@ export class Scheduler implements WorkerLink {
         if (waited) passOnWake();
         return [];
       }
-      const seqBefore = this.workSeq;
-      const claimed = await this.store.jobs.claim({ platforms, workerId, max, leaseMs: this.opts.leaseTimeoutMs, nowMs: this.now() });
-      if (claimed.length > 0) {
-        for (const job of claimed) this.publish(job);
-        return claimed.map((job) => ({ jobId: job.id, attempt: job.attempt, spec: job.spec, leaseExpiresAtMs: job.leaseExpiresAtMs ?? 0 }));
+      // After a wait (woken or timed out) it always looks; before, only where something may be queued.
+      if (waited || !platforms.every((p) => this.nothingUnattended.has(p))) {
+        const seqBefore = this.workSeq;
+        const claimed = await this.claimFor(workerId, platforms, max);
+        if (claimed.length < max && seqBefore === this.workSeq) for (const p of platforms) this.nothingUnattended.add(p);
+        if (claimed.length > 0) {
+          for (const job of claimed) this.publish(job);
+          return claimed.map((job) => ({ jobId: job.id, attempt: job.attempt, spec: job.spec, leaseExpiresAtMs: job.leaseExpiresAtMs ?? 0 }));
+        }
+        if (seqBefore !== this.workSeq && deadline > this.now() && !signal?.aborted && !this.closed) continue;
       }
       const remaining = deadline - this.now();
       if (remaining <= 0 || signal?.aborted || this.closed) return [];
-      if (seqBefore !== this.workSeq) continue;
-      await this.waitForWork(platforms, remaining, signal);
+      await this.waitForWork(workerId, platforms, remaining, signal);
       waited = true;
       if (signal?.aborted || this.closed) {
         if (!this.closed) passOnWake();
         return [];
       }
+    }
+  }
+
+  private async claimFor(workerId: string, platforms: readonly string[], max: number): Promise<JobRecord[]> {
+    try {
+      const claimed = await this.store.jobs.claim({ platforms, workerId, max, leaseMs: this.opts.leaseTimeoutMs, nowMs: this.now() });
+      // A full claim may have left more behind.
+      if (claimed.length >= max) for (const p of platforms) this.nothingUnattended.delete(p);
+      return claimed;
+    } catch (err) {
+      // What it would have taken is still queued.
+      for (const p of platforms) this.nothingUnattended.delete(p);
+      throw err;
     }
   }
 
@@ -353,7 +393,11 @@ export class Scheduler implements WorkerLink {
       return { cancel: [], known: false };
     }
     const live = this.liveWorkers.get(workerId);
-    if (live && draining) live.state = 'draining';
+    if (live && draining) {
+      live.state = 'draining';
+      // Its waiting lease call ends now, with the settlements of any results it carried.
+      for (const w of [...this.waiters]) if (w.workerId === workerId) w.wake();
+    }
     const { cancelRequested } = await this.store.jobs.renewLeases(workerId, nowMs + this.opts.leaseTimeoutMs, held);
     return { cancel: cancelRequested, known: true };
   }
@@ -367,6 +411,31 @@ export class Scheduler implements WorkerLink {
       await this.store.actionCache.put(job.instance, job.actionDigest, job.result, this.now());
     }
     this.publish(job);
+  }
+
+  async completeAndLease(workerId: string, completions: readonly Completion[], max: number, waitMs: number, signal?: AbortSignal): Promise<CompleteAndLeaseReply> {
+    // An unknown worker hears so before anything is committed: it registers again and sends them again.
+    await this.activeWorker(workerId);
+    // Concurrent finishes share one statement where the store batches them.
+    const settled = await Promise.all(completions.map((c) => this.settle(workerId, c)));
+    if (max <= 0) return { settled, leases: [] };
+    if (settled.length === 0) return { settled, leases: await this.lease(workerId, max, waitMs, signal) };
+    // The settlements must reach the worker whatever the lease does: were the call to fail now, it would
+    // send committed results again and hear they are stale. It asks for work again at once instead.
+    const leases = await this.lease(workerId, max, waitMs, signal).catch(() => []);
+    return { settled, leases };
+  }
+
+  private async settle(workerId: string, c: Completion): Promise<CompletionSettlement> {
+    const { jobId, attempt } = c;
+    try {
+      await this.complete(workerId, c);
+      return { jobId, attempt, status: 'committed' };
+    } catch (err) {
+      if (err instanceof ConflictError) return { jobId, attempt, status: 'stale', message: err.message };
+      // The cause (a database outage, say) stays on the server, as for any internal error.
+      return { jobId, attempt, status: 'retry', message: isRemexError(err) ? err.message : 'the result could not be committed now; send it again' };
+    }
   }
 
   async unregister(workerId: string): Promise<void> {
@@ -390,9 +459,10 @@ export class Scheduler implements WorkerLink {
     return worker;
   }
 
-  private waitForWork(platforms: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  private waitForWork(workerId: string, platforms: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const waiter: Waiter = {
+        workerId,
         platforms,
         wake: () => {
           clearTimeout(timer);
@@ -416,6 +486,8 @@ export class Scheduler implements WorkerLink {
         return true;
       }
     }
+    // Nobody here was woken for it: the next lease call must look.
+    this.nothingUnattended.delete(platform);
     return false;
   }
 

@@ -40,6 +40,24 @@ export interface Completion {
   outcome: Outcome;
 }
 
+/** How one completion sent with a lease call ended. */
+export interface CompletionSettlement {
+  jobId: string;
+  attempt: number;
+  /**
+   * committed: the result is the job's; stale: the lease is no longer this worker's (result discarded, final);
+   * retry: not committed for a passing reason (the database, say) — send it again.
+   */
+  status: 'committed' | 'stale' | 'retry';
+  message?: string;
+}
+
+export interface CompleteAndLeaseReply {
+  /** One per completion sent, in the same order. */
+  settled: CompletionSettlement[];
+  leases: Lease[];
+}
+
 export interface WorkerLink {
   register(reg: WorkerRegistration): Promise<WorkerSession>;
   /** Up to `max` jobs; waits up to `waitMs` for one when none is queued. Resolves [] on timeout or abort. */
@@ -51,5 +69,13 @@ export interface WorkerLink {
   heartbeat(workerId: string, draining: boolean, held?: readonly HeldLease[]): Promise<HeartbeatReply>;
   /** Commits the result of one lease; ConflictError when the lease is no longer this worker's. */
   complete(workerId: string, completion: Completion): Promise<void>;
+  /**
+   * One round trip per job for a busy worker: commits `completions` (each settles on its own, and is
+   * published at once), then leases up to `max` jobs as `lease` does, waiting up to `waitMs` for one
+   * (`max` 0: none, no wait). The settlements come back with the answer. A draining heartbeat ends the
+   * wait. Throws only when the call as a whole failed: no settlement is known, and the completions may be
+   * sent again (those already committed then settle as stale).
+   */
+  completeAndLease(workerId: string, completions: readonly Completion[], max: number, waitMs: number, signal?: AbortSignal): Promise<CompleteAndLeaseReply>;
   unregister(workerId: string): Promise<void>;
 }

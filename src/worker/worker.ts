@@ -16,7 +16,7 @@ import { digestOf } from '../core/digest.js';
 import { isRemexError } from '../core/errors.js';
 import type { OutputStream, RunReport } from '../core/model.js';
 import type { Outcome } from '../store/ports.js';
-import type { Lease, WorkerLink } from '../scheduler/worker-link.js';
+import type { Completion, CompletionSettlement, Lease, WorkerLink } from '../scheduler/worker-link.js';
 import type { PlatformSupport } from './emulation.js';
 import type { Sandbox } from './sandbox/sandbox.js';
 import { collectOutputs, createOutputParents } from './outputs.js';
@@ -47,16 +47,39 @@ export const DEFAULT_INLINE_OUTPUT_BYTES = 64 * 1024;
 export const DEFAULT_LEASE_WAIT_MS = 20_000;
 const RETRY_DELAY_MS = 500;
 
+/** Results sent in one call at most. */
+const MAX_COMPLETIONS_PER_CALL = 256;
+
 interface Running {
   lease: Lease;
   abort: AbortController;
   done: Promise<void>;
 }
 
+/** A finished lease's result waiting to be sent (again). */
+interface Unsent {
+  completion: Completion;
+  leaseExpiresAtMs: number;
+  tries: number;
+  /** Called once the result is settled: committed, stale, or given up on. */
+  settled: () => void;
+}
+
+/**
+ * What the lease loop is doing, which decides how a result that is ready travels: with the loop's next
+ * call when it is parked on full slots, on its own while a call is out or the loop rests.
+ */
+type LoopState = 'parked' | 'calling' | 'resting';
+
 export class Worker {
   private workerId: string | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** Leases held: running, or finished with their result not yet settled (still renewed by heartbeats). */
   private readonly running = new Map<string, Running>();
+  /** Slots in use: runs not yet finished. */
+  private busySlots = 0;
+  private readonly unsent: Unsent[] = [];
+  private loopState: LoopState = 'resting';
   private draining = false;
   private readonly stopLeasing = new AbortController();
   private loopDone: Promise<void> = Promise.resolve();
@@ -106,40 +129,76 @@ export class Worker {
     if (this.workerId) await this.opts.link.unregister(this.workerId).catch(() => undefined);
   }
 
+  /**
+   * Leases jobs while slots are free. Results that are ready when the loop calls ride along with the call
+   * (one round trip per job on a busy worker): the server commits them first, then the call waits for work
+   * as a lease does. A draining heartbeat ends that wait, so such a call is never aborted: its answer
+   * carries the settlements. Results that finish while a call is out travel on their own.
+   */
   private async leaseLoop(): Promise<void> {
     const waitMs = this.opts.leaseWaitMs ?? DEFAULT_LEASE_WAIT_MS;
     while (!this.draining) {
-      const free = this.opts.slots - this.running.size;
-      if (free <= 0) {
+      const free = this.opts.slots - this.busySlots;
+      if (free <= 0 && this.unsent.length === 0) {
+        this.loopState = 'parked';
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
         continue;
       }
+      const batch = this.unsent.splice(0, MAX_COMPLETIONS_PER_CALL);
       let leases: Lease[];
+      this.loopState = 'calling';
       try {
-        leases = await this.opts.link.lease(this.workerId as string, free, waitMs, this.stopLeasing.signal);
+        if (batch.length === 0) {
+          leases = await this.opts.link.lease(this.workerId as string, free, waitMs, this.stopLeasing.signal);
+        } else {
+          const completions = batch.map((u) => u.completion);
+          const reply = await this.opts.link.completeAndLease(this.workerId as string, completions, Math.max(0, free), free > 0 ? waitMs : 0);
+          this.settle(batch, reply.settled);
+          leases = reply.leases;
+        }
       } catch (err) {
+        this.loopState = 'resting';
+        this.sendFailed(batch, err);
         if (this.draining) break;
         if (isRemexError(err, 'NOT_FOUND')) await this.register().catch(() => undefined);
         else this.opts.logger.warn({ err }, 'lease failed; retrying');
         await delay(RETRY_DELAY_MS);
         continue;
+      } finally {
+        this.loopState = 'resting';
       }
       for (const lease of leases) this.startJob(lease);
     }
+    // Results of runs still going are sent on their own from now on.
+    this.loopState = 'resting';
+    if (this.unsent.length > 0) void this.sendAside();
   }
 
   private startJob(lease: Lease): void {
     const abort = new AbortController();
     const entry: Running = { lease, abort, done: Promise.resolve() };
     this.running.set(lease.jobId, entry);
-    entry.done = this.runJob(lease, abort.signal)
+    this.busySlots++;
+    let slotHeld = true;
+    const freeSlot = (): void => {
+      if (!slotHeld) return;
+      slotHeld = false;
+      this.busySlots--;
+      this.wakeLoop();
+    };
+    entry.done = this.runJob(lease, abort.signal, freeSlot)
       .catch((err: unknown) => this.opts.logger.error({ err, jobId: lease.jobId }, 'job handling failed'))
       .finally(() => {
+        freeSlot();
         this.running.delete(lease.jobId);
-        const wake = this.slotFreed;
-        this.slotFreed = undefined;
-        wake?.();
       });
+  }
+
+  private wakeLoop(): boolean {
+    const wake = this.slotFreed;
+    this.slotFreed = undefined;
+    wake?.();
+    return wake !== undefined;
   }
 
   private async heartbeat(): Promise<void> {
@@ -160,22 +219,29 @@ export class Worker {
     }
   }
 
-  private async runJob(lease: Lease, signal: AbortSignal): Promise<void> {
+  /** Runs a lease and commits its outcome; `runEnded` frees the slot once the program is done with it. */
+  private async runJob(lease: Lease, signal: AbortSignal, runEnded: () => void): Promise<void> {
     let runDir: string;
     try {
       runDir = await mkdtemp(join(this.opts.workRoot, 'run-'));
     } catch (err) {
       this.opts.logger.error({ err, jobId: lease.jobId }, 'cannot make a run directory');
+      runEnded();
       await this.commit(lease, { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} cannot make a run directory` } });
       return;
     }
+    let committed: Promise<void> | undefined;
     try {
       const outcome = await this.execute(lease, runDir, signal);
-      await this.commit(lease, outcome);
+      // The slot is free while the result travels: the next lease call can carry it.
+      runEnded();
+      // Sent before the cleanup starts: the client waits for the result, not for the cleanup. Its
+      // settlement may come back later still, with the answer to a lease call that waited for work.
+      committed = this.commit(lease, outcome);
     } finally {
-      // After the commit: the client waits for the result, not for the cleanup.
       await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
     }
+    await committed;
   }
 
   /** Runs one lease and describes how it ended; never throws. */
@@ -253,24 +319,66 @@ export class Worker {
     return { digest, inlineBase64: bytes.byteLength <= inlineLimit ? bytes.toString('base64') : null, totalBytes, truncated };
   }
 
-  /** Commits until the server answers: a result must not be lost to a brief outage. A stale lease is final. */
-  private async commit(lease: Lease, outcome: Outcome): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.opts.link.complete(this.workerId as string, { jobId: lease.jobId, attempt: lease.attempt, outcome });
-        return;
-      } catch (err) {
-        if (isRemexError(err, 'ABORTED') || isRemexError(err, 'NOT_FOUND')) {
-          this.opts.logger.warn({ jobId: lease.jobId, attempt: lease.attempt }, 'lease lost before completion; result discarded');
-          return;
-        }
-        if (Date.now() > lease.leaseExpiresAtMs + 60_000 && attempt > 10) {
-          this.opts.logger.error({ err, jobId: lease.jobId }, 'giving up committing a result');
-          return;
-        }
-        await delay(Math.min(5_000, RETRY_DELAY_MS * 2 ** Math.min(attempt, 4)));
-      }
+  /**
+   * Commits until the server answers: a result must not be lost to a brief outage. A stale lease is final.
+   * Resolves once the result is settled.
+   */
+  private commit(lease: Lease, outcome: Outcome): Promise<void> {
+    return new Promise((settled) => {
+      this.unsent.push({ completion: { jobId: lease.jobId, attempt: lease.attempt, outcome }, leaseExpiresAtMs: lease.leaseExpiresAtMs, tries: 0, settled });
+      this.dispatchUnsent();
+    });
+  }
+
+  /** Sends waiting results: with the loop's next call when it is parked, on their own otherwise. */
+  private dispatchUnsent(): void {
+    if (this.loopState === 'parked') this.wakeLoop();
+    else void this.sendAside();
+  }
+
+  /** Sends waiting results in a call of their own (no lease). */
+  private async sendAside(): Promise<void> {
+    const batch = this.unsent.splice(0, MAX_COMPLETIONS_PER_CALL);
+    if (batch.length === 0) return;
+    try {
+      const reply = await this.opts.link.completeAndLease(this.workerId as string, batch.map((u) => u.completion), 0, 0);
+      this.settle(batch, reply.settled);
+    } catch (err) {
+      if (isRemexError(err, 'NOT_FOUND') && !this.draining) await this.register().catch(() => undefined);
+      this.sendFailed(batch, err);
     }
+    if (this.unsent.length > 0) this.dispatchUnsent();
+  }
+
+  private settle(batch: readonly Unsent[], settlements: readonly CompletionSettlement[]): void {
+    batch.forEach((u, i) => {
+      const s = settlements[i];
+      if (s?.status === 'committed') return u.settled();
+      if (s?.status === 'stale') {
+        // Expired and requeued, or committed already by an earlier call whose answer was lost.
+        this.opts.logger.warn({ jobId: u.completion.jobId, attempt: u.completion.attempt, reason: s.message }, 'result not committed: the lease is no longer this worker\'s');
+        return u.settled();
+      }
+      this.retryLater(u, new Error(s?.message ?? 'the server did not settle this result'));
+    });
+  }
+
+  /** The call carrying `batch` failed as a whole: each result is sent again, after a pause. */
+  private sendFailed(batch: readonly Unsent[], err: unknown): void {
+    for (const u of batch) this.retryLater(u, err);
+  }
+
+  private retryLater(u: Unsent, err: unknown): void {
+    u.tries++;
+    if (Date.now() > u.leaseExpiresAtMs + 60_000 && u.tries > 10) {
+      this.opts.logger.error({ err, jobId: u.completion.jobId }, 'giving up committing a result');
+      return u.settled();
+    }
+    const pause = Math.min(5_000, RETRY_DELAY_MS * 2 ** Math.min(u.tries - 1, 4));
+    setTimeout(() => {
+      this.unsent.push(u);
+      this.dispatchUnsent();
+    }, pause);
   }
 }
 

@@ -108,8 +108,8 @@ if (pgFixture) {
     test('a job queued elsewhere is told by its platform alone: no job is read for it, and listeners of all jobs hear only local publishes', async () => {
       const p = await pair(fixture);
       const job = await queuedJob(p.store, 'queued');
-      const queuedOnB: string[] = [];
-      const queuedOnA: string[] = [];
+      const queuedOnB: Array<string | null> = [];
+      const queuedOnA: Array<string | null> = [];
       const allOnB: JobRecord[] = [];
       p.b.onQueuedElsewhere((platform) => queuedOnB.push(platform));
       p.a.onQueuedElsewhere((platform) => queuedOnA.push(platform));
@@ -181,17 +181,21 @@ if (pgFixture) {
       assert.deepEqual(p.loads.b, [other.id]);
     });
 
-    test('the listener comes back after its connection is killed, and re-reads the jobs waited on', async () => {
+    test('the listener comes back after its connection is killed, re-reads the jobs waited on, and says jobs of any platform may wait', async () => {
       const p = await pair(fixture);
       const job = await queuedJob(p.store, 'resync');
       const onB: JobRecord[] = [];
       p.b.subscribe(job.id, (j) => onB.push(j));
+      const queuedOnB: Array<string | null> = [];
+      p.b.onQueuedElsewhere((platform) => queuedOnB.push(platform));
       // A change whose NOTIFY B never gets (published nowhere), then B's connections die.
       const cancelled = await p.store.jobs.cancel(job.id, T0 + 1);
       assert.equal(cancelled?.state, 'cancelled');
       assert.ok((await killConnections(fixture, p.appName.b)) >= 1);
       await waitUntil('B re-read the job after reconnecting', () => onB.length === 1);
       assert.equal(onB[0]?.state, 'cancelled');
+      // Notices of jobs queued meanwhile are lost with the connection: the scheduler must look for itself.
+      await waitUntil('B says any platform may have queued jobs', () => queuedOnB.includes(null));
       await p.b.whenListening();
       assert.equal(p.b.listening, true);
       // And it keeps working.

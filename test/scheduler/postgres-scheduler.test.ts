@@ -115,7 +115,8 @@ if (pgFixture) {
         const latencyMs = performance.now() - submittedAt;
         assert.ok(lease, 'B\'s worker got the job');
         assert.equal(lease.jobId, job.id);
-        assert.ok(latencyMs < 200, `dispatch across controllers took ${latencyMs.toFixed(1)} ms`);
+        // Woken, not found by a poll: far inside the 10 s wait even on a loaded machine (the figure is the bench's).
+        assert.ok(latencyMs < 2_000, `dispatch across controllers took ${latencyMs.toFixed(1)} ms`);
         t.diagnostic(`dispatch across controllers: ${latencyMs.toFixed(1)} ms`);
 
         const report = makeReport({ stdoutText: `round ${round}\n` });

@@ -337,6 +337,45 @@ describe('Scheduler: dispatch', () => {
     assert.ok(elapsed < 1_000, `the other worker got it after ${elapsed.toFixed(1)} ms, not at the end of its wait`);
   });
 
+  test('a lease call opens with a claim only where a job may wait that no worker here was woken for', async () => {
+    const h = await harness(SLOW);
+    const w = await addWorker(h, { slots: 4 });
+    // White-box count of the store's claims (the statement the skipped one would have been).
+    let claims = 0;
+    const claim = h.store.jobs.claim.bind(h.store.jobs);
+    h.store.jobs.claim = (opts) => {
+      claims++;
+      return claim(opts);
+    };
+    assert.deepEqual(await h.scheduler.lease(w.id, 1, 0), []);
+    assert.equal(claims, 1, 'nothing known yet: it looks');
+    assert.deepEqual(await h.scheduler.lease(w.id, 1, 0), []);
+    assert.equal(claims, 1, 'its last claim found less than it asked for, and nothing was queued since');
+
+    // Queued with nobody waiting: the next call looks, and a full claim leaves the platform open.
+    const [a, b] = [await submit(h, spec()), await submit(h, spec())];
+    assert.deepEqual((await h.scheduler.lease(w.id, 1, 0)).map((l) => l.jobId), [a.job.id]);
+    assert.deepEqual((await h.scheduler.lease(w.id, 1, 0)).map((l) => l.jobId), [b.job.id]);
+    assert.deepEqual(await h.scheduler.lease(w.id, 1, 0), []);
+    assert.equal(claims, 4);
+    assert.deepEqual(await h.scheduler.lease(w.id, 1, 0), []);
+    assert.equal(claims, 4);
+
+    // Queued while a call waits: that call is woken and takes it.
+    const waiting = h.scheduler.lease(w.id, 2, 10_000);
+    await waitUntil('the lease is parked', () => parkedLeases(h) === 1);
+    assert.equal(claims, 4, 'it waits without looking first');
+    const c = await submit(h, spec());
+    assert.deepEqual((await waiting).map((l) => l.jobId), [c.job.id]);
+
+    // A job this scheduler heard nothing of (queued by another process on the same store, its notice
+    // lost) is found when a waiting call's wait ends.
+    const stray = makeSpec({ label: 'stray' });
+    h.blobs.add(stray.inputRootDigest);
+    const { job: strayJob } = await h.store.jobs.enqueue({ id: 'stray', actionDigest: actionDigestOf(stray), instance: '', priority: 0, spec: stray, nowMs: Date.now(), mergeable: false });
+    assert.deepEqual((await h.scheduler.lease(w.id, 1, 150)).map((l) => l.jobId), [strayJob.id]);
+  });
+
   test('a lease with waitMs returns [] after the wait, and at once on abort', async () => {
     const h = await harness();
     const w = await addWorker(h);
@@ -578,6 +617,63 @@ describe('Scheduler: leases, lost workers and stale results', () => {
     assert.deepEqual(results.map((x) => x.status), ['rejected', 'fulfilled']);
     assert.equal((await h.scheduler.get(r.job.id))?.result?.worker, 'b');
     assert.equal(statesOf(h, r.job.id).filter((s) => s === 'completed').length, 1);
+  });
+
+  test('completeAndLease commits each result on its own, then leases without waiting for the settlements', async () => {
+    const h = await harness(SLOW);
+    const w = await addWorker(h, { id: 'busy', slots: 3 });
+    const other = await addWorker(h, { id: 'other' });
+    const [r1, r2, r3] = [await submit(h, spec()), await submit(h, spec()), await submit(h, spec())];
+    const l1 = await leaseOne(h, w.id);
+    const l2 = await leaseOne(h, w.id);
+    const l3 = await leaseOne(h, other.id);
+    const queued = await submit(h, spec());
+
+    const mine = storedReport(h, { worker: 'busy', stdoutText: 'one\n' });
+    const reply = await h.scheduler.completeAndLease(
+      w.id,
+      [
+        { jobId: l1.jobId, attempt: l1.attempt, outcome: { state: 'completed', result: mine } },
+        // Not this worker's lease: stale, and the owner's result still commits later.
+        { jobId: l3.jobId, attempt: l3.attempt, outcome: { state: 'completed', result: storedReport(h, { worker: 'busy' }) } },
+        { jobId: l2.jobId, attempt: l2.attempt, outcome: { state: 'failed', failure: { code: 'INTERNAL', message: 'boom' } } },
+      ],
+      2,
+      10_000,
+    );
+    assert.deepEqual(
+      reply.settled.map((s) => [s.jobId, s.status]),
+      [
+        [r1.job.id, 'committed'],
+        [r3.job.id, 'stale'],
+        [r2.job.id, 'committed'],
+      ],
+    );
+    // The one queued job; with two asked for and none more queued, the call did not wait 10 s for another.
+    assert.deepEqual(reply.leases.map((l) => l.jobId), [queued.job.id]);
+    assert.deepEqual((await h.scheduler.get(r1.job.id))?.result, mine);
+    assert.equal((await h.scheduler.get(r2.job.id))?.failure?.message, 'boom');
+    assert.equal((await h.scheduler.get(r3.job.id))?.state, 'running');
+    await complete(h, other.id, l3, { state: 'completed', result: storedReport(h, { worker: 'other' }) });
+    assert.equal((await h.scheduler.get(r3.job.id))?.result?.worker, 'other');
+
+    // max 0: settle only, take nothing, wait for nothing — and a result sent again is stale, not recommitted.
+    const again = await h.scheduler.completeAndLease(w.id, [{ jobId: l1.jobId, attempt: l1.attempt, outcome: { state: 'completed', result: storedReport(h, { worker: 'again' }) } }], 0, 10_000);
+    assert.deepEqual(again, { settled: [{ jobId: r1.job.id, attempt: 1, status: 'stale', message: again.settled[0]?.message }], leases: [] });
+    assert.deepEqual((await h.scheduler.get(r1.job.id))?.result, mine);
+    assert.equal(statesOf(h, r1.job.id).filter((s) => s === 'completed').length, 1);
+  });
+
+  test('completeAndLease from an unknown worker commits nothing and says NOT_FOUND', async () => {
+    const h = await harness(SLOW);
+    const w = await addWorker(h, { id: 'leaving' });
+    const r = await submit(h, spec());
+    const lease = await leaseOne(h, w.id);
+    await assert.rejects(
+      h.scheduler.completeAndLease('never-registered', [{ jobId: lease.jobId, attempt: lease.attempt, outcome: { state: 'completed', result: storedReport(h) } }], 1, 0),
+      (err: unknown) => isRemexError(err, 'NOT_FOUND'),
+    );
+    assert.equal((await h.scheduler.get(r.job.id))?.state, 'running');
   });
 
   test('a worker that goes silent is declared gone and its job runs on another worker', async () => {

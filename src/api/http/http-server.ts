@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import Fastify, { LogController } from 'fastify';
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { Authenticator } from '../../auth/tokens.js';
@@ -47,6 +47,19 @@ const HASH_RE = /^[0-9a-f]{64}$/;
 const digestList = z.strictObject({
   digests: z.array(z.strictObject({ hash: z.string().regex(HASH_RE), sizeBytes: z.number().int().nonnegative() })).max(100_000),
 });
+
+/**
+ * Aborts when the client goes away before its answer is sent (a long-poll's caller hung up). Not the
+ * request's own 'close': that fires as soon as its body has been read, which would end every wait at once.
+ */
+export function whenClientGone(reply: FastifyReply): AbortSignal {
+  const abort = new AbortController();
+  const res = reply.raw;
+  res.once('close', () => {
+    if (!res.writableFinished) abort.abort();
+  });
+  return abort.signal;
+}
 
 export function parseWith<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
   const parsed = schema.safeParse(body);
@@ -132,9 +145,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
     const submitted = await scheduler.submit({ ...built, instance: '' });
     const wait = req.query.wait === '1' || req.query.wait === 'true';
     if (wait && !isTerminal(submitted.job.state)) {
-      const abort = new AbortController();
-      req.raw.on('close', () => abort.abort());
-      const done = await scheduler.waitForTerminal(submitted.job.id, abort.signal);
+      const done = await scheduler.waitForTerminal(submitted.job.id, whenClientGone(reply));
       return reply.status(200).send({ ...executionView(done), merged: submitted.merged });
     }
     const status = isTerminal(submitted.job.state) ? 200 : 202;

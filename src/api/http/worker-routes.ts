@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Scheduler } from '../../scheduler/scheduler.js';
-import { parseWith } from './http-server.js';
+import { parseWith, whenClientGone } from './http-server.js';
 
 const MAX_LEASE_WAIT_MS = 60_000;
 
@@ -34,7 +34,7 @@ const registration = z.strictObject({
   platforms: z.array(z.strictObject({ platform: z.string(), emulated: z.boolean() })).min(1).max(64),
   slots: z.number().int().min(1).max(1024),
 });
-const leaseBody = z.strictObject({ max: z.number().int().min(1).max(1024), waitMs: z.number().int().min(0).max(MAX_LEASE_WAIT_MS) });
+
 const heartbeatBody = z.strictObject({
   draining: z.boolean(),
   // The leases the worker is running; absent (older workers): every lease the server thinks it holds is renewed.
@@ -48,15 +48,23 @@ const completionBody = z.strictObject({
     z.strictObject({ state: z.enum(['failed', 'cancelled']), failure }),
   ]),
 });
+const leaseBody = z
+  .strictObject({
+    max: z.number().int().min(0).max(1024),
+    waitMs: z.number().int().min(0).max(MAX_LEASE_WAIT_MS),
+    // Results of finished leases, committed before new ones are taken: one round trip for a busy worker.
+    completions: z.array(completionBody).max(1024).optional(),
+  })
+  .refine((b) => b.max > 0 || (b.completions?.length ?? 0) > 0, { message: 'max must be at least 1 unless completions are sent', path: ['max'] });
 
 export function registerWorkerRoutes(app: FastifyInstance, scheduler: Scheduler): void {
   app.post('/v1/workers', async (req) => scheduler.register(parseWith(registration, req.body, 'worker registration')));
 
-  app.post<{ Params: { id: string } }>('/v1/workers/:id/lease', async (req) => {
-    const { max, waitMs } = parseWith(leaseBody, req.body, 'lease request');
-    const abort = new AbortController();
-    req.raw.on('close', () => abort.abort());
-    return { leases: await scheduler.lease(req.params.id, max, waitMs, abort.signal) };
+  app.post<{ Params: { id: string } }>('/v1/workers/:id/lease', async (req, reply) => {
+    const { max, waitMs, completions } = parseWith(leaseBody, req.body, 'lease request');
+    const gone = whenClientGone(reply);
+    if (completions) return scheduler.completeAndLease(req.params.id, completions, max, waitMs, gone);
+    return { leases: await scheduler.lease(req.params.id, max, waitMs, gone) };
   });
 
   app.post<{ Params: { id: string } }>('/v1/workers/:id/heartbeat', async (req) => {
