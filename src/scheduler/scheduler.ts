@@ -83,7 +83,12 @@ export interface PlatformStatus {
 interface Waiter {
   readonly workerId: string;
   readonly platforms: readonly string[];
+  /** Ends the wait: the lease call looks for work again. */
   wake(): void;
+  /** Ends the wait with a job handed to it straight from a submit. */
+  hand(leases: Lease[]): void;
+  /** Taken by a submit that is inserting a job for it: its timeout then waits for the hand-over. */
+  reserved: boolean;
 }
 
 type Clock = () => number;
@@ -187,8 +192,25 @@ export class Scheduler implements WorkerLink {
         return { job, cached: true, merged: false };
       }
     }
-    const { job, merged } = await this.store.jobs.enqueue(newJob);
-    if (!merged) this.publish(job, { workerWoken: this.wakeFor(job.platform) });
+    // A worker waiting for this platform, where no older job waits unattended, gets the job in the insert
+    // itself: no claim, no second round trip to the store.
+    const taker = this.reserveWaiter(platform);
+    let enqueued: { job: JobRecord; merged: boolean };
+    try {
+      enqueued = await this.store.jobs.enqueue(taker ? { ...newJob, leaseTo: { workerId: taker.workerId, leaseExpiresAtMs: newJob.nowMs + this.opts.leaseTimeoutMs } } : newJob);
+    } catch (err) {
+      taker?.wake();
+      throw err;
+    }
+    const { job, merged } = enqueued;
+    if (taker && !merged) {
+      taker.hand([leaseOf(job)]);
+      this.publish(job);
+    } else {
+      // A reserved worker whose job merged into another looks for work again.
+      taker?.wake();
+      if (!merged) this.publish(job, { workerWoken: this.wakeFor(job.platform) });
+    }
     return { job, cached: false, merged };
   }
 
@@ -357,13 +379,14 @@ export class Scheduler implements WorkerLink {
         if (claimed.length < max && seqBefore === this.workSeq) for (const p of platforms) this.nothingUnattended.add(p);
         if (claimed.length > 0) {
           for (const job of claimed) this.publish(job);
-          return claimed.map((job) => ({ jobId: job.id, attempt: job.attempt, spec: job.spec, leaseExpiresAtMs: job.leaseExpiresAtMs ?? 0 }));
+          return claimed.map(leaseOf);
         }
         if (seqBefore !== this.workSeq && deadline > this.now() && !signal?.aborted && !this.closed) continue;
       }
       const remaining = deadline - this.now();
       if (remaining <= 0 || signal?.aborted || this.closed) return [];
-      await this.waitForWork(workerId, platforms, remaining, signal);
+      const handed = await this.waitForWork(workerId, platforms, remaining, signal);
+      if (handed) return handed;
       waited = true;
       if (signal?.aborted || this.closed) {
         if (!this.closed) passOnWake();
@@ -459,22 +482,40 @@ export class Scheduler implements WorkerLink {
     return worker;
   }
 
-  private waitForWork(workerId: string, platforms: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  /** Resolves when woken, timed out or aborted (undefined), or with the leases handed to it. */
+  private waitForWork(workerId: string, platforms: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<Lease[] | undefined> {
     return new Promise((resolve) => {
-      const waiter: Waiter = {
-        workerId,
-        platforms,
-        wake: () => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', waiter.wake);
-          this.waiters.delete(waiter);
-          resolve();
-        },
+      let done = false;
+      const finish = (handed?: Lease[]): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.waiters.delete(waiter);
+        resolve(handed);
       };
-      const timer = setTimeout(waiter.wake, timeoutMs);
-      signal?.addEventListener('abort', waiter.wake, { once: true });
+      // An abort ends it even when reserved: the caller is gone (a job handed meanwhile expires and is requeued).
+      const onAbort = (): void => finish();
+      const waiter: Waiter = { workerId, platforms, reserved: false, wake: () => finish(), hand: (leases) => finish(leases) };
+      const timer = setTimeout(() => {
+        if (!waiter.reserved) finish();
+      }, timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.add(waiter);
     });
+  }
+
+  /** Takes a waiting, active worker of this platform for a job about to be inserted, if no older job may wait unattended. */
+  private reserveWaiter(platform: string): Waiter | undefined {
+    if (!this.nothingUnattended.has(platform)) return undefined;
+    for (const w of this.waiters) {
+      if (w.platforms.includes(platform) && this.liveWorkers.get(w.workerId)?.state === 'active') {
+        this.waiters.delete(w);
+        w.reserved = true;
+        return w;
+      }
+    }
+    return undefined;
   }
 
   /** Wakes one worker waiting for this platform: enough for one new job, and no thundering herd. True if one was. */
@@ -507,4 +548,8 @@ export class Scheduler implements WorkerLink {
     if (gone.length > 0) this.publishExpiry(await this.store.jobs.releaseLeasesOf(gone, nowMs, this.opts.maxAttempts));
     this.publishExpiry(await this.store.jobs.expireLeases(nowMs, this.opts.maxAttempts));
   }
+}
+
+function leaseOf(job: JobRecord): Lease {
+  return { jobId: job.id, attempt: job.attempt, spec: job.spec, leaseExpiresAtMs: job.leaseExpiresAtMs ?? 0 };
 }

@@ -45,6 +45,11 @@ export interface NewJob {
   nowMs: number;
   /** Merge with an identical queued or running job instead of inserting (when the spec allows caching). */
   mergeable: boolean;
+  /**
+   * Hand the new job straight to a worker that waits for one: inserted running (attempt 1, this lease
+   * owner and expiry, started now, no queue time) instead of queued. A merge inserts nothing, as ever.
+   */
+  leaseTo?: { workerId: string; leaseExpiresAtMs: number };
 }
 
 /** A lease as its worker knows it. */
@@ -67,7 +72,7 @@ export interface LeaseExpiry {
 }
 
 export interface JobStore {
-  /** Inserts a queued job, or returns the identical in-flight one when `mergeable` (merged = true). */
+  /** Inserts a queued job (a running one with `leaseTo`), or returns the identical in-flight one when `mergeable` (merged = true). */
   enqueue(job: NewJob): Promise<{ job: JobRecord; merged: boolean }>;
   /** Inserts a job already completed from the action cache. */
   insertCached(job: NewJob, result: RunReport): Promise<JobRecord>;

@@ -376,6 +376,43 @@ describe('Scheduler: dispatch', () => {
     assert.deepEqual((await h.scheduler.lease(w.id, 1, 150)).map((l) => l.jobId), [strayJob.id]);
   });
 
+  test('a job submitted while a worker waits is handed to it in the insert: no claim, no queued state', async () => {
+    const h = await harness(SLOW);
+    const w = await addWorker(h, { slots: 2 });
+    assert.deepEqual(await h.scheduler.lease(w.id, 2, 0), []); // learns the queue is empty
+    let claims = 0;
+    const claim = h.store.jobs.claim.bind(h.store.jobs);
+    h.store.jobs.claim = (opts) => {
+      claims++;
+      return claim(opts);
+    };
+    const waiting = h.scheduler.lease(w.id, 2, 10_000);
+    await waitUntil('the lease is parked', () => parkedLeases(h) === 1);
+    const r = await submit(h, spec());
+    assert.equal(r.job.state, 'running');
+    const [lease] = await waiting;
+    assert.deepEqual({ jobId: lease?.jobId, attempt: lease?.attempt }, { jobId: r.job.id, attempt: 1 });
+    assert.equal(claims, 0);
+    const running = await h.scheduler.get(r.job.id);
+    assert.deepEqual({ owner: running?.leaseOwner, queueTimeMs: running?.queueTimeMs }, { owner: w.id, queueTimeMs: 0 });
+    await complete(h, w.id, lease as Lease, { state: 'completed', result: storedReport(h) });
+    assert.deepEqual(statesOf(h, r.job.id), ['running', 'completed']);
+
+    // A submit that merges into a job in flight hands nothing: the reserved worker goes on waiting.
+    const other = await addWorker(h, { id: 'other' });
+    const same = spec();
+    const first = await submit(h, same);
+    const busy = await leaseOne(h, other.id);
+    assert.equal(busy.jobId, first.job.id);
+    const stillWaiting = h.scheduler.lease(w.id, 2, 10_000);
+    await waitUntil('the lease is parked', () => parkedLeases(h) === 1);
+    const joined = await submit(h, same);
+    assert.deepEqual({ merged: joined.merged, id: joined.job.id }, { merged: true, id: first.job.id });
+    await waitUntil('the worker waits again', () => parkedLeases(h) === 1);
+    const next = await submit(h, spec());
+    assert.deepEqual((await stillWaiting).map((l) => l.jobId), [next.job.id]);
+  });
+
   test('a lease with waitMs returns [] after the wait, and at once on abort', async () => {
     const h = await harness();
     const w = await addWorker(h);

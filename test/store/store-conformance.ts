@@ -299,6 +299,43 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.deepEqual(await store.jobs.get(job.id), job);
       });
 
+      test('a job handed straight to a waiting worker is inserted running under that lease; it is never claimed, its owner finishes it', async () => {
+        const handed = await store.jobs.enqueue({ ...newJob({ nowMs: T0 }), leaseTo: { workerId: 'w1', leaseExpiresAtMs: T0 + LEASE_MS } });
+        assert.equal(handed.merged, false);
+        const job = handed.job;
+        assert.deepEqual(
+          { state: job.state, attempt: job.attempt, owner: job.leaseOwner, expires: job.leaseExpiresAtMs, started: job.startedAtMs, queueTime: job.queueTimeMs },
+          { state: 'running', attempt: 1, owner: 'w1', expires: T0 + LEASE_MS, started: T0, queueTime: 0 },
+        );
+        assert.deepEqual(await store.jobs.get(job.id), job);
+        assert.deepEqual(await store.jobs.claim({ platforms: [X86], workerId: 'w2', max: 5, leaseMs: LEASE_MS, nowMs: T0 + 1 }), []);
+        // An identical mergeable job joins it; a handed job that merges is not inserted.
+        const again = await store.jobs.enqueue({ ...newJob({ spec: job.spec, nowMs: T0 + 2 }), leaseTo: { workerId: 'w3', leaseExpiresAtMs: T0 + LEASE_MS } });
+        assert.deepEqual({ merged: again.merged, id: again.job.id, owner: again.job.leaseOwner }, { merged: true, id: job.id, owner: 'w1' });
+        assert.equal(await store.jobs.finish({ id: job.id, attempt: 1, workerId: 'w2', outcome: { state: 'completed', result: makeReport() }, nowMs: T0 + 3 }), undefined);
+        const done = await store.jobs.finish({ id: job.id, attempt: 1, workerId: 'w1', outcome: { state: 'completed', result: makeReport() }, nowMs: T0 + 4 });
+        assert.equal(done?.state, 'completed');
+        // Its lease expires as any other: requeued for attempt 2.
+        const lost = await store.jobs.enqueue({ ...newJob({ nowMs: T0 }), leaseTo: { workerId: 'w1', leaseExpiresAtMs: T0 + LEASE_MS } });
+        const expiry = await store.jobs.expireLeases(T0 + LEASE_MS + 1, 3);
+        assert.deepEqual(expiry.requeued.map((j) => [j.id, j.state, j.attempt]), [[lost.job.id, 'queued', 1]]);
+        assert.equal((await claimOne('w2', T0 + 5_000)).attempt, 2);
+      });
+
+      test('concurrent enqueues, some handed to waiting workers: each row as asked', async () => {
+        const jobs = Array.from({ length: 12 }, (_, i) => ({
+          ...newJob({ label: `mixed-${i}` }),
+          ...(i % 3 === 0 ? { leaseTo: { workerId: `w${i}`, leaseExpiresAtMs: T0 + LEASE_MS } } : {}),
+        }));
+        const results = await Promise.all(jobs.map((j) => store.jobs.enqueue(j)));
+        results.forEach((r, i) => {
+          const handedTo = jobs[i]?.leaseTo?.workerId ?? null;
+          assert.deepEqual([r.job.id, r.job.state, r.job.leaseOwner, r.job.attempt], [jobs[i]?.id, handedTo ? 'running' : 'queued', handedTo, handedTo ? 1 : 0]);
+        });
+        const claimed = await store.jobs.claim({ platforms: [X86], workerId: 'late', max: 20, leaseMs: LEASE_MS, nowMs: T0 + 1 });
+        assert.deepEqual(claimed.map((j) => j.id).sort(), jobs.filter((j) => !j.leaseTo).map((j) => j.id).sort());
+      });
+
       test('queue time accumulates over attempts and excludes time running', async () => {
         await enqueue({ nowMs: T0 });
         const first = await claimOne('w1', T0 + 300);

@@ -354,15 +354,15 @@ class PostgresJobStore implements JobStore {
     const jobs = `${db.schema}.jobs`;
     this.sql = {
       insert: `INSERT INTO ${jobs} (id, instance, action_hash, action_size, platform, state, priority, mergeable, spec,
-          created_at, queued_at, cached, result, completed_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+          created_at, queued_at, cached, result, completed_at, attempt, lease_owner, lease_expires_at, started_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
         ON CONFLICT (instance, action_hash, action_size) WHERE mergeable AND state IN ('queued','running') DO NOTHING
         RETURNING ${JOB_COLUMNS}`,
       // The insert above for many rows: one array per column, zipped by unnest, row order kept.
       insertMany: `INSERT INTO ${jobs} (id, instance, action_hash, action_size, platform, state, priority, mergeable, spec,
-          created_at, queued_at, cached, result, completed_at)
+          created_at, queued_at, cached, result, completed_at, attempt, lease_owner, lease_expires_at, started_at)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int4[], $8::bool[],
-          $9::json[], $10::int8[], $11::int8[], $12::bool[], $13::json[], $14::int8[])
+          $9::json[], $10::int8[], $11::int8[], $12::bool[], $13::json[], $14::int8[], $15::int4[], $16::text[], $17::int8[], $18::int8[])
         ON CONFLICT (instance, action_hash, action_size) WHERE mergeable AND state IN ('queued','running') DO NOTHING
         RETURNING ${JOB_COLUMNS}`,
       inflight: `SELECT ${JOB_COLUMNS} FROM ${jobs} WHERE instance = $1 AND action_hash = $2 AND action_size = $3
@@ -446,7 +446,7 @@ class PostgresJobStore implements JobStore {
       keyOf: (args) => String(args[0]),
       run: async (rows) => {
         if (rows.length === 1) return [(await this.db.query<JobRow>(this.sql.insert, rows[0] as unknown[]))[0]];
-        const columns = Array.from({ length: 14 }, (_, c) => rows.map((r) => r[c]));
+        const columns = Array.from({ length: INSERT_COLUMNS }, (_, c) => rows.map((r) => r[c]));
         const inserted = new Map((await this.db.query<JobRow>(this.sql.insertMany, columns)).map((r) => [r.id, r]));
         return rows.map((r) => inserted.get(String(r[0])));
       },
@@ -503,7 +503,7 @@ class PostgresJobStore implements JobStore {
   }
 
   async enqueue(job: NewJob): Promise<{ job: JobRecord; merged: boolean }> {
-    const args = insertArgs(job, 'queued', null);
+    const args = insertArgs(job, job.leaseTo ? 'running' : 'queued', null);
     // The in-flight job we conflicted with may finish before we read it; then insert again. Bounded: each
     // round needs another job to have entered and left the in-flight state meanwhile.
     for (let round = 0; ; round++) {
@@ -637,8 +637,12 @@ class PostgresJobStore implements JobStore {
   }
 }
 
+/** Columns of one inserted row, in the order of `insertArgs` and of the insert statements. */
+const INSERT_COLUMNS = 18;
+
 function insertArgs(job: NewJob, state: JobState, cachedResult: RunReport | null): unknown[] {
   const cached = cachedResult !== null;
+  const lease = state === 'running' ? job.leaseTo : undefined;
   return [
     job.id,
     job.instance,
@@ -654,6 +658,10 @@ function insertArgs(job: NewJob, state: JobState, cachedResult: RunReport | null
     cached,
     cached ? JSON.stringify(cachedResult) : null,
     cached ? job.nowMs : null,
+    lease ? 1 : 0,
+    lease?.workerId ?? null,
+    lease?.leaseExpiresAtMs ?? null,
+    lease ? job.nowMs : null,
   ];
 }
 

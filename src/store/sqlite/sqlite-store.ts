@@ -121,8 +121,8 @@ class SqliteJobStore implements JobStore {
     const prepare = <R>(sql: string) => db.prepare<unknown[], R>(sql);
     this.s = {
       insert: prepare<JobRow>(`INSERT INTO jobs (id, instance, action_hash, action_size, platform, state, priority,
-          mergeable, spec, created_at, queued_at, cached, result, completed_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${JOB_COLUMNS}`),
+          mergeable, spec, created_at, queued_at, cached, result, completed_at, attempt, lease_owner, lease_expires_at, started_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${JOB_COLUMNS}`),
       inflight: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE instance = ? AND action_hash = ? AND action_size = ?
           AND mergeable = 1 AND state IN ('queued','running')`),
       get: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`),
@@ -178,7 +178,7 @@ class SqliteJobStore implements JobStore {
         const existing = this.s.inflight.get(job.instance, job.actionDigest.hash, job.actionDigest.sizeBytes);
         if (existing) return { job: toJob(existing), merged: true };
       }
-      const row = this.s.insert.get(...this.insertArgs(job, 'queued', null)) as JobRow;
+      const row = this.s.insert.get(...this.insertArgs(job, job.leaseTo ? 'running' : 'queued', null)) as JobRow;
       return { job: toJob(row), merged: false };
     })();
   }
@@ -190,6 +190,7 @@ class SqliteJobStore implements JobStore {
 
   private insertArgs(job: NewJob, state: JobState, cachedResult: RunReport | null): unknown[] {
     const cached = cachedResult !== null;
+    const lease = state === 'running' ? job.leaseTo : undefined;
     return [
       job.id,
       job.instance,
@@ -205,6 +206,10 @@ class SqliteJobStore implements JobStore {
       cached ? 1 : 0,
       cached ? JSON.stringify(cachedResult) : null,
       cached ? job.nowMs : null,
+      lease ? 1 : 0,
+      lease?.workerId ?? null,
+      lease?.leaseExpiresAtMs ?? null,
+      lease ? job.nowMs : null,
     ];
   }
 
