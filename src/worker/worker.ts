@@ -91,8 +91,9 @@ export class Worker {
     return this.workerId;
   }
 
+  /** Jobs whose runs are under way (not those whose results are only travelling). */
   get activeJobs(): number {
-    return this.running.size;
+    return this.busySlots;
   }
 
   async start(): Promise<void> {
@@ -194,11 +195,10 @@ export class Worker {
       });
   }
 
-  private wakeLoop(): boolean {
+  private wakeLoop(): void {
     const wake = this.slotFreed;
     this.slotFreed = undefined;
     wake?.();
-    return wake !== undefined;
   }
 
   private async heartbeat(): Promise<void> {
