@@ -1,8 +1,10 @@
 /**
- * How a worker's results travel back: a Worker linked over HTTP (the real HttpWorkerLink and
- * RemoteBlobStore, as `remex worker` has them) to a real server with no local workers, running real
- * programs in the bubblewrap sandbox. The link is wrapped to record the calls the worker makes and, in one
- * test, to lose an answer after the server has acted on it (what a dying connection does).
+ * The worker protocol over HTTP, and the HTTP door's long-polls. How a worker's results travel back: a
+ * Worker linked over HTTP (the real HttpWorkerLink and RemoteBlobStore, as `remex worker` has them) to a
+ * real server with no local workers, running real programs in the bubblewrap sandbox. The link is wrapped
+ * to record the calls the worker makes and, in one test, to lose an answer after the server has acted on
+ * it (what a dying connection does). Then the routes themselves: malformed lease calls, and long-polls
+ * that wait for work and stop when their caller hangs up.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -246,5 +248,30 @@ describe('Worker routes: long-polls', () => {
     hangUp.abort();
     assert.equal(((await abandoned) as Error).name, 'AbortError');
     await waitFor(() => parked() === 0);
+  });
+});
+
+describe('Execution routes: long-polls', () => {
+  test('a submit that waits for its result stops waiting when its caller hangs up', async () => {
+    // No worker: the job stays queued, and the request waits.
+    const ts = await startTestServer({ workerSlots: 0, scheduler: { acceptPlatforms: ['x86_64-linux-cpu'] } });
+    teardowns.push(() => ts.close());
+    // White-box: whether anyone in this process still follows the job.
+    const followed = (id: string): boolean => (ts.server.scheduler.events as unknown as { local: { wants(id: string): boolean } }).local.wants(id);
+    const bytes = Buffer.from('#!/bin/sh\n');
+    await ts.client.putBlob(digestOf(bytes), bytes);
+    const hangUp = new AbortController();
+    const waiting = fetch(`${ts.server.url}/v1/executions?wait=1`, {
+      method: 'POST',
+      body: JSON.stringify({ executable: digestOf(bytes), platform: 'x86_64-linux-cpu', doNotCache: true }),
+      headers: { 'content-type': 'application/json' },
+      signal: hangUp.signal,
+    }).catch((err: unknown) => err);
+    let id: string | undefined;
+    await waitFor(() => (id = [...(ts.server.scheduler.events as unknown as { local: { jobIds(): Iterable<string> } }).local.jobIds()][0]) !== undefined);
+    assert.equal((await ts.server.scheduler.get(id as string))?.state, 'queued');
+    hangUp.abort();
+    assert.equal(((await waiting) as Error).name, 'AbortError');
+    await waitFor(() => !followed(id as string));
   });
 });
