@@ -7,7 +7,7 @@
  * holds are valid on every controller, and their results commit wherever the worker now is.
  */
 import { isRemexError } from '../core/errors.js';
-import type { CompleteAndLeaseReply, Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from '../scheduler/worker-link.js';
+import type { CompleteAndLeaseReply, Completion, CompletionSettlement, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from '../scheduler/worker-link.js';
 import type { HeldLease } from '../store/ports.js';
 import type { RemexClient } from './remex-client.js';
 
@@ -19,11 +19,14 @@ export class HttpWorkerLink implements WorkerLink {
   /** `client.serverChanges` when the registration was last made; differs once the client moved. */
   private registeredAt = -1;
   private reregistering: Promise<void> | undefined;
+  /** What the controller last registered with offers; an older one offers none. */
+  private features = new Set<string>();
 
   constructor(private readonly client: RemexClient) {}
 
   async register(reg: WorkerRegistration): Promise<WorkerSession> {
     const session = await this.client.request<WorkerSession>('POST', '/v1/workers', reg, { idempotent: true, timeoutMs: CALL_TIMEOUT_MS });
+    this.features = new Set(session.features ?? []);
     this.registration = { ...reg, id: session.workerId };
     this.registeredAt = this.client.serverChanges;
     return session;
@@ -46,6 +49,9 @@ export class HttpWorkerLink implements WorkerLink {
   }
 
   completeAndLease(workerId: string, completions: readonly Completion[], max: number, waitMs: number, signal?: AbortSignal): Promise<CompleteAndLeaseReply> {
+    // A controller older than the call (a rolling upgrade that reached the workers first): the same, in
+    // the calls it knows.
+    if (!this.features.has('complete-and-lease')) return this.completeThenLease(workerId, completions, max, waitMs, signal);
     return this.session(async () => {
       try {
         // Idempotent: a completion commits once; sent again, it settles as stale.
@@ -61,6 +67,28 @@ export class HttpWorkerLink implements WorkerLink {
         throw err;
       }
     });
+  }
+
+  private async completeThenLease(workerId: string, completions: readonly Completion[], max: number, waitMs: number, signal?: AbortSignal): Promise<CompleteAndLeaseReply> {
+    const settled = await Promise.all(
+      completions.map(async (c): Promise<CompletionSettlement> => {
+        try {
+          await this.complete(workerId, c);
+          return { jobId: c.jobId, attempt: c.attempt, status: 'committed' };
+        } catch (err) {
+          const message = err instanceof Error ? err.message : String(err);
+          if (isRemexError(err, 'ABORTED')) return { jobId: c.jobId, attempt: c.attempt, status: 'stale', message };
+          return { jobId: c.jobId, attempt: c.attempt, status: 'retry', message };
+        }
+      }),
+    );
+    if (max <= 0) return { settled, leases: [] };
+    // As the server does: the settlements reach the caller whatever the lease does.
+    const leases = await this.lease(workerId, max, waitMs, signal).catch((err: unknown) => {
+      if (completions.length === 0) throw err;
+      return [];
+    });
+    return { settled, leases };
   }
 
   heartbeat(workerId: string, draining: boolean, held?: readonly HeldLease[]): Promise<HeartbeatReply> {

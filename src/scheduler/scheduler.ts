@@ -25,6 +25,7 @@ import type {
   WorkerRegistration,
   WorkerSession,
 } from './worker-link.js';
+import { WORKER_PROTOCOL_FEATURES } from './worker-link.js';
 
 /** The part of the blob store the scheduler needs: whether inputs and cached outputs still exist. */
 export interface BlobPresence {
@@ -351,7 +352,7 @@ export class Scheduler implements WorkerLink {
     this.liveWorkers.set(record.id, record);
     // Jobs queued before this worker existed can now run.
     for (const p of record.platforms) this.wakeFor(p.platform);
-    return { workerId: record.id, leaseTimeoutMs: this.opts.leaseTimeoutMs, heartbeatIntervalMs: this.opts.heartbeatIntervalMs };
+    return { workerId: record.id, leaseTimeoutMs: this.opts.leaseTimeoutMs, heartbeatIntervalMs: this.opts.heartbeatIntervalMs, features: [...WORKER_PROTOCOL_FEATURES] };
   }
 
   async lease(workerId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Lease[]> {

@@ -14,10 +14,16 @@ export interface WorkerRegistration {
   slots: number;
 }
 
+/** Protocol features a server offers beyond the first version's calls. */
+export const WORKER_PROTOCOL_FEATURES = ['complete-and-lease'] as const;
+export type WorkerProtocolFeature = (typeof WORKER_PROTOCOL_FEATURES)[number];
+
 export interface WorkerSession {
   workerId: string;
   leaseTimeoutMs: number;
   heartbeatIntervalMs: number;
+  /** What the server offers beyond the first version (absent from older servers). */
+  features?: string[];
 }
 
 export interface Lease {

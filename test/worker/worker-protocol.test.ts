@@ -39,11 +39,15 @@ interface Call {
 class RecordingLink implements WorkerLink {
   readonly calls: Call[] = [];
   loseAnswers = 0;
+  /** Acts as if the controller were older than `completeAndLease` (its registration offers no features). */
+  olderServer = false;
 
   constructor(private readonly inner: WorkerLink) {}
 
-  register(reg: WorkerRegistration): Promise<WorkerSession> {
-    return this.inner.register(reg);
+  async register(reg: WorkerRegistration): Promise<WorkerSession> {
+    const session = await this.inner.register(reg);
+    if (this.olderServer) (this.inner as unknown as { features: Set<string> }).features.clear();
+    return session;
   }
 
   async lease(workerId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Lease[]> {
@@ -91,13 +95,23 @@ async function finished(ts: TestServer, id: string): Promise<ExecutionView> {
   return ts.client.getExecution(id);
 }
 
-async function setup(slots: number): Promise<{ ts: TestServer; link: RecordingLink; start(): Promise<Worker>; exe: Digest }> {
+async function setup(slots: number): Promise<{ ts: TestServer; link: RecordingLink; start(): Promise<Worker>; exe: Digest; requests: string[] }> {
   // Short leases: a lease lost with an answer expires within the test.
   const ts = await startTestServer({ workerSlots: 0, scheduler: { acceptPlatforms: ['x86_64-linux-cpu'], leaseTimeoutMs: 1_000, heartbeatIntervalMs: 200, reaperIntervalMs: 100 } });
   teardowns.push(() => ts.close());
   const workDir = mkdtempSync(join(tmpdir(), 'remex-worker-results-'));
   teardowns.push(() => rmSync(workDir, { recursive: true, force: true }));
   const client = new RemexClient(ts.server.url);
+  // The worker's HTTP requests (instrumented, not replaced): method, route and body fields.
+  const requests: string[] = [];
+  const request = client.request.bind(client);
+  client.request = ((method: string, path: string, body?: unknown, opts?: object) => {
+    const route = path.replace(/\/v1\/workers\/[^/]+\//, '/v1/workers/:id/');
+    if (route.startsWith('/v1/workers/:id/') && !route.endsWith('/heartbeat')) {
+      requests.push(`${method} ${route} ${Object.keys((body ?? {}) as object).sort().join(',')}`);
+    }
+    return request(method, path, body, opts);
+  }) as typeof client.request;
   const link = new RecordingLink(new HttpWorkerLink(client));
   const bytes = readFileSync(compileC({ file: 'programs/echo.c' }, 'x86_64'));
   const exe = digestOf(bytes);
@@ -117,18 +131,18 @@ async function setup(slots: number): Promise<{ ts: TestServer; link: RecordingLi
     });
     await worker.start();
     teardowns.push(async () => {
-    await worker.drain();
+      await worker.drain();
       await sandbox.close();
     });
     return worker;
   };
-  return { ts, link, start, exe };
+  return { ts, link, start, exe, requests };
 }
 
 describe('Worker results', () => {
   test('a busy worker sends each result with the call that leases its next job: one round trip per job', async (t) => {
     if (!requireTools(t, 'bwrap', 'gcc')) return;
-    const { ts, link, start, exe } = await setup(1);
+    const { ts, link, start, exe, requests } = await setup(1);
     const jobs = 8;
     const submitted = await Promise.all(Array.from({ length: jobs }, (_, i) => ts.client.submit({ executable: exe, args: [`job-${i}`], doNotCache: true })));
     const worker = await start();
@@ -147,6 +161,22 @@ describe('Worker results', () => {
       ...Array.from({ length: jobs - 1 }, () => ({ name: 'completeAndLease', completions: 1, leases: 1 })),
       { name: 'completeAndLease', completions: 1, leases: 0 },
     ]);
+    // On the wire: one lease call, then lease calls carrying the results; no complete call.
+    assert.deepEqual(requests, ['POST /v1/workers/:id/lease max,waitMs', ...Array.from({ length: jobs }, () => 'POST /v1/workers/:id/lease completions,max,waitMs')]);
+  });
+
+  test('with a controller older than completeAndLease, results travel as complete calls and leases as plain lease calls', async (t) => {
+    if (!requireTools(t, 'bwrap', 'gcc')) return;
+    const { ts, link, start, exe, requests } = await setup(1);
+    link.olderServer = true;
+    const submitted = await Promise.all([0, 1, 2].map((i) => ts.client.submit({ executable: exe, args: [`old-${i}`], doNotCache: true })));
+    const worker = await start();
+    const done = await Promise.all(submitted.map((v) => finished(ts, v.id)));
+    done.forEach((v, i) => assert.equal(v.stdout.map((l) => l.text).join('\n'), `arg1=old-${i}`));
+    await worker.drain();
+    assert.ok(!requests.some((r) => r.includes('completions')), requests.join('\n'));
+    assert.equal(requests.filter((r) => r.startsWith('POST /v1/workers/:id/complete ')).length, 3);
+    assert.ok(requests.filter((r) => r.startsWith('POST /v1/workers/:id/lease max,waitMs')).length >= 3);
   });
 
   test('a result whose answer was lost is sent again; it was committed once, and the worker goes on', async (t) => {
