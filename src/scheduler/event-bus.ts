@@ -89,7 +89,7 @@ export class InMemoryEventBus implements EventBus {
     return this.local.subscribeAll(listener);
   }
 
-  onQueuedElsewhere(): () => void {
+  onQueuedElsewhere(_listener: QueuedListener): () => void {
     return () => undefined; // one process: nothing is queued elsewhere
   }
 }

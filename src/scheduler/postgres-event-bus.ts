@@ -34,7 +34,9 @@ export interface PostgresEventBusOptions {
   maxReconnectDelayMs?: number;
   /**
    * How often every job with a subscriber here is re-read anyway, in case its NOTIFY was lost (the
-   * controller that changed it died between its commit and its NOTIFY). 0: never. Default {@link DEFAULT_RESYNC_INTERVAL_MS}.
+   * controller that changed it died between its commit and its NOTIFY), and the scheduler is told that
+   * jobs of any platform may be queued (so a queued job whose notice was lost waits at most this long for
+   * a waiting worker). 0: never. Default {@link DEFAULT_RESYNC_INTERVAL_MS}.
    */
   resyncIntervalMs?: number;
   /** How long opening a connection may take. Default {@link DEFAULT_CONNECT_TIMEOUT_MS}. */
@@ -127,7 +129,10 @@ export class PostgresEventBus implements EventBus {
     bus.healthTimer.unref();
     const resyncMs = opts.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS;
     if (resyncMs > 0) {
-      bus.resyncTimer = setInterval(() => bus.resync(), resyncMs);
+      bus.resyncTimer = setInterval(() => {
+        bus.resync();
+        bus.announceQueued(null);
+      }, resyncMs);
       bus.resyncTimer.unref();
     }
     return bus;

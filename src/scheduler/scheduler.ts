@@ -131,9 +131,10 @@ export class Scheduler implements WorkerLink {
     // worker long-polling here. A spurious wake-up costs one empty claim.
     this.stopWatchingQueue = events.onQueuedElsewhere((platform) => {
       if (platform !== null) return void this.wakeFor(platform);
+      // Notices may have been lost: every lease call looks again, and one waiting worker per platform
+      // looks now (one that finds a full batch leaves the platform marked for the others).
       this.nothingUnattended.clear();
-      this.workSeq++;
-      for (const w of [...this.waiters]) w.wake();
+      for (const p of new Set([...this.waiters].flatMap((w) => w.platforms))) this.wakeFor(p);
     });
   }
 
