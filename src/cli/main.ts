@@ -93,6 +93,11 @@ export function buildProgram(): Command {
     .option('--database <url>', 'postgres://… shared by several controllers (default: SQLite in --data)')
     .option('--blobs <url>', 's3://bucket/prefix?endpoint=… or a directory (default: <data>/cas)')
     .option('--cas-fsync', 'fsync every blob of a filesystem CAS before it is visible (slower; see docs/decisions/0009)', false)
+    .addOption(
+      new Option('--run-directories <where>', 'where local runs are staged: auto (a private tmpfs directory under /dev/shm when roomy, else <data>/runs) or data-dir (see docs/decisions/0012)')
+        .choices(['auto', 'data-dir'])
+        .default('auto'),
+    )
     .option('--grpc-port <port>', 'REAPI v2 gRPC port (0 picks a free one)', intOption, DEFAULT_GRPC_PORT)
     .option('--no-grpc', 'no gRPC front door')
     .option('--instance-name <name>', 'accept only these REAPI instance names (repeatable; default: any)', collect, [])
@@ -101,7 +106,7 @@ export function buildProgram(): Command {
     .option('--insecure-open', 'serve without tokens on a non-loopback address (anyone who can reach it can run programs)', false)
     .option('--tls-cert <file>', 'PEM certificate chain: serve HTTPS, WSS and gRPC over TLS')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
-    .action(async (o: { host: string; port: number; data: string; workers: number; platform: string[]; acceptPlatform: string[]; leaseTimeout: number; maxAttempts: number; grpcPort: number; grpc: boolean; instanceName: string[]; database?: string; blobs?: string; casFsync: boolean; clientTokenFile?: string; workerTokenFile?: string; insecureOpen: boolean; tlsCert?: string; tlsKey?: string }) => {
+    .action(async (o: { host: string; port: number; data: string; workers: number; platform: string[]; acceptPlatform: string[]; leaseTimeout: number; maxAttempts: number; grpcPort: number; grpc: boolean; instanceName: string[]; database?: string; blobs?: string; casFsync: boolean; runDirectories: 'auto' | 'data-dir'; clientTokenFile?: string; workerTokenFile?: string; insecureOpen: boolean; tlsCert?: string; tlsKey?: string }) => {
       const logger = createLogger();
       const clientTokens = serverTokens(o.clientTokenFile, 'REMEX_CLIENT_TOKENS', logger);
       const workerTokens = serverTokens(o.workerTokenFile, 'REMEX_WORKER_TOKENS', logger);
@@ -125,6 +130,7 @@ export function buildProgram(): Command {
         ...(o.database !== undefined ? { databaseUrl: o.database } : {}),
         ...(o.blobs !== undefined ? { blobsUrl: o.blobs } : {}),
         casFsync: o.casFsync,
+        runDirectories: o.runDirectories,
         ...(o.grpc ? { grpcPort: o.grpcPort } : {}),
         ...(o.instanceName.length ? { instanceNames: o.instanceName } : {}),
         policy: DEFAULT_POLICY,

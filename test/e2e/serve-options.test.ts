@@ -1,0 +1,33 @@
+/** `remex serve` options that choose where things go, as a real process reads them. */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { killHard, spawnRemex, startServeProcess, waitForOutput } from '../helpers/processes.js';
+import type { RemexProcess } from '../helpers/processes.js';
+
+const dataDir = mkdtempSync(join(tmpdir(), 'remex-serve-options-'));
+const started: RemexProcess[] = [];
+
+after(async () => {
+  for (const p of started) await killHard(p);
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('remex serve options', () => {
+  test('--run-directories data-dir keeps local runs under the data directory, and says so', async () => {
+    const { proc } = await startServeProcess(['--no-grpc', '--workers', '1', '--data', dataDir, '--run-directories', 'data-dir'], { REMEX_LOG_LEVEL: 'info' });
+    started.push(proc);
+    const [line] = await waitForOutput(proc, /.*"msg":"local run directories".*/);
+    const logged = JSON.parse(line) as { runDirectories: string; kind: string; reason?: string };
+    assert.deepEqual(logged, { ...logged, runDirectories: join(dataDir, 'runs'), kind: 'data-dir', reason: 'configured' });
+  });
+
+  test('an unknown --run-directories value is refused before anything starts', async () => {
+    const proc = spawnRemex(['serve', '--no-grpc', '--port', '0', '--data', dataDir, '--run-directories', 'ramdisk']);
+    const { code } = await proc.exited;
+    assert.notEqual(code, 0);
+    assert.match(proc.output(), /--run-directories.*ramdisk.*(auto|data-dir)/s);
+  });
+});
