@@ -24,7 +24,7 @@ const LATENCY_SAMPLES = Number(process.env.BENCH_PG_LATENCY_SAMPLES ?? 200);
 /** Rounds of the throughput comparison; the figure judged is the median. */
 const ROUNDS = Number(process.env.BENCH_PG_ROUNDS ?? 3);
 /** Jobs through each server before anything is measured. */
-const WARMUP_JOBS = 2_000;
+const WARMUP_JOBS = 4_000;
 const PLATFORM = 'x86_64-linux-cpu';
 const EXE = Buffer.from('#!/bin/true\n');
 const empty = { digest: EMPTY_DIGEST, inlineBase64: '', totalBytes: 0, truncated: false };
