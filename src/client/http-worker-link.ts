@@ -7,7 +7,8 @@
  * holds are valid on every controller, and their results commit wherever the worker now is.
  */
 import { isRemexError } from '../core/errors.js';
-import type { CompleteAndLeaseReply, Completion, CompletionSettlement, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from '../scheduler/worker-link.js';
+import { completeThenLease } from '../scheduler/worker-link.js';
+import type { CompleteAndLeaseReply, Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from '../scheduler/worker-link.js';
 import type { HeldLease } from '../store/ports.js';
 import type { RemexClient } from './remex-client.js';
 
@@ -51,7 +52,7 @@ export class HttpWorkerLink implements WorkerLink {
   completeAndLease(workerId: string, completions: readonly Completion[], max: number, waitMs: number, signal?: AbortSignal): Promise<CompleteAndLeaseReply> {
     // A controller older than the call (a rolling upgrade that reached the workers first): the same, in
     // the calls it knows.
-    if (!this.features.has('complete-and-lease')) return this.completeThenLease(workerId, completions, max, waitMs, signal);
+    if (!this.features.has('complete-and-lease')) return completeThenLease(this, workerId, { completions, max, waitMs, signal });
     return this.session(async () => {
       try {
         // Idempotent: a completion commits once; sent again, it settles as stale.
@@ -67,28 +68,6 @@ export class HttpWorkerLink implements WorkerLink {
         throw err;
       }
     });
-  }
-
-  private async completeThenLease(workerId: string, completions: readonly Completion[], max: number, waitMs: number, signal?: AbortSignal): Promise<CompleteAndLeaseReply> {
-    const settled = await Promise.all(
-      completions.map(async (c): Promise<CompletionSettlement> => {
-        try {
-          await this.complete(workerId, c);
-          return { jobId: c.jobId, attempt: c.attempt, status: 'committed' };
-        } catch (err) {
-          const message = err instanceof Error ? err.message : String(err);
-          if (isRemexError(err, 'ABORTED')) return { jobId: c.jobId, attempt: c.attempt, status: 'stale', message };
-          return { jobId: c.jobId, attempt: c.attempt, status: 'retry', message };
-        }
-      }),
-    );
-    if (max <= 0) return { settled, leases: [] };
-    // As the server does: the settlements reach the caller whatever the lease does.
-    const leases = await this.lease(workerId, max, waitMs, signal).catch((err: unknown) => {
-      if (completions.length === 0) throw err;
-      return [];
-    });
-    return { settled, leases };
   }
 
   heartbeat(workerId: string, draining: boolean, held?: readonly HeldLease[]): Promise<HeartbeatReply> {

@@ -18,14 +18,13 @@ import type { EventBus, PublishOptions } from './event-bus.js';
 import type {
   CompleteAndLeaseReply,
   Completion,
-  CompletionSettlement,
   HeartbeatReply,
   Lease,
   WorkerLink,
   WorkerRegistration,
   WorkerSession,
 } from './worker-link.js';
-import { WORKER_PROTOCOL_FEATURES } from './worker-link.js';
+import { completeThenLease, WORKER_PROTOCOL_FEATURES } from './worker-link.js';
 
 /** The part of the blob store the scheduler needs: whether inputs and cached outputs still exist. */
 export interface BlobPresence {
@@ -441,26 +440,11 @@ export class Scheduler implements WorkerLink {
   async completeAndLease(workerId: string, completions: readonly Completion[], max: number, waitMs: number, signal?: AbortSignal): Promise<CompleteAndLeaseReply> {
     // An unknown worker hears so before anything is committed: it registers again and sends them again.
     await this.activeWorker(workerId);
-    // Concurrent finishes share one statement where the store batches them.
-    const settled = await Promise.all(completions.map((c) => this.settle(workerId, c)));
-    if (max <= 0) return { settled, leases: [] };
-    if (settled.length === 0) return { settled, leases: await this.lease(workerId, max, waitMs, signal) };
-    // The settlements must reach the worker whatever the lease does: were the call to fail now, it would
-    // send committed results again and hear they are stale. It asks for work again at once instead.
-    const leases = await this.lease(workerId, max, waitMs, signal).catch(() => []);
-    return { settled, leases };
-  }
-
-  private async settle(workerId: string, c: Completion): Promise<CompletionSettlement> {
-    const { jobId, attempt } = c;
-    try {
-      await this.complete(workerId, c);
-      return { jobId, attempt, status: 'committed' };
-    } catch (err) {
-      if (err instanceof ConflictError) return { jobId, attempt, status: 'stale', message: err.message };
-      // The cause (a database outage, say) stays on the server, as for any internal error.
-      return { jobId, attempt, status: 'retry', message: isRemexError(err) ? err.message : 'the result could not be committed now; send it again' };
-    }
+    // Concurrent finishes share one statement where the store batches them. The cause of a failure that
+    // is not the worker's (a database outage, say) stays on the server, as for any internal error.
+    return completeThenLease(this, workerId, { completions, max, waitMs, signal }, (err) =>
+      isRemexError(err) ? err.message : 'the result could not be committed now; send it again',
+    );
   }
 
   async unregister(workerId: string): Promise<void> {

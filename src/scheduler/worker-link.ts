@@ -3,6 +3,7 @@
  * the platforms it serves, leases jobs, heartbeats to keep its leases, and completes each lease once.
  * The scheduler implements it directly; `client/http-worker-link.ts` carries it over HTTP.
  */
+import { isRemexError } from '../core/errors.js';
 import type { ExecutionSpec } from '../core/model.js';
 import type { HeldLease, Outcome, PlatformOffer } from '../store/ports.js';
 
@@ -84,4 +85,35 @@ export interface WorkerLink {
    */
   completeAndLease(workerId: string, completions: readonly Completion[], max: number, waitMs: number, signal?: AbortSignal): Promise<CompleteAndLeaseReply>;
   unregister(workerId: string): Promise<void>;
+}
+
+/**
+ * `completeAndLease` in the calls every link has: each completion through `complete` (a lease no longer the
+ * worker's settles `stale`, any other failure `retry`, with `describe`'s message), then a lease unless `max`
+ * is 0. The settlements reach the caller whatever the lease does: with completions, a failing lease gives
+ * no leases (the worker asks again) rather than losing them.
+ */
+export async function completeThenLease(
+  link: Pick<WorkerLink, 'complete' | 'lease'>,
+  workerId: string,
+  call: { completions: readonly Completion[]; max: number; waitMs: number; signal?: AbortSignal | undefined },
+  describe: (err: unknown) => string = (err) => (err instanceof Error ? err.message : String(err)),
+): Promise<CompleteAndLeaseReply> {
+  const { completions, max, waitMs, signal } = call;
+  const settled = await Promise.all(
+    completions.map(async ({ jobId, attempt, outcome }): Promise<CompletionSettlement> => {
+      try {
+        await link.complete(workerId, { jobId, attempt, outcome });
+        return { jobId, attempt, status: 'committed' };
+      } catch (err) {
+        return { jobId, attempt, status: isRemexError(err, 'ABORTED') ? 'stale' : 'retry', message: describe(err) };
+      }
+    }),
+  );
+  if (max <= 0) return { settled, leases: [] };
+  const leases = await link.lease(workerId, max, waitMs, signal).catch((err: unknown) => {
+    if (completions.length === 0) throw err;
+    return [];
+  });
+  return { settled, leases };
 }
