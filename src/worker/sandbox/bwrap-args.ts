@@ -12,10 +12,8 @@ import { InvalidArgumentError } from '../../core/errors.js';
 import type { HostLayout } from './host-layout.js';
 import { isUnderAny } from './host-layout.js';
 import { type EmulationSpec, SANDBOX_ROOT } from './sandbox.js';
-
-/** Descriptor numbers in the launcher: bwrap reads its options from one and reports status on the other. */
-export const ARGS_FD = 3;
-export const STATUS_FD = 4;
+// The launcher's descriptor numbers belong to the spawner's protocol: the spawner and this module share them.
+import { STATUS_FD } from './spawner-protocol.js';
 
 export interface InvocationInput {
   layout: Pick<HostLayout, 'privileged' | 'unsharePath' | 'envPath' | 'shellPath' | 'systemMounts' | 'boundRoots' | 'etcDir' | 'supportsDisableUserns'>;

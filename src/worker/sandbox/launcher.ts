@@ -4,7 +4,7 @@
  * the first process of the run is already inside, so everything it ever forks is too. Shell builtins
  * (`echo >`, `ulimit`) do all of it without another exec.
  */
-import { ARGS_FD } from './bwrap-args.js';
+import { ARGS_FD } from './spawner-protocol.js';
 import type { CgroupWrite } from './cgroups.js';
 
 export interface LauncherRlimits {

@@ -12,11 +12,8 @@ import { closeSync, openSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { findInheritedFds } from './inherited-fds.js';
 import { BoundedCapture } from './output-capture.js';
-import { BwrapStatusReader, type ControlMessage, type FromSpawner, type SpawnMessage, type ToSpawner } from './spawner-protocol.js';
+import { ARGS_FD, BwrapStatusReader, type ControlMessage, type FromSpawner, STATUS_FD, type SpawnMessage, type ToSpawner } from './spawner-protocol.js';
 
-/** Descriptor numbers of bwrap's options and status pipes in the launcher (see bwrap-args.ts). */
-const ARGS_FD = 3;
-const STATUS_FD = 4;
 
 interface Launched {
   child: ChildProcess;

@@ -7,6 +7,10 @@
  * kill it.
  */
 
+/** Descriptor numbers in the launcher: bwrap reads its options from one and reports status on the other. */
+export const ARGS_FD = 3;
+export const STATUS_FD = 4;
+
 /** Server → spawner: start a launcher (`file args…`) with the given environment. */
 export interface SpawnMessage {
   op: 'spawn';
