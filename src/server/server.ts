@@ -143,95 +143,109 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     logger,
   });
   const { store, blobs, events } = backends;
-  const scheduler = new Scheduler(store, blobs, events, opts.scheduler);
-  // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
-  // rather than after their leases expire.
-  const localPrefix = `local:${hostname()}:${opts.dataDir}:`;
-  await scheduler.start({ releaseOwnerPrefix: localPrefix });
+  // Undone in reverse if a later step fails (a port in use, no sandbox): a server that could not start
+  // must not keep its database, workers or other listener open, or the process never exits.
+  const started: Array<() => Promise<void>> = [async () => backends.close()];
+  try {
+    const scheduler = new Scheduler(store, blobs, events, opts.scheduler);
+    // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
+    // rather than after their leases expire.
+    const localPrefix = `local:${hostname()}:${opts.dataDir}:`;
+    await scheduler.start({ releaseOwnerPrefix: localPrefix });
+    started.push(() => scheduler.close());
 
-  let localWorker: Worker | undefined;
-  let runRoot: RunRoot | undefined;
-  if (opts.workerSlots > 0) {
-    runRoot = await chooseRunRoot({ dataDir: opts.dataDir, mode: opts.runDirectories ?? 'auto' });
-    logger.info({ runDirectories: runRoot.path, kind: runRoot.kind, ...(runRoot.reason ? { reason: runRoot.reason } : {}) }, 'local run directories');
-    const sandbox = await BwrapSandbox.create({});
-    let platforms = await detectPlatformSupport({});
-    if (opts.localPlatforms) {
-      const wanted = new Set(opts.localPlatforms);
-      platforms = platforms.filter((p) => wanted.has(p.platform));
+    let localWorker: Worker | undefined;
+    let runRoot: RunRoot | undefined;
+    if (opts.workerSlots > 0) {
+      const root = (runRoot = await chooseRunRoot({ dataDir: opts.dataDir, mode: opts.runDirectories ?? 'auto' }));
+      started.push(() => root.dispose());
+      logger.info({ runDirectories: runRoot.path, kind: runRoot.kind, ...(runRoot.reason ? { reason: runRoot.reason } : {}) }, 'local run directories');
+      const sandbox = await BwrapSandbox.create({});
+      let platforms = await detectPlatformSupport({});
+      if (opts.localPlatforms) {
+        const wanted = new Set(opts.localPlatforms);
+        platforms = platforms.filter((p) => wanted.has(p.platform));
+      }
+      localWorker = new Worker({
+        id: `${localPrefix}${randomUUID()}`,
+        name: `local@${hostname()}`,
+        slots: opts.workerSlots,
+        workRoot: runRoot.path,
+        link: scheduler,
+        blobs,
+        sandbox,
+        platforms,
+        logger: logger.child({ component: 'worker' }),
+        onCancel: (workerId, listener) => scheduler.onCancel(workerId, listener),
+      });
+      await localWorker.start();
+      const worker = localWorker;
+      started.push(() => worker.drain());
     }
-    localWorker = new Worker({
-      id: `${localPrefix}${randomUUID()}`,
-      name: `local@${hostname()}`,
-      slots: opts.workerSlots,
-      workRoot: runRoot.path,
-      link: scheduler,
-      blobs,
-      sandbox,
-      platforms,
-      logger: logger.child({ component: 'worker' }),
-      onCancel: (workerId, listener) => scheduler.onCancel(workerId, listener),
-    });
-    await localWorker.start();
-  }
 
-  const http = await buildHttpServer({
-    scheduler,
-    blobs,
-    logger,
-    policy: opts.policy,
-    maxJsonBodyBytes: DEFAULT_MAX_JSON_BODY_BYTES,
-    describe: () => ({ localWorkerSlots: opts.workerSlots, activeLocalJobs: localWorker?.activeJobs ?? 0 }),
-    auth,
-    ...(opts.tls ? { tls: opts.tls } : {}),
-  });
-  await http.listen({ host: opts.host, port: opts.port });
-  const address = http.server.address();
-  const port = typeof address === 'object' && address ? address.port : opts.port;
-  const url = `${opts.tls ? 'https' : 'http'}://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
-  let grpc: RunningGrpcServer | undefined;
-  if (opts.grpcPort !== undefined) {
-    grpc = await startGrpcServer({
+    const http = await buildHttpServer({
+      scheduler,
+      blobs,
+      logger,
+      policy: opts.policy,
+      maxJsonBodyBytes: DEFAULT_MAX_JSON_BODY_BYTES,
+      describe: () => ({ localWorkerSlots: opts.workerSlots, activeLocalJobs: localWorker?.activeJobs ?? 0 }),
+      auth,
+      ...(opts.tls ? { tls: opts.tls } : {}),
+    });
+    started.push(() => http.close());
+    await http.listen({ host: opts.host, port: opts.port });
+    const address = http.server.address();
+    const port = typeof address === 'object' && address ? address.port : opts.port;
+    const url = `${opts.tls ? 'https' : 'http'}://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
+    let grpc: RunningGrpcServer | undefined;
+    if (opts.grpcPort !== undefined) {
+      grpc = await startGrpcServer({
+        scheduler,
+        blobs,
+        actionCache: store.actionCache,
+        policy: opts.policy,
+        logger,
+        host: opts.host,
+        port: opts.grpcPort,
+        auth,
+        ...(opts.tls ? { tls: opts.tls } : {}),
+        ...(opts.instanceNames ? { instanceNames: opts.instanceNames } : {}),
+      });
+    }
+    logger.info({ url, grpcPort: grpc?.port, dataDir: opts.dataDir, workerSlots: opts.workerSlots }, 'remex serving');
+    const securitySummary = describeSecurity(authMode, auth, opts.host, opts.tls !== undefined);
+    if (authMode === 'open-insecure') logger.warn({ authMode }, securitySummary);
+    else logger.info({ authMode }, securitySummary);
+    if (authMode === 'tokens' && !opts.tls && !isLoopbackHost(opts.host)) {
+      logger.warn('tokens travel in clear text: give --tls-cert and --tls-key unless a TLS proxy fronts this server');
+    }
+    let closing: Promise<void> | undefined;
+    return {
+      url,
+      port,
       scheduler,
       blobs,
       actionCache: store.actionCache,
-      policy: opts.policy,
-      logger,
-      host: opts.host,
-      port: opts.grpcPort,
-      auth,
-      ...(opts.tls ? { tls: opts.tls } : {}),
-      ...(opts.instanceNames ? { instanceNames: opts.instanceNames } : {}),
-    });
+      http,
+      grpcPort: grpc?.port,
+      localWorker,
+      authMode,
+      securitySummary,
+      close: () =>
+        (closing ??= (async () => {
+          await localWorker?.drain();
+          await runRoot?.dispose().catch((err: unknown) => logger.warn({ err }, 'cannot remove the run directories'));
+          await grpc?.close();
+          await scheduler.close();
+          await http.close();
+          await backends.close();
+        })()),
+    };
+  } catch (err) {
+    for (const undo of started.reverse()) {
+      await undo().catch((cleanupErr: unknown) => logger.warn({ err: cleanupErr }, 'while stopping a server that failed to start'));
+    }
+    throw err;
   }
-  logger.info({ url, grpcPort: grpc?.port, dataDir: opts.dataDir, workerSlots: opts.workerSlots }, 'remex serving');
-  const securitySummary = describeSecurity(authMode, auth, opts.host, opts.tls !== undefined);
-  if (authMode === 'open-insecure') logger.warn({ authMode }, securitySummary);
-  else logger.info({ authMode }, securitySummary);
-  if (authMode === 'tokens' && !opts.tls && !isLoopbackHost(opts.host)) {
-    logger.warn('tokens travel in clear text: give --tls-cert and --tls-key unless a TLS proxy fronts this server');
-  }
-
-  let closing: Promise<void> | undefined;
-  return {
-    url,
-    port,
-    scheduler,
-    blobs,
-    actionCache: store.actionCache,
-    http,
-    grpcPort: grpc?.port,
-    localWorker,
-    authMode,
-    securitySummary,
-    close: () =>
-      (closing ??= (async () => {
-        await localWorker?.drain();
-        await runRoot?.dispose().catch((err: unknown) => logger.warn({ err }, 'cannot remove the run directories'));
-        await grpc?.close();
-        await scheduler.close();
-        await http.close();
-        await backends.close();
-      })()),
-  };
 }

@@ -1,6 +1,9 @@
 /** `remex serve` options that choose where things go, as a real process reads them. */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -30,4 +33,27 @@ describe('remex serve options', () => {
     assert.notEqual(code, 0);
     assert.match(proc.output(), /--run-directories.*ramdisk.*(auto|data-dir)/s);
   });
+
+  for (const door of ['--port', '--grpc-port'] as const) {
+    test(`a ${door} already in use stops the server with the reason, nothing left running`, async () => {
+      const squatter = createServer();
+      squatter.listen(0, '127.0.0.1');
+      await once(squatter, 'listening');
+      try {
+        const taken = String((squatter.address() as AddressInfo).port);
+        const ports = door === '--port' ? ['--port', taken, '--grpc-port', '0'] : ['--port', '0', '--grpc-port', taken];
+        // With a local worker, so its sandbox, run directories and database must all be let go.
+        const proc = spawnRemex(['serve', ...ports, '--workers', '1', '--data', join(dataDir, `in-use${door}`)]);
+        started.push(proc);
+        let timer: NodeJS.Timeout | undefined;
+        const ended = await Promise.race([proc.exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 30_000)))]);
+        clearTimeout(timer);
+        assert.ok(ended, `remex serve kept running after it could not listen:\n${proc.output()}`);
+        assert.notEqual(ended.code, 0);
+        assert.match(proc.output(), /EADDRINUSE/);
+      } finally {
+        squatter.close();
+      }
+    });
+  }
 });
