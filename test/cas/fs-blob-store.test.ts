@@ -1,32 +1,67 @@
+import Database from 'better-sqlite3';
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { FsBlobStore } from '../../src/cas/fs/fs-blob-store.js';
 import type { FsBlobStoreOptions } from '../../src/cas/fs/fs-blob-store.js';
+import { PACK_FILE, PACKED_MAX_BYTES } from '../../src/cas/fs/small-blob-pack.js';
 import { digestOf } from '../../src/core/digest.js';
+import type { Digest } from '../../src/core/digest.js';
 import { DigestMismatchError, InvalidArgumentError, NotFoundError } from '../../src/core/errors.js';
 import type { BlobStoreHandle } from './blob-store-conformance.js';
 import { blobStoreConformance, chunked, collect, failingAfter, flipped, isCode, LARGE, MAX_BLOB_BYTES } from './blob-store-conformance.js';
 
-/** An fs store in a fresh directory, with the conformance suite's hook into its files. */
+/** The rows of a store's small-blob database, read from outside the store (its own connection). */
+function packedRows(root: string): Map<string, Buffer> {
+  const path = join(root, PACK_FILE);
+  if (!existsSync(path)) return new Map();
+  const db = new Database(path, { readonly: true });
+  try {
+    const rows = db.prepare('SELECT hash, data FROM blobs').all() as { hash: string; data: Buffer }[];
+    return new Map(rows.map((r) => [r.hash, r.data]));
+  } finally {
+    db.close();
+  }
+}
+
+/** Replaces a packed blob's bytes from outside the store, as a stray writer of the database would. */
+function overwritePacked(root: string, hash: string, bytes: Buffer): boolean {
+  const db = new Database(join(root, PACK_FILE));
+  try {
+    return db.prepare('UPDATE blobs SET data = ? WHERE hash = ?').run(bytes, hash).changes === 1;
+  } finally {
+    db.close();
+  }
+}
+
+/** Rewrites a stored blob's bytes in place, in the pack or its file, as disk corruption or a stray writer would. */
+async function corruptIn(store: FsBlobStore, root: string, hash: string, bytes: Buffer): Promise<void> {
+  if (existsSync(join(root, PACK_FILE)) && overwritePacked(root, hash, bytes)) return;
+  const path = store.pathOf(hash);
+  await chmod(path, 0o644);
+  await writeFile(path, bytes);
+}
+
+/** An fs store in a fresh directory, with the conformance suite's hook into its files and rows. */
 async function fsHandle(opts: Omit<FsBlobStoreOptions, 'root'>): Promise<BlobStoreHandle> {
   const root = await mkdtemp(join(tmpdir(), 'remex-fs-cas-'));
   const store = new FsBlobStore({ root, ...opts });
   return {
     store,
-    cleanup: () => rm(root, { recursive: true, force: true }),
+    cleanup: async () => {
+      store.close();
+      await rm(root, { recursive: true, force: true });
+    },
     tamper: {
-      overwrite: async (hash, bytes) => {
-        const path = store.pathOf(hash);
-        await chmod(path, 0o644);
-        await writeFile(path, bytes);
-      },
+      overwrite: (hash, bytes) => corruptIn(store, root, hash, bytes),
       kept: async () => {
         const blobDir = join(root, 'sha256');
         const entries = await readdir(blobDir, { recursive: true, withFileTypes: true }).catch(() => []);
-        return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+        const files = entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+        return [...files, ...[...packedRows(root).keys()].map((hash) => `${PACK_FILE}:${hash}`)];
       },
     },
   };
@@ -45,6 +80,7 @@ describe('FsBlobStore', () => {
   });
 
   afterEach(async () => {
+    store.close();
     await rm(root, { recursive: true, force: true });
   });
 
@@ -54,14 +90,12 @@ describe('FsBlobStore', () => {
 
   /** Rewrites a stored blob's bytes in place, as disk corruption or a stray writer would. */
   async function corrupt(hash: string, bytes: Buffer): Promise<void> {
-    const path = store.pathOf(hash);
-    await chmod(path, 0o644);
-    await writeFile(path, bytes);
+    await corruptIn(store, root, hash, bytes);
   }
 
-  test('lays blobs out as <root>/sha256/<2 hex>/<hash>, read-only', async () => {
-    const d = digestOf('layout');
-    await store.put(d, Buffer.from('layout'));
+  test('lays blobs over 64 KiB out as <root>/sha256/<2 hex>/<hash>, read-only', async () => {
+    const d = digestOf(LARGE);
+    await store.put(d, LARGE);
     const path = store.pathOf(d.hash);
     assert.equal(path, join(root, 'sha256', d.hash.slice(0, 2), d.hash));
     assert.equal((await stat(path)).mode & 0o777, 0o444);
@@ -97,6 +131,99 @@ describe('FsBlobStore', () => {
   test('the empty blob is never written to disk', async () => {
     await store.put(digestOf(''), new Uint8Array(0));
     await assert.rejects(stat(join(root, 'sha256')), { code: 'ENOENT' });
+  });
+
+  test('blobs of up to 64 KiB are rows of one database, not files, whichever way they come in and go out', async () => {
+    const sized = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff));
+    const cases = [
+      { how: 'put', bytes: sized(1, 1) },
+      { how: 'putStream', bytes: sized(PACKED_MAX_BYTES, 2) },
+      { how: 'putFile', bytes: sized(300, 3) },
+      { how: 'put', bytes: sized(PACKED_MAX_BYTES + 1, 4) },
+      { how: 'putStream', bytes: sized(PACKED_MAX_BYTES + 1, 5) },
+    ] as const;
+    const digests: Digest[] = [];
+    for (const [i, { how, bytes }] of cases.entries()) {
+      const d = digestOf(bytes);
+      if (how === 'put') await store.put(d, bytes);
+      else if (how === 'putStream') await store.putStream(d, chunked(bytes, [1000]));
+      else {
+        const source = join(root, `source-${i}`);
+        await writeFile(source, bytes);
+        assert.deepEqual(await store.putFile(source), d);
+      }
+      digests.push(d);
+    }
+    const rows = packedRows(root);
+    for (const [i, { how, bytes }] of cases.entries()) {
+      const d = digests[i]!;
+      const packed = bytes.length <= PACKED_MAX_BYTES;
+      const what = `${bytes.length} bytes by ${how}`;
+      assert.equal(rows.has(d.hash), packed, `${what}: in the database`);
+      assert.equal(existsSync(store.pathOf(d.hash)), !packed, `${what}: a file`);
+      // Read back through a second instance, as after a restart.
+      const again = new FsBlobStore({ root, maxBlobBytes: MAX_BLOB_BYTES });
+      try {
+        assert.deepEqual(await again.findMissing([d]), [], what);
+        assert.equal(await again.sizeOf(d.hash), bytes.length, what);
+        assert.deepEqual(await again.get(d), bytes, what);
+        assert.deepEqual(await collect(await again.getStream(d)), bytes, what);
+        assert.deepEqual(await collect(await again.getStream(d, { offset: 1, limit: 3 })), bytes.subarray(1, 4), what);
+        const dest = join(root, `out-${i}`);
+        await again.materialize(d, dest, 0o640, { shareStoredFile: true });
+        assert.deepEqual(await readFile(dest), bytes, what);
+        assert.equal((await stat(dest)).mode & 0o777, packed ? 0o640 : 0o444, `${what}: a new file, or the stored one shared`);
+      } finally {
+        again.close();
+      }
+    }
+  });
+
+  test('a small blob kept as a file (by a version before the database) is still found and served', async () => {
+    // The layout an earlier remex left: small blobs as files, no database yet.
+    const legacyRoot = join(root, 'legacy');
+    const bytes = Buffer.from('stored as a file by an earlier remex');
+    const d = digestOf(bytes);
+    await mkdir(join(legacyRoot, 'sha256', d.hash.slice(0, 2)), { recursive: true });
+    await writeFile(join(legacyRoot, 'sha256', d.hash.slice(0, 2), d.hash), bytes, { mode: 0o444 });
+    const upgraded = new FsBlobStore({ root: legacyRoot, maxBlobBytes: MAX_BLOB_BYTES });
+    try {
+      const absent = digestOf('never stored');
+      assert.equal(await upgraded.has(d), true);
+      assert.deepEqual(await upgraded.findMissing([d, absent]), [absent]);
+      assert.equal(await upgraded.sizeOf(d.hash), bytes.length);
+      assert.deepEqual(await upgraded.get(d), bytes);
+      assert.deepEqual(await collect(await upgraded.getStream(d, { offset: 6, limit: 2 })), bytes.subarray(6, 8));
+      const dest = join(root, 'legacy-out');
+      await upgraded.materialize(d, dest, 0o755);
+      assert.deepEqual(await readFile(dest), bytes);
+      // Storing it again changes nothing: it is present.
+      await upgraded.put(d, bytes);
+      assert.equal(packedRows(legacyRoot).has(d.hash), false);
+    } finally {
+      upgraded.close();
+    }
+    // Reopened later, the database remembers that this root may hold such files.
+    const reopened = new FsBlobStore({ root: legacyRoot, maxBlobBytes: MAX_BLOB_BYTES });
+    try {
+      assert.deepEqual(await reopened.findMissing([d]), []);
+    } finally {
+      reopened.close();
+    }
+  });
+
+  test('a packed row whose bytes were changed is removed when read, and an upload heals it', async () => {
+    const bytes = Buffer.from('packed, then tampered with');
+    const d = digestOf(bytes);
+    await store.put(d, bytes);
+    assert.ok(overwritePacked(root, d.hash, Buffer.from('packed, then tampered with!')));
+    // The wrong length alone makes it absent; a read removes it.
+    assert.deepEqual(await store.findMissing([d]), [d]);
+    assert.ok(overwritePacked(root, d.hash, Buffer.from('PACKED, then tampered with')));
+    await assert.rejects(store.get(d), (err) => err instanceof NotFoundError && err.details?.corrupt === true);
+    assert.equal(packedRows(root).has(d.hash), false);
+    await store.put(d, bytes);
+    assert.deepEqual(await store.get(d), bytes);
   });
 
   test('a second store over the same root sees the blobs', async () => {

@@ -1,5 +1,10 @@
 /**
- * The filesystem CAS: one read-only file per blob at `<root>/sha256/<first two hex>/<hash>`.
+ * The filesystem CAS: blobs of up to 64 KiB as rows of one SQLite database (small-blob-pack.ts, decision
+ * 0014), larger ones as one read-only file each at `<root>/sha256/<first two hex>/<hash>`. A small blob
+ * stored as a file by an earlier version is still found and served there.
+ *
+ * Packed blobs are verified when stored (as every write is) and hashed again each time they are served:
+ * at 64 KiB at most that is a few microseconds. What follows is about the files.
  *
  * Writes are atomic. Bytes go to a fresh temporary file under `<root>/tmp` (the same filesystem, so the
  * final step is a rename), are hashed as they are written, and the file is renamed into place only when
@@ -21,9 +26,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
-import { constants, statSync } from 'node:fs';
+import { constants, existsSync, statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { chmod, copyFile, link, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Digest } from '../../core/digest.js';
@@ -42,6 +47,7 @@ import {
   VerifyingCounter,
   writeNewFile,
 } from '../blob-support.js';
+import { PACKED_MAX_BYTES, SmallBlobPack } from './small-blob-pack.js';
 
 export interface FsBlobStoreOptions {
   /** Directory holding the store; created on first write. */
@@ -76,6 +82,7 @@ export class FsBlobStore implements BlobStore {
   private readonly blobDir: string;
   private tmpReady: Promise<void> | undefined;
   private readonly shardsReady = new Set<string>();
+  private readonly pack: SmallBlobPack;
 
   constructor(opts: FsBlobStoreOptions) {
     if (!Number.isSafeInteger(opts.maxBlobBytes) || opts.maxBlobBytes < 0) {
@@ -87,6 +94,13 @@ export class FsBlobStore implements BlobStore {
     this.verified = new VerifiedMemo(opts.verifiedMemoEntries ?? 100_000);
     this.tmpDir = join(opts.root, 'tmp');
     this.blobDir = join(opts.root, 'sha256');
+    // Checked before this instance writes anything: a root with blobs already may hold small ones as files.
+    this.pack = new SmallBlobPack({ root: opts.root, fsync: this.fsync, smallFilesBefore: existsSync(this.blobDir) });
+  }
+
+  /** Closes the small-blob database; the store is unusable afterwards. */
+  close(): void {
+    this.pack.close();
   }
 
   /** Where the blob with this hash lives (or would): for diagnostics and tests. */
@@ -103,6 +117,8 @@ export class FsBlobStore implements BlobStore {
   async sizeOf(hash: string): Promise<number | undefined> {
     const path = this.pathOf(hash);
     if (hash === EMPTY_DIGEST.hash) return 0;
+    const packed = this.pack.sizeOf(hash);
+    if (packed !== undefined) return packed;
     const st = await stat(path).catch(ifMissing(undefined));
     return st?.isFile() ? st.size : undefined;
   }
@@ -110,14 +126,28 @@ export class FsBlobStore implements BlobStore {
   async findMissing(digests: readonly Digest[]): Promise<Digest[]> {
     const unique = uniqueDigests(digests);
     const missing: Digest[] = [];
-    for (let i = 0; i < unique.length; i++) {
+    for (let from = 0; from < unique.length; from += STATS_PER_SLICE) {
       // A long list gives the event loop back now and then (see isPresent).
-      if (i > 0 && i % STATS_PER_SLICE === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-      const d = unique[i] as Digest;
-      if (!isEmptyDigest(d) && !this.isPresent(d)) missing.push(d);
+      if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const slice = unique.slice(from, from + STATS_PER_SLICE);
+      // The packed ones in one statement; files (and small blobs an earlier version left as files) by stat.
+      const packable = slice.filter(isPackable);
+      const packed = packable.length > 0 ? this.pack.sizesOf(packable.map((d) => d.hash)) : undefined;
+      for (const d of slice) {
+        if (isEmptyDigest(d)) continue;
+        if (isPackable(d)) {
+          if (packed?.get(d.hash) === d.sizeBytes) continue;
+          if (!this.pack.smallFilesPossible) {
+            missing.push(d);
+            continue;
+          }
+        }
+        if (!this.isFilePresent(d)) missing.push(d);
+      }
     }
     return missing;
   }
+
 
   async put(d: Digest, data: Uint8Array): Promise<void> {
     const digest = checkDigestForWrite(d, this.maxBlobBytes);
@@ -126,6 +156,10 @@ export class FsBlobStore implements BlobStore {
     counter.finish();
     // The synchronous stat (see isPresent): most small puts (Directory blobs of every submit) find the blob stored.
     if (isEmptyDigest(digest) || this.isPresent(digest)) return;
+    if (isPackable(digest)) {
+      this.pack.put(digest.hash, data);
+      return;
+    }
     await this.writeAtomically(digest, async (handle) => {
       await handle.writeFile(data);
     });
@@ -136,6 +170,19 @@ export class FsBlobStore implements BlobStore {
     if (isEmptyDigest(digest) || this.isPresent(digest)) {
       // Still read and check it: the caller learns of bad bytes whether or not the store needed them.
       await drainVerifying(digest, source);
+      return;
+    }
+    if (isPackable(digest)) {
+      // At most 64 KiB: gathered, verified, then stored in one statement (the counter stops an overlong stream).
+      const counter = new VerifyingCounter(digest);
+      const chunks: Uint8Array[] = [];
+      for await (const raw of source) {
+        const chunk = asBytes(raw);
+        counter.update(chunk);
+        chunks.push(chunk);
+      }
+      counter.finish();
+      this.pack.put(digest.hash, Buffer.concat(chunks));
       return;
     }
     await this.writeAtomically(digest, async (handle) => {
@@ -163,6 +210,14 @@ export class FsBlobStore implements BlobStore {
     });
     if (!source.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
     this.checkFileSize(path, source.size);
+    if (source.size <= PACKED_MAX_BYTES) {
+      // Read whole and stored by its digest (put picks pack or file by the size actually read).
+      const data = await readFile(path);
+      this.checkFileSize(path, data.byteLength);
+      const digest = digestOfBytes(data);
+      await this.put(digest, data);
+      return digest;
+    }
     const tmp = await this.newTempPath('file');
     let published = false;
     try {
@@ -190,6 +245,8 @@ export class FsBlobStore implements BlobStore {
   async get(d: Digest): Promise<Buffer> {
     const digest = validateDigest(d);
     if (isEmptyDigest(digest)) return Buffer.alloc(0);
+    const packed = this.packed(digest);
+    if (packed) return packed;
     const handle = await this.openBlob(digest);
     let data: Buffer;
     try {
@@ -212,6 +269,8 @@ export class FsBlobStore implements BlobStore {
       if (!(await this.has(digest))) throw notFound(digest);
       return Readable.from([], { objectMode: false });
     }
+    const packed = this.packed(digest);
+    if (packed) return Readable.from([packed.subarray(start, end)], { objectMode: false });
     const handle = await this.openBlob(digest);
     const whole = start === 0 && end === digest.sizeBytes;
     try {
@@ -230,6 +289,11 @@ export class FsBlobStore implements BlobStore {
     const digest = validateDigest(d);
     if (isEmptyDigest(digest)) {
       await writeNewFile(destPath, new Uint8Array(0), mode);
+      return;
+    }
+    const packed = this.packed(digest);
+    if (packed) {
+      await writeNewFile(destPath, packed, mode);
       return;
     }
     const path = this.pathOf(digest.hash);
@@ -269,6 +333,15 @@ export class FsBlobStore implements BlobStore {
    * the store's back is missing at the next check.
    */
   private isPresent(digest: Digest): boolean {
+    if (isPackable(digest)) {
+      if (this.pack.sizeOf(digest.hash) === digest.sizeBytes) return true;
+      if (!this.pack.smallFilesPossible) return false;
+    }
+    return this.isFilePresent(digest);
+  }
+
+  /** Whether the blob is a file of its size in its shard (see isPresent). */
+  private isFilePresent(digest: Digest): boolean {
     const st = statSync(`${this.blobDir}/${digest.hash.slice(0, 2)}/${digest.hash}`, { throwIfNoEntry: false });
     return st !== undefined && st.isFile() && st.size === digest.sizeBytes;
   }
@@ -280,6 +353,21 @@ export class FsBlobStore implements BlobStore {
   private statBlob(digest: Digest): BigIntStats | undefined {
     const st = statSync(this.pathOf(digest.hash), { bigint: true, throwIfNoEntry: false });
     return st?.isFile() && st.size === BigInt(digest.sizeBytes) ? st : undefined;
+  }
+
+  /**
+   * The blob's bytes when the pack has it, verified; undefined when it is not packed (it may be a file). A
+   * row whose bytes do not match its hash is deleted and reported as corrupt.
+   */
+  private packed(digest: Digest): Buffer | undefined {
+    if (!isPackable(digest)) return undefined;
+    const data = this.pack.get(digest.hash);
+    if (!data || data.byteLength !== digest.sizeBytes) return undefined;
+    if (!digestEquals(digestOfBytes(data), digest)) {
+      this.pack.delete(digest.hash);
+      throw corruptNotFound(digest);
+    }
+    return data;
   }
 
   private async openBlob(digest: Digest): Promise<FileHandle> {
@@ -428,6 +516,7 @@ export class FsBlobStore implements BlobStore {
   /** Removes a blob found corrupt. A concurrent good upload may lose its rename to this: it is then just missing. */
   private async evict(digest: Digest): Promise<void> {
     this.verified.delete(digest.hash);
+    this.pack.delete(digest.hash);
     await unlink(this.pathOf(digest.hash)).catch(ifMissing(undefined));
   }
 
@@ -539,6 +628,11 @@ async function hashHandle(handle: FileHandle, expectedBytes: number, onSize?: (s
     await ahead.catch(() => undefined);
   }
   return builder.digest();
+}
+
+/** Whether the blob belongs in the pack (the empty blob is stored nowhere). */
+function isPackable(digest: Digest): boolean {
+  return digest.sizeBytes > 0 && digest.sizeBytes <= PACKED_MAX_BYTES;
 }
 
 function digestOfBytes(data: Uint8Array): Digest {

@@ -1,0 +1,118 @@
+/**
+ * Small blobs of the filesystem CAS, kept as rows of one SQLite database (`<root>/small-blobs.sqlite`)
+ * instead of one file each. See docs/decisions/0014-small-blobs-packed.md: most blobs of a build are a few
+ * hundred bytes (Commands, Directories, sources, objects, stdout), and a file per blob costs an inode, a
+ * temporary name, a rename and a handful of thread-pool round trips, where a row is one statement.
+ *
+ * The pack only stores and finds bytes by hash; verification is the caller's (FsBlobStore hashes what it
+ * stores and what it serves). Durability follows the store's fsync option: with it each insert is durable
+ * when it returns (WAL, synchronous=FULL); without it (synchronous=NORMAL) a process crash loses nothing
+ * and a power loss may lose the latest rows, which then read as missing, as a forgotten rename does.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Blobs up to this size go to the pack; larger ones stay files (streamed, hard-linked into run directories). */
+export const PACKED_MAX_BYTES = 64 * 1024;
+
+export const PACK_FILE = 'small-blobs.sqlite';
+
+export interface SmallBlobPackOptions {
+  /** The CAS root; the database is `<root>/small-blobs.sqlite`, created on first use. */
+  root: string;
+  fsync: boolean;
+  /**
+   * Whether the root may hold small blobs as files, written by a version before the pack: recorded when
+   * the database is created (true for a root that already had blobs), read back from it afterwards.
+   */
+  smallFilesBefore: boolean;
+}
+
+export class SmallBlobPack {
+  private db: Database.Database | undefined;
+  private statements:
+    | {
+        size: Database.Statement<[string], { size: number }>;
+        sizes: Database.Statement<[string], { hash: string; size: number }>;
+        data: Database.Statement<[string], { data: Buffer }>;
+        insert: Database.Statement<[string, Buffer]>;
+        remove: Database.Statement<[string]>;
+      }
+    | undefined;
+  private closed = false;
+  private legacyFiles = true;
+
+  constructor(private readonly opts: SmallBlobPackOptions) {}
+
+  /** Size of the row stored under `hash`, or undefined. */
+  sizeOf(hash: string): number | undefined {
+    return this.prepared().size.get(hash)?.size;
+  }
+
+  /** Sizes of those of `hashes` stored here, by hash: one statement for the lot. */
+  sizesOf(hashes: readonly string[]): Map<string, number> {
+    const rows = this.prepared().sizes.all(JSON.stringify(hashes));
+    return new Map(rows.map((r) => [r.hash, r.size]));
+  }
+
+  /** Whether small blobs may also be files in this root (see {@link SmallBlobPackOptions.smallFilesBefore}). */
+  get smallFilesPossible(): boolean {
+    this.prepared();
+    return this.legacyFiles;
+  }
+
+  /** The bytes stored under `hash`, or undefined. */
+  get(hash: string): Buffer | undefined {
+    return this.prepared().data.get(hash)?.data;
+  }
+
+  /** Stores `data` under `hash` unless a row is there already (same hash, same bytes: the caller verified them). */
+  put(hash: string, data: Uint8Array): void {
+    // better-sqlite3 binds Buffers (a view, no copy), not other Uint8Arrays.
+    this.prepared().insert.run(hash, Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  }
+
+  delete(hash: string): void {
+    this.prepared().remove.run(hash);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.db?.close();
+    this.db = undefined;
+    this.statements = undefined;
+  }
+
+  private prepared(): NonNullable<SmallBlobPack['statements']> {
+    if (this.statements) return this.statements;
+    if (this.closed) throw new Error('the small-blob pack is closed');
+    mkdirSync(this.opts.root, { recursive: true });
+    const db = new Database(join(this.opts.root, PACK_FILE));
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${this.opts.fsync ? 'FULL' : 'NORMAL'}`);
+      db.pragma('busy_timeout = 5000');
+      db.exec('CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL)');
+      db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)');
+      db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('small_files_before', ?)").run(this.opts.smallFilesBefore ? 'yes' : 'no');
+      const recorded = db.prepare("SELECT value FROM meta WHERE key = 'small_files_before'").get() as { value: string };
+      this.legacyFiles = recorded.value !== 'no';
+      this.statements = {
+        // SQLite answers length() of a blob from the record header, without reading the blob's pages.
+        size: db.prepare<[string], { size: number }>('SELECT length(data) AS size FROM blobs WHERE hash = ?'),
+        sizes: db.prepare<[string], { hash: string; size: number }>(
+          'SELECT b.hash AS hash, length(b.data) AS size FROM json_each(?) AS j JOIN blobs AS b ON b.hash = j.value',
+        ),
+        data: db.prepare<[string], { data: Buffer }>('SELECT data FROM blobs WHERE hash = ?'),
+        insert: db.prepare<[string, Buffer]>('INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)'),
+        remove: db.prepare<[string]>('DELETE FROM blobs WHERE hash = ?'),
+      };
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    this.db = db;
+    return this.statements;
+  }
+}
