@@ -324,7 +324,8 @@ describe('FsBlobStore', () => {
       }
       // Closing waits for the read that was running ahead; give it a moment.
       for (let i = 0; i < 50 && (await openFds()) > before; i++) await new Promise((r) => setTimeout(r, 10));
-      assert.equal(await openFds(), before);
+      // At most as many: a store an earlier test left unclosed may be collected meanwhile, closing its database.
+      assert.ok((await openFds()) <= before, `${await openFds()} descriptors open, ${before} before`);
     });
 
     test('an upload of several chunks whose bytes are wrong leaves nothing visible', async () => {

@@ -3,6 +3,7 @@
  * gRPC door on a free port, and real @grpc/grpc-js clients made from the same protos, as a REAPI client
  * would use them. Helpers upload blobs, build input trees and actions the way a client does.
  */
+import Database from 'better-sqlite3';
 import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -31,6 +32,7 @@ import type {
   StatusOut,
 } from '../../src/api/grpc/messages.js';
 import { reapiProtos } from '../../src/api/grpc/protos.js';
+import { PACK_FILE } from '../../src/cas/fs/small-blob-pack.js';
 import { DEFAULT_POLICY } from '../../src/server/server.js';
 import type { ServeOptions } from '../../src/server/server.js';
 import { encodeDirectory } from '../../src/cas/directory-codec.js';
@@ -330,7 +332,17 @@ export async function readBlob(h: GrpcHarness, d: DigestMsg | null): Promise<Buf
   return r.data;
 }
 
-/** Deletes a blob behind the server's back (what eviction or disk loss would do). */
+/**
+ * Deletes a blob behind the server's back (what eviction or disk loss would do): its row in the CAS's
+ * small-blob database, or its file.
+ */
 export function loseBlob(h: GrpcHarness, d: Digest): void {
-  unlinkSync(join(h.ts.dataDir, 'cas', 'sha256', d.hash.slice(0, 2), d.hash));
+  const root = join(h.ts.dataDir, 'cas');
+  const db = new Database(join(root, PACK_FILE));
+  try {
+    if (db.prepare('DELETE FROM blobs WHERE hash = ?').run(d.hash).changes === 1) return;
+  } finally {
+    db.close();
+  }
+  unlinkSync(join(root, 'sha256', d.hash.slice(0, 2), d.hash));
 }
