@@ -217,8 +217,12 @@ describe('FsBlobStore', () => {
     const d = digestOf(bytes);
     await store.put(d, bytes);
     assert.ok(overwritePacked(root, d.hash, Buffer.from('packed, then tampered with!')));
-    // The wrong length alone makes it absent; a read removes it.
+    // The wrong length alone makes it absent, and an upload replaces it.
     assert.deepEqual(await store.findMissing([d]), [d]);
+    await store.putStream(d, chunked(bytes, [5]));
+    assert.deepEqual(await store.findMissing([d]), []);
+    assert.deepEqual(await store.get(d), bytes);
+    // Bytes of the right length but wrong: found by the read, which removes them.
     assert.ok(overwritePacked(root, d.hash, Buffer.from('PACKED, then tampered with')));
     await assert.rejects(store.get(d), (err) => err instanceof NotFoundError && err.details?.corrupt === true);
     assert.equal(packedRows(root).has(d.hash), false);

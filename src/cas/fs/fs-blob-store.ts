@@ -148,7 +148,6 @@ export class FsBlobStore implements BlobStore {
     return missing;
   }
 
-
   async put(d: Digest, data: Uint8Array): Promise<void> {
     const digest = checkDigestForWrite(d, this.maxBlobBytes);
     const counter = new VerifyingCounter(digest);

@@ -67,7 +67,7 @@ export class SmallBlobPack {
     return this.prepared().data.get(hash)?.data;
   }
 
-  /** Stores `data` under `hash` unless a row is there already (same hash, same bytes: the caller verified them). */
+  /** Stores `data` (verified by the caller) under `hash`, replacing whatever row was there. */
   put(hash: string, data: Uint8Array): void {
     // better-sqlite3 binds Buffers (a view, no copy), not other Uint8Arrays.
     this.prepared().insert.run(hash, Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
@@ -105,7 +105,9 @@ export class SmallBlobPack {
           'SELECT b.hash AS hash, length(b.data) AS size FROM json_each(?) AS j JOIN blobs AS b ON b.hash = j.value',
         ),
         data: db.prepare<[string], { data: Buffer }>('SELECT data FROM blobs WHERE hash = ?'),
-        insert: db.prepare<[string, Buffer]>('INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)'),
+        // A row already there under this hash is replaced: callers store only verified bytes, and only where
+        // the row is missing or of the wrong size (damaged), so an upload heals it.
+        insert: db.prepare<[string, Buffer]>('INSERT INTO blobs (hash, data) VALUES (?, ?) ON CONFLICT (hash) DO UPDATE SET data = excluded.data'),
         remove: db.prepare<[string]>('DELETE FROM blobs WHERE hash = ?'),
       };
     } catch (err) {
