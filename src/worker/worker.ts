@@ -20,6 +20,7 @@ import type { Completion, CompletionSettlement, Lease, WorkerLink } from '../sch
 import type { PlatformSupport } from './emulation.js';
 import type { Sandbox } from './sandbox/sandbox.js';
 import { collectOutputs, createOutputParents } from './outputs.js';
+import { removeTree } from './remove-tree.js';
 
 
 export interface WorkerOptions {
@@ -239,7 +240,10 @@ export class Worker {
       // settlement may come back later still, with the answer to a lease call that waited for work.
       committed = this.commit(lease, outcome);
     } finally {
-      await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
+      // Node's recursive rm is the second try; a run directory neither removes stays until the run root is emptied.
+      await removeTree(runDir)
+        .catch(() => rm(runDir, { recursive: true, force: true }))
+        .catch((err: unknown) => this.opts.logger.warn({ err, runDir }, 'cannot remove a run directory'));
     }
     await committed;
   }
