@@ -41,6 +41,21 @@ describe('removeTree', () => {
     assert.equal(await readFile(join(outside, 'keep'), 'utf8'), 'must survive');
   });
 
+  test('a large tree gives the event loop back while it is removed', async () => {
+    const run = join(scratch, 'large');
+    await mkdir(join(run, 'a', 'b'), { recursive: true });
+    for (let i = 0; i < 1500; i++) await writeFile(join(run, i % 2 ? 'a' : join('a', 'b'), `f${i}`), '');
+    let ticks = 0;
+    const ticking = setInterval(() => ticks++, 0);
+    try {
+      await removeTree(run);
+    } finally {
+      clearInterval(ticking);
+    }
+    assert.equal(existsSync(run), false);
+    assert.ok(ticks > 0, 'a timer ran while 1,500 entries were removed');
+  });
+
   test('a path that is gone already, or a file, is removed without error', async () => {
     await removeTree(join(scratch, 'never-made'));
     const file = join(scratch, 'a-file');
