@@ -342,9 +342,10 @@ describe('FsBlobStore', () => {
   });
 
   test('putFile and a first materialize hash files of every size around the read-buffer boundaries', async () => {
-    // Hash buffers are sized from the expected size (4 KiB at least, 1 MiB at most): the edges of both.
+    // Hash buffers are sized from the expected size (4 KiB at least, 1 MiB at most): the edges of both, and
+    // of the packed size (a file of up to 64 KiB is read whole into the database).
     const MiB = 1024 * 1024;
-    for (const size of [1, 4094, 4095, 4096, 4097, 70_000, MiB - 1, MiB, MiB + 1, 2 * MiB + 7]) {
+    for (const size of [1, 4094, 4095, 4096, 4097, PACKED_MAX_BYTES, PACKED_MAX_BYTES + 1, 70_000, MiB - 1, MiB, MiB + 1, 2 * MiB + 7]) {
       const bytes = Buffer.alloc(size);
       for (let i = 0; i < size; i++) bytes[i] = (i * 31 + size) & 0xff;
       const source = join(root, `source-${size}`);
