@@ -9,7 +9,7 @@
  * As developers and build farms run them, the Bazel server and remex are long-lived processes and the
  * caches are what is cold. So the three builds are timed on one Bazel server and one remex: a first round
  * on freshly started processes (the JVM and V8 compiling their code as they go; reported, not judged), then
- * BENCH_BAZEL_ROUNDS rounds (default 3) on the same processes, judged by their medians. Each round builds
+ * BENCH_BAZEL_ROUNDS rounds (default 5) on the same processes, judged by their medians. Each round builds
  * different sources: a line in common.h puts the round's salt in every object's .comment section, so every
  * action's inputs, outputs and cache keys are new and nothing of an earlier round is reused; the programs'
  * output is the same.
@@ -36,8 +36,8 @@ const ACTIONS = COMPILES + 2 * GROUPS;
 /** Bazel jobs for the remote builds: well above the 2 remote slots, so uploads, queueing and downloads overlap runs. */
 const REMOTE_JOBS = Number(process.env.BENCH_BAZEL_REMOTE_JOBS ?? 32);
 const BAZEL_TIMEOUT_MS = 300_000;
-/** Rounds of (a), (b), (c); each figure is the median. */
-const ROUNDS = Number(process.env.BENCH_BAZEL_ROUNDS ?? 3);
+/** Judged rounds of (a), (b), (c) after the first; each figure is the median (a round alone moves ±15% here). */
+const ROUNDS = Number(process.env.BENCH_BAZEL_ROUNDS ?? 5);
 
 /** The C source of unit `i`: a main for the first of each group of 8, a small function otherwise. */
 function unitSource(i: number): string {
