@@ -10,6 +10,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, symlink } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import type { Digest } from '../core/digest.js';
 import { digestOf, validateDigest } from '../core/digest.js';
 import { InvalidArgumentError, isRemexError, MissingBlobsError, TooLargeError, UnsafePathError } from '../core/errors.js';
@@ -368,7 +369,7 @@ export async function stageTree(rootDigest: Digest, store: BlobStore, destDir: s
     const host = inside(listing.directories[i] as string);
     mkdirSync(host);
     chmodSync(host, DIRECTORY_MODE);
-    if ((i + 1) % DIRECTORIES_PER_SLICE === 0) await new Promise<void>((done) => setImmediate(done));
+    if ((i + 1) % DIRECTORIES_PER_SLICE === 0) await setImmediate();
   }
   // Optimistic: files are almost always present, so no findMissing round first. A missing one stops the
   // staging and the error names every missing blob at once, as if checked up front.

@@ -15,6 +15,7 @@
 import type { Dirent } from 'node:fs';
 import { readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import { isErrno } from '../cas/blob-support.js';
 
 /** Entries removed between two yields to the event loop (a few milliseconds of system calls at most). */
@@ -36,7 +37,7 @@ async function removeIn(path: string, slice: { left: number }): Promise<void> {
   }
   for (const entry of entries) {
     if (--slice.left <= 0) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await setImmediate();
       slice.left = ENTRIES_PER_SLICE;
     }
     const child = join(path, entry.name);

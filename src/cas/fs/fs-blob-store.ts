@@ -31,6 +31,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { chmod, copyFile, link, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { setImmediate } from 'node:timers/promises';
 import type { Digest } from '../../core/digest.js';
 import { DigestBuilder, digestEquals, EMPTY_DIGEST, isValidHash, validateDigest } from '../../core/digest.js';
 import { InternalError, InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
@@ -129,7 +130,7 @@ export class FsBlobStore implements BlobStore {
     const missing: Digest[] = [];
     for (let from = 0; from < unique.length; from += STATS_PER_SLICE) {
       // A long list gives the event loop back now and then (see isPresent).
-      if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      if (from > 0) await setImmediate();
       const slice = unique.slice(from, from + STATS_PER_SLICE);
       // The packed ones in one statement; files (and small blobs an earlier version left as files) by stat.
       const packable = slice.filter(isPackable);

@@ -11,6 +11,7 @@ import { lchownSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import { InternalError, InvalidArgumentError, UnavailableError, isRemexError } from '../../core/errors.js';
 import { DEFAULT_LIMITS, type LimitKind, type ResourceLimits } from '../../core/limits.js';
 import { planInvocation, sandboxWorkingDirectory, validateCommand } from './bwrap-args.js';
@@ -302,7 +303,7 @@ async function chownDirectories(root: string, uid: number, gid: number): Promise
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       if (entry.isDirectory()) pending.push(join(dir, entry.name));
     }
-    if (done % CHOWN_DIRECTORIES_PER_SLICE === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    if (done % CHOWN_DIRECTORIES_PER_SLICE === 0) await setImmediate();
   }
 }
 
