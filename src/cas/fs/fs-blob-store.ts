@@ -216,8 +216,9 @@ export class FsBlobStore implements BlobStore {
     // the stat is stored as a file below.
     const small = source.size <= PACKED_MAX_BYTES ? readAtMost(path, source.size) : undefined;
     if (small) {
+      // Its digest is of exactly these bytes, so there is nothing left to verify.
       const digest = digestOfBytes(small);
-      await this.put(digest, small);
+      if (!isEmptyDigest(digest) && !this.isPresent(digest)) this.pack.put(digest.hash, small);
       return digest;
     }
     const tmp = await this.newTempPath('file');
