@@ -25,6 +25,8 @@ import type {
   WorkerRecord,
   WorkerRegistry,
 } from '../ports.js';
+import { NEW_JOB_COLUMNS, newJobValues } from '../new-job-row.js';
+import type { NewJobColumn } from '../new-job-row.js';
 import { POSTGRES_MIGRATIONS } from './postgres-schema.js';
 import { StatementBatcher } from './statement-batcher.js';
 
@@ -353,16 +355,13 @@ class PostgresJobStore implements JobStore {
   constructor(private readonly db: Db) {
     const jobs = `${db.schema}.jobs`;
     this.sql = {
-      insert: `INSERT INTO ${jobs} (id, instance, action_hash, action_size, platform, state, priority, mergeable, spec,
-          created_at, queued_at, cached, result, completed_at, attempt, lease_owner, lease_expires_at, started_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+      insert: `INSERT INTO ${jobs} (${NEW_JOB_COLUMNS.join(', ')})
+        VALUES (${NEW_JOB_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})
         ON CONFLICT (instance, action_hash, action_size) WHERE mergeable AND state IN ('queued','running') DO NOTHING
         RETURNING ${JOB_COLUMNS}`,
       // The insert above for many rows: one array per column, zipped by unnest, row order kept.
-      insertMany: `INSERT INTO ${jobs} (id, instance, action_hash, action_size, platform, state, priority, mergeable, spec,
-          created_at, queued_at, cached, result, completed_at, attempt, lease_owner, lease_expires_at, started_at)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int4[], $8::bool[],
-          $9::json[], $10::int8[], $11::int8[], $12::bool[], $13::json[], $14::int8[], $15::int4[], $16::text[], $17::int8[], $18::int8[])
+      insertMany: `INSERT INTO ${jobs} (${NEW_JOB_COLUMNS.join(', ')})
+        SELECT * FROM unnest(${NEW_JOB_COLUMNS.map((c, i) => `$${i + 1}::${NEW_JOB_TYPES[c]}[]`).join(', ')})
         ON CONFLICT (instance, action_hash, action_size) WHERE mergeable AND state IN ('queued','running') DO NOTHING
         RETURNING ${JOB_COLUMNS}`,
       inflight: `SELECT ${JOB_COLUMNS} FROM ${jobs} WHERE instance = $1 AND action_hash = $2 AND action_size = $3
@@ -446,7 +445,7 @@ class PostgresJobStore implements JobStore {
       keyOf: (args) => String(args[0]),
       run: async (rows) => {
         if (rows.length === 1) return [(await this.db.query<JobRow>(this.sql.insert, rows[0] as unknown[]))[0]];
-        const columns = Array.from({ length: INSERT_COLUMNS }, (_, c) => rows.map((r) => r[c]));
+        const columns = NEW_JOB_COLUMNS.map((_, c) => rows.map((r) => r[c]));
         const inserted = new Map((await this.db.query<JobRow>(this.sql.insertMany, columns)).map((r) => [r.id, r]));
         return rows.map((r) => inserted.get(String(r[0])));
       },
@@ -503,7 +502,7 @@ class PostgresJobStore implements JobStore {
   }
 
   async enqueue(job: NewJob): Promise<{ job: JobRecord; merged: boolean }> {
-    const args = insertArgs(job, job.leaseTo ? 'running' : 'queued', null);
+    const args = newJobValues(job, job.leaseTo ? 'running' : 'queued', null);
     // The in-flight job we conflicted with may finish before we read it; then insert again. Bounded: each
     // round needs another job to have entered and left the in-flight state meanwhile.
     for (let round = 0; ; round++) {
@@ -516,7 +515,7 @@ class PostgresJobStore implements JobStore {
   }
 
   async insertCached(job: NewJob, result: RunReport): Promise<JobRecord> {
-    const [row] = await this.db.query<JobRow>(this.sql.insert, insertArgs({ ...job, mergeable: false }, 'completed', result));
+    const [row] = await this.db.query<JobRow>(this.sql.insert, newJobValues({ ...job, mergeable: false }, 'completed', result));
     if (!row) throw new Error(`insert of cached job ${job.id} returned no row`);
     return toJob(row);
   }
@@ -637,33 +636,27 @@ class PostgresJobStore implements JobStore {
   }
 }
 
-/** Columns of one inserted row, in the order of `insertArgs` and of the insert statements. */
-const INSERT_COLUMNS = 18;
-
-function insertArgs(job: NewJob, state: JobState, cachedResult: RunReport | null): unknown[] {
-  const cached = cachedResult !== null;
-  const lease = state === 'running' ? job.leaseTo : undefined;
-  return [
-    job.id,
-    job.instance,
-    job.actionDigest.hash,
-    job.actionDigest.sizeBytes,
-    job.spec.platform,
-    state,
-    job.priority,
-    job.mergeable,
-    JSON.stringify(job.spec),
-    job.nowMs,
-    job.nowMs,
-    cached,
-    cached ? JSON.stringify(cachedResult) : null,
-    cached ? job.nowMs : null,
-    lease ? 1 : 0,
-    lease?.workerId ?? null,
-    lease?.leaseExpiresAtMs ?? null,
-    lease ? job.nowMs : null,
-  ];
-}
+/** PostgreSQL's type of each new-job column, for the batched insert's arrays. */
+const NEW_JOB_TYPES: Record<NewJobColumn, string> = {
+  id: 'text',
+  instance: 'text',
+  action_hash: 'text',
+  action_size: 'int8',
+  platform: 'text',
+  state: 'text',
+  priority: 'int4',
+  mergeable: 'bool',
+  spec: 'json',
+  created_at: 'int8',
+  queued_at: 'int8',
+  cached: 'bool',
+  result: 'json',
+  completed_at: 'int8',
+  attempt: 'int4',
+  lease_owner: 'text',
+  lease_expires_at: 'int8',
+  started_at: 'int8',
+};
 
 function countsBy<R extends { n: string }>(rows: R[], key: (row: R) => string): Map<string, number> {
   return new Map(rows.map((r) => [key(r), int(r.n)]));

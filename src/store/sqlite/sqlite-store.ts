@@ -21,6 +21,7 @@ import type {
   WorkerRecord,
   WorkerRegistry,
 } from '../ports.js';
+import { NEW_JOB_COLUMNS, newJobValues } from '../new-job-row.js';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
 
 interface JobRow {
@@ -120,9 +121,8 @@ class SqliteJobStore implements JobStore {
   constructor(private readonly db: Database.Database) {
     const prepare = <R>(sql: string) => db.prepare<unknown[], R>(sql);
     this.s = {
-      insert: prepare<JobRow>(`INSERT INTO jobs (id, instance, action_hash, action_size, platform, state, priority,
-          mergeable, spec, created_at, queued_at, cached, result, completed_at, attempt, lease_owner, lease_expires_at, started_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${JOB_COLUMNS}`),
+      insert: prepare<JobRow>(`INSERT INTO jobs (${NEW_JOB_COLUMNS.join(', ')})
+        VALUES (${NEW_JOB_COLUMNS.map(() => '?').join(', ')}) RETURNING ${JOB_COLUMNS}`),
       inflight: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE instance = ? AND action_hash = ? AND action_size = ?
           AND mergeable = 1 AND state IN ('queued','running')`),
       get: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`),
@@ -188,30 +188,11 @@ class SqliteJobStore implements JobStore {
     return toJob(row);
   }
 
+  /** The new row's values as SQLite binds them (booleans as 0/1). */
   private insertArgs(job: NewJob, state: JobState, cachedResult: RunReport | null): unknown[] {
-    const cached = cachedResult !== null;
-    const lease = state === 'running' ? job.leaseTo : undefined;
-    return [
-      job.id,
-      job.instance,
-      job.actionDigest.hash,
-      job.actionDigest.sizeBytes,
-      job.spec.platform,
-      state,
-      job.priority,
-      job.mergeable ? 1 : 0,
-      JSON.stringify(job.spec),
-      job.nowMs,
-      job.nowMs,
-      cached ? 1 : 0,
-      cached ? JSON.stringify(cachedResult) : null,
-      cached ? job.nowMs : null,
-      lease ? 1 : 0,
-      lease?.workerId ?? null,
-      lease?.leaseExpiresAtMs ?? null,
-      lease ? job.nowMs : null,
-    ];
+    return newJobValues(job, state, cachedResult).map((v) => (typeof v === 'boolean' ? (v ? 1 : 0) : v));
   }
+
 
   async get(id: string): Promise<JobRecord | undefined> {
     const row = this.s.get.get(id);
