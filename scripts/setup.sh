@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(
-  bubblewrap util-linux qemu-user-static bazel-bootstrap postgresql
-  gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  bubblewrap util-linux qemu-user-static bazel-bootstrap postgresql musl-tools
+  gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 )

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
+import { BUILT_EXEC_HELPER } from '../../src/worker/sandbox/host-layout.js';
 
 export const IN_CI = process.env.CI === 'true';
 
@@ -27,6 +28,15 @@ export function requireTools(t: TestContext, ...tools: string[]): boolean {
   const missing = tools.filter((tool) => !which(tool));
   if (missing.length === 0) return true;
   const reason = `missing tools: ${missing.join(', ')} (run scripts/setup.sh as root)`;
+  if (IN_CI) throw new Error(reason);
+  t.skip(reason);
+  return false;
+}
+
+/** Like {@link requireTools} for remex-exec, which `npm run build` compiles when a C compiler is there. */
+export function requireExecHelper(t: TestContext): boolean {
+  if (existsSync(BUILT_EXEC_HELPER)) return true;
+  const reason = `${BUILT_EXEC_HELPER} was not built (scripts/build-native.sh needs a C compiler; run scripts/setup.sh as root)`;
   if (IN_CI) throw new Error(reason);
   t.skip(reason);
   return false;

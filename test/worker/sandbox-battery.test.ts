@@ -16,28 +16,43 @@ import { QEMU_TARGETS, findEmulation } from '../../src/worker/emulation.js';
 import { BwrapSandbox } from '../../src/worker/sandbox/bwrap-sandbox.js';
 import { RUN_CGROUP_PREFIX, listRunCgroups } from '../../src/worker/sandbox/cgroup-probe.js';
 import type { EmulationSpec, SandboxResult } from '../../src/worker/sandbox/sandbox.js';
-import { CROSS_CC, compileC, requireTools } from '../helpers/tools.js';
+import { BUILT_EXEC_HELPER } from '../../src/worker/sandbox/host-layout.js';
+import { CROSS_CC, compileC, requireExecHelper, requireTools } from '../helpers/tools.js';
 
 const MiB = 1024 * 1024;
 const NATIVE = isaOfNodeArch(process.arch) ?? 'x86_64';
-/** The full battery runs natively and under one emulated ISA; two more get the basics. */
-const BATTERY_ISAS: Isa[] = [NATIVE, NATIVE === 'aarch64' ? 'x86_64' : 'aarch64'];
+type Launcher = 'remex-exec' | 'sh';
+/**
+ * The full battery runs natively and under one emulated ISA, launched by remex-exec, and natively once
+ * more through the fallback launcher (sh, unshare and env) used where remex-exec was not built. Two more
+ * ISAs get the basics.
+ */
+const BATTERIES: Array<{ isa: Isa; launcher: Launcher }> = [
+  { isa: NATIVE, launcher: 'remex-exec' },
+  { isa: NATIVE === 'aarch64' ? 'x86_64' : 'aarch64', launcher: 'remex-exec' },
+  { isa: NATIVE, launcher: 'sh' },
+];
 const HELLO_ISAS: Isa[] = (['riscv64', 'arm'] as Isa[]).filter((isa) => isa !== NATIVE);
 const HOST_SECRET = `remex-secret-${randomUUID()}`;
 process.env.REMEX_TEST_SECRET = HOST_SECRET;
 
-let sharedSandbox: Promise<BwrapSandbox> | undefined;
-const sandbox = (): Promise<BwrapSandbox> => (sharedSandbox ??= BwrapSandbox.create());
+const sandboxes = new Map<Launcher, Promise<BwrapSandbox>>();
+function sandbox(launcher: Launcher): Promise<BwrapSandbox> {
+  let s = sandboxes.get(launcher);
+  if (!s) sandboxes.set(launcher, (s = BwrapSandbox.create(launcher === 'sh' ? { execHelperPath: null } : { execHelperPath: BUILT_EXEC_HELPER })));
+  return s;
+}
 
 after(async () => {
-  if (!sharedSandbox) return;
-  await (await sharedSandbox).close();
+  if (sandboxes.size === 0) return;
+  for (const s of sandboxes.values()) await (await s).close();
   const mine = (await listRunCgroups()).filter((dir) => dir.includes(`${RUN_CGROUP_PREFIX}${process.pid}-`));
   assert.deepEqual(mine, [], 'every run cgroup was removed');
 });
 
 interface Target {
   isa: Isa;
+  launcher: Launcher;
   emulation: EmulationSpec | null;
   tools: string[];
 }
@@ -48,12 +63,12 @@ function targetTools(isa: Isa): string[] {
 }
 
 /** Null (test skipped, or failed in CI) when a tool is missing. */
-async function target(t: TestContext, isa: Isa): Promise<Target | null> {
+async function target(t: TestContext, isa: Isa, launcher: Launcher = 'remex-exec'): Promise<Target | null> {
   const tools = targetTools(isa);
-  if (!requireTools(t, ...tools)) return null;
+  if (!requireTools(t, ...tools) || (launcher === 'remex-exec' && !requireExecHelper(t))) return null;
   const emulation = isa === NATIVE ? null : await findEmulation(isa, {}, process.env.PATH ?? '');
   assert.ok(isa === NATIVE || emulation, `qemu for ${isa} found`);
-  return { isa, emulation, tools };
+  return { isa, launcher, emulation, tools };
 }
 
 interface RunOptions {
@@ -88,7 +103,7 @@ async function runFixture(t: TestContext, tg: Target, fixture: string, opts: Run
   }
   const marker = `remex-marker-${randomUUID()}`;
   const result = await (
-    await sandbox()
+    await sandbox(tg.launcher)
   ).run({
     inputRoot: root,
     workingDirectory: '',
@@ -134,10 +149,10 @@ function lines(buf: Buffer): Record<string, string> {
   );
 }
 
-for (const isa of BATTERY_ISAS) {
-  describe(`sandbox battery (${isa === NATIVE ? `native ${isa}` : `${isa} under qemu`})`, { concurrency: 4 }, () => {
+for (const { isa, launcher } of BATTERIES) {
+  describe(`sandbox battery (${isa === NATIVE ? `native ${isa}` : `${isa} under qemu`}, launched by ${launcher})`, { concurrency: 4 }, () => {
     test('hello: arguments, environment, stdin and exit code', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const { result } = await runFixture(t, tg, 'sandbox/hello.c', { args: ['42', 'two words', 'ünïcode'], env: { GREETING: 'hi there' }, stdin: 'from stdin' });
       assert.equal(result.exitCode, 42);
@@ -153,7 +168,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('a crash by signal is reported with the output written before it', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const run = await runFixture(t, tg, 'hostile/crash-after-output.c');
       assert.equal(run.result.signal, 'SIGSEGV');
@@ -165,7 +180,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('a fork bomb is contained and reported as the processes limit', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const run = await runFixture(t, tg, 'hostile/fork-bomb.c', { limits: { processes: 32 }, timeoutMs: 10_000 });
       assert.equal(run.result.limitExceeded, 'processes');
@@ -175,7 +190,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('a memory bomb touching its pages is stopped at the memory limit', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const run = await runFixture(t, tg, 'hostile/memory-bomb.c', { limits: { memoryBytes: 64 * MiB } });
       assert.equal(run.result.limitExceeded, 'memory');
@@ -186,7 +201,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('an infinite loop is stopped at the CPU time limit', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const run = await runFixture(t, tg, 'hostile/spin.c', { limits: { cpuTimeMs: 400 }, timeoutMs: 10_000 });
       assert.equal(run.result.limitExceeded, 'cpu_time');
@@ -197,7 +212,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('an infinite loop is stopped at the wall-clock timeout', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const run = await runFixture(t, tg, 'hostile/spin.c', { timeoutMs: 1_000 });
       assert.equal(run.result.timedOut, true);
@@ -208,7 +223,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('sleeping forever ends at the timeout, its output kept and little CPU used', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const run = await runFixture(t, tg, 'hostile/sleep-forever.c', { timeoutMs: 1_000 });
       assert.equal(run.result.timedOut, true);
@@ -219,7 +234,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('output printed before a timeout is returned', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const run = await runFixture(t, tg, 'hostile/print-then-sleep.c', { timeoutMs: 1_000 });
       assert.equal(run.result.timedOut, true);
@@ -228,7 +243,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('a flood of stdout without newlines is truncated, its first bytes kept and the rest counted', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const run = await runFixture(t, tg, 'hostile/flood.c', { limits: { outputBytes: 64 * 1024 }, timeoutMs: 1_000 });
       assert.equal(run.result.stdout.byteLength, 64 * 1024);
@@ -241,7 +256,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('a multi-GB file write is stopped at the file size limit', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const run = await runFixture(t, tg, 'hostile/big-write.c', { limits: { fileSizeBytes: 100 * MiB, memoryBytes: 512 * MiB } });
       assert.equal(run.result.limitExceeded, 'file_size');
@@ -251,7 +266,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('host secrets and files are out of reach; the system is read-only', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const hostDir = await mkdtemp(join(tmpdir(), 'remex-host-file-'));
       t.after(() => rm(hostDir, { recursive: true, force: true }));
@@ -274,12 +289,19 @@ for (const isa of BATTERY_ISAS) {
       assert.equal(seen.sys_visible, 'denied ENOENT');
       assert.equal(seen.uid, '65534 gid=65534');
       assert.equal(seen.secret_env, 'absent');
+      // Under qemu the guest also sees qemu's own descriptors.
+      if (!tg.emulation) {
+        const descriptors = seen.descriptors === '' ? [] : (seen.descriptors ?? 'missing').split(',');
+        // remex-exec closes every descriptor above stderr; the fallback launcher can only overlay what the worker inherited with /dev/null.
+        if (tg.launcher === 'remex-exec') assert.deepEqual(descriptors, [], 'no descriptor beyond stdio reaches the program');
+        else for (const d of descriptors) assert.match(d, /^\d+:\/dev\/null$/);
+      }
       assert.ok(!run.result.stdout.includes(HOST_SECRET) && !run.result.stderr.includes(HOST_SECRET), 'the host secret never appears');
       await assertCleanAfter(t, tg, run);
     });
 
     test('no network: host loopback ports, abstract sockets and DNS are unreachable', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       let connections = 0;
       const abstractName = `remex-test-${randomUUID()}`;
@@ -300,7 +322,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('a program ignoring SIGTERM is killed after the grace period', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const run = await runFixture(t, tg, 'hostile/ignore-term.c', { timeoutMs: 1_000, graceMs: 300 });
       assert.equal(run.result.timedOut, true);
@@ -311,7 +333,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('a double-forked daemon does not outlive its run', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const run = await runFixture(t, tg, 'hostile/daemon.c');
       assert.equal(run.result.exitCode, 0, run.result.stderr.toString());
@@ -323,7 +345,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('cancellation stops the run and says so', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const abort = new AbortController();
       // Late enough that the program (under qemu, on a loaded machine) has started and written its line.
@@ -338,7 +360,7 @@ for (const isa of BATTERY_ISAS) {
     });
 
     test('calibration: reported peak memory, CPU time and wall time are right', async (t) => {
-      const tg = await target(t, isa);
+      const tg = await target(t, isa, launcher);
       if (!tg) return;
       const memory = await runFixture(t, tg, 'sandbox/calibrate-memory.c', { args: ['100'], limits: { memoryBytes: 512 * MiB } });
       assert.equal(memory.result.exitCode, 0, memory.result.stderr.toString());

@@ -13,7 +13,8 @@ import { DEFAULT_LIMITS } from '../../src/core/limits.js';
 import { BwrapSandbox } from '../../src/worker/sandbox/bwrap-sandbox.js';
 import { RUN_CGROUP_PREFIX, listRunCgroups } from '../../src/worker/sandbox/cgroup-probe.js';
 import type { SandboxRequest, SandboxResult } from '../../src/worker/sandbox/sandbox.js';
-import { requireTools } from '../helpers/tools.js';
+import { BUILT_EXEC_HELPER } from '../../src/worker/sandbox/host-layout.js';
+import { requireExecHelper, requireTools } from '../helpers/tools.js';
 
 const sandboxes = new Map<string, Promise<BwrapSandbox>>();
 function sandbox(cgroups: 'auto' | 'none' = 'auto'): Promise<BwrapSandbox> {
@@ -63,6 +64,14 @@ describe('BwrapSandbox lifecycle', () => {
     assert.ok(s.capabilities.notes.some((n) => n.startsWith('bubblewrap')), s.capabilities.notes.join('\n'));
     const hasCgroupV1 = (await readFile('/proc/self/mountinfo', 'utf8')).includes(' - cgroup cgroup ');
     if (hasCgroupV1) assert.equal(s.capabilities.treeLimits, true, s.capabilities.notes.join('\n'));
+  });
+
+  test('by default runs are launched by the remex-exec built with remex; an explicit one must exist', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare') || !requireExecHelper(t)) return;
+    const s = await sandbox();
+    assert.ok(s.capabilities.notes.includes(`launched by ${BUILT_EXEC_HELPER}`), s.capabilities.notes.join('\n'));
+    const missing = join(await freshRoot(t), 'remex-exec');
+    await assert.rejects(BwrapSandbox.create({ execHelperPath: missing }), (err: unknown) => isRemexError(err, 'UNAVAILABLE') && err.message.includes(missing));
   });
 
   test('concurrent runs do not interfere', async (t) => {

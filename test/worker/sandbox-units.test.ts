@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { isRemexError } from '../../src/core/errors.js';
 import { DEFAULT_LIMITS } from '../../src/core/limits.js';
-import { planInvocation, sandboxWorkingDirectory, validateCommand, type InvocationInput } from '../../src/worker/sandbox/bwrap-args.js';
+import { EXEC_HELPER_FD, planInvocation, sandboxWorkingDirectory, validateCommand, type InvocationInput } from '../../src/worker/sandbox/bwrap-args.js';
 import { cgroupDir, parseCgroupMounts, parseProcCgroup, probeCgroups } from '../../src/worker/sandbox/cgroup-probe.js';
 import { keyedValue } from '../../src/worker/sandbox/cgroups.js';
 import { decodeShellStatus, signalName } from '../../src/worker/sandbox/exit-status.js';
 import { findInheritedFds } from '../../src/worker/sandbox/host-layout.js';
-import { launcherScript, shellQuote } from '../../src/worker/sandbox/launcher.js';
+import { launcherCommand, shellQuote } from '../../src/worker/sandbox/launcher.js';
 import { BoundedCapture } from '../../src/worker/sandbox/output-capture.js';
 import { limitExceeded, programEnd } from '../../src/worker/sandbox/run-result.js';
 import type { SupervisedRun } from '../../src/worker/sandbox/run-supervisor.js';
@@ -109,25 +109,44 @@ describe('bwrap status stream', () => {
   });
 });
 
-describe('launcher script', () => {
-  test('sets cgroup limits, joins, sets rlimits, then execs bwrap with its options on fd 3', () => {
-    const script = launcherScript(
-      [
-        { file: "/cg/it's/memory.limit_in_bytes", value: '1024' },
-        { file: '/cg/x/tasks', value: '0' },
-      ],
-      { fileSizeBytes: 1000, openFiles: 64, cpuTimeMs: 1500, processes: null },
-      '/usr/bin/bwrap',
-    );
-    assert.equal(
-      script,
+describe('launcher', () => {
+  const setup = [
+    { file: "/cg/it's/memory.limit_in_bytes", value: '1024' },
+    { file: '/cg/x/tasks', value: '0' },
+  ];
+  const limits = { fileSizeBytes: 1000, openFiles: 64, cpuTimeMs: 1500, processes: null };
+  const command = ['./prog', 'x'];
+
+  test('sh form: sets cgroup limits, joins, sets rlimits, then execs bwrap with its options on fd 3', () => {
+    const { file, args } = launcherCommand(setup, limits, { path: '/usr/bin/bwrap', command, execHelperFd: null }, { execHelperPath: null, shellPath: '/bin/sh' });
+    assert.equal(file, '/bin/sh');
+    assert.deepEqual(args, [
+      '-c',
       "echo '1024' > '/cg/it'\\''s/memory.limit_in_bytes' && echo '0' > '/cg/x/tasks' && ulimit -c 0 && ulimit -n 64 && ulimit -f 2 && ulimit -t 3 && ulimit -S -t 2 || exit 125\n" +
         "exec '/usr/bin/bwrap' --args 3 -- \"$@\"\n",
-    );
+      'remex-sandbox',
+      ...command,
+    ]);
+  });
+
+  test('remex-exec form: the same steps as arguments, the file size limit in bytes rounded as ulimit -f does', () => {
+    const { file, args } = launcherCommand(setup, limits, { path: '/usr/bin/bwrap', command, execHelperFd: 5 }, { execHelperPath: '/opt/remex-exec', shellPath: '/bin/sh' });
+    assert.equal(file, '/opt/remex-exec');
+    assert.deepEqual(args, [
+      'launch',
+      ...['-w', "/cg/it's/memory.limit_in_bytes", '1024', '-w', '/cg/x/tasks', '0'],
+      ...['-r', 'core', '0', '0', '-r', 'nofile', '64', '64', '-r', 'fsize', '1024', '1024', '-r', 'cpu', '2', '3'],
+      ...['-x', '5', '--', '/usr/bin/bwrap', '--args', '3', '--', ...command],
+    ]);
+    assert.throws(() => launcherCommand([], limits, { path: 'bwrap', command, execHelperFd: 5 }, { execHelperPath: null, shellPath: '/bin/sh' }), /remex-exec/);
   });
 
   test('RLIMIT_NPROC only when asked; descriptors never below what the launcher needs', () => {
-    assert.match(launcherScript([], { fileSizeBytes: 512, openFiles: 8, cpuTimeMs: null, processes: 7 }, 'bwrap'), /^ulimit -c 0 && ulimit -n 16 && ulimit -f 1 && ulimit -p 7 \|\|/);
+    const few = { fileSizeBytes: 512, openFiles: 8, cpuTimeMs: null, processes: 7 };
+    const [, script] = launcherCommand([], few, { path: 'bwrap', command: [], execHelperFd: null }, { execHelperPath: null, shellPath: '/bin/sh' }).args;
+    assert.match(script ?? '', /^ulimit -c 0 && ulimit -n 16 && ulimit -f 1 && ulimit -p 7 \|\|/);
+    const { args } = launcherCommand([], few, { path: 'bwrap', command: [], execHelperFd: null }, { execHelperPath: '/x', shellPath: '/bin/sh' });
+    assert.deepEqual(args.slice(0, args.indexOf('--')), ['launch', '-r', 'core', '0', '0', '-r', 'nofile', '16', '16', '-r', 'fsize', '512', '512', '-r', 'nproc', '7', '7']);
   });
 
   test('quoting survives any text', () => {
@@ -139,6 +158,7 @@ describe('bwrap invocation', () => {
   const base: InvocationInput = {
     layout: {
       privileged: true,
+      execHelperPath: null,
       unsharePath: '/usr/bin/unshare',
       envPath: '/usr/bin/env',
       shellPath: '/bin/sh',
@@ -169,6 +189,21 @@ describe('bwrap invocation', () => {
     assert.deepEqual(bwrapOptions.slice(bwrapOptions.indexOf('--size'), bwrapOptions.indexOf('--size') + 4), ['--size', '1024', '--tmpfs', '/tmp']);
     assert.ok(!bwrapOptions.includes('--setenv'), 'no user environment reaches bwrap');
     assert.deepEqual(command, ['/usr/bin/unshare', '--setuid=65534', '--setgid=65533', '--', '/usr/bin/env', '-i', '--', 'GREETING=hi', 'LD_PRELOAD=x.so', './prog', 'a b']);
+  });
+
+  test('as root with remex-exec: executed from the descriptor the launcher opens, it switches the uid, the environment its arguments', () => {
+    const { bwrapOptions, command, execHelperFd } = planInvocation({ ...base, argv: ['./a=b', 'x'], layout: { ...base.layout, execHelperPath: '/opt/remex/remex-exec' } });
+    assert.equal(execHelperFd, EXEC_HELPER_FD);
+    assert.ok(!bwrapOptions.includes('/opt/remex/remex-exec'), 'nothing mounted for it');
+    assert.ok(!bwrapOptions.includes('--setenv'), 'no user environment reaches bwrap');
+    // The count separates assignments from the program, so a name holding "=" needs no shell.
+    assert.deepEqual(command, [`/proc/self/fd/${EXEC_HELPER_FD}`, 'as', '65534', '65533', '2', 'GREETING=hi', 'LD_PRELOAD=x.so', './a=b', 'x']);
+  });
+
+  test('not root: remex-exec is not needed inside (no uid to switch)', () => {
+    const { command, execHelperFd } = planInvocation({ ...base, layout: { ...base.layout, privileged: false, execHelperPath: '/opt/remex/remex-exec' } });
+    assert.equal(execHelperFd, null);
+    assert.deepEqual(command, ['./prog', 'a b']);
   });
 
   test('not root: an unprivileged user namespace and bwrap sets the environment', () => {

@@ -3,9 +3,12 @@
  * host paths in them never show in the sandbox's /proc/1/cmdline) and the command bwrap executes.
  *
  * As root, bwrap runs without a user namespace, so it can bind input roots that sit under private
- * (0700) directories; the program's uid is switched inside the sandbox by `unshare --setuid`, which
- * runs with an empty environment, and only then does `env -i` apply the request's environment, so
- * nothing the user controls (LD_PRELOAD …) ever reaches a privileged process.
+ * (0700) directories; the program's uid is switched inside the sandbox by `remex-exec as` (which the
+ * launcher leaves open at {@link EXEC_HELPER_FD}, so bwrap executes it through /proc/self/fd without a
+ * mount for it), which gets the request's environment as arguments and makes it the environment only
+ * after the switch, so nothing the user controls (LD_PRELOAD …) ever reaches a
+ * privileged process. Where remex-exec was not built, `unshare --setuid` (run with an empty environment)
+ * then `env -i` do the same in two execs.
  */
 import { posix } from 'node:path';
 import { InvalidArgumentError } from '../../core/errors.js';
@@ -15,8 +18,11 @@ import { type EmulationSpec, SANDBOX_ROOT } from './sandbox.js';
 // The launcher's descriptor numbers belong to the spawner's protocol: the spawner and this module share them.
 import { STATUS_FD } from './spawner-protocol.js';
 
+/** Where the launcher opens remex-exec for bwrap's child to execute (after bwrap's own descriptors). */
+export const EXEC_HELPER_FD = STATUS_FD + 1;
+
 export interface InvocationInput {
-  layout: Pick<HostLayout, 'privileged' | 'unsharePath' | 'envPath' | 'shellPath' | 'systemMounts' | 'boundRoots' | 'etcDir' | 'supportsDisableUserns'>;
+  layout: Pick<HostLayout, 'privileged' | 'execHelperPath' | 'unsharePath' | 'envPath' | 'shellPath' | 'systemMounts' | 'boundRoots' | 'etcDir' | 'supportsDisableUserns'>;
   inputRoot: string;
   /** Relative to the input root, as in the request. */
   workingDirectory: string;
@@ -32,6 +38,8 @@ export interface InvocationInput {
 export interface Invocation {
   bwrapOptions: string[];
   command: string[];
+  /** The descriptor at which the launcher must open remex-exec for `command`; null when it is not used. */
+  execHelperFd: number | null;
 }
 
 export function planInvocation(input: InvocationInput): Invocation {
@@ -80,13 +88,19 @@ export function planInvocation(input: InvocationInput): Invocation {
   const program = programArgv(input.argv, input.emulation);
   if (!layout.privileged) {
     for (const [name, value] of Object.entries(input.env)) options.push('--setenv', name, value);
-    return { bwrapOptions: options, command: program };
+    return { bwrapOptions: options, command: program, execHelperFd: null };
   }
   const assignments = Object.entries(input.env).map(([name, value]) => `${name}=${value}`);
+  if (layout.execHelperPath !== null) {
+    const helper = `/proc/self/fd/${EXEC_HELPER_FD}`;
+    const command = [helper, 'as', String(input.runAsUid), String(input.runAsGid), String(assignments.length), ...assignments, ...program];
+    return { bwrapOptions: options, command, execHelperFd: EXEC_HELPER_FD };
+  }
   // env(1) reads any argument holding '=' as an assignment, so such a program goes through sh.
   const runnable = program[0]?.includes('=') ? [layout.shellPath, '-c', 'exec "$0" "$@"', ...program] : program;
   return {
     bwrapOptions: options,
+    execHelperFd: null,
     command: [layout.unsharePath, `--setuid=${input.runAsUid}`, `--setgid=${input.runAsGid}`, '--', layout.envPath, '-i', '--', ...assignments, ...runnable],
   };
 }

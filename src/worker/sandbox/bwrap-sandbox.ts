@@ -4,8 +4,10 @@
  * program. See docs/decisions/0003-sandbox.md for why.
  *
  * One run: create its cgroup, hand the input root's directories to the sandbox uid, have the spawner
- * process launch `sh` (joins the cgroup, sets rlimits) → `bwrap` → [`unshare --setuid` → `env -i`] →
- * program, supervise it, then make sure the cgroup is empty, read its counters and remove it.
+ * process launch `remex-exec launch` (joins the cgroup, sets rlimits) → `bwrap` → [`remex-exec as`: uid
+ * switch, the request's environment] → program (where remex-exec was not built: `sh` → `bwrap` →
+ * [`unshare --setuid` → `env -i`] → program), supervise it, then make sure the cgroup is empty, read its
+ * counters and remove it.
  */
 import { lchownSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -18,7 +20,7 @@ import { planInvocation, sandboxWorkingDirectory, validateCommand } from './bwra
 import { type CgroupMode, RUN_CGROUP_PREFIX, probeCgroups } from './cgroup-probe.js';
 import { type CgroupDriver, type CgroupSample, type RunCgroup, isErrno } from './cgroups.js';
 import { type HostLayout, disposeHostLayout, probeHostLayout } from './host-layout.js';
-import { launcherScript } from './launcher.js';
+import { launcherCommand } from './launcher.js';
 import { cgroupTree, namespaceTree } from './process-tree.js';
 import { buildResult, cancelledBeforeStart, programEnd } from './run-result.js';
 import { type LimitWatch, type SupervisedRun, superviseRun } from './run-supervisor.js';
@@ -39,6 +41,8 @@ export interface BwrapSandboxOptions {
   limitPollIntervalMs?: number;
   /** Host name the program sees. */
   hostname?: string;
+  /** remex-exec to launch with; null: sh, unshare and env instead. Default: the one built with remex, if any. */
+  execHelperPath?: string | null;
   /** Private directory for the prepared /etc. Default: /run/remex-sandbox as root, else in the tmpdir. */
   stateDir?: string;
 }
@@ -105,12 +109,19 @@ export class BwrapSandbox implements Sandbox {
     const runAsUid = privileged ? (opts.runAsUid ?? DEFAULT_RUN_AS_UID) : (process.getuid?.() ?? DEFAULT_RUN_AS_UID);
     const runAsGid = privileged ? (opts.runAsGid ?? DEFAULT_RUN_AS_GID) : (process.getgid?.() ?? DEFAULT_RUN_AS_GID);
     const [layout, cgroups] = await Promise.all([
-      probeHostLayout({ runAsUid, runAsGid, ...(opts.bwrapPath ? { bwrapPath: opts.bwrapPath } : {}), ...(opts.stateDir ? { stateDir: opts.stateDir } : {}) }),
+      probeHostLayout({
+        runAsUid,
+        runAsGid,
+        ...(opts.bwrapPath ? { bwrapPath: opts.bwrapPath } : {}),
+        ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
+        ...(opts.execHelperPath !== undefined ? { execHelperPath: opts.execHelperPath } : {}),
+      }),
       probeCgroups({ mode: opts.cgroups ?? 'auto', ...(opts.cgroupParent ? { parent: opts.cgroupParent } : {}) }),
     ]);
     const notes = [
       layout.bwrapVersion,
       privileged ? `programs run as uid ${runAsUid}, gid ${runAsGid}` : `not root: programs run as this process's uid ${runAsUid} in a user namespace`,
+      layout.execHelperPath !== null ? `launched by ${layout.execHelperPath}` : 'launched by sh, unshare and env (remex-exec was not built: scripts/build-native.sh needs a C compiler)',
       ...(cgroups.driver ? [cgroups.driver.description] : []),
       ...cgroups.notes,
       ...(layout.inheritedFds.length > 0 ? [`inherited descriptors ${layout.inheritedFds.join(', ')} are replaced by /dev/null in sandboxes`] : []),
@@ -194,7 +205,7 @@ export class BwrapSandbox implements Sandbox {
       hostname: this.settings.hostname,
     });
     const enforces = this.cgroups?.enforces;
-    const script = launcherScript(
+    const launcher = launcherCommand(
       cgroup?.setup ?? [],
       {
         fileSizeBytes: limits.fileSizeBytes,
@@ -203,14 +214,13 @@ export class BwrapSandbox implements Sandbox {
         // Without a pids cgroup RLIMIT_NPROC is all there is, and it only binds a non-root uid.
         processes: enforces?.processes ? null : limits.processes + (req.emulation ? EMULATOR_TASKS : 0),
       },
-      this.layout.bwrapPath,
+      { path: this.layout.bwrapPath, command: invocation.command, execHelperFd: invocation.execHelperFd },
+      this.layout,
     );
     return superviseRun({
       spawner: this.spawner,
-      shellPath: this.layout.shellPath,
-      script,
+      launcher,
       bwrapOptions: invocation.bwrapOptions,
-      command: invocation.command,
       stdinPath: req.stdinPath,
       outputBytes: limits.outputBytes,
       timeoutMs: req.timeoutMs,

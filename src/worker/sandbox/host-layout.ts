@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { access, lstat, readlink, realpath, stat } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { UnavailableError } from '../../core/errors.js';
 import { findInheritedFds } from './inherited-fds.js';
 import { prepareSandboxEtc } from './sandbox-etc.js';
@@ -26,6 +27,11 @@ export interface HostLayout {
    * Otherwise bwrap runs unprivileged in a user namespace, as the worker's own uid.
    */
   privileged: boolean;
+  /**
+   * remex-exec (native/remex-exec.c), which launches bwrap and, as root, switches the uid inside the
+   * sandbox; null where it was not built (or not wanted): then `sh` launches and `unshare` + `env` switch.
+   */
+  execHelperPath: string | null;
   /** `unshare` (util-linux), used for its --setuid/--setgid, and `env`; both under a bound system dir. */
   unsharePath: string;
   envPath: string;
@@ -47,20 +53,26 @@ export interface HostLayoutOptions {
   searchPath?: string;
   /** Where the prepared /etc lives; see {@link prepareSandboxEtc}. */
   stateDir?: string;
+  /** remex-exec to use; null: none (sh, unshare and env instead). Default: the one built with remex, if any. */
+  execHelperPath?: string | null;
 }
+
+/** Where scripts/build-native.sh puts remex-exec: dist/native/, from dist/src/worker/sandbox/. */
+export const BUILT_EXEC_HELPER = fileURLToPath(new URL('../../../native/remex-exec', import.meta.url));
 
 const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
 
 export async function probeHostLayout(opts: HostLayoutOptions): Promise<HostLayout> {
   const searchPath = opts.searchPath ?? process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin';
   const privileged = process.getuid?.() === 0;
-  const [bwrapPath, unsharePath, envPath, shellPath, systemMounts] = await Promise.all([
+  const [bwrapPath, unsharePath, envPath, shellPath, systemMounts, execHelperPath] = await Promise.all([
     opts.bwrapPath ?? requireTool('bwrap', searchPath),
     // Resolved, so /bin/env on a merged-/usr host is recognised as /usr/bin/env.
     requireTool('unshare', searchPath).then((p) => realpath(p)),
     requireTool('env', searchPath).then((p) => realpath(p)),
     requireExecutable('/bin/sh'),
     findSystemMounts(),
+    findExecHelper(opts.execHelperPath),
   ]);
   const boundRoots = systemMounts.filter((m) => m.kind === 'ro-bind').map((m) => m.path);
   for (const tool of privileged ? [unsharePath, envPath] : []) {
@@ -72,6 +84,7 @@ export async function probeHostLayout(opts: HostLayoutOptions): Promise<HostLayo
     bwrapVersion: (await runForText(bwrapPath, ['--version'])).trim(),
     shellPath,
     privileged,
+    execHelperPath,
     unsharePath,
     envPath,
     supportsDisableUserns: help.includes('--disable-userns'),
@@ -121,6 +134,13 @@ async function isExecutable(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** An explicit helper must be there; the built one is used if it is. */
+async function findExecHelper(wanted: string | null | undefined): Promise<string | null> {
+  if (wanted === null) return null;
+  if (wanted !== undefined) return requireExecutable(wanted);
+  return (await isExecutable(BUILT_EXEC_HELPER)) ? BUILT_EXEC_HELPER : null;
 }
 
 async function findSystemMounts(): Promise<SystemMount[]> {

@@ -1,8 +1,11 @@
 /**
- * The launcher: a tiny `sh -c` script that sets the run cgroup's limits, moves itself into it, sets
- * the per-process rlimits, then execs bwrap. Joining before exec is what makes the cgroup race-free:
- * the first process of the run is already inside, so everything it ever forks is too. Shell builtins
- * (`echo >`, `ulimit`) do all of it without another exec.
+ * The launcher: the first process of a run. It sets the run cgroup's limits, moves itself into it, sets
+ * the per-process rlimits, then execs bwrap. Joining before exec is what makes the cgroup race-free: the
+ * first process of the run is already inside, so everything it ever forks is too.
+ *
+ * Two forms do the same steps: `remex-exec launch` (native/remex-exec.c, a static binary built with
+ * remex; decision 0015), or where it was not built a tiny `sh -c` script whose builtins (`echo >`,
+ * `ulimit`) do it.
  */
 import { ARGS_FD } from './spawner-protocol.js';
 import type { CgroupWrite } from './cgroups.js';
@@ -17,7 +20,13 @@ export interface LauncherRlimits {
   processes: number | null;
 }
 
-/** dash's `ulimit -f` counts 512-byte blocks. */
+/** What the launcher process executes. */
+export interface LauncherCommand {
+  file: string;
+  args: string[];
+}
+
+/** dash's `ulimit -f` counts 512-byte blocks; both forms set the same rounded limit. */
 const FILE_SIZE_BLOCK_BYTES = 512;
 /** The launcher and bwrap themselves need a few descriptors; below this they cannot start the program. */
 export const MIN_OPEN_FILES = 16;
@@ -28,16 +37,71 @@ export const LAUNCHER_FAILED_STATUS = 125;
 /** The fixed, minimal environment of the launcher and bwrap; the program's own comes later. */
 export const LAUNCHER_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
 
-/** `cgroupSetup`: see `RunCgroup.setup`; the shell is single-threaded, so moving itself moves the process. */
-export function launcherScript(cgroupSetup: readonly CgroupWrite[], rlimits: LauncherRlimits, bwrapPath: string): string {
-  const steps = cgroupSetup.map((w) => `echo ${shellQuote(w.value)} > ${shellQuote(w.file)}`);
-  steps.push('ulimit -c 0', `ulimit -n ${Math.max(MIN_OPEN_FILES, rlimits.openFiles)}`, `ulimit -f ${Math.max(1, Math.ceil(rlimits.fileSizeBytes / FILE_SIZE_BLOCK_BYTES))}`);
-  if (rlimits.cpuTimeMs !== null) {
-    const seconds = Math.max(1, Math.ceil(rlimits.cpuTimeMs / 1000));
+type Resource = 'core' | 'nofile' | 'fsize' | 'cpu' | 'nproc';
+
+interface Rlimit {
+  resource: Resource;
+  soft: number;
+  hard: number;
+}
+
+/** The rlimits of a run, in the order they are set. */
+function rlimitsOf(limits: LauncherRlimits): Rlimit[] {
+  const both = (resource: Resource, value: number): Rlimit => ({ resource, soft: value, hard: value });
+  const result = [
+    both('core', 0),
+    both('nofile', Math.max(MIN_OPEN_FILES, limits.openFiles)),
+    both('fsize', Math.max(1, Math.ceil(limits.fileSizeBytes / FILE_SIZE_BLOCK_BYTES)) * FILE_SIZE_BLOCK_BYTES),
+  ];
+  if (limits.cpuTimeMs !== null) {
+    const seconds = Math.max(1, Math.ceil(limits.cpuTimeMs / 1000));
     // Soft limit: SIGXCPU, which the result reports as cpu_time; the hard limit a second later kills.
-    steps.push(`ulimit -t ${seconds + 1}`, `ulimit -S -t ${seconds}`);
+    result.push({ resource: 'cpu', soft: seconds, hard: seconds + 1 });
   }
-  if (rlimits.processes !== null) steps.push(`ulimit -p ${rlimits.processes}`);
+  if (limits.processes !== null) result.push(both('nproc', limits.processes));
+  return result;
+}
+
+export interface Launchers {
+  execHelperPath: string | null;
+  shellPath: string;
+}
+
+/**
+ * The launcher of one run: `remex-exec launch` when `execHelperPath` is given, else `sh -c`. `command`
+ * is what bwrap runs once its options (read from {@link ARGS_FD}) have built the sandbox; when it is
+ * remex-exec itself, remex-exec opens its own file at `execHelperFd` for it.
+ */
+export function launcherCommand(
+  cgroupSetup: readonly CgroupWrite[],
+  limits: LauncherRlimits,
+  bwrap: { path: string; command: readonly string[]; execHelperFd: number | null },
+  launchers: Launchers,
+): LauncherCommand {
+  const rlimits = rlimitsOf(limits);
+  if (launchers.execHelperPath !== null) {
+    const args = ['launch'];
+    for (const w of cgroupSetup) args.push('-w', w.file, w.value);
+    for (const r of rlimits) args.push('-r', r.resource, String(r.soft), String(r.hard));
+    if (bwrap.execHelperFd !== null) args.push('-x', String(bwrap.execHelperFd));
+    return { file: launchers.execHelperPath, args: [...args, '--', bwrap.path, '--args', String(ARGS_FD), '--', ...bwrap.command] };
+  }
+  if (bwrap.execHelperFd !== null) throw new Error('launcherCommand: the command needs remex-exec, which the shell launcher cannot open');
+  return { file: launchers.shellPath, args: ['-c', launcherScript(cgroupSetup, rlimits, bwrap.path), 'remex-sandbox', ...bwrap.command] };
+}
+
+const ULIMIT_FLAGS: Readonly<Record<Resource, string>> = { core: 'c', nofile: 'n', fsize: 'f', cpu: 't', nproc: 'p' };
+
+/** The shell form; the shell is single-threaded, so moving itself into the cgroup moves the process. */
+function launcherScript(cgroupSetup: readonly CgroupWrite[], rlimits: readonly Rlimit[], bwrapPath: string): string {
+  const steps = cgroupSetup.map((w) => `echo ${shellQuote(w.value)} > ${shellQuote(w.file)}`);
+  for (const { resource, soft, hard } of rlimits) {
+    const flag = ULIMIT_FLAGS[resource];
+    const amount = (value: number): number => (resource === 'fsize' ? value / FILE_SIZE_BLOCK_BYTES : value);
+    // Without -H or -S, ulimit sets both limits.
+    steps.push(`ulimit -${flag} ${amount(hard)}`);
+    if (soft !== hard) steps.push(`ulimit -S -${flag} ${amount(soft)}`);
+  }
   return `${steps.join(' && ')} || exit ${LAUNCHER_FAILED_STATUS}\nexec ${shellQuote(bwrapPath)} --args ${ARGS_FD} -- "$@"\n`;
 }
 

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import type { LimitKind } from '../../core/limits.js';
 import { InternalError } from '../../core/errors.js';
 import { signalQuietly } from './cgroups.js';
-import { LAUNCHER_ENV } from './launcher.js';
+import { LAUNCHER_ENV, type LauncherCommand } from './launcher.js';
 import type { ProcessTree } from './process-tree.js';
 import type { LaunchedProcess, Spawner } from './spawner.js';
 import type { BwrapStatus, CapturedStream } from './spawner-protocol.js';
@@ -26,10 +26,10 @@ export interface LimitWatch {
 
 export interface SuperviseRequest {
   spawner: Spawner;
-  shellPath: string;
-  script: string;
+  /** The run's first process, which execs bwrap (see launcher.ts). */
+  launcher: LauncherCommand;
+  /** bwrap's options, which the launcher's bwrap reads from its descriptor 3. */
   bwrapOptions: readonly string[];
-  command: readonly string[];
   /** File the program reads as stdin; null: /dev/null. */
   stdinPath: string | null;
   outputBytes: number;
@@ -98,8 +98,8 @@ class RunSupervisor {
       this.startedAtMs = performance.now();
       this.process = this.req.spawner.launch(
         {
-          file: this.req.shellPath,
-          args: ['-c', this.req.script, 'remex-sandbox', ...this.req.command],
+          file: this.req.launcher.file,
+          args: this.req.launcher.args,
           env: { ...LAUNCHER_ENV },
           stdinPath: this.req.stdinPath,
           argsData: this.req.bwrapOptions.map((o) => `${o}\0`).join(''),

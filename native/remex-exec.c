@@ -1,0 +1,164 @@
+/*
+ * remex-exec: the two small steps around bwrap in a sandbox run, in one program that is built static so
+ * neither step loads a dynamic linker or reads an environment variable (docs/decisions/0015).
+ *
+ *   remex-exec launch [-w FILE VALUE]... [-r RESOURCE SOFT HARD]... [-x FD] -- PROGRAM [ARG]...
+ *     Outside the sandbox, as the worker: writes each VALUE to its FILE in order (the run cgroup's
+ *     limits, then "0" to its procs or tasks file, which moves this process into it), sets each
+ *     rlimit, opens this program's own file at descriptor FD if asked, then execs PROGRAM (bwrap),
+ *     which inherits all of it. RESOURCE is core, cpu, fsize, nofile or nproc; SOFT and HARD are
+ *     numbers or "unlimited". If any step fails, PROGRAM never runs and the exit status is 125.
+ *
+ *   remex-exec as UID GID COUNT [NAME=VALUE]... PROGRAM [ARG]...
+ *     Inside the sandbox, as root with only the capabilities the switch needs, executed through
+ *     /proc/self/fd/FD (so nothing is mounted for it): closes every descriptor above 2 (FD among them),
+ *     drops supplementary groups, switches to GID then UID (which clears those capabilities), replaces
+ *     the environment with the COUNT assignments and execs PROGRAM, looked up in that environment's PATH
+ *     as env(1) does. Nothing of the request reaches a privileged process: the assignments are
+ *     arguments here and become the environment only after the switch. Exit status 125 if the switch
+ *     fails, 127 if PROGRAM is not found, 126 if it cannot be run.
+ *
+ * Messages go to standard error, which the worker captures as the run's.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+enum { SETUP_FAILED = 125, CANNOT_RUN = 126, NOT_FOUND = 127 };
+
+static void fail(int status, const char *what, const char *detail) {
+  if (detail) fprintf(stderr, "remex-exec: %s: %s\n", what, detail);
+  else fprintf(stderr, "remex-exec: %s\n", what);
+  exit(status);
+}
+
+static void usage(void) {
+  fail(SETUP_FAILED, "usage: remex-exec launch [-w FILE VALUE]... [-r RESOURCE SOFT HARD]... [-x FD] -- PROGRAM [ARG]...\n"
+                     "       remex-exec as UID GID COUNT [NAME=VALUE]... PROGRAM [ARG]...", NULL);
+}
+
+/* A whole decimal number that fits in `max`, or -1. */
+static long long parse_number(const char *text, unsigned long long max) {
+  if (*text < '0' || *text > '9') return -1;
+  errno = 0;
+  char *end;
+  unsigned long long value = strtoull(text, &end, 10);
+  if (errno != 0 || *end != '\0' || value > max) return -1;
+  return (long long)value;
+}
+
+static rlim_t parse_limit(const char *text) {
+  if (strcmp(text, "unlimited") == 0) return RLIM_INFINITY;
+  long long value = parse_number(text, LLONG_MAX);
+  if (value < 0) fail(SETUP_FAILED, "not a limit", text);
+  return (rlim_t)value;
+}
+
+static int resource_named(const char *name) {
+  static const struct { const char *name; int resource; } known[] = {
+    {"core", RLIMIT_CORE}, {"cpu", RLIMIT_CPU}, {"fsize", RLIMIT_FSIZE}, {"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC},
+  };
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+    if (strcmp(known[i].name, name) == 0) return known[i].resource;
+  }
+  fail(SETUP_FAILED, "unknown resource", name);
+  return -1;
+}
+
+/* The whole value in one write, as cgroup files want it; the write itself reports a refused value. */
+static void write_file(const char *path, const char *value) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) fail(SETUP_FAILED, path, strerror(errno));
+  size_t length = strlen(value);
+  ssize_t written = write(fd, value, length);
+  if (written < 0) fail(SETUP_FAILED, path, strerror(errno));
+  if ((size_t)written != length) fail(SETUP_FAILED, path, "short write");
+  if (close(fd) != 0) fail(SETUP_FAILED, path, strerror(errno));
+}
+
+/* This program's file, open at `fd` without close-on-exec, for bwrap to execute inside the sandbox. */
+static void open_self_at(const char *fd_text) {
+  long long fd = parse_number(fd_text, INT_MAX);
+  if (fd < 3) fail(SETUP_FAILED, "not a descriptor above 2", fd_text);
+  int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (self < 0) fail(SETUP_FAILED, "/proc/self/exe", strerror(errno));
+  if (self != fd) {
+    if (dup2(self, (int)fd) < 0) fail(SETUP_FAILED, "dup2", strerror(errno));
+    close(self);
+  } else if (fcntl(self, F_SETFD, 0) != 0) {
+    fail(SETUP_FAILED, "fcntl", strerror(errno));
+  }
+}
+
+static void close_descriptors_above_stderr(void) {
+  if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0) return;
+  /* Kernels before 5.9. */
+  long max = sysconf(_SC_OPEN_MAX);
+  for (long fd = 3; fd < (max > 0 ? max : 1024); fd++) close((int)fd);
+}
+
+static int launch(int argc, char **argv) {
+  int i = 0;
+  while (i < argc && strcmp(argv[i], "--") != 0) {
+    if (strcmp(argv[i], "-w") == 0 && i + 2 < argc) {
+      write_file(argv[i + 1], argv[i + 2]);
+      i += 3;
+    } else if (strcmp(argv[i], "-r") == 0 && i + 3 < argc) {
+      struct rlimit limit = {.rlim_cur = parse_limit(argv[i + 2]), .rlim_max = parse_limit(argv[i + 3])};
+      if (setrlimit(resource_named(argv[i + 1]), &limit) != 0) fail(SETUP_FAILED, argv[i + 1], strerror(errno));
+      i += 4;
+    } else if (strcmp(argv[i], "-x") == 0 && i + 1 < argc) {
+      open_self_at(argv[i + 1]);
+      i += 2;
+    } else {
+      usage();
+    }
+  }
+  if (i + 1 >= argc) usage();
+  char **program = argv + i + 1;
+  execv(program[0], program);
+  fail(SETUP_FAILED, program[0], strerror(errno));
+  return SETUP_FAILED;
+}
+
+static int run_as(int argc, char **argv) {
+  if (argc < 4) usage();
+  long long uid = parse_number(argv[0], UINT_MAX - 1);
+  long long gid = parse_number(argv[1], UINT_MAX - 1);
+  long long count = parse_number(argv[2], INT_MAX);
+  if (uid < 0 || gid < 0 || count < 0 || count > argc - 4) usage();
+  char **assignments = argv + 3;
+  char **program = assignments + count;
+
+  close_descriptors_above_stderr();
+  if (setgroups(0, NULL) != 0) fail(SETUP_FAILED, "setgroups", strerror(errno));
+  if (setgid((gid_t)gid) != 0) fail(SETUP_FAILED, "setgid", strerror(errno));
+  if (setuid((uid_t)uid) != 0) fail(SETUP_FAILED, "setuid", strerror(errno));
+
+  if (clearenv() != 0) fail(SETUP_FAILED, "clearenv", NULL);
+  for (long long k = 0; k < count; k++) {
+    char *eq = strchr(assignments[k], '=');
+    if (eq == NULL || eq == assignments[k]) fail(SETUP_FAILED, "not an assignment", assignments[k]);
+    if (putenv(assignments[k]) != 0) fail(SETUP_FAILED, "putenv", strerror(errno));
+  }
+  execvp(program[0], program);
+  int error = errno;
+  fprintf(stderr, "%s: %s\n", program[0], strerror(error));
+  return error == ENOENT ? NOT_FOUND : CANNOT_RUN;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) usage();
+  if (strcmp(argv[1], "launch") == 0) return launch(argc - 2, argv + 2);
+  if (strcmp(argv[1], "as") == 0) return run_as(argc - 2, argv + 2);
+  usage();
+  return SETUP_FAILED;
+}
