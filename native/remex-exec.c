@@ -18,6 +18,9 @@
  *     arguments here and become the environment only after the switch. Exit status 125 if the switch
  *     fails, 127 if PROGRAM is not found, 126 if it cannot be run.
  *
+ *   remex-exec spawner
+ *     The sandbox spawner: a long-lived process that starts launchers for the server (see spawner.c).
+ *
  * Messages go to standard error, which the worker captures as the run's.
  */
 #define _GNU_SOURCE
@@ -32,6 +35,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "remex-exec.h"
+
 enum { SETUP_FAILED = 125, CANNOT_RUN = 126, NOT_FOUND = 127 };
 
 static void fail(int status, const char *what, const char *detail) {
@@ -42,7 +47,8 @@ static void fail(int status, const char *what, const char *detail) {
 
 static void usage(void) {
   fail(SETUP_FAILED, "usage: remex-exec launch [-w FILE VALUE]... [-r RESOURCE SOFT HARD]... [-x FD] -- PROGRAM [ARG]...\n"
-                     "       remex-exec as UID GID COUNT [NAME=VALUE]... PROGRAM [ARG]...", NULL);
+                     "       remex-exec as UID GID COUNT [NAME=VALUE]... PROGRAM [ARG]...\n"
+                     "       remex-exec spawner", NULL);
 }
 
 /* A whole decimal number that fits in `max`, or -1. */
@@ -159,6 +165,7 @@ int main(int argc, char **argv) {
   if (argc < 2) usage();
   if (strcmp(argv[1], "launch") == 0) return launch(argc - 2, argv + 2);
   if (strcmp(argv[1], "as") == 0) return run_as(argc - 2, argv + 2);
+  if (strcmp(argv[1], "spawner") == 0 && argc == 2) return remex_spawner();
   usage();
   return SETUP_FAILED;
 }

@@ -174,7 +174,7 @@ async function spawnerChildren(): Promise<number[]> {
   const children = (await Promise.all(tasks.map((tid) => readFile(`/proc/${process.pid}/task/${tid}/children`, 'utf8').catch(() => '')))).join(' ');
   const pids = children.split(/\s+/).filter((p) => p !== '').map(Number);
   const cmdlines = await Promise.all(pids.map((pid) => readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')));
-  return pids.filter((_, i) => cmdlines[i]?.includes('spawner-process.js'));
+  return pids.filter((_, i) => cmdlines[i]?.includes('spawner-process.js') || cmdlines[i] === `${BUILT_EXEC_HELPER}\0spawner\0`);
 }
 
 async function parentOf(pid: number): Promise<number> {
@@ -190,10 +190,16 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
-describe('the spawner process', () => {
+/** The native spawner (remex-exec spawner) and the Node one used where remex-exec was not built. */
+const SPAWNERS = [
+  { kind: 'native', options: { execHelperPath: BUILT_EXEC_HELPER } },
+  { kind: 'node', options: { execHelperPath: null } },
+] as const;
+
+for (const { kind, options } of SPAWNERS) describe(`the spawner process (${kind})`, () => {
   test('sandboxes are started by the spawner, not forked from this process, and get no descriptor beyond their stdio', async (t) => {
-    if (!requireTools(t, 'bwrap', 'unshare')) return;
-    const s = await BwrapSandbox.create();
+    if (!requireTools(t, 'bwrap', 'unshare') || (kind === 'native' && !requireExecHelper(t))) return;
+    const s = await BwrapSandbox.create(options);
     t.after(() => s.close());
     const marker = `remex-marker-${randomUUID()}`;
     // fd 3 of ls is the directory it lists; anything else (a socket to the spawner above all) is a leak.
@@ -237,9 +243,9 @@ describe('the spawner process', () => {
   });
 
   test('a spawner that dies fails its runs, leaves nothing running, and is replaced for the next run', async (t) => {
-    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    if (!requireTools(t, 'bwrap', 'unshare') || (kind === 'native' && !requireExecHelper(t))) return;
     const before = new Set(await spawnerChildren());
-    const s = await BwrapSandbox.create();
+    const s = await BwrapSandbox.create(options);
     t.after(() => s.close());
     const own = (await spawnerChildren()).filter((pid) => !before.has(pid));
     assert.equal(own.length, 1, 'create() started one spawner');
@@ -264,9 +270,9 @@ describe('the spawner process', () => {
   });
 
   test('close() ends the spawner once the runs in flight are done', async (t) => {
-    if (!requireTools(t, 'bwrap', 'unshare')) return;
+    if (!requireTools(t, 'bwrap', 'unshare') || (kind === 'native' && !requireExecHelper(t))) return;
     const before = new Set(await spawnerChildren());
-    const s = await BwrapSandbox.create();
+    const s = await BwrapSandbox.create(options);
     const [spawner] = (await spawnerChildren()).filter((pid) => !before.has(pid));
     assert.ok(spawner, 'create() started a spawner');
     const running = s.run({ inputRoot: await freshRoot(t), workingDirectory: '', argv: ['/bin/sh', '-c', 'sleep 0.3; echo done'], env: {}, stdinPath: null, timeoutMs: 10_000, graceMs: 0, limits: { ...DEFAULT_LIMITS }, emulation: null });

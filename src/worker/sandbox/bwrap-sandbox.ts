@@ -88,7 +88,7 @@ export class BwrapSandbox implements Sandbox {
   ) {
     this.layout = settings.layout;
     this.cgroups = settings.cgroups;
-    this.spawner = new Spawner({ maskFds: settings.layout.inheritedFds, devNullFd: settings.layout.devNullFd });
+    this.spawner = new Spawner({ maskFds: settings.layout.inheritedFds, devNullFd: settings.layout.devNullFd, execHelperPath: settings.layout.execHelperPath });
     const enforces = settings.cgroups?.enforces;
     this.capabilities = {
       kind: 'bwrap',

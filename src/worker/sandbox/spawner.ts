@@ -8,33 +8,23 @@
  * is a Node process of ~50 MB that does nothing else, so the same spawn costs ~1 ms there and none of
  * it lands on the server's event loop.
  *
- * What stays the same: the launcher is still `sh` → bwrap with `--die-with-parent`, its parent is
- * now the spawner, and the spawner exits when the server does (its IPC channel closes), which takes
- * every sandbox with it. The spawner runs as the server's user, in the server's cgroup, with a fixed
- * minimal environment; it inherits no descriptor the server did not mean to give it.
+ * Where remex-exec was built the spawner is `remex-exec spawner`, a C process of a few hundred KB whose
+ * forks cost less again (decision 0015); otherwise the Node one (spawner-link.ts has both).
+ *
+ * What stays the same: the launcher still execs bwrap with `--die-with-parent`, its parent is now the
+ * spawner, and the spawner exits when the server does (its channel closes), which takes every sandbox
+ * with it. The spawner runs as the server's user, in the server's cgroup, with a fixed minimal
+ * environment; it inherits no descriptor the server did not mean to give it.
  *
  * If the spawner dies, runs in flight fail (their sandboxes die with it) and the next run starts a new one.
  */
-import { type ChildProcess, fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { InternalError, UnavailableError } from '../../core/errors.js';
+import { type SpawnerLink, type SpawnerLinkOptions, startSpawnerProcess } from './spawner-link.js';
 import type { BwrapStatus, CapturedStream, FromSpawner, SpawnMessage, ToSpawner } from './spawner-protocol.js';
 
-const SPAWNER_SCRIPT = fileURLToPath(new URL('./spawner-process.js', import.meta.url));
-/** Its own environment: nothing of the server's (NODE_OPTIONS …) reaches the process that spawns sandboxes. */
-const SPAWNER_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
-/**
- * A small young generation keeps the spawner's memory (and so its own fork cost) down: it holds a few
- * small objects per run. Output buffers live outside the V8 heap, so no old-space cap is set.
- */
-const SPAWNER_EXEC_ARGV = ['--max-semi-space-size=1'];
 const START_TIMEOUT_MS = 30_000;
 
-export interface SpawnerOptions {
-  /** Descriptors the server inherited without close-on-exec: overlaid with `devNullFd` in the spawner. */
-  maskFds: readonly number[];
-  devNullFd: number;
-}
+export type SpawnerOptions = SpawnerLinkOptions;
 
 export type LaunchRequest = Omit<SpawnMessage, 'op' | 'id'>;
 
@@ -56,10 +46,10 @@ export interface LaunchedProcess {
 }
 
 export class Spawner {
-  private child: ChildProcess | null = null;
-  private starting: Promise<ChildProcess> | null = null;
+  private child: SpawnerLink | null = null;
+  private starting: Promise<SpawnerLink> | null = null;
   /** Runs whose launcher has been asked for and not yet closed, with the spawner process that has them. */
-  private readonly runs = new Map<number, { events: LaunchEvents; process: ChildProcess | null }>();
+  private readonly runs = new Map<number, { events: LaunchEvents; process: SpawnerLink | null }>();
   private nextId = 1;
   private closed = false;
 
@@ -72,7 +62,7 @@ export class Spawner {
 
   launch(request: LaunchRequest, events: LaunchEvents): LaunchedProcess {
     const id = this.nextId++;
-    const run: { events: LaunchEvents; process: ChildProcess | null } = { events, process: null };
+    const run: { events: LaunchEvents; process: SpawnerLink | null } = { events, process: null };
     this.runs.set(id, run);
     this.refChannel();
     const sendOrLose = (message: ToSpawner): void => {
@@ -101,42 +91,35 @@ export class Spawner {
     this.stopIfIdle();
   }
 
-  private process(): Promise<ChildProcess> {
+  private process(): Promise<SpawnerLink> {
     if (this.child) return Promise.resolve(this.child);
     if (this.closed) return Promise.reject(new UnavailableError('sandbox is closed'));
     this.starting ??= this.spawnProcess().finally(() => (this.starting = null));
     return this.starting;
   }
 
-  private spawnProcess(): Promise<ChildProcess> {
+  private spawnProcess(): Promise<SpawnerLink> {
     return new Promise((resolve, reject) => {
-      // Inherited descriptors the server must not pass on are /dev/null in the spawner from its first instruction.
-      const stdio: Array<'ignore' | 'inherit' | 'ipc' | number> = ['ignore', 'ignore', 'inherit'];
-      for (const fd of this.opts.maskFds) {
-        if (fd <= 2) continue;
-        while (stdio.length < fd) stdio.push('ignore');
-        stdio[fd] = this.opts.devNullFd;
-      }
-      stdio.push('ipc');
-      let child: ChildProcess;
+      let link: SpawnerLink;
       try {
-        child = fork(SPAWNER_SCRIPT, [], { stdio, env: SPAWNER_ENV, execArgv: SPAWNER_EXEC_ARGV, serialization: 'advanced' });
+        link = startSpawnerProcess(this.opts);
       } catch (err) {
         reject(new UnavailableError('sandbox: cannot start the spawner process', { cause: err }));
         return;
       }
+      const child = link.child;
       let ready = false;
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
         reject(new UnavailableError('sandbox: the spawner process did not start'));
       }, START_TIMEOUT_MS);
-      child.on('message', (msg: FromSpawner) => {
+      link.onMessage((msg: FromSpawner) => {
         if (msg.ev === 'ready') {
           ready = true;
           clearTimeout(timer);
-          this.child = child;
+          this.child = link;
           this.refChannel();
-          resolve(child);
+          resolve(link);
         } else this.dispatch(msg);
       });
       child.once('error', (err) => {
@@ -145,18 +128,19 @@ export class Spawner {
       });
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
-        if (this.child === child) this.child = null;
+        if (this.child === link) this.child = null;
         if (!ready) {
           reject(new UnavailableError(`sandbox: the spawner process exited at start (${signal ?? code})`));
           return;
         }
         // Its sandboxes died with it (--die-with-parent); their runs can only fail.
         for (const [id, run] of [...this.runs]) {
-          if (run.process === child) this.lose(id, new InternalError(`sandbox: the spawner process exited (${signal ?? code}) during the run`));
+          if (run.process === link) this.lose(id, new InternalError(`sandbox: the spawner process exited (${signal ?? code}) during the run`));
         }
       });
       // Idle, it must not keep the server alive; refChannel() holds it while runs are in flight.
       child.unref();
+      link.unref();
     });
   }
 
@@ -193,17 +177,16 @@ export class Spawner {
   }
 
   private refChannel(): void {
-    if (this.runs.size > 0) this.child?.channel?.ref();
+    if (this.runs.size > 0) this.child?.ref();
   }
 
   private stopIfIdle(): void {
     if (this.runs.size > 0) return;
     if (this.closed) {
-      // Disconnecting ends the spawner (see spawner-process.ts).
-      if (this.child?.connected) this.child.disconnect();
+      this.child?.end();
       this.child = null;
     } else {
-      this.child?.channel?.unref();
+      this.child?.unref();
     }
   }
 }

@@ -1,0 +1,552 @@
+/*
+ * remex-exec spawner: the sandbox spawner (src/worker/sandbox/spawner.ts) as a small C process. It does
+ * what spawner-process.ts does for a Node spawner, without a Node heap to copy at every fork: starts
+ * launchers, drains and bounds their output, relays bwrap's status stream and how they exit, and kills a
+ * run's sandbox on request. Frames, little-endian, both ways: u32 length of what follows, u8 kind, u32 run
+ * id, then the kind's fields (strings as u32 length + bytes). The layout is native-spawner.ts's.
+ *
+ * Requests on stdin:  1 spawn: u32 output bytes kept per stream, str stdin path ("" for /dev/null), str file,
+ *                       u32 argc, str × argc (argv[0] included), u32 envc, str × envc ("NAME=VALUE"), str bwrap options
+ *                       (written to the launcher's descriptor 3, then closed)
+ *                     2 kill: SIGKILL the namespace's init and the launcher, unless the launcher was reaped
+ *                     3 close-pipes: stop reading the run's output
+ * Events on stdout:   1 ready · 2 spawned: u32 pid · 3 spawn-failed: str message · 4 status: bytes of bwrap's
+ *                     status stream · 5 exit: i32 code (-1: by signal), i32 signal (0: none) · 6 close:
+ *                     u64 stdout total, str stdout kept, u64 stderr total, str stderr kept
+ *
+ * The launcher gets: stdin from the file or /dev/null, stdout and stderr pipes, the options pipe at 3, the
+ * status pipe at 4, no other descriptor, default signal handling, and exactly the environment given.
+ * When stdin closes (the server is gone) every sandbox is killed and the spawner exits.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "remex-exec.h"
+
+enum { REQ_SPAWN = 1, REQ_KILL = 2, REQ_CLOSE_PIPES = 3 };
+enum { EV_READY = 1, EV_SPAWNED = 2, EV_SPAWN_FAILED = 3, EV_STATUS = 4, EV_EXIT = 5, EV_CLOSE = 6 };
+enum { OUT = 0, ERR = 1, STATUS = 2, STREAMS = 3 };
+enum { ARGS_FD = 3, STATUS_FD = 4, FIRST_FREE_FD = 5 };
+#define MAX_FRAME (64u << 20)
+#define READ_CHUNK 65536
+
+struct capture {
+  char *data;
+  uint32_t kept, limit;
+  uint64_t total;
+};
+
+struct run {
+  struct run *next;
+  uint32_t id;
+  pid_t pid;
+  pid_t init_pid; /* 0 until bwrap's status names it */
+  int exited;
+  int fds[STREAMS]; /* read ends; -1 once closed */
+  struct capture out[2];
+  int args_fd; /* write end of the options pipe; -1 once written */
+  char *args;
+  size_t args_length, args_written;
+  char status_head[128]; /* the stream's start, where "child-pid" is */
+  size_t status_head_length;
+};
+
+static struct run *runs;
+
+static void die(const char *what) {
+  fprintf(stderr, "remex-exec spawner: %s: %s\n", what, strerror(errno));
+  exit(2);
+}
+
+/* ---- events ---- */
+
+static void write_all(const void *data, size_t length) {
+  const char *p = data;
+  while (length > 0) {
+    ssize_t n = write(STDOUT_FILENO, p, length);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) exit(0); /* The server is gone; --die-with-parent takes the sandboxes. */
+    p += n;
+    length -= (size_t)n;
+  }
+}
+
+struct frame {
+  char *data;
+  size_t length, capacity;
+};
+
+static void put(struct frame *f, const void *bytes, size_t length) {
+  if (f->length + length > f->capacity) {
+    size_t capacity = f->capacity ? f->capacity : 256;
+    while (capacity < f->length + length) capacity *= 2;
+    if (!(f->data = realloc(f->data, capacity))) die("realloc");
+    f->capacity = capacity;
+  }
+  memcpy(f->data + f->length, bytes, length);
+  f->length += length;
+}
+
+static void put_u32(struct frame *f, uint32_t v) {
+  unsigned char b[4] = {v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, v >> 24};
+  put(f, b, 4);
+}
+
+static void put_u64(struct frame *f, uint64_t v) {
+  put_u32(f, (uint32_t)v);
+  put_u32(f, (uint32_t)(v >> 32));
+}
+
+static void put_str(struct frame *f, const char *bytes, uint32_t length) {
+  put_u32(f, length);
+  put(f, bytes, length);
+}
+
+static struct frame begin(uint8_t kind, uint32_t id) {
+  struct frame f = {0};
+  put_u32(&f, 0); /* length, filled in by send_frame */
+  put(&f, &kind, 1);
+  put_u32(&f, id);
+  return f;
+}
+
+static void send_frame(struct frame *f) {
+  uint32_t length = (uint32_t)(f->length - 4);
+  unsigned char b[4] = {length & 0xff, (length >> 8) & 0xff, (length >> 16) & 0xff, length >> 24};
+  memcpy(f->data, b, 4);
+  write_all(f->data, f->length);
+  free(f->data);
+}
+
+static void send_simple(uint8_t kind, uint32_t id) {
+  struct frame f = begin(kind, id);
+  send_frame(&f);
+}
+
+static void send_failed(uint32_t id, const char *what, int error) {
+  char message[512];
+  snprintf(message, sizeof message, "%s: %s", what, strerror(error));
+  struct frame f = begin(EV_SPAWN_FAILED, id);
+  put_str(&f, message, (uint32_t)strlen(message));
+  send_frame(&f);
+}
+
+/* ---- requests ---- */
+
+struct reader {
+  const unsigned char *p, *end;
+  int bad;
+};
+
+static uint32_t get_u32(struct reader *r) {
+  if (r->end - r->p < 4) {
+    r->bad = 1;
+    return 0;
+  }
+  uint32_t v = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 | (uint32_t)r->p[3] << 24;
+  r->p += 4;
+  return v;
+}
+
+/* A NUL-terminated copy (strings given to exec cannot hold NUL: the server rejects those). */
+static char *get_str(struct reader *r, uint32_t *length_out) {
+  uint32_t length = get_u32(r);
+  if (r->bad || (size_t)(r->end - r->p) < length) {
+    r->bad = 1;
+    return NULL;
+  }
+  char *s = malloc((size_t)length + 1);
+  if (!s) die("malloc");
+  memcpy(s, r->p, length);
+  s[length] = '\0';
+  r->p += length;
+  if (length_out) *length_out = length;
+  return s;
+}
+
+static char **get_list(struct reader *r) {
+  uint32_t count = get_u32(r);
+  if (r->bad || count > (uint32_t)(r->end - r->p) / 4) {
+    r->bad = 1;
+    return NULL;
+  }
+  char **list = calloc((size_t)count + 1, sizeof *list);
+  if (!list) die("calloc");
+  for (uint32_t i = 0; i < count && !r->bad; i++) list[i] = get_str(r, NULL);
+  return list;
+}
+
+static void free_list(char **list) {
+  if (!list) return;
+  for (char **p = list; *p; p++) free(*p);
+  free(list);
+}
+
+static struct run *find(uint32_t id) {
+  for (struct run *r = runs; r; r = r->next)
+    if (r->id == id) return r;
+  return NULL;
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+/* In the child: descriptors 0–4 as the launcher expects them, nothing else inherited, then exec. */
+static void become_launcher(int in, int out, int err, int args, int status, int error_pipe, const char *file, char **argv, char **envp) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGPIPE, SIG_DFL);
+  int moved_error = fcntl(error_pipe, F_DUPFD_CLOEXEC, 100);
+  if (moved_error >= 0) error_pipe = moved_error;
+  /* Out of 0–4 first, so that no dup2 below overwrites a descriptor still to be moved. */
+  int moved[5] = {in, out, err, args, status};
+  for (int i = 0; i < 5; i++) {
+    moved[i] = fcntl(moved[i], F_DUPFD_CLOEXEC, 100);
+    if (moved[i] < 0) goto failed;
+  }
+  for (int i = 0; i < 5; i++)
+    if (dup2(moved[i], i) < 0) goto failed;
+  /* Everything above 4 closes at exec, the error pipe included (its closing tells the parent exec worked). */
+  if (syscall(SYS_close_range, FIRST_FREE_FD, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */) != 0) {
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = FIRST_FREE_FD; fd < (max > 0 ? max : 1024); fd++)
+      if (fd != error_pipe) close((int)fd);
+  }
+  execve(file, argv, envp);
+failed:;
+  int error = errno;
+  ssize_t ignored = write(error_pipe, &error, sizeof error);
+  (void)ignored;
+  _exit(127);
+}
+
+static void spawn(uint32_t id, struct reader *r) {
+  uint32_t limit = get_u32(r);
+  char *stdin_path = get_str(r, NULL);
+  char *file = get_str(r, NULL);
+  char **argv = get_list(r);
+  char **envp = get_list(r);
+  uint32_t args_length = 0;
+  char *args = get_str(r, &args_length);
+  int pipes[STREAMS + 1][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+  int error_pipe[2] = {-1, -1};
+  int in = -1;
+  if (r->bad || !argv || !argv[0]) {
+    send_failed(id, "malformed spawn request", EINVAL);
+    goto done;
+  }
+  in = open(stdin_path[0] ? stdin_path : "/dev/null", O_RDONLY | O_CLOEXEC);
+  if (in < 0) {
+    send_failed(id, stdin_path[0] ? stdin_path : "/dev/null", errno);
+    goto done;
+  }
+  for (int i = 0; i <= STREAMS; i++) {
+    if (pipe2(pipes[i], O_CLOEXEC) != 0) {
+      send_failed(id, "pipe", errno);
+      goto done;
+    }
+  }
+  if (pipe2(error_pipe, O_CLOEXEC) != 0) {
+    send_failed(id, "pipe", errno);
+    goto done;
+  }
+  /* pipes[3] is the options pipe: the launcher reads it. */
+  pid_t pid = fork();
+  if (pid < 0) {
+    send_failed(id, "fork", errno);
+    goto done;
+  }
+  if (pid == 0) become_launcher(in, pipes[OUT][1], pipes[ERR][1], pipes[3][0], pipes[STATUS][1], error_pipe[1], file, argv, envp);
+  close_fd(&error_pipe[1]);
+  int error = 0;
+  ssize_t n;
+  while ((n = read(error_pipe[0], &error, sizeof error)) < 0 && errno == EINTR) {}
+  if (n > 0) {
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+    send_failed(id, file, error);
+    goto done;
+  }
+  struct run *run = calloc(1, sizeof *run);
+  if (!run) die("calloc");
+  run->id = id;
+  run->pid = pid;
+  for (int i = 0; i < STREAMS; i++) {
+    run->fds[i] = pipes[i][0];
+    pipes[i][0] = -1;
+    fcntl(run->fds[i], F_SETFL, O_NONBLOCK);
+  }
+  for (int i = 0; i < 2; i++) run->out[i].limit = limit;
+  run->args_fd = pipes[3][1];
+  pipes[3][1] = -1;
+  fcntl(run->args_fd, F_SETFL, O_NONBLOCK);
+  run->args = args;
+  run->args_length = args_length;
+  args = NULL;
+  run->next = runs;
+  runs = run;
+  struct frame f = begin(EV_SPAWNED, id);
+  put_u32(&f, (uint32_t)pid);
+  send_frame(&f);
+done:
+  close_fd(&in);
+  for (int i = 0; i <= STREAMS; i++) {
+    close_fd(&pipes[i][0]);
+    close_fd(&pipes[i][1]);
+  }
+  close_fd(&error_pipe[0]);
+  close_fd(&error_pipe[1]);
+  free(stdin_path);
+  free(file);
+  free_list(argv);
+  free_list(envp);
+  free(args);
+}
+
+static void kill_run(struct run *run) {
+  /* The launcher is reaped only here and init only by it, so until it is reaped neither pid is reused. */
+  if (run->exited) return;
+  if (run->init_pid > 0) kill(run->init_pid, SIGKILL);
+  kill(run->pid, SIGKILL);
+}
+
+static void handle_request(const unsigned char *frame, size_t length) {
+  struct reader r = {frame, frame + length, 0};
+  uint8_t kind = length > 0 ? *r.p++ : 0;
+  uint32_t id = get_u32(&r);
+  if (r.bad) {
+    fprintf(stderr, "remex-exec spawner: malformed request\n");
+    exit(2);
+  }
+  struct run *run = find(id);
+  switch (kind) {
+    case REQ_SPAWN:
+      spawn(id, &r);
+      break;
+    case REQ_KILL:
+      if (run) kill_run(run);
+      break;
+    case REQ_CLOSE_PIPES:
+      if (run)
+        for (int i = 0; i < STREAMS; i++) close_fd(&run->fds[i]);
+      break;
+    default:
+      fprintf(stderr, "remex-exec spawner: unknown request %u\n", kind);
+      exit(2);
+  }
+}
+
+/* ---- runs ---- */
+
+static void capture(struct capture *c, const char *data, size_t length) {
+  c->total += length;
+  size_t room = c->limit - c->kept;
+  size_t keep = length < room ? length : room;
+  if (keep == 0) return;
+  if (!c->data && !(c->data = malloc(c->limit))) die("malloc");
+  memcpy(c->data + c->kept, data, keep);
+  c->kept += (uint32_t)keep;
+}
+
+/* bwrap's first status document is {"child-pid": N, ...}: the namespace's init, which kill needs. */
+static void note_init_pid(struct run *run, const char *data, size_t length) {
+  if (run->init_pid > 0) return;
+  size_t room = sizeof run->status_head - 1 - run->status_head_length;
+  if (length > room) length = room;
+  memcpy(run->status_head + run->status_head_length, data, length);
+  run->status_head_length += length;
+  run->status_head[run->status_head_length] = '\0';
+  const char *key = strstr(run->status_head, "\"child-pid\"");
+  if (!key) return;
+  const char *p = key + strlen("\"child-pid\"");
+  while (*p == ' ' || *p == ':') p++;
+  long pid = 0;
+  const char *digits = p;
+  while (*p >= '0' && *p <= '9') pid = pid * 10 + (*p++ - '0');
+  if (p > digits && *p != '\0' && pid > 0) run->init_pid = (pid_t)pid;
+}
+
+static void read_stream(struct run *run, int stream) {
+  static char buffer[READ_CHUNK];
+  ssize_t n = read(run->fds[stream], buffer, sizeof buffer);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) {
+    close_fd(&run->fds[stream]);
+    return;
+  }
+  if (stream == STATUS) {
+    note_init_pid(run, buffer, (size_t)n);
+    struct frame f = begin(EV_STATUS, run->id);
+    put(&f, buffer, (size_t)n);
+    send_frame(&f);
+  } else {
+    capture(&run->out[stream], buffer, (size_t)n);
+  }
+}
+
+static void write_args(struct run *run) {
+  ssize_t n = write(run->args_fd, run->args + run->args_written, run->args_length - run->args_written);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n > 0) run->args_written += (size_t)n;
+  /* Written, or the launcher is gone before reading them (EPIPE): its exit says why. */
+  if (n <= 0 || run->args_written == run->args_length) {
+    close_fd(&run->args_fd);
+    free(run->args);
+    run->args = NULL;
+  }
+}
+
+static void finish_if_done(struct run *run) {
+  if (!run->exited || run->fds[OUT] >= 0 || run->fds[ERR] >= 0 || run->fds[STATUS] >= 0) return;
+  struct frame f = begin(EV_CLOSE, run->id);
+  for (int i = 0; i < 2; i++) {
+    put_u64(&f, run->out[i].total);
+    put_str(&f, run->out[i].data ? run->out[i].data : "", run->out[i].kept);
+  }
+  send_frame(&f);
+  for (struct run **p = &runs; *p; p = &(*p)->next) {
+    if (*p == run) {
+      *p = run->next;
+      break;
+    }
+  }
+  close_fd(&run->args_fd);
+  free(run->args);
+  free(run->out[0].data);
+  free(run->out[1].data);
+  free(run);
+}
+
+static void reap(void) {
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    for (struct run *run = runs; run; run = run->next) {
+      if (run->pid != pid) continue;
+      run->exited = 1;
+      struct frame f = begin(EV_EXIT, run->id);
+      put_u32(&f, WIFEXITED(status) ? (uint32_t)WEXITSTATUS(status) : UINT32_MAX);
+      put_u32(&f, WIFSIGNALED(status) ? (uint32_t)WTERMSIG(status) : 0);
+      send_frame(&f);
+      break;
+    }
+  }
+}
+
+int remex_spawner(void) {
+  /* Nothing inherited beyond stdio reaches a launcher (they close at exec anyway; this is the spawner's own hygiene). */
+  if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = 3; fd < (max > 0 ? max : 1024); fd++) close((int)fd);
+  }
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t child;
+  sigemptyset(&child);
+  sigaddset(&child, SIGCHLD);
+  if (sigprocmask(SIG_BLOCK, &child, NULL) != 0) die("sigprocmask");
+  int children = signalfd(-1, &child, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (children < 0) die("signalfd");
+
+  unsigned char *pending = NULL;
+  size_t pending_length = 0, pending_capacity = 0;
+  int input_open = 1;
+  send_simple(EV_READY, 0);
+
+  while (input_open) {
+    size_t count = 2;
+    for (struct run *run = runs; run; run = run->next) count += STREAMS + 1;
+    struct pollfd *polls = calloc(count, sizeof *polls);
+    struct run **owners = calloc(count, sizeof *owners);
+    int *streams = calloc(count, sizeof *streams);
+    if (!polls || !owners || !streams) die("calloc");
+    size_t used = 0;
+    polls[used++] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
+    polls[used++] = (struct pollfd){.fd = children, .events = POLLIN};
+    for (struct run *run = runs; run; run = run->next) {
+      for (int i = 0; i < STREAMS; i++) {
+        if (run->fds[i] < 0) continue;
+        owners[used] = run;
+        streams[used] = i;
+        polls[used++] = (struct pollfd){.fd = run->fds[i], .events = POLLIN};
+      }
+      if (run->args_fd >= 0) {
+        owners[used] = run;
+        streams[used] = -1;
+        polls[used++] = (struct pollfd){.fd = run->args_fd, .events = POLLOUT};
+      }
+    }
+    if (poll(polls, used, -1) < 0 && errno != EINTR) die("poll");
+
+    for (size_t i = 2; i < used; i++) {
+      if (!polls[i].revents) continue;
+      if (streams[i] < 0) write_args(owners[i]);
+      else if (owners[i]->fds[streams[i]] == polls[i].fd) read_stream(owners[i], streams[i]);
+    }
+    if (polls[1].revents) {
+      struct signalfd_siginfo info;
+      while (read(children, &info, sizeof info) > 0) {}
+      reap();
+    }
+    int input_ready = polls[0].revents != 0;
+    free(polls);
+    free(owners);
+    free(streams);
+    for (struct run *run = runs, *next; run; run = next) {
+      next = run->next;
+      finish_if_done(run);
+    }
+    if (!input_ready) continue;
+
+    if (pending_capacity - pending_length < READ_CHUNK) {
+      pending_capacity = pending_length + READ_CHUNK * 2;
+      if (!(pending = realloc(pending, pending_capacity))) die("realloc");
+    }
+    ssize_t n = read(STDIN_FILENO, pending + pending_length, pending_capacity - pending_length);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) {
+      input_open = 0;
+      break;
+    }
+    pending_length += (size_t)n;
+    size_t start = 0;
+    while (pending_length - start >= 4) {
+      const unsigned char *h = pending + start;
+      uint32_t length = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+      if (length > MAX_FRAME) {
+        fprintf(stderr, "remex-exec spawner: request of %u bytes\n", length);
+        exit(2);
+      }
+      if (pending_length - start - 4 < length) {
+        /* Room for the whole frame on the next read. */
+        if (pending_capacity < (size_t)length + 4 + READ_CHUNK) {
+          memmove(pending, pending + start, pending_length - start);
+          pending_length -= start;
+          start = 0;
+          pending_capacity = (size_t)length + 4 + READ_CHUNK;
+          if (!(pending = realloc(pending, pending_capacity))) die("realloc");
+        }
+        break;
+      }
+      handle_request(h + 4, length);
+      start += 4 + (size_t)length;
+    }
+    memmove(pending, pending + start, pending_length - start);
+    pending_length -= start;
+  }
+  /* The server is gone: take every sandbox down now rather than waiting for --die-with-parent. */
+  for (struct run *run = runs; run; run = run->next) kill_run(run);
+  return 0;
+}
