@@ -2,7 +2,6 @@
  * cgroup v1 adapter: a run gets one directory in each of the memory, pids and cpuacct hierarchies
  * (whichever the host has), all with the same name under the configured parent.
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type CgroupDriver,
@@ -13,6 +12,7 @@ import {
   type RunCgroup,
   keyedValue,
   killUntilEmpty,
+  makeCgroupDir,
   readNumber,
   readOptional,
   readPids,
@@ -47,12 +47,16 @@ export class CgroupV1Driver implements CgroupDriver {
     if (this.parents.memory) dirs.memory = join(this.parents.memory, name);
     if (this.parents.pids) dirs.pids = join(this.parents.pids, name);
     if (this.parents.cpuacct) dirs.cpuacct = join(this.parents.cpuacct, name);
-    const made = await Promise.allSettled(Object.values(dirs).map((dir: string) => mkdir(dir)));
-    const failed = made.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
+    const made: string[] = [];
+    try {
+      for (const dir of Object.values(dirs) as string[]) {
+        makeCgroupDir(dir);
+        made.push(dir);
+      }
+    } catch (err) {
       // Only remove what this call made: a name clash must not delete another run's cgroup.
-      await Promise.all(Object.values(dirs).map((dir: string, i) => (made[i]?.status === 'fulfilled' ? removeCgroupDir(dir).catch(() => undefined) : undefined)));
-      throw failed.reason;
+      await Promise.all(made.map((dir) => removeCgroupDir(dir).catch(() => undefined)));
+      throw err;
     }
     const setup: CgroupWrite[] = [];
     if (dirs.memory) {

@@ -2,7 +2,7 @@
  * cgroup v2 adapter: a run gets one directory under a parent whose `cgroup.subtree_control` enables
  * the memory and pids controllers (a cgroup delegated to remex, e.g. by systemd's `Delegate=yes`).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type CgroupDriver,
@@ -14,6 +14,7 @@ import {
   isErrno,
   keyedValue,
   killUntilEmpty,
+  makeCgroupDir,
   readNumber,
   readOptional,
   readPids,
@@ -37,7 +38,7 @@ export class CgroupV2Driver implements CgroupDriver {
 
   async create(name: string, limits: CgroupLimits): Promise<RunCgroup> {
     const dir = join(this.parentDir, name);
-    await mkdir(dir);
+    makeCgroupDir(dir);
     try {
       // Files a kernel may lack are written here, where their absence can be tolerated.
       if (this.enforces.memory) {
