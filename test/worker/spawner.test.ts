@@ -165,7 +165,8 @@ describe('remex-exec spawner refuses what it cannot read', () => {
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       child.stdout.resume();
       child.stdin.end(frame);
-      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      // 'close', not 'exit': by then stderr has been read to its end.
+      const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
       assert.equal(code, 2, stderr);
       assert.match(stderr, /remex-exec spawner: /);
     });
