@@ -110,6 +110,19 @@ for (const { kind, execHelperPath } of KINDS) {
       assert.deepEqual(r.exit, { code: 0, signal: null });
     });
 
+    test('megabytes of output within the bound arrive whole, runs side by side keep their own', async (t) => {
+      const spawner = ready(t);
+      if (!spawner) return;
+      const MiB = 1024 * 1024;
+      // Many reads' worth on both sides of the channel; each run's bytes are its own pattern.
+      const runs = await Promise.all(['a', 'b', 'c'].map((c, i) => launch(spawner, { args: ['-c', `head -c ${3 * MiB + i} /dev/zero | tr '\\0' ${c}`], outputBytes: 4 * MiB })));
+      runs.forEach((r, i) => {
+        assert.equal(r.stdout.totalBytes, 3 * MiB + i);
+        assert.equal(r.stdout.bytes.length, 3 * MiB + i);
+        assert.ok(r.stdout.bytes.every((b) => b === 'abc'.charCodeAt(i)));
+      });
+    });
+
     test('the launcher holds descriptors 0–4 and nothing else of ours', async (t) => {
       const spawner = ready(t);
       if (!spawner) return;

@@ -108,7 +108,11 @@ const OUTPUT_BYTES_MAX = 0xffff_ffff;
 class NativeLink implements SpawnerLink {
   private readonly stdin: Writable & { ref?(): void; unref?(): void };
   private readonly stdout: Readable & { ref?(): void; unref?(): void };
-  private pending: Buffer = Buffer.alloc(0);
+  /** Bytes received and not yet decoded, joined only once a whole frame is there (a close frame can be MBs). */
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** The length of the frame being received, once its 4-byte prefix is in. */
+  private awaiting: number | null = null;
   /** bwrap's status stream of each run, split into documents here (the native spawner relays raw bytes). */
   private readonly statusReaders = new Map<number, BwrapStatusReader>();
   private listener: ((message: FromSpawner) => void) | null = null;
@@ -144,12 +148,17 @@ class NativeLink implements SpawnerLink {
   }
 
   private receive(chunk: Buffer): void {
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    if (this.buffered < 4) return;
+    this.awaiting ??= (this.chunks.length === 1 || (this.chunks[0]?.length ?? 0) >= 4 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks)).readUInt32LE(0);
+    if (this.buffered < 4 + this.awaiting) return;
+    const data = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.buffered);
     let offset = 0;
-    while (this.pending.length - offset >= 4) {
-      const length = this.pending.readUInt32LE(offset);
-      if (this.pending.length - offset - 4 < length) break;
-      const frame = this.pending.subarray(offset + 4, offset + 4 + length);
+    while (data.length - offset >= 4) {
+      const length = data.readUInt32LE(offset);
+      if (data.length - offset - 4 < length) break;
+      const frame = data.subarray(offset + 4, offset + 4 + length);
       offset += 4 + length;
       let messages: FromSpawner[];
       try {
@@ -161,7 +170,10 @@ class NativeLink implements SpawnerLink {
       }
       for (const message of messages) this.listener?.(message);
     }
-    this.pending = this.pending.subarray(offset);
+    const rest = data.subarray(offset);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.buffered = rest.length;
+    this.awaiting = rest.length >= 4 ? rest.readUInt32LE(0) : null;
   }
 
   private decode(frame: Buffer): FromSpawner[] {
