@@ -24,9 +24,11 @@
  * Messages go to standard error, which the worker captures as the run's.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stdint.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,11 +106,84 @@ static void open_self_at(const char *fd_text) {
   }
 }
 
-static void close_descriptors_above_stderr(void) {
-  if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0) return;
-  /* Kernels before 5.9. */
-  long max = sysconf(_SC_OPEN_MAX);
-  for (long fd = 3; fd < (max > 0 ? max : 1024); fd++) close((int)fd);
+int remex_close_from(int first) {
+  if (syscall(SYS_close_range, (unsigned)first, ~0U, 0U) == 0) return 0;
+  /* Kernels before 5.9: the open ones, from /proc (a loop up to the descriptor limit can be 500k calls). */
+  DIR *listing = opendir("/proc/self/fd");
+  if (!listing) return -1;
+  for (int found = 1; found;) {
+    /* Closing while listing can skip entries: list again until a pass finds nothing to close. */
+    found = 0;
+    rewinddir(listing);
+    for (struct dirent *entry; (entry = readdir(listing)) != NULL;) {
+      long long fd = parse_number(entry->d_name, INT_MAX);
+      if (fd >= first && fd != dirfd(listing)) {
+        close((int)fd);
+        found = 1;
+      }
+    }
+  }
+  closedir(listing);
+  return 0;
+}
+
+/* POSIX execvp's fallback, which musl's lacks: a file without "#!" that the kernel refuses runs as a script. */
+static void exec_file(const char *path, char **argv) {
+  execv(path, argv);
+  if (errno != ENOEXEC) return;
+  size_t count = 0;
+  while (argv[count]) count++;
+  char **script = calloc(count + 2, sizeof *script);
+  if (!script) return;
+  script[0] = "/bin/sh";
+  script[1] = (char *)path;
+  for (size_t i = 1; i <= count; i++) script[i + 1] = argv[i];
+  execv(script[0], script);
+  free(script);
+  errno = ENOEXEC;
+}
+
+/* execvp as env(1) has it from glibc: PATH from the (new) environment, "/bin:/usr/bin" without one. */
+static int exec_searching(char **argv) {
+  const char *name = argv[0];
+  if (strchr(name, '/')) {
+    exec_file(name, argv);
+    return errno;
+  }
+  const char *path = getenv("PATH");
+  if (!path) path = "/bin:/usr/bin";
+  size_t name_length = strlen(name);
+  int denied = 0;
+  for (const char *dir = path;; dir++) {
+    const char *end = strchrnul(dir, ':');
+    size_t dir_length = (size_t)(end - dir);
+    char full[PATH_MAX];
+    if (dir_length + 1 + name_length < sizeof full) {
+      /* An empty entry is the working directory. */
+      memcpy(full, dir_length ? dir : ".", dir_length ? dir_length : 1);
+      size_t at = dir_length ? dir_length : 1;
+      full[at++] = '/';
+      memcpy(full + at, name, name_length + 1);
+      exec_file(full, argv);
+      switch (errno) {
+        case EACCES:
+          denied = 1;
+          break;
+        case ENOENT:
+        case ENOTDIR:
+        case ESTALE:
+        case ENODEV:
+        case ETIMEDOUT:
+        case ENAMETOOLONG:
+          break;
+        default:
+          return errno;
+      }
+    }
+    if (*end == '\0') break;
+    dir = end;
+  }
+  return denied ? EACCES : ENOENT;
 }
 
 static int launch(int argc, char **argv) {
@@ -144,10 +219,15 @@ static int run_as(int argc, char **argv) {
   char **assignments = argv + 3;
   char **program = assignments + count;
 
-  close_descriptors_above_stderr();
+  if (remex_close_from(3) != 0) fail(SETUP_FAILED, "closing descriptors", strerror(errno));
   if (setgroups(0, NULL) != 0) fail(SETUP_FAILED, "setgroups", strerror(errno));
   if (setgid((gid_t)gid) != 0) fail(SETUP_FAILED, "setgid", strerror(errno));
   if (setuid((uid_t)uid) != 0) fail(SETUP_FAILED, "setuid", strerror(errno));
+  /* The switch cleared the permitted and effective sets; the inheritable one goes too (no-new-privs makes it inert anyway). */
+  /* capset(2)'s version 3 layout (musl ships no <linux/capability.h>). */
+  struct { uint32_t version; int pid; } header = {0x20080522, 0};
+  struct { uint32_t effective, permitted, inheritable; } none[2] = {{0, 0, 0}, {0, 0, 0}};
+  if (syscall(SYS_capset, &header, none) != 0) fail(SETUP_FAILED, "capset", strerror(errno));
 
   if (clearenv() != 0) fail(SETUP_FAILED, "clearenv", NULL);
   for (long long k = 0; k < count; k++) {
@@ -155,8 +235,7 @@ static int run_as(int argc, char **argv) {
     if (eq == NULL || eq == assignments[k]) fail(SETUP_FAILED, "not an assignment", assignments[k]);
     if (putenv(assignments[k]) != 0) fail(SETUP_FAILED, "putenv", strerror(errno));
   }
-  execvp(program[0], program);
-  int error = errno;
+  int error = exec_searching(program);
   fprintf(stderr, "%s: %s\n", program[0], strerror(error));
   return error == ENOENT ? NOT_FOUND : CANNOT_RUN;
 }

@@ -3,7 +3,7 @@
  * what spawner-process.ts does for a Node spawner, without a Node heap to copy at every fork: starts
  * launchers, drains and bounds their output, relays bwrap's status stream and how they exit, and kills a
  * run's sandbox on request. Frames, little-endian, both ways: u32 length of what follows, u8 kind, u32 run
- * id, then the kind's fields (strings as u32 length + bytes). The layout is native-spawner.ts's.
+ * id, then the kind's fields (strings as u32 length + bytes). The layout is spawner-link.ts's.
  *
  * Requests on stdin:  1 spawn: u32 output bytes kept per stream, str stdin path ("" for /dev/null), str file,
  *                       u32 argc, str × argc (argv[0] included), u32 envc, str × envc ("NAME=VALUE"), str bwrap options
@@ -37,13 +37,14 @@
 enum { REQ_SPAWN = 1, REQ_KILL = 2, REQ_CLOSE_PIPES = 3 };
 enum { EV_READY = 1, EV_SPAWNED = 2, EV_SPAWN_FAILED = 3, EV_STATUS = 4, EV_EXIT = 5, EV_CLOSE = 6 };
 enum { OUT = 0, ERR = 1, STATUS = 2, STREAMS = 3 };
-enum { ARGS_FD = 3, STATUS_FD = 4, FIRST_FREE_FD = 5 };
 #define MAX_FRAME (64u << 20)
+/* Kept per stream at most: two of them and the rest of a close frame must fit its u32 length. */
+#define MAX_KEPT (1u << 30)
 #define READ_CHUNK 65536
 
 struct capture {
   char *data;
-  uint32_t kept, limit;
+  uint32_t kept, capacity, limit;
   uint64_t total;
 };
 
@@ -63,10 +64,17 @@ struct run {
 };
 
 static struct run *runs;
+static void kill_run(struct run *run);
+
+/* Every way out takes the sandboxes down first: a launcher not yet in bwrap has no parent-death signal. */
+static void shut_down(int status) {
+  for (struct run *run = runs; run; run = run->next) kill_run(run);
+  exit(status);
+}
 
 static void die(const char *what) {
   fprintf(stderr, "remex-exec spawner: %s: %s\n", what, strerror(errno));
-  exit(2);
+  shut_down(2);
 }
 
 /* ---- events ---- */
@@ -76,7 +84,7 @@ static void write_all(const void *data, size_t length) {
   while (length > 0) {
     ssize_t n = write(STDOUT_FILENO, p, length);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) exit(0); /* The server is gone; --die-with-parent takes the sandboxes. */
+    if (n <= 0) shut_down(0); /* The server is gone. */
     p += n;
     length -= (size_t)n;
   }
@@ -210,22 +218,19 @@ static void become_launcher(int in, int out, int err, int args, int status, int 
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   signal(SIGPIPE, SIG_DFL);
-  int moved_error = fcntl(error_pipe, F_DUPFD_CLOEXEC, 100);
-  if (moved_error >= 0) error_pipe = moved_error;
-  /* Out of 0–4 first, so that no dup2 below overwrites a descriptor still to be moved. */
-  int moved[5] = {in, out, err, args, status};
-  for (int i = 0; i < 5; i++) {
+  /* Out of 0–5 first, so that no dup2 below overwrites a descriptor still to be moved. */
+  int moved[6] = {in, out, err, args, status, error_pipe};
+  for (int i = 0; i < 6; i++) {
     moved[i] = fcntl(moved[i], F_DUPFD_CLOEXEC, 100);
     if (moved[i] < 0) goto failed;
   }
+  error_pipe = moved[5];
   for (int i = 0; i < 5; i++)
     if (dup2(moved[i], i) < 0) goto failed;
-  /* Everything above 4 closes at exec, the error pipe included (its closing tells the parent exec worked). */
-  if (syscall(SYS_close_range, FIRST_FREE_FD, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */) != 0) {
-    long max = sysconf(_SC_OPEN_MAX);
-    for (long fd = FIRST_FREE_FD; fd < (max > 0 ? max : 1024); fd++)
-      if (fd != error_pipe) close((int)fd);
-  }
+  /* The error pipe at 5 (close-on-exec: its closing tells the parent the exec worked); nothing above it. */
+  if (dup3(error_pipe, 5, O_CLOEXEC) < 0) goto failed;
+  error_pipe = 5;
+  if (remex_close_from(6) != 0) goto failed;
   execve(file, argv, envp);
 failed:;
   int error = errno;
@@ -289,7 +294,7 @@ static void spawn(uint32_t id, struct reader *r) {
     pipes[i][0] = -1;
     fcntl(run->fds[i], F_SETFL, O_NONBLOCK);
   }
-  for (int i = 0; i < 2; i++) run->out[i].limit = limit;
+  for (int i = 0; i < 2; i++) run->out[i].limit = limit < MAX_KEPT ? limit : MAX_KEPT;
   run->args_fd = pipes[3][1];
   pipes[3][1] = -1;
   fcntl(run->args_fd, F_SETFL, O_NONBLOCK);
@@ -316,10 +321,38 @@ done:
   free(args);
 }
 
+/* The parent pid in /proc/<pid>/stat, or -1. */
+static pid_t parent_of(pid_t pid) {
+  char path[64], text[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  text[n] = '\0';
+  /* "pid (comm) state ppid …", where comm may hold anything but ends at the last ')'. */
+  char *end = strrchr(text, ')');
+  int parent;
+  return end && sscanf(end + 1, " %*c %d", &parent) == 1 ? (pid_t)parent : -1;
+}
+
+/*
+ * The launcher (bwrap's monitor) is reaped only here, so until then its pid is its own. The namespace's
+ * init is reaped by the monitor, and its pid may then be reused before the monitor exits: it is signalled
+ * through a pidfd, and only while its parent is still the monitor.
+ */
 static void kill_run(struct run *run) {
-  /* The launcher is reaped only here and init only by it, so until it is reaped neither pid is reused. */
   if (run->exited) return;
-  if (run->init_pid > 0) kill(run->init_pid, SIGKILL);
+  if (run->init_pid > 0) {
+    int init = (int)syscall(SYS_pidfd_open, run->init_pid, 0);
+    if (init >= 0) {
+      if (parent_of(run->init_pid) == run->pid) syscall(SYS_pidfd_send_signal, init, SIGKILL, NULL, 0);
+      close(init);
+    } else if (errno == ENOSYS && parent_of(run->init_pid) == run->pid) {
+      kill(run->init_pid, SIGKILL); /* Kernels before 5.3: the check narrows the window, no more. */
+    }
+  }
   kill(run->pid, SIGKILL);
 }
 
@@ -329,7 +362,7 @@ static void handle_request(const unsigned char *frame, size_t length) {
   uint32_t id = get_u32(&r);
   if (r.bad) {
     fprintf(stderr, "remex-exec spawner: malformed request\n");
-    exit(2);
+    shut_down(2);
   }
   struct run *run = find(id);
   switch (kind) {
@@ -345,7 +378,7 @@ static void handle_request(const unsigned char *frame, size_t length) {
       break;
     default:
       fprintf(stderr, "remex-exec spawner: unknown request %u\n", kind);
-      exit(2);
+      shut_down(2);
   }
 }
 
@@ -356,7 +389,19 @@ static void capture(struct capture *c, const char *data, size_t length) {
   size_t room = c->limit - c->kept;
   size_t keep = length < room ? length : room;
   if (keep == 0) return;
-  if (!c->data && !(c->data = malloc(c->limit))) die("malloc");
+  if (c->kept + keep > c->capacity) {
+    /* Grown as output comes (most runs print little); if memory runs out, the rest is only counted. */
+    uint64_t capacity = c->capacity ? c->capacity : READ_CHUNK;
+    while (capacity < c->kept + keep) capacity *= 2;
+    if (capacity > c->limit) capacity = c->limit;
+    char *grown = realloc(c->data, capacity);
+    if (!grown) {
+      c->limit = c->kept;
+      return;
+    }
+    c->data = grown;
+    c->capacity = (uint32_t)capacity;
+  }
   memcpy(c->data + c->kept, data, keep);
   c->kept += (uint32_t)keep;
 }
@@ -446,12 +491,51 @@ static void reap(void) {
   }
 }
 
+/* Requests read from stdin and not yet handled. */
+static struct {
+  unsigned char *data;
+  size_t length, capacity;
+} input;
+
+/* Reads what stdin has and handles every whole request in it. Returns 0 at its end (the server is gone). */
+static int read_requests(void) {
+  if (input.capacity - input.length < READ_CHUNK) {
+    input.capacity = input.length + READ_CHUNK * 2;
+    if (!(input.data = realloc(input.data, input.capacity))) die("realloc");
+  }
+  ssize_t n = read(STDIN_FILENO, input.data + input.length, input.capacity - input.length);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 1;
+  if (n <= 0) return 0;
+  input.length += (size_t)n;
+  size_t start = 0;
+  while (input.length - start >= 4) {
+    const unsigned char *h = input.data + start;
+    uint32_t length = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    if (length > MAX_FRAME) {
+      fprintf(stderr, "remex-exec spawner: request of %u bytes\n", length);
+      shut_down(2);
+    }
+    if (input.length - start - 4 < length) break;
+    handle_request(h + 4, length);
+    start += 4 + (size_t)length;
+  }
+  memmove(input.data, input.data + start, input.length - start);
+  input.length -= start;
+  /* Room for the whole of a long request on the next reads. */
+  if (input.length >= 4) {
+    const unsigned char *h = input.data;
+    size_t whole = 4 + ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24);
+    if (input.capacity < whole + READ_CHUNK) {
+      input.capacity = whole + READ_CHUNK;
+      if (!(input.data = realloc(input.data, input.capacity))) die("realloc");
+    }
+  }
+  return 1;
+}
+
 int remex_spawner(void) {
   /* Nothing inherited beyond stdio reaches a launcher (they close at exec anyway; this is the spawner's own hygiene). */
-  if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
-    long max = sysconf(_SC_OPEN_MAX);
-    for (long fd = 3; fd < (max > 0 ? max : 1024); fd++) close((int)fd);
-  }
+  if (remex_close_from(3) != 0) die("closing descriptors");
   signal(SIGPIPE, SIG_IGN);
   sigset_t child;
   sigemptyset(&child);
@@ -460,12 +544,9 @@ int remex_spawner(void) {
   int children = signalfd(-1, &child, SFD_NONBLOCK | SFD_CLOEXEC);
   if (children < 0) die("signalfd");
 
-  unsigned char *pending = NULL;
-  size_t pending_length = 0, pending_capacity = 0;
-  int input_open = 1;
   send_simple(EV_READY, 0);
 
-  while (input_open) {
+  for (int open = 1; open;) {
     size_t count = 2;
     for (struct run *run = runs; run; run = run->next) count += STREAMS + 1;
     struct pollfd *polls = calloc(count, sizeof *polls);
@@ -504,49 +585,13 @@ int remex_spawner(void) {
     free(polls);
     free(owners);
     free(streams);
+    if (input_ready) open = read_requests();
+    /* After the requests too: a close-pipes for a run that has exited leaves nothing to wake the poll. */
     for (struct run *run = runs, *next; run; run = next) {
       next = run->next;
       finish_if_done(run);
     }
-    if (!input_ready) continue;
-
-    if (pending_capacity - pending_length < READ_CHUNK) {
-      pending_capacity = pending_length + READ_CHUNK * 2;
-      if (!(pending = realloc(pending, pending_capacity))) die("realloc");
-    }
-    ssize_t n = read(STDIN_FILENO, pending + pending_length, pending_capacity - pending_length);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) {
-      input_open = 0;
-      break;
-    }
-    pending_length += (size_t)n;
-    size_t start = 0;
-    while (pending_length - start >= 4) {
-      const unsigned char *h = pending + start;
-      uint32_t length = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
-      if (length > MAX_FRAME) {
-        fprintf(stderr, "remex-exec spawner: request of %u bytes\n", length);
-        exit(2);
-      }
-      if (pending_length - start - 4 < length) {
-        /* Room for the whole frame on the next read. */
-        if (pending_capacity < (size_t)length + 4 + READ_CHUNK) {
-          memmove(pending, pending + start, pending_length - start);
-          pending_length -= start;
-          start = 0;
-          pending_capacity = (size_t)length + 4 + READ_CHUNK;
-          if (!(pending = realloc(pending, pending_capacity))) die("realloc");
-        }
-        break;
-      }
-      handle_request(h + 4, length);
-      start += 4 + (size_t)length;
-    }
-    memmove(pending, pending + start, pending_length - start);
-    pending_length -= start;
   }
-  /* The server is gone: take every sandbox down now rather than waiting for --die-with-parent. */
-  for (struct run *run = runs; run; run = run->next) kill_run(run);
+  shut_down(0);
   return 0;
 }

@@ -93,7 +93,7 @@ describe('remex-exec launch', () => {
 describe('remex-exec as', () => {
   test('switches groups, gid and uid, the environment exactly the assignments, no descriptor beyond stdio', (t) => {
     if (!requireExecHelper(t) || !requireRoot(t)) return;
-    const r = helper(['as', '65534', '65533', '3', 'PATH=/usr/bin:/bin', 'EMPTY=', 'EQ=a=b', 'sh', '-c', 'id -u; id -g; id -G; env | sort; ls /proc/self/fd'], {
+    const r = helper(['as', '65534', '65533', '3', 'PATH=/usr/bin:/bin', 'EMPTY=', 'EQ=a=b', 'sh', '-c', 'id -u; id -g; id -G; env | sort; ls /proc/self/fd; grep ^Cap /proc/self/status'], {
       env: { LD_PRELOAD: 'not-for-the-program.so', HOST_SECRET: 'x' },
       extraFd: true,
     });
@@ -103,9 +103,11 @@ describe('remex-exec as', () => {
     const env = rest.filter((l) => l.includes('='));
     // sh adds PWD; nothing of remex-exec's own environment is left.
     assert.deepEqual(env.filter((l) => !l.startsWith('PWD=')), ['EMPTY=', 'EQ=a=b', 'PATH=/usr/bin:/bin']);
-    const fds = rest.filter((l) => !l.includes('='));
+    const fds = rest.filter((l) => !l.includes('=') && !l.startsWith('Cap'));
     assert.deepEqual(fds.slice(0, 3), ['0', '1', '2']);
     assert.ok(fds.length === 4, `only stdio and ls's own directory: ${fds.join(' ')}`);
+    const caps = Object.fromEntries(rest.filter((l) => l.startsWith('Cap')).map((l) => l.split(/:\s*/)));
+    for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb']) assert.match(caps[set] ?? 'missing', /^0+$/, set);
   });
 
   test('the program is looked up in the new PATH; missing is 127, not executable 126; a name holding "=" runs', (t) => {
@@ -115,10 +117,14 @@ describe('remex-exec as', () => {
     writeFileSync(join(dir, 'tool'), '#!/bin/sh\necho "tool $1"\n', { mode: 0o755 });
     writeFileSync(join(dir, 'a=b'), '#!/bin/sh\necho "eq $1"\n', { mode: 0o755 });
     writeFileSync(join(dir, 'plain'), 'not a program\n', { mode: 0o644 });
+    // No "#!": the kernel refuses it, and like execvp (and env) it then runs through /bin/sh.
+    writeFileSync(join(dir, 'bare'), 'echo "bare $0 $1"\n', { mode: 0o755 });
     const found = helper(['as', '65534', '65534', '1', `PATH=${dir}:/usr/bin:/bin`, 'tool', 'x']);
     assert.deepEqual([found.status, found.stdout], [0, 'tool x\n']);
     const eq = helper(['as', '65534', '65534', '0', join(dir, 'a=b'), 'y']);
     assert.deepEqual([eq.status, eq.stdout], [0, 'eq y\n']);
+    const bare = helper(['as', '65534', '65534', '1', `PATH=/usr/bin:${dir}`, 'bare', 'z']);
+    assert.deepEqual([bare.status, bare.stdout], [0, `bare ${join(dir, 'bare')} z\n`], bare.stderr);
     const missing = helper(['as', '65534', '65534', '1', `PATH=${dir}`, 'nope']);
     assert.equal(missing.status, 127);
     assert.match(missing.stderr, /nope: No such file or directory/);

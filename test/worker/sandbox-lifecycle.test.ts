@@ -74,6 +74,14 @@ describe('BwrapSandbox lifecycle', () => {
     await assert.rejects(BwrapSandbox.create({ execHelperPath: missing }), (err: unknown) => isRemexError(err, 'UNAVAILABLE') && err.message.includes(missing));
   });
 
+  test('the program holds no capability in any set (bwrap leaves an inheritable set; remex-exec clears it)', async (t) => {
+    if (!requireTools(t, 'bwrap', 'unshare') || !requireExecHelper(t)) return;
+    const r = await sh(t, 'grep ^Cap /proc/self/status');
+    assert.equal(r.exitCode, 0, r.stderr.toString());
+    const caps = Object.fromEntries(r.stdout.toString().trim().split('\n').map((l) => l.split(/:\s*/)));
+    for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb']) assert.match(caps[set] ?? 'missing', /^0+$/, `${set} ${caps[set]}`);
+  });
+
   test('concurrent runs do not interfere', async (t) => {
     if (!requireTools(t, 'bwrap', 'unshare')) return;
     const runs = await Promise.all(

@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { BUILT_EXEC_HELPER, findInheritedFds } from '../../src/worker/sandbox/host-layout.js';
-import { type LaunchRequest, Spawner } from '../../src/worker/sandbox/spawner.js';
+import { type LaunchRequest, type LaunchedProcess, Spawner } from '../../src/worker/sandbox/spawner.js';
 import type { BwrapStatus, CapturedStream } from '../../src/worker/sandbox/spawner-protocol.js';
 import { requireExecHelper } from '../helpers/tools.js';
 
@@ -23,7 +23,12 @@ interface Outcome {
   stderr: CapturedStream;
 }
 
-function launch(spawner: Spawner, request: Partial<LaunchRequest> & { args: string[] }, onSpawned?: (kill: () => void) => void): Promise<Outcome> {
+interface Hooks {
+  onSpawned?: (launched: LaunchedProcess) => void;
+  onExit?: (launched: LaunchedProcess) => void;
+}
+
+function launch(spawner: Spawner, request: Partial<LaunchRequest> & { args: string[] }, hooks: Hooks = {}): Promise<Outcome> {
   return new Promise((resolve, reject) => {
     let pid = 0;
     const statuses: BwrapStatus[] = [];
@@ -33,10 +38,13 @@ function launch(spawner: Spawner, request: Partial<LaunchRequest> & { args: stri
       {
         onSpawned: (p) => {
           pid = p;
-          onSpawned?.(() => launched.kill());
+          hooks.onSpawned?.(launched);
         },
         onStatus: (s) => statuses.push(s),
-        onExit: (code, signal) => (exit = { code, signal }),
+        onExit: (code, signal) => {
+          exit = { code, signal };
+          hooks.onExit?.(launched);
+        },
         onClose: (stdout, stderr) => {
           if (!exit) reject(new Error('close before exit'));
           else resolve({ pid, statuses, exit, stdout, stderr });
@@ -149,9 +157,28 @@ for (const { kind, execHelperPath } of KINDS) {
       const signalled = await launch(spawner, { args: ['-c', 'kill -TERM $$'] });
       assert.deepEqual(signalled.exit, { code: null, signal: 'SIGTERM' });
       const started = Date.now();
-      const killed = await launch(spawner, { args: ['-c', 'exec sleep 30'] }, (kill) => kill());
+      const killed = await launch(spawner, { args: ['-c', 'exec sleep 30'] }, { onSpawned: (launched) => launched.kill() });
       assert.deepEqual(killed.exit, { code: null, signal: 'SIGKILL' });
       assert.ok(Date.now() - started < 10_000);
+    });
+
+    test('close-pipes ends a run whose launcher exited while something it left holds its output open', async (t) => {
+      const spawner = ready(t);
+      if (!spawner) return;
+      const pidFile = join(scratch(t), 'pid');
+      t.after(() => {
+        try {
+          process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+        } catch {
+          // Gone already.
+        }
+      });
+      const started = Date.now();
+      // The background sleep keeps stdout open after the launcher exits; close-pipes is the last resort.
+      const r = await launch(spawner, { args: ['-c', `sleep 30 & echo $! > ${pidFile}; echo before; exit 3`] }, { onExit: (launched) => launched.closePipes() });
+      assert.deepEqual(r.exit, { code: 3, signal: null });
+      assert.equal(r.stdout.bytes.toString(), 'before\n');
+      assert.ok(Date.now() - started < 5_000, `closed after ${Date.now() - started} ms`);
     });
 
     test('a launcher that cannot start is lost with the reason; the spawner goes on', async (t) => {

@@ -103,7 +103,8 @@ const enum Event {
 }
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(osConstants.signals).map(([name, number]) => [number, name as NodeJS.Signals]));
-const OUTPUT_BYTES_MAX = 0xffff_ffff;
+/** spawner.c keeps at most this much of a stream (a close frame with two must fit its u32 length). */
+const OUTPUT_BYTES_MAX = 2 ** 30;
 
 class NativeLink implements SpawnerLink {
   private readonly stdin: Writable & { ref?(): void; unref?(): void };
@@ -113,6 +114,8 @@ class NativeLink implements SpawnerLink {
   private buffered = 0;
   /** The length of the frame being received, once its 4-byte prefix is in. */
   private awaiting: number | null = null;
+  /** Set when a frame could not be decoded: whatever follows is ignored until the process is gone. */
+  private broken = false;
   /** bwrap's status stream of each run, split into documents here (the native spawner relays raw bytes). */
   private readonly statusReaders = new Map<number, BwrapStatusReader>();
   private listener: ((message: FromSpawner) => void) | null = null;
@@ -148,6 +151,7 @@ class NativeLink implements SpawnerLink {
   }
 
   private receive(chunk: Buffer): void {
+    if (this.broken) return;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     if (this.buffered < 4) return;
@@ -165,6 +169,9 @@ class NativeLink implements SpawnerLink {
         messages = this.decode(frame);
       } catch {
         // Out of step with spawner.c: nothing further can be trusted. Its exit fails the runs it had.
+        this.broken = true;
+        this.chunks = [];
+        this.buffered = 0;
         this.child.kill('SIGKILL');
         return;
       }
