@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -475,6 +476,7 @@ static void finish_if_done(struct run *run) {
   free(run);
 }
 
+/* Launchers, and the orphaned inits of their sandboxes (see remex_spawner), which need no event. */
 static void reap(void) {
   int status;
   pid_t pid;
@@ -537,6 +539,12 @@ int remex_spawner(void) {
   /* Nothing inherited beyond stdio reaches a launcher (they close at exec anyway; this is the spawner's own hygiene). */
   if (remex_close_from(3) != 0) die("closing descriptors");
   signal(SIGPIPE, SIG_IGN);
+  /*
+   * bwrap's monitor exits as soon as it has the program's status, before the namespace's init is gone, so
+   * each init is orphaned: as a subreaper the spawner gets and reaps them (a host whose pid 1 reaps
+   * lazily, or never, would otherwise collect a zombie per run).
+   */
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) die("prctl");
   sigset_t child;
   sigemptyset(&child);
   sigaddset(&child, SIGCHLD);

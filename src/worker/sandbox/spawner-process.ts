@@ -8,7 +8,7 @@
  * memory map of whoever forks, once per sandbox.
  */
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { findInheritedFds } from './inherited-fds.js';
 import { BoundedCapture } from './output-capture.js';
@@ -105,13 +105,25 @@ function signalQuietly(pid: number): void {
 }
 
 /**
- * The namespace's init dying makes the kernel SIGKILL everything in it. The monitor is reaped only here
- * and init only by the monitor, so while the monitor has not exited neither pid can have been reused.
+ * The namespace's init dying makes the kernel SIGKILL everything in it. The monitor is reaped only here,
+ * so until then its pid is its own; init is reaped by the monitor before the monitor exits, and its pid
+ * may be reused in between, so it is signalled only while its parent is still the monitor (Node has no
+ * pidfd to close that window entirely; the native spawner has).
  */
 function kill(entry: Launched): void {
   if (entry.exited) return;
-  if (entry.initPid !== null) signalQuietly(entry.initPid);
+  if (entry.initPid !== null && parentOf(entry.initPid) === entry.child.pid) signalQuietly(entry.initPid);
   if (entry.child.pid !== undefined) signalQuietly(entry.child.pid);
+}
+
+function parentOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state ppid …": comm may hold anything and ends at the last ')'.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
+  }
 }
 
 function control(msg: ControlMessage): void {
