@@ -7,8 +7,8 @@
  * are single path segments; symlink targets are relative and cannot lead above the root (see
  * {@link validateSymlinkTarget} for the exact rule).
  */
-import { chmodSync, mkdirSync } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, symlink } from 'node:fs/promises';
+import { chmodSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
+import { symlink } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import type { Digest } from '../core/digest.js';
@@ -356,7 +356,7 @@ export async function stageTree(rootDigest: Digest, store: BlobStore, destDir: s
   if (missingDirectories.length > 0) throw await reportMissing();
 
   const root = resolve(destDir);
-  await prepareEmptyDirectory(root);
+  prepareEmptyDirectory(root);
   const inside = (path: string): string => {
     const host = resolve(root, path);
     // Paths are validated segments already; this guards against a future change breaking that.
@@ -386,17 +386,17 @@ export async function stageTree(rootDigest: Digest, store: BlobStore, destDir: s
   return listing;
 }
 
-async function prepareEmptyDirectory(dir: string): Promise<void> {
+/** Synchronous for the reason the directories below are: one run, a few microseconds each. */
+function prepareEmptyDirectory(dir: string): void {
   try {
-    await mkdir(dir);
+    mkdirSync(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    const st = await lstat(dir);
-    if (!st.isDirectory() || (await readdir(dir)).length > 0) {
+    if (!lstatSync(dir).isDirectory() || readdirSync(dir).length > 0) {
       throw new InvalidArgumentError(`cannot stage into ${dir}: it exists and is not an empty directory`);
     }
   }
-  await chmod(dir, DIRECTORY_MODE);
+  chmodSync(dir, DIRECTORY_MODE);
 }
 
 /**
