@@ -1,6 +1,7 @@
 /*
- * remex-exec: the two small steps around bwrap in a sandbox run, in one program that is built static so
- * neither step loads a dynamic linker or reads an environment variable (docs/decisions/0015).
+ * remex-exec: the sandbox's spawner and the two small steps around bwrap in a run, in one program built
+ * static (with musl where it can be), so no step loads a dynamic linker, probes the CPU or reads an
+ * environment variable (docs/decisions/0015).
  *
  *   remex-exec launch [-w FILE VALUE]... [-r RESOURCE SOFT HARD]... [-x FD] -- PROGRAM [ARG]...
  *     Outside the sandbox, as the worker: writes each VALUE to its FILE in order (the run cgroup's
@@ -12,9 +13,9 @@
  *   remex-exec as UID GID COUNT [NAME=VALUE]... PROGRAM [ARG]...
  *     Inside the sandbox, as root with only the capabilities the switch needs, executed through
  *     /proc/self/fd/FD (so nothing is mounted for it): closes every descriptor above 2 (FD among them),
- *     drops supplementary groups, switches to GID then UID (which clears those capabilities), replaces
- *     the environment with the COUNT assignments and execs PROGRAM, looked up in that environment's PATH
- *     as env(1) does. Nothing of the request reaches a privileged process: the assignments are
+ *     drops supplementary groups, switches to GID then UID (which clears those capabilities), clears the
+ *     inheritable set, replaces the environment with the COUNT assignments and execs PROGRAM, looked up
+ *     in that environment's PATH as env(1) does (a file without "#!" runs through /bin/sh). Nothing of the request reaches a privileged process: the assignments are
  *     arguments here and become the environment only after the switch. Exit status 125 if the switch
  *     fails, 127 if PROGRAM is not found, 126 if it cannot be run.
  *
@@ -28,8 +29,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <stdint.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
