@@ -4,8 +4,8 @@
  * REAPI `Tree` blobs. The sandboxed program controls the directory, so every path is checked: only what lies
  * strictly inside the input root is taken, and no symlink the program planted is ever followed.
  */
-import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
-import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
+import { type Stats, chmodSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { lstat, readdir, readlink } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
 import type { BlobStore } from '../cas/blob-store.js';
 import { compareNames, encodeDirectory, encodeTree } from '../cas/directory-codec.js';
@@ -79,16 +79,18 @@ export async function collectOutputs(
 ): Promise<CollectedOutputs> {
   const collected: CollectedOutputs = { files: [], directories: [] };
   if (outputPaths.length === 0) return collected;
-  const root = await realpath(inputRoot);
+  // The few calls per declared output are synchronous: microseconds each on a run directory just written,
+  // less than a thread-pool round trip costs on a busy worker. Output directories are walked asynchronously.
+  const root = realpathSync.native(inputRoot);
   for (const outputPath of outputPaths) {
     const path = rootRelative(workingDirectory, outputPath);
     const hostPath = resolve(root, path);
     const rel = relative(root, hostPath);
     if (rel.startsWith('..') || isAbsolute(rel)) throw new UnsafePathError(outputPath, 'leaves the input root');
-    const info = await lstat(hostPath).catch(() => undefined);
+    const info = lstatIfAny(hostPath);
     if (!info || !(info.isFile() || info.isDirectory())) continue; // absent, a symlink or a special file
     // A parent directory may have been swapped for a symlink: the resolved path must still be inside.
-    const real = await realpath(hostPath);
+    const real = realpathSync.native(hostPath);
     if (info.isFile()) {
       if (!real.startsWith(root + sep)) continue;
       collected.files.push({ path, digest: await blobs.putFile(real), isExecutable: (info.mode & 0o111) !== 0 });
@@ -98,6 +100,15 @@ export async function collectOutputs(
     }
   }
   return collected;
+}
+
+/** The entry's lstat, or undefined when there is none to take (absent, or a parent is not a directory). */
+function lstatIfAny(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The output's path relative to the input root; '' when it is the root itself. */
