@@ -121,10 +121,14 @@ export class BwrapSandbox implements Sandbox {
     const notes = [
       layout.bwrapVersion,
       privileged ? `programs run as uid ${runAsUid}, gid ${runAsGid}` : `not root: programs run as this process's uid ${runAsUid} in a user namespace`,
-      layout.execHelperPath !== null ? `launched by ${layout.execHelperPath}` : 'launched by sh, unshare and env (remex-exec was not built: scripts/build-native.sh needs a C compiler)',
+      layout.execHelperPath !== null
+        ? `launched by ${layout.execHelperPath}`
+        : 'launched by a Node spawner, sh, unshare and env (remex-exec not built, which scripts/build-native.sh does with a C compiler, or not used)',
       ...(cgroups.driver ? [cgroups.driver.description] : []),
       ...cgroups.notes,
-      ...(layout.inheritedFds.length > 0 ? [`inherited descriptors ${layout.inheritedFds.join(', ')} are replaced by /dev/null in sandboxes`] : []),
+      ...(layout.inheritedFds.length > 0
+        ? [`inherited descriptors ${layout.inheritedFds.join(', ')} ${layout.execHelperPath !== null ? 'are closed before' : 'are replaced by /dev/null in'} sandboxes`]
+        : []),
     ];
     const sandbox = new BwrapSandbox(
       {
