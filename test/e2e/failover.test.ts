@@ -5,7 +5,9 @@
  * takes several processes), which stands in for the PostgreSQL store of multi-node mode.
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +55,13 @@ async function startProxy(target: string): Promise<{ url: string; cut(): void }>
       for (const s of sockets) s.destroy();
     },
   };
+}
+
+/** Whether some process on this host has `marker` in its command line. */
+async function hostProcessWith(marker: string): Promise<boolean> {
+  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name));
+  const cmdlines = await Promise.all(pids.map((pid) => readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')));
+  return cmdlines.some((c) => c.includes(marker));
 }
 
 async function runningExecution(client: RemexClient): Promise<string | undefined> {
@@ -138,9 +147,15 @@ describe('SIGKILL of a controller mid-run', () => {
     await waitForOutput(w, /remex worker \S+ serving/);
 
     const sleepy = compileC({ file: 'programs/sleepy.c' }, 'x86_64');
-    const run = remexCli(['run', '--server', servers, '--no-cache', sleepy, '--', '2000']);
+    // sleepy ignores its second argument: it marks the program's process, to see it running on the worker.
+    const marker = `remex-failover-${randomUUID()}`;
+    const run = remexCli(['run', '--server', servers, '--no-cache', sleepy, '--', '2000', marker]);
     const viaB = new RemexClient(b.url);
     const id = await eventually(() => runningExecution(viaB), 15_000, 'the execution running');
+    // "running" is stored when the job is handed to the worker's waiting lease call, before the answer
+    // reaches it: killing A in between would lose the lease with it (then it expires and the job runs
+    // again, which is a different test). The program running proves the worker has its lease.
+    await eventually(async () => ((await hostProcessWith(marker)) ? true : undefined), 15_000, 'the program running on the worker');
     await killHard(a.proc);
 
     const r = await run;
