@@ -107,8 +107,21 @@ static void put(struct frame *f, const void *bytes, size_t length) {
   f->length += length;
 }
 
+/* Every number in a frame is little-endian. */
+static void store_u32(unsigned char *at, uint32_t v) {
+  at[0] = v & 0xff;
+  at[1] = (v >> 8) & 0xff;
+  at[2] = (v >> 16) & 0xff;
+  at[3] = v >> 24;
+}
+
+static uint32_t load_u32(const unsigned char *at) {
+  return (uint32_t)at[0] | (uint32_t)at[1] << 8 | (uint32_t)at[2] << 16 | (uint32_t)at[3] << 24;
+}
+
 static void put_u32(struct frame *f, uint32_t v) {
-  unsigned char b[4] = {v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, v >> 24};
+  unsigned char b[4];
+  store_u32(b, v);
   put(f, b, 4);
 }
 
@@ -131,9 +144,7 @@ static struct frame begin(uint8_t kind, uint32_t id) {
 }
 
 static void send_frame(struct frame *f) {
-  uint32_t length = (uint32_t)(f->length - 4);
-  unsigned char b[4] = {length & 0xff, (length >> 8) & 0xff, (length >> 16) & 0xff, length >> 24};
-  memcpy(f->data, b, 4);
+  store_u32((unsigned char *)f->data, (uint32_t)(f->length - 4));
   write_all(f->data, f->length);
   free(f->data);
 }
@@ -163,7 +174,7 @@ static uint32_t get_u32(struct reader *r) {
     r->bad = 1;
     return 0;
   }
-  uint32_t v = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 | (uint32_t)r->p[3] << 24;
+  uint32_t v = load_u32(r->p);
   r->p += 4;
   return v;
 }
@@ -512,7 +523,7 @@ static int read_requests(void) {
   size_t start = 0;
   while (input.length - start >= 4) {
     const unsigned char *h = input.data + start;
-    uint32_t length = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    uint32_t length = load_u32(h);
     if (length > MAX_FRAME) {
       fprintf(stderr, "remex-exec spawner: request of %u bytes\n", length);
       shut_down(2);
@@ -525,8 +536,7 @@ static int read_requests(void) {
   input.length -= start;
   /* Room for the whole of a long request on the next reads. */
   if (input.length >= 4) {
-    const unsigned char *h = input.data;
-    size_t whole = 4 + ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24);
+    size_t whole = 4 + (size_t)load_u32(input.data);
     if (input.capacity < whole + READ_CHUNK) {
       input.capacity = whole + READ_CHUNK;
       if (!(input.data = realloc(input.data, input.capacity))) die("realloc");

@@ -7,14 +7,13 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { readFile, readdir } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { RemexClient } from '../../src/client/remex-client.js';
 import { compileC, requireTools } from '../helpers/tools.js';
-import { eventually, killHard, spawnRemex, waitForOutput } from '../helpers/processes.js';
+import { eventually, killHard, processesWithMarker, spawnRemex, waitForOutput } from '../helpers/processes.js';
 import type { RemexProcess } from '../helpers/processes.js';
 import { remexCli, startServe } from '../helpers/remex-cli.js';
 import { startTestServer } from '../helpers/server.js';
@@ -55,13 +54,6 @@ async function startProxy(target: string): Promise<{ url: string; cut(): void }>
       for (const s of sockets) s.destroy();
     },
   };
-}
-
-/** Whether some process on this host has `marker` in its command line. */
-async function hostProcessWith(marker: string): Promise<boolean> {
-  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name));
-  const cmdlines = await Promise.all(pids.map((pid) => readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')));
-  return cmdlines.some((c) => c.includes(marker));
 }
 
 async function runningExecution(client: RemexClient): Promise<string | undefined> {
@@ -155,7 +147,7 @@ describe('SIGKILL of a controller mid-run', () => {
     // "running" is stored when the job is handed to the worker's waiting lease call, before the answer
     // reaches it: killing A in between would lose the lease with it (then it expires and the job runs
     // again, which is a different test). The program running proves the worker has its lease.
-    await eventually(async () => ((await hostProcessWith(marker)) ? true : undefined), 15_000, 'the program running on the worker');
+    await eventually(async () => ((await processesWithMarker(marker)).length > 0 ? true : undefined), 15_000, 'the program running on the worker');
     await killHard(a.proc);
 
     const r = await run;

@@ -1,6 +1,7 @@
 /** Real remex processes for tests: `remex serve` and `remex worker`, started and killed for real. */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { readFile, readdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
 export const REMEX_BIN = resolve(import.meta.dirname, '..', '..', '..', 'bin', 'remex.js');
@@ -55,4 +56,16 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Pids of host processes whose command line contains `marker` (a sandbox's processes are visible here too). */
+export async function processesWithMarker(marker: string): Promise<number[]> {
+  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name));
+  const hits = await Promise.all(
+    pids.map(async (pid) => {
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      return cmdline.includes(marker) ? Number(pid) : null;
+    }),
+  );
+  return hits.filter((pid): pid is number => pid !== null);
 }

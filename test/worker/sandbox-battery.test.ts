@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { type Server, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { BwrapSandbox } from '../../src/worker/sandbox/bwrap-sandbox.js';
 import { RUN_CGROUP_PREFIX, listRunCgroups } from '../../src/worker/sandbox/cgroup-probe.js';
 import type { EmulationSpec, SandboxResult } from '../../src/worker/sandbox/sandbox.js';
 import { BUILT_EXEC_HELPER } from '../../src/worker/sandbox/host-layout.js';
+import { processesWithMarker } from '../helpers/processes.js';
 import { CROSS_CC, compileC, requireExecHelper, requireTools } from '../helpers/tools.js';
 
 const MiB = 1024 * 1024;
@@ -117,18 +118,6 @@ async function runFixture(t: TestContext, tg: Target, fixture: string, opts: Run
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
   return { result, root, marker };
-}
-
-/** Pids of host processes whose command line contains `marker`. */
-async function processesWithMarker(marker: string): Promise<number[]> {
-  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name));
-  const hits = await Promise.all(
-    pids.map(async (pid) => {
-      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-      return cmdline.includes(marker) ? Number(pid) : null;
-    }),
-  );
-  return hits.filter((pid): pid is number => pid !== null);
 }
 
 /** Nothing of the run is alive, and the sandbox still runs a normal program. */

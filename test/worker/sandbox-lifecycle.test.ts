@@ -14,6 +14,7 @@ import { BwrapSandbox } from '../../src/worker/sandbox/bwrap-sandbox.js';
 import { RUN_CGROUP_PREFIX, listRunCgroups } from '../../src/worker/sandbox/cgroup-probe.js';
 import type { SandboxRequest, SandboxResult } from '../../src/worker/sandbox/sandbox.js';
 import { BUILT_EXEC_HELPER } from '../../src/worker/sandbox/host-layout.js';
+import { processesWithMarker } from '../helpers/processes.js';
 import { requireExecHelper, requireTools } from '../helpers/tools.js';
 
 const sandboxes = new Map<string, Promise<BwrapSandbox>>();
@@ -48,12 +49,6 @@ async function sh(t: TestContext, script: string, extra: Partial<SandboxRequest>
     emulation: null,
     ...extra,
   });
-}
-
-async function processesWithMarker(marker: string): Promise<number[]> {
-  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name));
-  const hits = await Promise.all(pids.map(async (pid) => ((await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes(marker) ? Number(pid) : null)));
-  return hits.filter((pid): pid is number => pid !== null);
 }
 
 describe('BwrapSandbox lifecycle', () => {
