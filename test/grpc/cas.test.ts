@@ -211,6 +211,22 @@ describe('REAPI CAS over gRPC', () => {
     assert.equal(await writeStream([{ resource_name: resource, data: data.subarray(0, 3) }]), d.sizeBytes);
     assert.deepEqual(await call(h.clients.bytestream, h.clients.bytestream.queryWriteStatus, { resource_name: resource }), { committed_size: d.sizeBytes, complete: true });
     assert.equal(await writeStream([{ resource_name: `uploads/${randomUUID()}/blobs/${EMPTY_DIGEST.hash}/0`, finish_write: true }]), 0);
+
+    // A large one streamed in many messages, more than the HTTP/2 windows hold: answered at once, the rest
+    // the client sends is drained, and the channel goes on serving.
+    const big = Buffer.alloc(16 * 1024 * 1024, 3);
+    const bigDigest = digestOf(big);
+    const bigWrite = (): WriteRequest[] => {
+      const resourceName = `uploads/${randomUUID()}/blobs/${bigDigest.hash}/${bigDigest.sizeBytes}`;
+      const requests: WriteRequest[] = [];
+      for (let at = 0; at < big.length; at += 64 * 1024) {
+        requests.push({ resource_name: at === 0 ? resourceName : '', write_offset: at, data: big.subarray(at, at + 64 * 1024), finish_write: at + 64 * 1024 >= big.length });
+      }
+      return requests;
+    };
+    assert.equal(await writeStream(bigWrite()), bigDigest.sizeBytes);
+    assert.equal(await writeStream(bigWrite()), bigDigest.sizeBytes);
+    assert.deepEqual(await read(`blobs/${d.hash}/${d.sizeBytes}`), data);
   });
 
   test('ByteStream Write resumes after a broken connection: QueryWriteStatus reports the committed size', async () => {

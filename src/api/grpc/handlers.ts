@@ -98,8 +98,10 @@ export function unary<Req, Res>(
     void (async () => {
       try {
         const res = await run(decodeRequest<Req>(decode, call.request, what), ctx);
+        ctx.settle();
         callback(null, res);
       } catch (err) {
+        ctx.settle();
         callback(toServiceError(err, logger));
       }
     })();
@@ -119,8 +121,10 @@ export function serverStreaming<Req, Res>(
     void (async () => {
       try {
         await run(decodeRequest<Req>(decode, call.request, what), sink, ctx);
+        ctx.settle();
         if (!call.cancelled) call.end();
       } catch (err) {
+        ctx.settle();
         if (!call.cancelled) call.emit('error', toServiceError(err, logger));
       }
     })();
@@ -136,28 +140,49 @@ export function clientStreaming<Req, Res>(
 ): handleClientStreamingCall<Buffer, Res> {
   return (call, callback) => {
     const ctx = callContext(call);
+    // A handler may answer before the client half-closes (ByteStream Write answers at finish_write, or at
+    // once for a blob the store has): leaving the loop then must not destroy the call, which would make
+    // Node build an AbortError, stack trace and all, for every such Write. grpc-js drains what is left
+    // once the status is sent.
     async function* requests(): AsyncGenerator<Req> {
-      for await (const bytes of call as AsyncIterable<Buffer>) yield decodeRequest<Req>(decode, bytes, what);
+      for await (const bytes of call.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) yield decodeRequest<Req>(decode, bytes, what);
     }
     void (async () => {
       try {
-        callback(null, await run(requests(), ctx));
+        const res = await run(requests(), ctx);
+        ctx.settle();
+        callback(null, res);
       } catch (err) {
+        ctx.settle();
         callback(toServiceError(err, logger));
       }
     })();
   };
 }
 
+/** A call's context, and what the adapter tells it: the handler has answered. */
+interface AdapterContext extends CallContext {
+  /**
+   * The handler is done: a 'cancelled' from now on is not passed on. grpc-js emits 'cancelled' at the end
+   * of every call, answered or not, and aborting an AbortController then costs a DOMException with its
+   * stack trace (for every Execute and Read) that nothing is left to hear.
+   */
+  settle(): void;
+}
+
 /**
  * The context of a call. Its AbortSignal is made on first use: most unary handlers never look at it, and
  * an AbortController per call is measurable on the action-cache hot path.
  */
-function callContext(call: { cancelled: boolean; metadata: Metadata; on(event: 'cancelled', listener: () => void): unknown }): CallContext {
+function callContext(call: { cancelled: boolean; metadata: Metadata; on(event: 'cancelled', listener: () => void): unknown }): AdapterContext {
   let abort: AbortController | undefined;
-  call.on('cancelled', () => abort?.abort());
+  let settled = false;
+  call.on('cancelled', () => {
+    if (!settled) abort?.abort();
+  });
   return {
     metadata: call.metadata,
+    settle: () => (settled = true),
     get signal() {
       if (!abort) {
         abort = new AbortController();
