@@ -18,6 +18,9 @@ export const PACKED_MAX_BYTES = 64 * 1024;
 
 export const PACK_FILE = 'small-blobs.sqlite';
 
+/** Rows whose presence and size a pack remembers (see {@link SmallBlobPack}); about 100 bytes each. */
+const KNOWN_ROWS_MAX = 65_536;
+
 export interface SmallBlobPackOptions {
   /** The CAS root; the database is `<root>/small-blobs.sqlite`, created on first use. */
   root: string;
@@ -29,10 +32,21 @@ export interface SmallBlobPackOptions {
   smallFilesBefore: boolean;
 }
 
+/**
+ * Presence checks (action-cache hits, FindMissingBlobs, the check before every put) are answered from
+ * memory for rows this pack has stored or found: one `PRAGMA data_version` instead of a query (~2 µs
+ * against ~12–17 µs). data_version moves whenever another connection commits to the database, and the
+ * remembered rows are then forgotten, so a row deleted or changed behind this pack's back — by another
+ * process, say — is looked up afresh at the next check, as before.
+ */
 export class SmallBlobPack {
   private db: Database.Database | undefined;
+  /** Size by hash of rows known to exist, valid while the database's data_version is {@link knownVersion}. */
+  private readonly known = new Map<string, number>();
+  private knownVersion: unknown;
   private statements:
     | {
+        dataVersion: Database.Statement<[], number>;
         size: Database.Statement<[string], { size: number }>;
         sizes: Database.Statement<[string], { hash: string; size: number }>;
         data: Database.Statement<[string], { data: Buffer }>;
@@ -47,13 +61,29 @@ export class SmallBlobPack {
 
   /** Size of the row stored under `hash`, or undefined. */
   sizeOf(hash: string): number | undefined {
-    return this.prepared().size.get(hash)?.size;
+    const known = this.knownRows().get(hash);
+    if (known !== undefined) return known;
+    const size = this.prepared().size.get(hash)?.size;
+    if (size !== undefined) this.remember(hash, size);
+    return size;
   }
 
-  /** Sizes of those of `hashes` stored here, by hash: one statement for the lot. */
+  /** Sizes of those of `hashes` stored here, by hash: one statement for those not known already. */
   sizesOf(hashes: readonly string[]): Map<string, number> {
-    const rows = this.prepared().sizes.all(JSON.stringify(hashes));
-    return new Map(rows.map((r) => [r.hash, r.size]));
+    const known = this.knownRows();
+    const sizes = new Map<string, number>();
+    const unknown: string[] = [];
+    for (const hash of hashes) {
+      const size = known.get(hash);
+      if (size === undefined) unknown.push(hash);
+      else sizes.set(hash, size);
+    }
+    if (unknown.length === 0) return sizes;
+    for (const row of this.prepared().sizes.all(JSON.stringify(unknown))) {
+      sizes.set(row.hash, row.size);
+      this.remember(row.hash, row.size);
+    }
+    return sizes;
   }
 
   /** Whether small blobs may also be files in this root (see {@link SmallBlobPackOptions.smallFilesBefore}). */
@@ -69,19 +99,42 @@ export class SmallBlobPack {
 
   /** Stores `data` (verified by the caller) under `hash`, replacing whatever row was there. */
   put(hash: string, data: Uint8Array): void {
+    // Brought up to date first, so what is remembered below is not forgotten for a commit made before it.
+    this.knownRows();
     // better-sqlite3 binds Buffers (a view, no copy), not other Uint8Arrays.
     this.prepared().insert.run(hash, Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    this.remember(hash, data.byteLength);
   }
 
   delete(hash: string): void {
+    this.known.delete(hash);
     this.prepared().remove.run(hash);
   }
 
   close(): void {
     this.closed = true;
+    this.known.clear();
     this.db?.close();
     this.db = undefined;
     this.statements = undefined;
+  }
+
+  /** The rows known to exist, forgotten first if another connection has committed since they were learnt. */
+  private knownRows(): Map<string, number> {
+    const version = this.prepared().dataVersion.get();
+    if (version !== this.knownVersion) {
+      this.known.clear();
+      this.knownVersion = version;
+    }
+    return this.known;
+  }
+
+  private remember(hash: string, size: number): void {
+    if (this.known.size >= KNOWN_ROWS_MAX) {
+      const oldest = this.known.keys().next();
+      if (!oldest.done) this.known.delete(oldest.value);
+    }
+    this.known.set(hash, size);
   }
 
   private prepared(): NonNullable<SmallBlobPack['statements']> {
@@ -99,6 +152,8 @@ export class SmallBlobPack {
       const recorded = db.prepare("SELECT value FROM meta WHERE key = 'small_files_before'").get() as { value: string };
       this.legacyFiles = recorded.value !== 'no';
       this.statements = {
+        // Moves when another connection commits (not for this one's own commits).
+        dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
         // SQLite answers length() of a blob from the record header, without reading the blob's pages.
         size: db.prepare<[string], { size: number }>('SELECT length(data) AS size FROM blobs WHERE hash = ?'),
         sizes: db.prepare<[string], { hash: string; size: number }>(
