@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -338,6 +338,27 @@ describe('FsBlobStore', () => {
       await corrupt(d.hash, flipped(BIG, 2 * MiB + 3));
       const fresh = new FsBlobStore({ root, maxBlobBytes: MAX_BLOB_BYTES });
       await assert.rejects(fresh.getStream(d, { offset: 0, limit: 10 }), NotFoundError);
+    });
+
+    test('a whole read trusts a file this instance verified while it is unchanged; a restarted store hashes it again', async () => {
+      const d = digestOf(BIG);
+      await store.putStream(d, chunked(BIG, [MiB]));
+      const path = store.pathOf(d.hash);
+      // An mtime that can be put back exactly (whole seconds): the file changed, so the next read hashes it.
+      const mtime = 1_700_000_000;
+      await utimes(path, mtime, mtime);
+      assert.deepEqual(await collect(await store.getStream(d)), BIG);
+      // Bytes changed behind the store's back with that mtime put back (as only the file's owner could):
+      // this instance has verified the file as it is, and serves it without hashing it again…
+      await chmod(path, 0o644);
+      await writeFile(path, flipped(BIG, 5));
+      await chmod(path, 0o444);
+      await utimes(path, mtime, mtime);
+      assert.deepEqual((await collect(await store.getStream(d))).subarray(0, 8), flipped(BIG, 5).subarray(0, 8));
+      // …while a store opened afresh (after a crash, say) has verified nothing and refuses it.
+      const fresh = new FsBlobStore({ root, maxBlobBytes: MAX_BLOB_BYTES });
+      await assert.rejects(collect(await fresh.getStream(d)), isCode('INTERNAL'));
+      assert.equal(await fresh.has(d), false);
     });
 
     test('a reader that stops after the first chunk leaves no file open and no read failing unobserved', async () => {

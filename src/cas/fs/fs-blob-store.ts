@@ -19,9 +19,10 @@
  * never fsynced: a crash may forget a rename, which only makes the blob missing again, and every client
  * already handles a missing blob by uploading it.
  *
- * Reads verify. `get` and whole-blob `getStream` hash what they serve; ranged reads and `materialize`
- * hash the whole blob the first time this store instance serves it, then trust it while its inode, size,
- * mtime and ctime are unchanged. A blob whose bytes do not match its name is deleted, never served; the
+ * Reads verify. `get` hashes what it serves; `getStream` (whole or ranged) and `materialize` hash the
+ * whole blob unless this store instance has hashed that file before (it stored it, or served it), and
+ * trust it while its inode, size and mtime are unchanged (see `identity`). A store opened afresh, after a
+ * crash say, has verified nothing. A blob whose bytes do not match its name is deleted, never served; the
  * next upload replaces it.
  */
 import { randomBytes } from 'node:crypto';
@@ -275,14 +276,21 @@ export class FsBlobStore implements BlobStore {
     const packed = this.packed(digest);
     if (packed) return Readable.from([packed.subarray(start, end)], { objectMode: false });
     const handle = await this.openBlob(digest);
-    const whole = start === 0 && end === digest.sizeBytes;
+    let verify: boolean;
     try {
-      if (!whole) await this.verifyOnce(handle, digest);
+      const st = await handle.stat({ bigint: true });
+      // A whole blob is hashed as it streams, unless this instance has hashed this very file before (the
+      // upload that stored it did); a range is checked whole first, by the same rule.
+      verify = !this.verified.has(digest.hash, st);
+      if (verify && !(start === 0 && end === digest.sizeBytes)) {
+        await this.verifyOnce(handle, digest);
+        verify = false;
+      }
     } catch (err) {
       await handle.close();
       throw err;
     }
-    const stream = Readable.from(this.readChunks(handle, digest, start, end, whole), { objectMode: false });
+    const stream = Readable.from(this.readChunks(handle, digest, start, end, verify), { objectMode: false });
     // A stream destroyed before its first read never enters the generator, whose finally would close it.
     stream.once('close', () => void handle.close().catch(() => undefined));
     return stream;
