@@ -9,6 +9,10 @@
  * hashes it (the upload's resource name needs the digest), the second uploads it; the download is hashed
  * as it arrives and must match. Server memory is sampled from /proc/<pid>/status during both transfers.
  *
+ * Also measured, not judged: the same client, the same blob, against a ByteStream server that stores and
+ * hashes nothing on grpc-js set up as remex's is (bytestream-noop-server.ts, its own process) — what
+ * grpc-js itself moves here, the ceiling of any grpc-js server; remex's figures are shown as a share of it.
+ *
  * Targets: upload + download throughput at least 50% of raw TCP's (both directions); server RSS growth
  * during the transfers under 256 MiB. Shown for context, not judged: the data directory's filesystem
  * writing the same bytes durably (write + fsync). `remex serve` no longer fsyncs each blob by default
@@ -20,6 +24,7 @@
  * the server only (`--cpu-prof --cpu-prof-dir=DIR` to profile it).
  */
 import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -27,7 +32,7 @@ import { open, unlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { ReadResponseOut, WriteRequest, WriteResponseOut } from '../src/api/grpc/messages.js';
 import type { Digest } from '../src/core/digest.js';
 import { DigestBuilder } from '../src/core/digest.js';
@@ -162,6 +167,31 @@ async function diskWrite(path: string, total: number, pattern: Buffer): Promise<
   return ms;
 }
 
+const NOOP_SERVER = resolve(import.meta.dirname, 'bytestream-noop-server.js');
+
+/** Starts bytestream-noop-server.js; resolves with its address and a stop function. */
+async function startNoopServer(): Promise<{ address: string; stop(): Promise<void> }> {
+  const child: ChildProcess = spawn(process.execPath, [NOOP_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  const address = await new Promise<string>((res, rej) => {
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (\S+)\n/.exec(out);
+      if (m) res(m[1] as string);
+    });
+    child.once('exit', (code) => rej(new Error(`the no-op ByteStream server exited (${String(code)}) before listening`)));
+  });
+  return {
+    address,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const gone = once(child, 'exit');
+      child.kill('SIGKILL');
+      await gone;
+    },
+  };
+}
+
 /** Uploads the blob; `sentAt` is when the last request was handed to the transport (performance.now()). */
 async function upload(clients: ReapiClients, digest: Digest, pattern: Buffer): Promise<{ res: WriteResponseOut; sentAt: number }> {
   const resourceName = `uploads/${randomUUID()}/blobs/${digest.hash}/${digest.sizeBytes}`;
@@ -241,6 +271,35 @@ export async function benchGrpcByteStream(): Promise<boolean> {
     if (read.hash !== digest.hash || read.sizeBytes !== BYTES) throw new Error(`Read returned ${read.hash}/${read.sizeBytes}, expected ${digest.hash}/${BYTES}`);
 
     await serve.stop();
+    clients.close();
+    clients = undefined;
+
+    // The ceiling: the same client and blob against a server that stores and hashes nothing.
+    const noop = await startNoopServer();
+    let noopWriteMs: number;
+    let noopReadMs: number;
+    try {
+      const noopClients = reapiClients(noop.address, { 'grpc-node.flow_control_window': 1024 * 1024 });
+      try {
+        const warmUp = await upload(noopClients, smallDigest, otherPattern);
+        if (warmUp.res.committed_size !== small) throw new Error(`no-op warm-up Write committed ${warmUp.res.committed_size} bytes`);
+        await download(noopClients, smallDigest);
+        t = performance.now();
+        const noopWritten = await upload(noopClients, digest, pattern);
+        noopWriteMs = performance.now() - t;
+        if (noopWritten.res.committed_size !== BYTES) throw new Error(`no-op Write committed ${noopWritten.res.committed_size} bytes, expected ${BYTES}`);
+        t = performance.now();
+        // Its bytes are a fixed pattern: only the size is checked (the client hashes them all the same).
+        const noopRead = await download(noopClients, digest);
+        noopReadMs = performance.now() - t;
+        if (noopRead.sizeBytes !== BYTES) throw new Error(`no-op Read returned ${noopRead.sizeBytes} bytes, expected ${BYTES}`);
+      } finally {
+        noopClients.close();
+      }
+    } finally {
+      await noop.stop();
+    }
+
     tcpUp.push(await rawTcp('up', BYTES));
     tcpDown.push(await rawTcp('down', BYTES));
     const tcpUpMs = Math.min(...tcpUp);
@@ -254,6 +313,11 @@ export async function benchGrpcByteStream(): Promise<boolean> {
     console.log(`  ByteStream         Write ${mbps(BYTES, writeMs)} (${(writeMs / 1000).toFixed(1)} s, ${((tcpUpMs / writeMs) * 100).toFixed(0)}% of TCP up)  Read ${mbps(BYTES, readMs)} (${(readMs / 1000).toFixed(1)} s, ${((tcpDownMs / readMs) * 100).toFixed(0)}% of TCP down)`);
     console.log(`  (of the Write, ${(tailMs / 1000).toFixed(1)} s passed after the client's last request was queued: the transport's last buffers, the store's rename)`);
     console.log(`  (context: this disk takes the same bytes durably, write + fsync, at ${mbps(BYTES, diskMs)}; Write ran at ${((diskMs / writeMs) * 100).toFixed(0)}% of that)`);
+    const noopMs = noopWriteMs + noopReadMs;
+    console.log(
+      `  grpc-js itself     Write ${mbps(BYTES, noopWriteMs)}  Read ${mbps(BYTES, noopReadMs)}  both ${mbps(2 * BYTES, noopMs)}: ${((tcpMs / noopMs) * 100).toFixed(1)}% of raw TCP ` +
+        `(no-op server, same client; not judged); remex moves ${((noopMs / grpcMs) * 100).toFixed(0)}% of that (Write ${((noopWriteMs / writeMs) * 100).toFixed(0)}%, Read ${((noopReadMs / readMs) * 100).toFixed(0)}%)`,
+    );
     console.log(`  Write + Read ${mbps(2 * BYTES, grpcMs)}: ${(ratio * 100).toFixed(1)}% of raw TCP (target ≥ 50%) ${verdict(ratio >= 0.5)}`);
     console.log(
       `  server RSS: start ${rssStart.toFixed(0)} MB, max during Write ${rssWriteMax.toFixed(0)} MB, during Read ${rssReadMax.toFixed(0)} MB: ` +

@@ -178,9 +178,10 @@ export const CONNECTION_RECEIVE_WINDOW_BYTES = 4 * 1024 * 1024;
  * option for this on clients ('grpc-node.flow_control_window') but none on servers, and keeps its Node
  * http2 servers in a private field; this reaches into that field, and says so in the log if a later
  * grpc-js has moved it (the server then works as before, only with the default windows; a test checks
- * the advertised window, so an upgrade that breaks this fails it).
+ * the advertised window, so an upgrade that breaks this fails it). Exported for bench/grpc-bytestream's
+ * no-op server, which must move bytes as this one does.
  */
-function applyReceiveWindows(server: Server, logger: Logger): void {
+export function applyReceiveWindows(server: Server, logger: Logger): void {
   const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
   if (!(servers instanceof Map)) {
     logger.warn('@grpc/grpc-js internals changed: HTTP/2 receive windows left at the 64 KiB default (slower ByteStream uploads)');
