@@ -12,6 +12,9 @@
  * Also measured, not judged: the same client, the same blob, against a ByteStream server that stores and
  * hashes nothing on grpc-js set up as remex's is (bytestream-noop-server.ts, its own process) — what
  * grpc-js itself moves here, the ceiling of any grpc-js server; remex's figures are shown as a share of it.
+ * And, where Debian's python3-grpcio is installed, both servers again with a client on gRPC's C core
+ * (bytestream-client.py; another blob of the same size), which is much faster than grpc-js's, as Bazel's
+ * grpc-java is: what the servers move when the client is not what limits them.
  *
  * Targets: upload + download throughput at least 50% of raw TCP's (both directions); server RSS growth
  * during the transfers under 256 MiB. Shown for context, not judged: the data directory's filesystem
@@ -23,7 +26,7 @@
  * WriteRequests; the server answers Read in 256 KiB messages. BENCH_SERVE_NODE_ARGS passes node flags to
  * the server only (`--cpu-prof --cpu-prof-dir=DIR` to profile it).
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
@@ -168,6 +171,35 @@ async function diskWrite(path: string, total: number, pattern: Buffer): Promise<
 }
 
 const NOOP_SERVER = resolve(import.meta.dirname, 'bytestream-noop-server.js');
+/** bench/bytestream-client.py, from dist/bench/. */
+const C_CORE_CLIENT = resolve(import.meta.dirname, '..', '..', 'bench', 'bytestream-client.py');
+
+/** A python3 that can `import grpc` (Debian's python3-grpcio), or undefined. */
+function pythonWithGrpc(): string | undefined {
+  for (const python of ['python3', '/usr/bin/python3']) {
+    if (spawnSync(python, ['-c', 'import grpc'], { stdio: 'ignore' }).status === 0) return python;
+  }
+  return undefined;
+}
+
+interface CCoreRun {
+  write_ms: number;
+  read_ms: number;
+  committed: number;
+  read_bytes: number;
+}
+
+/** bytestream-client.py against `address`: a blob of `total` bytes from `seed`'s pattern, written then read. */
+async function cCoreClient(python: string, address: string, total: number, seed: number, verify: boolean): Promise<CCoreRun> {
+  const child = spawn(python, [C_CORE_CLIENT, address, String(total), String(seed), ...(verify ? [] : ['--no-verify'])], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`bytestream-client.py exited with ${String(code)}`);
+  const run = JSON.parse(out) as CCoreRun;
+  if (run.committed !== total || run.read_bytes !== total) throw new Error(`bytestream-client.py moved ${run.committed} up and ${run.read_bytes} down, expected ${total}`);
+  return run;
+}
 
 /** Starts bytestream-noop-server.js; resolves with its address and a stop function. */
 async function startNoopServer(): Promise<{ address: string; stop(): Promise<void> }> {
@@ -270,6 +302,10 @@ export async function benchGrpcByteStream(): Promise<boolean> {
     const rssReadMax = sampler.stop();
     if (read.hash !== digest.hash || read.sizeBytes !== BYTES) throw new Error(`Read returned ${read.hash}/${read.sizeBytes}, expected ${digest.hash}/${BYTES}`);
 
+    // The C-core client, against remex (another blob: this one is stored now) and then the no-op server.
+    const python = pythonWithGrpc();
+    const cCoreRemex = python ? await cCoreClient(python, serve.grpcAddress as string, BYTES, 1, true) : undefined;
+
     await serve.stop();
     clients.close();
     clients = undefined;
@@ -278,6 +314,7 @@ export async function benchGrpcByteStream(): Promise<boolean> {
     const noop = await startNoopServer();
     let noopWriteMs: number;
     let noopReadMs: number;
+    let cCore: { remex: CCoreRun; noop: CCoreRun } | undefined;
     try {
       const noopClients = reapiClients(noop.address, { 'grpc-node.flow_control_window': 1024 * 1024 });
       try {
@@ -296,6 +333,8 @@ export async function benchGrpcByteStream(): Promise<boolean> {
       } finally {
         noopClients.close();
       }
+      const cCoreNoop = python ? await cCoreClient(python, noop.address, BYTES, 2, false) : undefined;
+      cCore = cCoreRemex && cCoreNoop ? { remex: cCoreRemex, noop: cCoreNoop } : undefined;
     } finally {
       await noop.stop();
     }
@@ -318,6 +357,15 @@ export async function benchGrpcByteStream(): Promise<boolean> {
       `  grpc-js itself     Write ${mbps(BYTES, noopWriteMs)}  Read ${mbps(BYTES, noopReadMs)}  both ${mbps(2 * BYTES, noopMs)}: ${((tcpMs / noopMs) * 100).toFixed(1)}% of raw TCP ` +
         `(no-op server, same client; not judged); remex moves ${((noopMs / grpcMs) * 100).toFixed(0)}% of that (Write ${((noopWriteMs / writeMs) * 100).toFixed(0)}%, Read ${((noopReadMs / readMs) * 100).toFixed(0)}%)`,
     );
+    if (cCore) {
+      const [remexMs, noopBothMs] = [cCore.remex.write_ms + cCore.remex.read_ms, cCore.noop.write_ms + cCore.noop.read_ms];
+      const line = (run: CCoreRun, ms: number): string => `Write ${mbps(BYTES, run.write_ms)}  Read ${mbps(BYTES, run.read_ms)}  both ${mbps(2 * BYTES, ms)} (${((tcpMs / ms) * 100).toFixed(1)}% of raw TCP)`;
+      console.log(`  C-core client (python3-grpcio, another blob; not judged):`);
+      console.log(`    remex            ${line(cCore.remex, remexMs)}`);
+      console.log(`    no-op grpc-js    ${line(cCore.noop, noopBothMs)}; remex moves ${((noopBothMs / remexMs) * 100).toFixed(0)}% of that`);
+    } else {
+      console.log('  (C-core client not run: no python3 with grpc here; Debian package python3-grpcio)');
+    }
     console.log(`  Write + Read ${mbps(2 * BYTES, grpcMs)}: ${(ratio * 100).toFixed(1)}% of raw TCP (target ≥ 50%) ${verdict(ratio >= 0.5)}`);
     console.log(
       `  server RSS: start ${rssStart.toFixed(0)} MB, max during Write ${rssWriteMax.toFixed(0)} MB, during Read ${rssReadMax.toFixed(0)} MB: ` +
