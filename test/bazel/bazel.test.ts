@@ -4,7 +4,9 @@
  * its exec_properties to the (emulated) aarch64 worker. Written for an x86_64 host, where aarch64 is
  * emulated by qemu-user.
  */
+import Database from 'better-sqlite3';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { compileC, requireTools } from '../helpers/tools.js';
 import { BazelWorkspace, listExecutions, startRemexForBazel } from './bazel.js';
@@ -52,6 +54,43 @@ test('Bazel builds C through gcc genrules with remex as remote executor; after b
   assert.equal(second.processes.remote, undefined, second.output);
   for (const s of genrules(second)) assert.ok(s.remoteCacheHit && s.runner === 'remote cache hit', `${s.listedOutputs.join(' ')}: ${s.runner}`);
   assert.equal((await listExecutions(remex.http)).length, 4, 'cache hits run nothing');
+});
+
+test('builds without the bytes: an action whose cached output is gone from remex runs again instead of breaking the build', async (t) => {
+  if (!requireTools(t, 'bazel', 'bwrap', 'gcc')) return;
+  const remex = await startRemexForBazel(t, ['--platform', 'x86_64-linux-cpu']);
+  const ws = BazelWorkspace.create(t, 'genrules');
+  // Only the requested target's output comes back to the client; objects and the binary stay in remex.
+  const remote = [`--remote_executor=${remex.grpc}`, '--spawn_strategy=remote', '--remote_download_toplevel', '//:hello_out'];
+
+  const first = await ws.run('build', remote, { executionLog: true });
+  assertOk(first);
+  assert.equal(ws.readOutput('hello.txt'), HELLO);
+  assert.equal(first.processes.remote, 4, first.output);
+  assert.equal(ws.hasOutput('greet.o'), false, 'an intermediate output was downloaded: not a build without the bytes');
+
+  // greet.o leaves remex's CAS behind its back (as an evicted or lost blob would): a row of the small-blob
+  // database, deleted through another connection.
+  const greet = (await listExecutions(remex.http)).flatMap((j) => j.outputFiles).find((f) => f.path === 'bazel-out/k8-fastbuild/bin/greet.o');
+  assert.ok(greet, 'remex recorded no greet.o output');
+  const db = new Database(join(remex.dataDir, 'cas', 'small-blobs.sqlite'));
+  try {
+    assert.equal(db.prepare('DELETE FROM blobs WHERE hash = ?').run(greet.digest.hash).changes, 1, 'greet.o was not a row of the small-blob database');
+  } finally {
+    db.close();
+  }
+
+  // A new link step needs greet.o as an input. After `bazel clean` Bazel asks remex's action cache about
+  // the compile again: an entry whose output is gone must be a miss (it is run again, greet.o comes back),
+  // or the link would be sent with an input nobody has and the build would fail.
+  ws.edit('BUILD', '-o $@",\n    executable = True', '-o $@ -s",\n    executable = True');
+  assertOk(await ws.run('clean'));
+  const second = await ws.run('build', remote, { executionLog: true });
+  assertOk(second);
+  assert.equal(ws.readOutput('hello.txt'), HELLO);
+  const runners = Object.fromEntries(genrules(second).map((s) => [s.listedOutputs.join(' ').split('/').at(-1), s.runner]));
+  assert.deepEqual(runners, { 'greet.o': 'remote', 'main.o': 'remote cache hit', hello: 'remote', 'hello.txt': 'remote' }, second.output);
+  assert.equal((await listExecutions(remex.http)).length, 4 + 3);
 });
 
 test('Bazel with --remote_cache alone runs actions locally, fills remex\'s cache and reads it back after bazel clean', async (t) => {

@@ -4,7 +4,7 @@
  * Bazel says about each action read back from its execution log.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -30,6 +30,8 @@ export interface RemexForBazel {
   http: string;
   /** `grpc://127.0.0.1:PORT`, for --remote_executor and --remote_cache. */
   grpc: string;
+  /** Its data directory (the CAS is `<dataDir>/cas`). */
+  dataDir: string;
 }
 
 /** Starts `remex serve` on free ports with its own data directory; killed and removed after the test. */
@@ -45,7 +47,7 @@ export async function startRemexForBazel(t: TestContext, extraArgs: string[] = [
     removeTree(dataDir);
   });
   const m = await waitForOutput(proc, /remex listening on http:\/\/\S+ and (grpc:\/\/[^\s:]+:\d+)/);
-  return { proc, http: started.url, grpc: m[1] as string };
+  return { proc, http: started.url, grpc: m[1] as string, dataDir };
 }
 
 /** One action as Bazel's execution log (--execution_log_json_file) reports it. */
@@ -92,6 +94,19 @@ export class BazelWorkspace {
     const to = join(this.dir, name);
     copyFileSync(from, to);
     chmodSync(to, 0o755);
+  }
+
+  /** Replaces `from` with `to` in a workspace file (the copy, not the fixture). */
+  edit(file: string, from: string, to: string): void {
+    const path = join(this.dir, file);
+    const text = readFileSync(path, 'utf8');
+    if (!text.includes(from)) throw new Error(`${file} has no ${JSON.stringify(from)}`);
+    writeFileSync(path, text.replace(from, to));
+  }
+
+  /** Whether an output exists in the local output tree (through the bazel-bin symlink). */
+  hasOutput(path: string): boolean {
+    return existsSync(join(this.dir, 'bazel-bin', path));
   }
 
   /** Reads an output through the bazel-bin symlink. */
@@ -163,7 +178,7 @@ export interface ExecutionSummary {
   emulated: boolean;
   cached: boolean;
   code: number | null;
-  outputFiles: { path: string }[];
+  outputFiles: { path: string; digest: { hash: string; sizeBytes: number } }[];
 }
 
 export async function listExecutions(http: string): Promise<ExecutionSummary[]> {
