@@ -192,6 +192,50 @@ for (const { kind, execHelperPath } of KINDS) {
   });
 }
 
+/** Parent pid and state of a process from /proc, or undefined once it is gone (reaped). */
+function procStatus(pid: number): { ppid: number; state: string } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return { ppid: Number(/^PPid:\s+(\d+)/m.exec(text)?.[1]), state: /^State:\s+(\S)/m.exec(text)?.[1] ?? '?' };
+  } catch {
+    return undefined;
+  }
+}
+
+test('remex-exec spawner adopts what a launcher leaves behind and reaps it (child subreaper)', async (t) => {
+  if (!requireExecHelper(t)) return;
+  const devNullFd = openSync('/dev/null', 'r+');
+  const spawner = new Spawner({ maskFds: inherited, devNullFd, execHelperPath: BUILT_EXEC_HELPER });
+  t.after(() => {
+    spawner.close();
+    closeSync(devNullFd);
+  });
+  // bwrap leaves the namespace's init so when its monitor exits first; a shell's background job stands in
+  // for it (holding none of the run's descriptors, or the run would last as long). The launcher's parent
+  // is the spawner itself.
+  const r = await launch(spawner, { args: ['-c', 'echo $PPID; (exec sleep 30) </dev/null >/dev/null 2>&1 3>&- 4>&- & echo $!'] });
+  assert.deepEqual(r.exit, { code: 0, signal: null });
+  const [spawnerPid, orphan] = r.stdout.bytes.toString().trim().split('\n').map(Number) as [number, number];
+  t.after(() => {
+    try {
+      process.kill(orphan, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  });
+  assert.ok(spawnerPid > 0 && orphan > 0, r.stdout.bytes.toString());
+  assert.notEqual(spawnerPid, process.pid);
+  // Orphaned, it was reparented to the spawner, not to the host's pid 1…
+  assert.equal(procStatus(orphan)?.ppid, spawnerPid);
+  // …which reaps it when it ends: it does not linger as a zombie.
+  process.kill(orphan, 'SIGKILL');
+  const deadline = Date.now() + 10_000;
+  while (procStatus(orphan) !== undefined) {
+    assert.ok(Date.now() < deadline, `process ${orphan} still there: ${JSON.stringify(procStatus(orphan))}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+});
+
 describe('remex-exec spawner refuses what it cannot read', () => {
   for (const [what, frame] of [
     ['an unknown request', Buffer.from([5, 0, 0, 0, 9, 1, 0, 0, 0])],
