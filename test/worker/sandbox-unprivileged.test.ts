@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { IN_CI, requireExecHelper, requireTools } from '../helpers/tools.js';
+import { UNPRIVILEGED_SANDBOX_ENTRY } from '../helpers/unprivileged-sandbox.js';
 
 const UID = 65534;
 const HELPER = join(import.meta.dirname, '..', 'helpers', 'unprivileged-sandbox.js');
@@ -23,7 +24,7 @@ interface Outcome {
 
 function runAsNobody(kind: 'native' | 'node', script: string): Promise<Outcome> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HELPER, kind, script], { uid: UID, gid: UID, cwd: '/', env: { PATH: '/usr/bin:/bin', TMPDIR: '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', UNPRIVILEGED_SANDBOX_ENTRY, HELPER, kind, script], { uid: UID, gid: UID, cwd: '/', env: { PATH: '/usr/bin:/bin', TMPDIR: '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
