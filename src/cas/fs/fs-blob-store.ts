@@ -59,7 +59,7 @@ export interface FsBlobStoreOptions {
   maxBlobBytes: number;
   /** fsync each blob before it becomes visible (default true). A disposable cache may turn it off. */
   fsync?: boolean;
-  /** Blobs remembered as verified, so ranged reads and materialize do not rehash them (default 100 000). */
+  /** Blobs remembered as verified, so whole and ranged reads and materialize do not rehash them (default 100 000). */
   verifiedMemoEntries?: number;
 }
 
@@ -251,7 +251,7 @@ export class FsBlobStore implements BlobStore {
     if (isEmptyDigest(digest)) return Buffer.alloc(0);
     const packed = this.packed(digest);
     if (packed) return packed;
-    const handle = await this.openBlob(digest);
+    const { handle } = await this.openBlob(digest);
     let data: Buffer;
     try {
       data = await handle.readFile();
@@ -275,12 +275,12 @@ export class FsBlobStore implements BlobStore {
     }
     const packed = this.packed(digest);
     if (packed) return Readable.from([packed.subarray(start, end)], { objectMode: false });
-    const handle = await this.openBlob(digest);
+    const { handle, st } = await this.openBlob(digest);
     let verify: boolean;
     try {
-      const st = await handle.stat({ bigint: true });
       // A whole blob is hashed as it streams, unless this instance has hashed this very file before (the
-      // upload that stored it did); a range is checked whole first, by the same rule.
+      // upload that stored it hashed what it wrote, or an earlier read hashed the file); a range is checked
+      // whole first, by the same rule.
       verify = !this.verified.has(digest.hash, st);
       if (verify && !(start === 0 && end === digest.sizeBytes)) {
         await this.verifyOnce(handle, digest);
@@ -341,8 +341,9 @@ export class FsBlobStore implements BlobStore {
    * Whether a regular file of the digest's size is at its path, by a synchronous stat. Presence checks are
    * the hot path of action-cache hits and FindMissingBlobs, and a stat of a local file is a few
    * microseconds, where the thread-pool round trip of an asynchronous one costs several times that in
-   * promise and scheduling overhead on the event loop alone. Nothing is cached: a blob deleted behind
-   * the store's back is missing at the next check.
+   * promise and scheduling overhead on the event loop alone. Files are never cached: a blob file deleted
+   * behind the store's back is missing at the next check (the pack's presence is remembered, but reread
+   * whenever the database changes: see SmallBlobPack).
    */
   private isPresent(digest: Digest): boolean {
     if (isPackable(digest)) {
@@ -382,7 +383,8 @@ export class FsBlobStore implements BlobStore {
     return data;
   }
 
-  private async openBlob(digest: Digest): Promise<FileHandle> {
+  /** Opens the blob's file for reading, with its stats; NotFound unless it is a regular file of the digest's size. */
+  private async openBlob(digest: Digest): Promise<{ handle: FileHandle; st: BigIntStats }> {
     const handle = await open(this.pathOf(digest.hash), 'r').catch((err: unknown) => {
       if (isMissing(err)) throw notFound(digest);
       throw err;
@@ -395,7 +397,7 @@ export class FsBlobStore implements BlobStore {
       await handle.close();
       throw notFound(digest);
     }
-    return handle;
+    return { handle, st };
   }
 
   /**
@@ -509,7 +511,9 @@ export class FsBlobStore implements BlobStore {
       this.shardsReady.add(shard);
     }
     await rename(tmp, dest);
-    // Synchronous, as isPresent: the file was just written, its inode is in memory.
+    // Remembered as verified: its bytes were hashed as they arrived. Sound without fsync too: the memory
+    // lives only as long as this process, and until a power loss (which ends the process and the memory)
+    // the file reads back what was written. Synchronous, as isPresent: its inode is in memory.
     const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
     if (st) this.verified.add(digest.hash, st);
   }
