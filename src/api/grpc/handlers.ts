@@ -186,7 +186,7 @@ function callContext(call: { cancelled: boolean; metadata: Metadata; on(event: '
     get signal() {
       if (!abort) {
         abort = new AbortController();
-        if (call.cancelled) abort.abort();
+        if (call.cancelled && !settled) abort.abort();
       }
       return abort.signal;
     },
