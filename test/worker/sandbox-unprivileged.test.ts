@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { IN_CI, requireExecHelper, requireTools } from '../helpers/tools.js';
@@ -42,6 +42,9 @@ function unsupported(): string | undefined {
   if (process.getuid?.() !== 0) return 'not root: the whole suite runs unprivileged here, so every sandbox test covers this mode';
   const max = Number(readFileSync('/proc/sys/user/max_user_namespaces', 'utf8').trim());
   if (!(max > 0)) return 'user namespaces are disabled (user.max_user_namespaces is 0)';
+  // Ubuntu's AppArmor denies unprivileged user namespaces to programs without a profile allowing them.
+  const apparmor = '/proc/sys/kernel/apparmor_restrict_unprivileged_userns';
+  if (existsSync(apparmor) && readFileSync(apparmor, 'utf8').trim() === '1') return `AppArmor restricts unprivileged user namespaces (${apparmor} is 1)`;
   return undefined;
 }
 
@@ -77,6 +80,11 @@ describe('BwrapSandbox under an unprivileged worker (uid 65534)', () => {
       assert.equal(lines[2], 'lo', 'a network namespace of its own, loopback only');
       assert.equal(lines[3], 'usr-read-only');
       const fds = lines.filter((l) => l.startsWith('fd ')).map((l) => l.split(' '));
+      assert.deepEqual(
+        fds.map(([, fd]) => Number(fd)).filter((fd) => fd <= 2),
+        [0, 1, 2],
+        `the descriptor listing ran: ${r.stdout}`,
+      );
       // 0–2 are the run's stdin and output pipes; the glob's own directory descriptor is closed by the time
       // the loop reads it. What the worker held is closed (remex-exec) or /dev/null (the Node spawner).
       for (const [, fd, target] of fds) {

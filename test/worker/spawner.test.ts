@@ -216,7 +216,10 @@ test('remex-exec spawner adopts what a launcher leaves behind and reaps it (chil
   const r = await launch(spawner, { args: ['-c', 'echo $PPID; (exec sleep 30) </dev/null >/dev/null 2>&1 3>&- 4>&- & echo $!'] });
   assert.deepEqual(r.exit, { code: 0, signal: null });
   const [spawnerPid, orphan] = r.stdout.bytes.toString().trim().split('\n').map(Number) as [number, number];
+  let reaped = false;
   t.after(() => {
+    // Only while it may still be ours: once reaped, its pid may belong to another process.
+    if (reaped) return;
     try {
       process.kill(orphan, 'SIGKILL');
     } catch {
@@ -234,6 +237,7 @@ test('remex-exec spawner adopts what a launcher leaves behind and reaps it (chil
     assert.ok(Date.now() < deadline, `process ${orphan} still there: ${JSON.stringify(procStatus(orphan))}`);
     await new Promise((res) => setTimeout(res, 50));
   }
+  reaped = true;
 });
 
 describe('remex-exec spawner refuses what it cannot read', () => {
