@@ -29,7 +29,7 @@ import { join, resolve } from 'node:path';
 import { startGrpcServe } from './grpc-common.js';
 import type { GrpcServeProcess } from './grpc-common.js';
 import { processSummary, removeTree } from '../test/bazel/bazel.js';
-import { childPids, cpuMs, cpuWithReapedMs, percentile, verdict } from './lib.js';
+import { childPids, cpuMs, cpuWithReapedMs, intEnv, percentile, verdict } from './lib.js';
 
 const FIXTURE = resolve(import.meta.dirname, '..', '..', 'bench', 'fixtures', 'bazel-build');
 const GROUPS = 20;
@@ -37,12 +37,12 @@ const GROUP_SIZE = 8;
 const COMPILES = GROUPS * GROUP_SIZE;
 const ACTIONS = COMPILES + 2 * GROUPS;
 /** Bazel jobs for the remote builds: well above the 2 remote slots, so uploads, queueing and downloads overlap runs. */
-const REMOTE_JOBS = Number(process.env.BENCH_BAZEL_REMOTE_JOBS ?? 32);
+const REMOTE_JOBS = intEnv('BENCH_BAZEL_REMOTE_JOBS', 32);
 const BAZEL_TIMEOUT_MS = 300_000;
 /** Rounds run first and reported, not judged: the processes warming up (see the header). At least 1. */
-const WARMUP = Math.max(1, Number(process.env.BENCH_BAZEL_WARMUP ?? 4));
+const WARMUP = intEnv('BENCH_BAZEL_WARMUP', 4);
 /** Judged rounds of (a), (b), (c) after the warm-up; each figure is the median (a round alone moves ±15% here). */
-const ROUNDS = Number(process.env.BENCH_BAZEL_ROUNDS ?? 5);
+const ROUNDS = intEnv('BENCH_BAZEL_ROUNDS', 5);
 
 /** The C source of unit `i`: a main for the first of each group of 8, a small function otherwise. */
 function unitSource(i: number): string {

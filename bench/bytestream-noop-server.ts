@@ -12,13 +12,13 @@ import { encodeReadResponse } from '../src/api/grpc/bytestream-service.js';
 import { applyReceiveWindows } from '../src/api/grpc/grpc-server.js';
 import { clientStreaming, rawRequests, serverStreaming } from '../src/api/grpc/handlers.js';
 import type { ResponseSink } from '../src/api/grpc/handlers.js';
-import { maxMessageBytes, READ_CHUNK_BYTES } from '../src/api/grpc/limits.js';
+import { DEFAULT_MAX_BATCH_BYTES, maxMessageBytes, READ_CHUNK_BYTES } from '../src/api/grpc/limits.js';
 import type { ReadRequestOut, WriteRequestOut, WriteResponse } from '../src/api/grpc/messages.js';
 import { reapiProtos } from '../src/api/grpc/protos.js';
 import { parseReadResource } from '../src/api/grpc/resource-names.js';
 
 const logger = pino({ level: 'silent' });
-const messageBytes = maxMessageBytes(4 * 1024 * 1024);
+const messageBytes = maxMessageBytes(DEFAULT_MAX_BATCH_BYTES);
 const server = new Server({ 'grpc.enable_channelz': 0, 'grpc.max_receive_message_length': messageBytes, 'grpc.max_send_message_length': messageBytes });
 const raw = rawRequests(reapiProtos().service('google.bytestream.ByteStream'), 'google.bytestream.ByteStream');
 const block = Buffer.alloc(READ_CHUNK_BYTES, 7);

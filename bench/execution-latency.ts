@@ -14,10 +14,10 @@ import { digestOf } from '../src/core/digest.js';
 import { DEFAULT_LIMITS } from '../src/core/limits.js';
 import { BwrapSandbox } from '../src/worker/sandbox/bwrap-sandbox.js';
 import { compileC } from '../test/helpers/tools.js';
-import { fmt, percentile, startServe, verdict } from './lib.js';
+import { fmt, intEnv, percentile, startServe, verdict } from './lib.js';
 
-const N_LATENCY = Number(process.env.BENCH_LATENCY_RUNS ?? 300);
-const N_THROUGHPUT = Number(process.env.BENCH_THROUGHPUT_RUNS ?? 400);
+const N_LATENCY = intEnv('BENCH_LATENCY_RUNS', 300);
+const N_THROUGHPUT = intEnv('BENCH_THROUGHPUT_RUNS', 400);
 
 export async function benchExecutionLatency(): Promise<boolean> {
   const binary = compileC({ code: 'int main(void) { return 0; }\n', name: 'trivial' }, 'x86_64');

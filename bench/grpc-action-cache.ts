@@ -15,11 +15,11 @@ import type { Action, ActionResultOut, Command } from '../src/api/grpc/messages.
 import { digestOf, EMPTY_DIGEST } from '../src/core/digest.js';
 import { call, encode, msg, reapiClients, startGrpcServe, underLoad, uploadBlobs, V2 } from './grpc-common.js';
 import type { GrpcServeProcess, ReapiClients } from './grpc-common.js';
-import { fmt, percentile, verdict } from './lib.js';
+import { fmt, intEnv, percentile, verdict } from './lib.js';
 
-const IN_FLIGHT = Number(process.env.BENCH_AC_IN_FLIGHT ?? 64);
-const CALLS_PER_ROUND = Number(process.env.BENCH_AC_CALLS ?? 1_000);
-const ROUNDS = Number(process.env.BENCH_AC_ROUNDS ?? 24);
+const IN_FLIGHT = intEnv('BENCH_AC_IN_FLIGHT', 64);
+const CALLS_PER_ROUND = intEnv('BENCH_AC_CALLS', 1_000);
+const ROUNDS = intEnv('BENCH_AC_ROUNDS', 24);
 const SEQUENTIAL = 500;
 
 export async function benchGrpcActionCache(): Promise<boolean> {

@@ -41,11 +41,11 @@ import type { Digest } from '../src/core/digest.js';
 import { DigestBuilder } from '../src/core/digest.js';
 import { mb, mbps, reapiClients, startGrpcServe } from './grpc-common.js';
 import type { GrpcServeProcess, ReapiClients } from './grpc-common.js';
-import { rssMb, verdict } from './lib.js';
+import { intEnv, rssMb, verdict } from './lib.js';
 
-const BYTES = Number(process.env.BENCH_BYTESTREAM_BYTES ?? 1024 * 1024 * 1024);
+const BYTES = intEnv('BENCH_BYTESTREAM_BYTES', 1024 * 1024 * 1024);
 /** WriteRequest payload: 1 MiB, well inside the server's message limit. */
-const WRITE_CHUNK = Number(process.env.BENCH_BYTESTREAM_CHUNK ?? 1024 * 1024);
+const WRITE_CHUNK = intEnv('BENCH_BYTESTREAM_CHUNK', 1024 * 1024);
 const PATTERN_BYTES = 1024 * 1024;
 const RSS_GROWTH_LIMIT_MB = 256;
 
@@ -194,7 +194,8 @@ async function cCoreClient(python: string, address: string, total: number, seed:
   const child = spawn(python, [C_CORE_CLIENT, address, String(total), String(seed), ...(verify ? [] : ['--no-verify'])], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
+  // 'close', not 'exit': the output is whole only once the pipe has closed.
+  const [code] = (await once(child, 'close')) as [number | null];
   if (code !== 0) throw new Error(`bytestream-client.py exited with ${String(code)}`);
   const run = JSON.parse(out) as CCoreRun;
   if (run.committed !== total || run.read_bytes !== total) throw new Error(`bytestream-client.py moved ${run.committed} up and ${run.read_bytes} down, expected ${total}`);

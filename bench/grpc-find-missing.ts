@@ -12,10 +12,10 @@ import type { Digest } from '../src/core/digest.js';
 import { digestOf } from '../src/core/digest.js';
 import { call, msg, reapiClients, startGrpcServe, uploadBlobs } from './grpc-common.js';
 import type { GrpcServeProcess, ReapiClients } from './grpc-common.js';
-import { fmt, percentile, verdict } from './lib.js';
+import { fmt, intEnv, percentile, verdict } from './lib.js';
 
-const DIGESTS = Number(process.env.BENCH_FIND_MISSING_DIGESTS ?? 10_000);
-const CALLS = Number(process.env.BENCH_FIND_MISSING_CALLS ?? 21);
+const DIGESTS = intEnv('BENCH_FIND_MISSING_DIGESTS', 10_000);
+const CALLS = intEnv('BENCH_FIND_MISSING_CALLS', 21);
 const TARGET_MS = 100;
 
 export async function benchGrpcFindMissing(): Promise<boolean> {

@@ -12,6 +12,15 @@ export function percentile(samples: readonly number[], p: number): number {
   return sorted[i] as number;
 }
 
+/** A count from the environment variable `name`, or `fallback` when unset; anything but a positive integer is an error. */
+export function intEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name}=${raw}: expected a positive integer`);
+  return n;
+}
+
 export function fmt(ms: number): string {
   return `${ms.toFixed(2)} ms`;
 }

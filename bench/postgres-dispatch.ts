@@ -14,15 +14,15 @@ import { EMPTY_DIGEST, digestOf } from '../src/core/digest.js';
 import type { Completion, CompletionSettlement, Lease, WorkerSession } from '../src/scheduler/worker-link.js';
 import { PostgresStore } from '../src/store/postgres/postgres-store.js';
 import { startPostgres } from '../test/helpers/postgres.js';
-import { childPids, cpuMs, fmt, parentPid, percentile, startServe, verdict } from './lib.js';
+import { childPids, cpuMs, fmt, intEnv, parentPid, percentile, startServe, verdict } from './lib.js';
 import type { ServeProcess } from './lib.js';
 
-const JOBS = Number(process.env.BENCH_PG_JOBS ?? 4_000);
+const JOBS = intEnv('BENCH_PG_JOBS', 4_000);
 const SUBMITTERS_PER_CONTROLLER = 8;
 const WORKERS_PER_CONTROLLER = 4;
-const LATENCY_SAMPLES = Number(process.env.BENCH_PG_LATENCY_SAMPLES ?? 200);
+const LATENCY_SAMPLES = intEnv('BENCH_PG_LATENCY_SAMPLES', 200);
 /** Rounds of the throughput comparison; the figure judged is the median. */
-const ROUNDS = Number(process.env.BENCH_PG_ROUNDS ?? 3);
+const ROUNDS = intEnv('BENCH_PG_ROUNDS', 3);
 /** Jobs through each server before anything is measured. */
 const WARMUP_JOBS = 4_000;
 const PLATFORM = 'x86_64-linux-cpu';

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { RemexClient } from '../src/client/remex-client.js';
 import { EMPTY_DIGEST, digestOf } from '../src/core/digest.js';
 import type { Lease } from '../src/scheduler/worker-link.js';
-import { fmt, rssMb, startServe, verdict } from './lib.js';
+import { fmt, intEnv, rssMb, startServe, verdict } from './lib.js';
 
-const JOBS = Number(process.env.BENCH_QUEUE_JOBS ?? 10_000);
+const JOBS = intEnv('BENCH_QUEUE_JOBS', 10_000);
 const BATCH = 1_000;
 const IN_FLIGHT = 8;
 
