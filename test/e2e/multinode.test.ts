@@ -59,11 +59,22 @@ async function upload(client: RemexClient, path: string): Promise<Digest> {
   return d;
 }
 
+/**
+ * The execution once it has ended. On a timeout the error says where it stood and what the cluster's
+ * processes last printed, since a stuck execution cannot be examined after the test has torn them down.
+ */
 async function finalState(client: RemexClient, id: string, timeoutMs: number): Promise<ExecutionView> {
-  return eventually(async () => {
-    const v = await client.getExecution(id);
-    return v.state === 'queued' || v.state === 'running' ? undefined : v;
-  }, timeoutMs, `execution ${id} to finish`);
+  let last: ExecutionView | undefined;
+  try {
+    return await eventually(async () => {
+      last = await client.getExecution(id);
+      return last.state === 'queued' || last.state === 'running' ? undefined : last;
+    }, timeoutMs, `execution ${id} to finish`);
+  } catch (err) {
+    const procs = cluster ? [...cluster.controllers.map((c) => c.proc), ...cluster.workers] : [];
+    const tails = procs.map((p) => `--- ${p.child.spawnargs.slice(2, 3).join(' ')} pid ${p.child.pid}:\n${p.output().slice(-4000)}`).join('\n');
+    throw new Error(`${(err as Error).message}; last seen: ${JSON.stringify(last)}\n${tails}`, { cause: err });
+  }
 }
 
 describe('multi-node: controllers on PostgreSQL + S3, workers over the network', () => {
