@@ -72,7 +72,7 @@ async function finalState(client: RemexClient, id: string, timeoutMs: number): P
     }, timeoutMs, `execution ${id} to finish`);
   } catch (err) {
     const procs = cluster ? [...cluster.controllers.map((c) => c.proc), ...cluster.workers] : [];
-    const tails = procs.map((p) => `--- ${p.child.spawnargs.slice(2, 3).join(' ')} pid ${p.child.pid}:\n${p.output().slice(-4000)}`).join('\n');
+    const tails = procs.map((p) => `--- remex ${p.child.spawnargs[2]} pid ${p.child.pid}:\n${p.output().slice(-4000)}`).join('\n');
     throw new Error(`${(err as Error).message}; last seen: ${JSON.stringify(last)}\n${tails}`, { cause: err });
   }
 }

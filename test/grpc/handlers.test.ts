@@ -15,6 +15,7 @@ import type { ReadRequestOut, WriteRequestOut, WriteResponse } from '../../src/a
 import { reapiProtos } from '../../src/api/grpc/protos.js';
 import type { ByteStreamClient } from '../../src/api/grpc/generated/google/bytestream/ByteStream.js';
 import type { ProtoGrpcType as ByteStreamProto } from '../../src/api/grpc/generated/bytestream.js';
+import { eventually } from '../helpers/processes.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -96,8 +97,7 @@ describe('gRPC request adapters', () => {
         call.end();
       };
     });
-    while (seen.length === 0) await new Promise((r) => setTimeout(r, 5));
-    const entry = seen[0] as Seen;
+    const entry = await eventually(async () => seen[0], 10_000, 'the Write handler to start');
     await entry.answered;
     sendMore();
     assert.equal(Number((await response).committed_size), 3);
@@ -130,14 +130,14 @@ describe('gRPC request adapters', () => {
       call.on('error', (err: grpc.ServiceError) => res(err));
       call.on('end', () => res(undefined));
     });
-    while (!(held.release as (() => void) | undefined)) await new Promise((r) => setTimeout(r, 5));
+    const release = await eventually(async () => held.release, 10_000, 'Read to hold after its first message');
     const entry = seen[0] as Seen;
     const aborted = new Promise<void>((res) => entry.ctx.signal.addEventListener('abort', () => res(), { once: true }));
     call.cancel();
     assert.equal((await ended)?.code, grpc.status.CANCELLED);
     await aborted;
     assert.equal(entry.ctx.signal.aborted, true);
-    (held.release as (() => void) | undefined)?.();
+    release();
     await entry.answered;
   });
 });
