@@ -3,14 +3,15 @@
  * static (with musl where it can be), so no step loads a dynamic linker, probes the CPU or reads an
  * environment variable (docs/decisions/0015).
  *
- *   remex-exec launch [-w FILE VALUE]... [-r RESOURCE SOFT HARD]... [-x FD] -- PROGRAM [ARG]...
+ *   remex-exec launch [-w FILE VALUE]... [-r RESOURCE SOFT HARD]... [-x FD] [-d FROM TO]... -- PROGRAM [ARG]...
  *     Outside the sandbox, as the worker: writes each VALUE to its FILE in order (the run cgroup's
  *     limits, then "0" to its procs or tasks file, which moves this process into it), sets each
- *     rlimit, opens this program's own file at descriptor FD if asked, then execs PROGRAM (bwrap),
- *     which inherits all of it. RESOURCE is core, cpu, fsize, nofile or nproc; SOFT and HARD are
- *     numbers or "unlimited". If any step fails, PROGRAM never runs and the exit status is 125.
+ *     rlimit, opens this program's own file at descriptor FD if asked, duplicates descriptor FROM at TO
+ *     (so bwrap, which closes its own status descriptor in the sandbox, passes a copy in), then execs
+ *     PROGRAM (bwrap), which inherits all of it. RESOURCE is core, cpu, fsize, nofile or nproc; SOFT and
+ *     HARD are numbers or "unlimited". If any step fails, PROGRAM never runs and the exit status is 125.
  *
- *   remex-exec as UID GID COUNT [NAME=VALUE]... PROGRAM [ARG]...
+ *   remex-exec as [-s FD] UID GID COUNT [NAME=VALUE]... PROGRAM [ARG]...
  *     Inside the sandbox, as root with only the capabilities the switch needs, executed through
  *     /proc/self/fd/FD (so nothing is mounted for it): closes every descriptor above 2 (FD among them),
  *     drops supplementary groups, switches to GID then UID (which clears those capabilities), clears the
@@ -18,6 +19,12 @@
  *     in that environment's PATH as env(1) does (a file without "#!" runs through /bin/sh). Nothing of the request reaches a privileged process: the assignments are
  *     arguments here and become the environment only after the switch. Exit status 125 if the switch
  *     fails, 127 if PROGRAM is not found, 126 if it cannot be run.
+ *     With -s, it does not exec PROGRAM itself but forks it and waits, with every signal blocked (the
+ *     run's SIGTERM, or a kill of the process group, is for the program), then writes one line to FD,
+ *     `{ "remex-exit-code": N }` or `{ "remex-signal": N }`, and exits as a shell would (128 + N for a
+ *     signal). bwrap reports only that shell-style number, in which an exit with 130 and a death by
+ *     SIGINT look the same; the line tells them apart. The waiter switched uid without exec'ing, so it
+ *     is not dumpable: the program, under the same uid, cannot reach FD through /proc or ptrace.
  *
  *   remex-exec spawner
  *     The sandbox spawner: a long-lived process that starts launchers for the server (see spawner.c).
@@ -35,7 +42,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "remex-exec.h"
@@ -50,7 +59,7 @@ static void fail(int status, const char *what, const char *detail) {
 
 static void usage(void) {
   fail(SETUP_FAILED, "usage: remex-exec launch [-w FILE VALUE]... [-r RESOURCE SOFT HARD]... [-x FD] -- PROGRAM [ARG]...\n"
-                     "       remex-exec as UID GID COUNT [NAME=VALUE]... PROGRAM [ARG]...\n"
+                     "       remex-exec as [-s FD] UID GID COUNT [NAME=VALUE]... PROGRAM [ARG]...\n"
                      "       remex-exec spawner", NULL);
 }
 
@@ -93,14 +102,20 @@ static void write_file(const char *path, const char *value) {
   if (close(fd) != 0) fail(SETUP_FAILED, path, strerror(errno));
 }
 
+/* A descriptor number above 2, or a usage failure naming it. */
+static int parse_descriptor(const char *text) {
+  long long fd = parse_number(text, INT_MAX);
+  if (fd < 3) fail(SETUP_FAILED, "not a descriptor above 2", text);
+  return (int)fd;
+}
+
 /* This program's file, open at `fd` without close-on-exec, for bwrap to execute inside the sandbox. */
 static void open_self_at(const char *fd_text) {
-  long long fd = parse_number(fd_text, INT_MAX);
-  if (fd < 3) fail(SETUP_FAILED, "not a descriptor above 2", fd_text);
+  int fd = parse_descriptor(fd_text);
   int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
   if (self < 0) fail(SETUP_FAILED, "/proc/self/exe", strerror(errno));
   if (self != fd) {
-    if (dup2(self, (int)fd) < 0) fail(SETUP_FAILED, "dup2", strerror(errno));
+    if (dup2(self, fd) < 0) fail(SETUP_FAILED, "dup2", strerror(errno));
     close(self);
   } else if (fcntl(self, F_SETFD, 0) != 0) {
     fail(SETUP_FAILED, "fcntl", strerror(errno));
@@ -200,6 +215,10 @@ static int launch(int argc, char **argv) {
     } else if (strcmp(argv[i], "-x") == 0 && i + 1 < argc) {
       open_self_at(argv[i + 1]);
       i += 2;
+    } else if (strcmp(argv[i], "-d") == 0 && i + 2 < argc) {
+      /* dup2 leaves the copy without close-on-exec: PROGRAM inherits it. */
+      if (dup2(parse_descriptor(argv[i + 1]), parse_descriptor(argv[i + 2])) < 0) fail(SETUP_FAILED, "dup2", strerror(errno));
+      i += 3;
     } else {
       usage();
     }
@@ -211,7 +230,45 @@ static int launch(int argc, char **argv) {
   return SETUP_FAILED;
 }
 
+/* The status of `child` as its one line, then this process's exit in the shell's convention. */
+static int report_program_end(pid_t child, int status_fd) {
+  int status;
+  while (waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) fail(SETUP_FAILED, "waitpid", strerror(errno));
+  }
+  char line[64];
+  int length = WIFSIGNALED(status) ? snprintf(line, sizeof line, "{ \"remex-signal\": %d }\n", WTERMSIG(status))
+                                   : snprintf(line, sizeof line, "{ \"remex-exit-code\": %d }\n", WEXITSTATUS(status));
+  /* One short write is atomic on a pipe; a failed one only leaves the shell-style status to decode. */
+  if (write(status_fd, line, (size_t)length) != length) fprintf(stderr, "remex-exec: cannot report the exit status: %s\n", strerror(errno));
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+/* Runs PROGRAM, replacing this process, or (status_fd >= 0) as a child whose end is reported there. */
+static int run_program(char **program, int status_fd) {
+  sigset_t all, before;
+  if (status_fd >= 0) {
+    sigfillset(&all);
+    if (sigprocmask(SIG_BLOCK, &all, &before) != 0) fail(SETUP_FAILED, "sigprocmask", strerror(errno));
+    pid_t child = fork();
+    if (child < 0) fail(SETUP_FAILED, "fork", strerror(errno));
+    if (child > 0) return report_program_end(child, status_fd);
+    /* The program gets the signal mask the sandbox gave; the status descriptor closes on exec. */
+    if (sigprocmask(SIG_SETMASK, &before, NULL) != 0) _exit(SETUP_FAILED);
+  }
+  int error = exec_searching(program);
+  fprintf(stderr, "%s: %s\n", program[0], strerror(error));
+  if (status_fd >= 0) _exit(error == ENOENT ? NOT_FOUND : CANNOT_RUN);
+  return error == ENOENT ? NOT_FOUND : CANNOT_RUN;
+}
+
 static int run_as(int argc, char **argv) {
+  int status_fd = -1;
+  if (argc >= 2 && strcmp(argv[0], "-s") == 0) {
+    status_fd = parse_descriptor(argv[1]);
+    argc -= 2;
+    argv += 2;
+  }
   if (argc < 4) usage();
   long long uid = parse_number(argv[0], UINT_MAX - 1);
   long long gid = parse_number(argv[1], UINT_MAX - 1);
@@ -220,7 +277,13 @@ static int run_as(int argc, char **argv) {
   char **assignments = argv + 3;
   char **program = assignments + count;
 
-  if (remex_close_from(3) != 0) fail(SETUP_FAILED, "closing descriptors", strerror(errno));
+  /* The status descriptor, if any, moves to 3 and stays; it closes on the program's exec. */
+  if (status_fd >= 0) {
+    if (status_fd != 3 && dup2(status_fd, 3) < 0) fail(SETUP_FAILED, "dup2", strerror(errno));
+    status_fd = 3;
+    if (fcntl(status_fd, F_SETFD, FD_CLOEXEC) != 0) fail(SETUP_FAILED, "fcntl", strerror(errno));
+  }
+  if (remex_close_from(status_fd >= 0 ? 4 : 3) != 0) fail(SETUP_FAILED, "closing descriptors", strerror(errno));
   if (setgroups(0, NULL) != 0) fail(SETUP_FAILED, "setgroups", strerror(errno));
   if (setgid((gid_t)gid) != 0) fail(SETUP_FAILED, "setgid", strerror(errno));
   if (setuid((uid_t)uid) != 0) fail(SETUP_FAILED, "setuid", strerror(errno));
@@ -236,9 +299,7 @@ static int run_as(int argc, char **argv) {
     if (eq == NULL || eq == assignments[k]) fail(SETUP_FAILED, "not an assignment", assignments[k]);
     if (putenv(assignments[k]) != 0) fail(SETUP_FAILED, "putenv", strerror(errno));
   }
-  int error = exec_searching(program);
-  fprintf(stderr, "%s: %s\n", program[0], strerror(error));
-  return error == ENOENT ? NOT_FOUND : CANNOT_RUN;
+  return run_program(program, status_fd);
 }
 
 int main(int argc, char **argv) {

@@ -62,6 +62,13 @@ describe('remex-exec launch', () => {
     assert.equal(r.stdout.trim(), BUILT_EXEC_HELPER);
   });
 
+  test('-d leaves a copy of a descriptor at another number for the program', (t) => {
+    if (!requireExecHelper(t)) return;
+    // Descriptor 3 is a pipe from this test; the program finds the same pipe at 7.
+    const r = helper(['launch', '-d', '3', '7', '--', '/bin/sh', '-c', 'test "$(readlink /proc/self/fd/3)" = "$(readlink /proc/self/fd/7)" && echo same'], { extraFd: true });
+    assert.deepEqual([r.status, r.stdout], [0, 'same\n'], r.stderr);
+  });
+
   test('any failure exits 125 before the program runs, saying what failed', (t) => {
     if (!requireExecHelper(t)) return;
     const dir = scratch(t);
@@ -70,6 +77,8 @@ describe('remex-exec launch', () => {
     const cases: Array<[string[], RegExp]> = [
       [['-w', join(dir, 'missing', 'file'), '1'], /missing\/file: No such file or directory/],
       [['-r', 'stack', '1', '1'], /unknown resource: stack/],
+      [['-d', '3', '1'], /not a descriptor above 2: 1/],
+      [['-d', '9', '7'], /dup2: Bad file descriptor/],
       [['-r', 'nofile', '-1', '10'], /not a limit: -1/],
       [['-r', 'nofile', '20', '10'], /nofile: Invalid argument/],
       [['-x', '2'], /not a descriptor above 2/],
@@ -133,6 +142,26 @@ describe('remex-exec as', () => {
     assert.match(denied.stderr, /plain: Permission denied/);
   });
 
+  test('-s: waits for the program and reports its own end on that descriptor, which the program does not hold', (t) => {
+    if (!requireExecHelper(t) || !requireRoot(t)) return;
+    // Descriptor 3 (a pipe to this test) is the status descriptor; the program lists its own descriptors.
+    const run = (script: string) => {
+      // In a session of its own: the program's kill of its process group must not reach this test.
+      const r = spawnSync('setsid', ['-w', BUILT_EXEC_HELPER, 'as', '-s', '3', '65534', '65534', '1', 'PATH=/usr/bin:/bin', 'sh', '-c', script], { env: {}, stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8', timeout: 10_000 });
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr, report: String(r.output[3] ?? '') };
+    };
+    const exited = run('ls /proc/$$/fd; exit 130');
+    assert.deepEqual([exited.status, exited.report], [130, '{ "remex-exit-code": 130 }\n'], exited.stderr);
+    assert.deepEqual(exited.stdout.trim().split('\n').filter((fd) => Number(fd) > 2 && Number(fd) < 10), [], 'the status descriptor closes on exec');
+    const killed = run('kill -INT $$');
+    assert.deepEqual([killed.status, killed.report], [130, '{ "remex-signal": 2 }\n'], killed.stderr);
+    // The waiter blocks signals: a kill of the whole process group ends the program, not the report.
+    const group = run('kill -TERM 0');
+    assert.deepEqual([group.status, group.report], [143, '{ "remex-signal": 15 }\n'], group.stderr);
+    const missing = run('exec /nonexistent');
+    assert.deepEqual([missing.status, missing.report], [127, '{ "remex-exit-code": 127 }\n']);
+  });
+
   test('bad arguments exit 125 and run nothing', (t) => {
     if (!requireExecHelper(t) || !requireRoot(t)) return;
     const dir = scratch(t);
@@ -145,6 +174,8 @@ describe('remex-exec as', () => {
       ['1', '1', '1', 'NOEQUALS', ...sh],
       ['4294967295', '1', '0', ...sh],
       ['1', '1', '0'],
+      ['-s', '2', '1', '1', '0', ...sh],
+      ['-s', 'x', '1', '1', '0', ...sh],
     ]) {
       const r = helper(['as', ...args]);
       assert.equal(r.status, 125, `${args.join(' ')}: ${r.stderr}`);

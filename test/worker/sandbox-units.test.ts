@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { isRemexError } from '../../src/core/errors.js';
 import { DEFAULT_LIMITS } from '../../src/core/limits.js';
-import { EXEC_HELPER_FD, planInvocation, sandboxWorkingDirectory, validateCommand, type InvocationInput } from '../../src/worker/sandbox/bwrap-args.js';
+import { EXEC_HELPER_FD, PROGRAM_STATUS_FD, planInvocation, sandboxWorkingDirectory, validateCommand, type InvocationInput } from '../../src/worker/sandbox/bwrap-args.js';
 import { cgroupDir, parseCgroupMounts, parseProcCgroup, probeCgroups } from '../../src/worker/sandbox/cgroup-probe.js';
 import { keyedValue } from '../../src/worker/sandbox/cgroups.js';
 import { decodeShellStatus, signalName } from '../../src/worker/sandbox/exit-status.js';
@@ -50,6 +50,7 @@ describe('run classification', () => {
   const run = (over: Partial<SupervisedRun>): SupervisedRun => ({
     monitorExit: { code: 0, signal: null },
     programStatus: 0,
+    programEnd: null,
     stopReason: null,
     stdout: new BoundedCapture(10),
     stderr: new BoundedCapture(10),
@@ -63,6 +64,23 @@ describe('run classification', () => {
     assert.deepEqual(programEnd(run({ programStatus: null, monitorExit: { code: null, signal: 'SIGKILL' } })), { exitCode: null, signal: 'SIGKILL' });
     assert.deepEqual(programEnd(run({ programStatus: null, stopReason: 'wall_time', monitorExit: { code: 1, signal: null } })), { exitCode: null, signal: 'SIGKILL' });
     assert.equal(programEnd(run({ programStatus: null, monitorExit: { code: 1, signal: null } })), null);
+  });
+
+  test("the waiter's report wins over bwrap's shell-style status, which cannot tell exit(130) from SIGINT", () => {
+    assert.deepEqual(programEnd(run({ programStatus: 130, programEnd: { exitCode: 130, signo: null } })), { exitCode: 130, signal: null });
+    assert.deepEqual(programEnd(run({ programStatus: 130, programEnd: { exitCode: null, signo: 2 } })), { exitCode: null, signal: 'SIGINT' });
+    assert.deepEqual(programEnd(run({ programStatus: 130 })), { exitCode: null, signal: 'SIGINT' }, 'without a waiter: decoded as before');
+  });
+
+  test("the status stream: the waiter's lines beside bwrap's, out-of-range numbers ignored", () => {
+    const reader = new BwrapStatusReader();
+    const docs = reader.push('{ "child-pid": 9, "pid-namespace": 4 }\n{ "remex-exit-code": 130 }\n{ "remex-signal": 2 }\n{ "remex-signal": 0 }\n{ "remex-exit-code": 256 }\n{ "exit-code": 130 }\n');
+    assert.deepEqual(docs, [
+      { initPid: 9, pidNamespace: 4 },
+      { programEnd: { exitCode: 130, signo: null } },
+      { programEnd: { exitCode: null, signo: 2 } },
+      { exitCode: 130 },
+    ]);
   });
 
   test('the limit that ended the run', () => {
@@ -197,7 +215,7 @@ describe('bwrap invocation', () => {
     assert.ok(!bwrapOptions.includes('/opt/remex/remex-exec'), 'nothing mounted for it');
     assert.ok(!bwrapOptions.includes('--setenv'), 'no user environment reaches bwrap');
     // The count separates assignments from the program, so a name holding "=" needs no shell.
-    assert.deepEqual(command, [`/proc/self/fd/${EXEC_HELPER_FD}`, 'as', '65534', '65533', '2', 'GREETING=hi', 'LD_PRELOAD=x.so', './a=b', 'x']);
+    assert.deepEqual(command, [`/proc/self/fd/${EXEC_HELPER_FD}`, 'as', '-s', String(PROGRAM_STATUS_FD), '65534', '65533', '2', 'GREETING=hi', 'LD_PRELOAD=x.so', './a=b', 'x']);
   });
 
   test('not root: remex-exec is not needed inside (no uid to switch)', () => {

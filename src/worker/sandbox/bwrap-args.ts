@@ -20,6 +20,11 @@ import { STATUS_FD } from './spawner-protocol.js';
 
 /** Where the launcher opens remex-exec for bwrap's child to execute (after bwrap's own descriptors). */
 export const EXEC_HELPER_FD = STATUS_FD + 1;
+/**
+ * Where the launcher puts a copy of the status pipe for `remex-exec as -s`, which reports the program's
+ * own end there: bwrap closes its status descriptor in the sandbox and reports only 128 + n for signal n.
+ */
+export const PROGRAM_STATUS_FD = EXEC_HELPER_FD + 1;
 
 export interface InvocationInput {
   layout: Pick<HostLayout, 'privileged' | 'execHelperPath' | 'unsharePath' | 'envPath' | 'shellPath' | 'systemMounts' | 'boundRoots' | 'etcDir' | 'supportsDisableUserns'>;
@@ -40,6 +45,8 @@ export interface Invocation {
   command: string[];
   /** The descriptor at which the launcher must open remex-exec for `command`; null when it is not used. */
   execHelperFd: number | null;
+  /** The descriptor at which the launcher must copy the status pipe for the program's waiter; null: none. */
+  programStatusFd: number | null;
 }
 
 export function planInvocation(input: InvocationInput): Invocation {
@@ -88,19 +95,20 @@ export function planInvocation(input: InvocationInput): Invocation {
   const program = programArgv(input.argv, input.emulation);
   if (!layout.privileged) {
     for (const [name, value] of Object.entries(input.env)) options.push('--setenv', name, value);
-    return { bwrapOptions: options, command: program, execHelperFd: null };
+    return { bwrapOptions: options, command: program, execHelperFd: null, programStatusFd: null };
   }
   const assignments = Object.entries(input.env).map(([name, value]) => `${name}=${value}`);
   if (layout.execHelperPath !== null) {
     const helper = `/proc/self/fd/${EXEC_HELPER_FD}`;
-    const command = [helper, 'as', String(input.runAsUid), String(input.runAsGid), String(assignments.length), ...assignments, ...program];
-    return { bwrapOptions: options, command, execHelperFd: EXEC_HELPER_FD };
+    const command = [helper, 'as', '-s', String(PROGRAM_STATUS_FD), String(input.runAsUid), String(input.runAsGid), String(assignments.length), ...assignments, ...program];
+    return { bwrapOptions: options, command, execHelperFd: EXEC_HELPER_FD, programStatusFd: PROGRAM_STATUS_FD };
   }
   // env(1) reads any argument holding '=' as an assignment, so such a program goes through sh.
   const runnable = program[0]?.includes('=') ? [layout.shellPath, '-c', 'exec "$0" "$@"', ...program] : program;
   return {
     bwrapOptions: options,
     execHelperFd: null,
+    programStatusFd: null,
     command: [layout.unsharePath, `--setuid=${input.runAsUid}`, `--setgid=${input.runAsGid}`, '--', layout.envPath, '-i', '--', ...assignments, ...runnable],
   };
 }

@@ -54,6 +54,8 @@ export const DEFAULT_SANDBOX_HOSTNAME = 'sandbox';
 
 /** Tasks of the sandbox's own in every run's cgroup: the bwrap monitor and the namespace's init. */
 const SANDBOX_TASKS = 2;
+/** `remex-exec as -s` waits for the program in a process of its own (under the program's uid), where it is used. */
+const WAITER_TASKS = 1;
 /** qemu-user runs one helper thread (RCU) beside the guest's. */
 const EMULATOR_TASKS = 1;
 const MAX_NAME_ATTEMPTS = 100;
@@ -216,9 +218,9 @@ export class BwrapSandbox implements Sandbox {
         openFiles: limits.openFiles,
         cpuTimeMs: limits.cpuTimeMs,
         // Without a pids cgroup RLIMIT_NPROC is all there is, and it only binds a non-root uid.
-        processes: enforces?.processes ? null : limits.processes + (req.emulation ? EMULATOR_TASKS : 0),
+        processes: enforces?.processes ? null : limits.processes + this.ownTasks(req.emulation, false),
       },
-      { path: this.layout.bwrapPath, command: invocation.command, execHelperFd: invocation.execHelperFd },
+      { path: this.layout.bwrapPath, command: invocation.command, execHelperFd: invocation.execHelperFd, programStatusFd: invocation.programStatusFd },
       this.layout,
     );
     return superviseRun({
@@ -249,9 +251,15 @@ export class BwrapSandbox implements Sandbox {
     };
   }
 
+  /** Tasks beside the program's that a run needs: bwrap's (in the cgroup only), the waiter's, qemu's. */
+  private ownTasks(emulation: EmulationSpec | null, inCgroup: boolean): number {
+    const waiter = this.layout.privileged && this.layout.execHelperPath !== null ? WAITER_TASKS : 0;
+    return (inCgroup ? SANDBOX_TASKS : 0) + waiter + (emulation ? EMULATOR_TASKS : 0);
+  }
+
   private async createRunCgroup(limits: ResourceLimits, emulation: EmulationSpec | null): Promise<RunCgroup | null> {
     if (!this.cgroups) return null;
-    const tasks = limits.processes + SANDBOX_TASKS + (emulation ? EMULATOR_TASKS : 0);
+    const tasks = limits.processes + this.ownTasks(emulation, true);
     for (let attempt = 0; ; attempt++) {
       const name = `${RUN_CGROUP_PREFIX}${process.pid}-${++runCounter}`;
       try {

@@ -1,7 +1,10 @@
 /**
  * How a sandboxed program ended, decoded from what bubblewrap reports. bwrap's pid-namespace init
  * turns "killed by signal n" into exit status 128 + n (as shells do) and nothing finer reaches the
- * outside, so a program that itself exits with 129…192 is reported as killed by that signal.
+ * outside, so a program that itself exits with 129…192 would be reported as killed by that signal.
+ * `remex-exec as -s` waits for the program itself and reports its exact end beside bwrap's status
+ * (run-result.ts prefers it); the shell-style decoding here is for runs without it (the sh/unshare
+ * fallback, or a waiter the program killed).
  */
 import { constants } from 'node:os';
 

@@ -7,7 +7,7 @@
  * remex; decision 0015), or where it was not built a tiny `sh -c` script whose builtins (`echo >`,
  * `ulimit`) do it.
  */
-import { ARGS_FD } from './spawner-protocol.js';
+import { ARGS_FD, STATUS_FD } from './spawner-protocol.js';
 import type { CgroupWrite } from './cgroups.js';
 
 export interface LauncherRlimits {
@@ -75,7 +75,7 @@ export interface Launchers {
 export function launcherCommand(
   cgroupSetup: readonly CgroupWrite[],
   limits: LauncherRlimits,
-  bwrap: { path: string; command: readonly string[]; execHelperFd: number | null },
+  bwrap: { path: string; command: readonly string[]; execHelperFd: number | null; programStatusFd?: number | null },
   launchers: Launchers,
 ): LauncherCommand {
   const rlimits = rlimitsOf(limits);
@@ -84,9 +84,10 @@ export function launcherCommand(
     for (const w of cgroupSetup) args.push('-w', w.file, w.value);
     for (const r of rlimits) args.push('-r', r.resource, String(r.soft), String(r.hard));
     if (bwrap.execHelperFd !== null) args.push('-x', String(bwrap.execHelperFd));
+    if (bwrap.programStatusFd != null) args.push('-d', String(STATUS_FD), String(bwrap.programStatusFd));
     return { file: launchers.execHelperPath, args: [...args, '--', bwrap.path, '--args', String(ARGS_FD), '--', ...bwrap.command] };
   }
-  if (bwrap.execHelperFd !== null) throw new Error('launcherCommand: the command needs remex-exec, which the shell launcher cannot open');
+  if (bwrap.execHelperFd !== null || bwrap.programStatusFd != null) throw new Error('launcherCommand: the command needs remex-exec, which the shell launcher cannot open');
   return { file: launchers.shellPath, args: ['-c', launcherScript(cgroupSetup, rlimits, bwrap.path), 'remex-sandbox', ...bwrap.command] };
 }
 

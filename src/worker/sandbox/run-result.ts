@@ -4,7 +4,7 @@
  */
 import type { LimitKind, ResourceLimits } from '../../core/limits.js';
 import type { CgroupSample } from './cgroups.js';
-import { type ProgramEnd, decodeShellStatus } from './exit-status.js';
+import { type ProgramEnd, decodeShellStatus, signalName } from './exit-status.js';
 import type { SupervisedRun } from './run-supervisor.js';
 import type { SandboxResult } from './sandbox.js';
 
@@ -13,9 +13,15 @@ const BYTES_PER_KB = 1024;
 
 /**
  * How the program ended, or null when the sandbox itself never started it: bwrap reported no exit
- * status, exited on its own, and was not stopped by us.
+ * status, exited on its own, and was not stopped by us. Exact where remex-exec's waiter reported it;
+ * otherwise decoded from bwrap's shell-style status, where an exit with 129…192 reads as a signal.
  */
 export function programEnd(run: SupervisedRun): ProgramEnd | null {
+  // The waiter saw the program's wait status itself: an exit with 130 stays an exit, SIGINT a signal.
+  if (run.programEnd !== null) {
+    const { exitCode, signo } = run.programEnd;
+    return signo !== null ? { exitCode: null, signal: signalName(signo) } : { exitCode, signal: null };
+  }
   if (run.programStatus !== null) return decodeShellStatus(run.programStatus);
   if (run.monitorExit.signal) return { exitCode: null, signal: run.monitorExit.signal };
   if (run.stopReason) return { exitCode: null, signal: 'SIGKILL' };

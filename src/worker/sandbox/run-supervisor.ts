@@ -16,6 +16,8 @@ import type { ProcessTree } from './process-tree.js';
 import type { LaunchedProcess, Spawner } from './spawner.js';
 import type { BwrapStatus, CapturedStream } from './spawner-protocol.js';
 
+export type ExactProgramEnd = NonNullable<BwrapStatus['programEnd']>;
+
 export type StopReason = LimitKind | 'cancelled';
 
 /** Checked every `intervalMs` while the program runs; a non-null answer stops the run at once. */
@@ -45,6 +47,8 @@ export interface SupervisedRun {
   monitorExit: { code: number | null; signal: NodeJS.Signals | null };
   /** The program's shell-style status as bwrap reported it; null when the program never ran or bwrap was killed first. */
   programStatus: number | null;
+  /** The program's own end, from remex-exec's waiter; null where no waiter ran or it could not report. */
+  programEnd: ExactProgramEnd | null;
   stopReason: StopReason | null;
   stdout: CapturedOutput;
   stderr: CapturedOutput;
@@ -82,6 +86,7 @@ class RunSupervisor {
   private initPid: number | null = null;
   private pidNamespace: number | null = null;
   private programStatus: number | null = null;
+  private programEnd: ExactProgramEnd | null = null;
   private stopReason: StopReason | null = null;
   private monitorExit: SupervisedRun['monitorExit'] | null = null;
   private startedAtMs = 0;
@@ -138,6 +143,7 @@ class RunSupervisor {
       if (status.pidNamespace !== undefined) this.pidNamespace = status.pidNamespace;
     }
     if (status.exitCode !== undefined) this.programStatus = status.exitCode;
+    if (status.programEnd !== undefined) this.programEnd = status.programEnd;
   }
 
   private schedulePoll(): void {
@@ -216,6 +222,7 @@ class RunSupervisor {
     return {
       monitorExit: this.monitorExit ?? { code: null, signal: null },
       programStatus: this.programStatus,
+      programEnd: this.programEnd,
       stopReason: this.stopReason,
       stdout: capturedOutput(stdout),
       stderr: capturedOutput(stderr),

@@ -49,11 +49,21 @@ export type FromSpawner =
   | { ev: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null }
   | { ev: 'close'; id: number; stdout: CapturedStream; stderr: CapturedStream };
 
-/** One document of bwrap's status stream: `child-pid` when the sandbox exists, `exit-code` at the end. */
+/**
+ * One document of bwrap's status stream: `child-pid` when the sandbox exists, `exit-code` at the end; or
+ * of remex-exec's waiter, which shares the stream: how the program itself ended, before bwrap's exit-code.
+ */
 export interface BwrapStatus {
   initPid?: number;
   pidNamespace?: number;
+  /** bwrap's: the program's exit status, or 128 + n for signal n (the two cannot be told apart). */
   exitCode?: number;
+  /** The waiter's: exactly one of an exit status or a signal number. */
+  programEnd?: { exitCode: number; signo: null } | { exitCode: null; signo: number };
+}
+
+function isStatusNumber(value: unknown, max: number): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= max;
 }
 
 /** Splits bwrap's status stream into lines, each one JSON document. */
@@ -79,6 +89,9 @@ export class BwrapStatusReader {
         if (typeof doc['pid-namespace'] === 'number') status.pidNamespace = doc['pid-namespace'];
       }
       if (typeof doc['exit-code'] === 'number') status.exitCode = doc['exit-code'];
+      // remex-exec's waiter inside the sandbox, on a copy of this pipe (bwrap-args.ts): the program's own end.
+      if (isStatusNumber(doc['remex-exit-code'], 255)) status.programEnd = { exitCode: doc['remex-exit-code'], signo: null };
+      else if (isStatusNumber(doc['remex-signal'], 64) && doc['remex-signal'] > 0) status.programEnd = { exitCode: null, signo: doc['remex-signal'] };
       if (Object.keys(status).length > 0) docs.push(status);
     }
     return docs;
