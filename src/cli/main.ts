@@ -3,19 +3,16 @@
  * the components; errors print one line and exit with EXIT_REMEX_FAILURE.
  */
 import { readFileSync } from 'node:fs';
-import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
-import { Authenticator, parseTokenList, readOwnToken, readTokenFile } from '../auth/tokens.js';
+import { parseTokenList, readOwnToken } from '../auth/tokens.js';
 import { InvalidArgumentError, RemexError } from '../core/errors.js';
 import { RemexClient } from '../client/remex-client.js';
-import { DEFAULT_MAX_BLOB_BYTES, DEFAULT_POLICY, startServer } from '../server/server.js';
+import { startServer } from '../server/server.js';
 import { createLogger } from '../server/logger.js';
-import { loadTlsFiles } from '../server/tls.js';
-import { DEFAULT_SCHEDULER_OPTIONS } from '../scheduler/scheduler.js';
-import type { SchedulerOptions } from '../scheduler/scheduler.js';
+import { defaultSlots, SERVE_DEFAULTS, serveConfig, WORKER_DEFAULTS } from '../server/config.js';
+import type { ServeFlags } from '../server/config.js';
 import { startRemoteWorker } from '../worker/remote-worker.js';
-import { DEFAULT_GRPC_PORT } from '../api/grpc/grpc-server.js';
 import { EXIT_REMEX_FAILURE } from './exit-codes.js';
 import { runCommand } from './run-command.js';
 
@@ -63,42 +60,29 @@ function ownToken(file: string | undefined, envName: string): string | undefined
   return token;
 }
 
-/** The server's tokens for one scope: its token file and its environment variable, together. */
-function serverTokens(file: string | undefined, envName: string, logger: ReturnType<typeof createLogger>): string[] {
-  const fromEnv = process.env[envName];
-  delete process.env[envName];
-  const tokens = fromEnv ? parseTokenList(fromEnv, envName) : [];
-  if (file !== undefined) {
-    const read = readTokenFile(file);
-    if (read.looseMode) logger.warn({ file, mode: read.looseMode }, 'token file is readable by other users; chmod 600 it');
-    tokens.push(...read.tokens);
-  }
-  return tokens;
-}
-
 export function buildProgram(): Command {
   const program = new Command('remex').description('Run programs on the worker of the right platform, sandboxed, native or emulated.');
 
   program
     .command('serve')
     .description('start a server: HTTP API, scheduler, embedded store and a local worker pool')
-    .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--port <port>', 'HTTP port (0 picks a free one)', intOption, 8080)
-    .option('--data <dir>', 'data directory (SQLite database, blob store, run directories)', '.remex/data')
-    .option('--workers <slots>', 'slots of the local worker pool (0: none)', intOption, availableParallelism())
+    .option('--host <host>', 'address to listen on', SERVE_DEFAULTS.host)
+    .option('--port <port>', 'HTTP port (0 picks a free one)', intOption, SERVE_DEFAULTS.port)
+    .option('--data <dir>', 'data directory (SQLite database, blob store, run directories)', SERVE_DEFAULTS.dataDir)
+    .option('--workers <slots>', 'slots of the local worker pool (0: none)', intOption, defaultSlots())
     .option('--platform <triple>', 'serve only these platforms locally (repeatable)', collect, [])
     .option('--accept-platform <triple>', 'accept jobs for a platform before any worker serves it (repeatable)', collect, [])
-    .option('--lease-timeout <seconds>', 'lease length; a worker silent this long loses its jobs', numberOption, 30)
-    .option('--max-attempts <n>', 'attempts a job gets when its workers are lost, before it fails as LOST', intOption, DEFAULT_SCHEDULER_OPTIONS.maxAttempts)
+    .option('--lease-timeout <seconds>', 'lease length; a worker silent this long loses its jobs', numberOption, SERVE_DEFAULTS.leaseTimeoutSeconds)
+    .option('--max-attempts <n>', 'attempts a job gets when its workers are lost, before it fails as LOST', intOption, SERVE_DEFAULTS.maxAttempts)
     .option('--database <url>', 'postgres://… shared by several controllers (default: SQLite in --data)')
     .option('--blobs <url>', 's3://bucket/prefix?endpoint=… or a directory (default: <data>/cas)')
     .option('--cas-fsync', 'fsync every blob of a filesystem CAS before it is visible (slower; see docs/decisions/0009)', false)
     .addOption(
       new Option('--run-directories <where>', 'where local runs are staged: auto (a private tmpfs directory under /dev/shm when roomy, else <data>/runs) or data-dir (see docs/decisions/0012)')
         .choices(['auto', 'data-dir'])
-        .default('auto'),
+        .default(SERVE_DEFAULTS.runDirectories),
     )
-    .option('--grpc-port <port>', 'REAPI v2 gRPC port (0 picks a free one)', intOption, DEFAULT_GRPC_PORT)
+    .option('--grpc-port <port>', 'REAPI v2 gRPC port (0 picks a free one)', intOption, SERVE_DEFAULTS.grpcPort)
     .option('--no-grpc', 'no gRPC front door')
     .option('--instance-name <name>', 'accept only these REAPI instance names (repeatable; default: any)', collect, [])
     .addOption(new Option('--client-token-file <file>', 'tokens clients must present (one per line, # comments; REMEX_CLIENT_TOKENS adds more)').env('REMEX_CLIENT_TOKEN_FILE'))
@@ -106,42 +90,11 @@ export function buildProgram(): Command {
     .option('--insecure-open', 'serve without tokens on a non-loopback address (anyone who can reach it can run programs)', false)
     .option('--tls-cert <file>', 'PEM certificate chain: serve HTTPS, WSS and gRPC over TLS')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
-    .action(async (o: { host: string; port: number; data: string; workers: number; platform: string[]; acceptPlatform: string[]; leaseTimeout: number; maxAttempts: number; grpcPort: number; grpc: boolean; instanceName: string[]; database?: string; blobs?: string; casFsync: boolean; runDirectories: 'auto' | 'data-dir'; clientTokenFile?: string; workerTokenFile?: string; insecureOpen: boolean; tlsCert?: string; tlsKey?: string }) => {
+    .action(async (flags: ServeFlags) => {
       const logger = createLogger();
-      const clientTokens = serverTokens(o.clientTokenFile, 'REMEX_CLIENT_TOKENS', logger);
-      const workerTokens = serverTokens(o.workerTokenFile, 'REMEX_WORKER_TOKENS', logger);
-      const auth = clientTokens.length + workerTokens.length > 0 ? Authenticator.fromTokens({ client: clientTokens, worker: workerTokens }) : Authenticator.open();
-      clientTokens.length = 0;
-      workerTokens.length = 0;
-      if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
-      const loaded = o.tlsCert !== undefined && o.tlsKey !== undefined ? loadTlsFiles(o.tlsCert, o.tlsKey) : undefined;
-      if (loaded) {
-        logger.info({ subjectAltName: loaded.subjectAltName, validTo: loaded.validTo }, 'TLS certificate');
-        if (loaded.expired) logger.warn({ validTo: loaded.validTo }, 'the TLS certificate has expired: clients will refuse it');
-      }
-      const tls = loaded ? { cert: loaded.cert, key: loaded.key } : undefined;
-      const server = await startServer({
-        host: o.host,
-        port: o.port,
-        dataDir: resolve(o.data),
-        workerSlots: o.workers,
-        ...(o.platform.length ? { localPlatforms: o.platform } : {}),
-        maxBlobBytes: DEFAULT_MAX_BLOB_BYTES,
-        ...(o.database !== undefined ? { databaseUrl: o.database } : {}),
-        ...(o.blobs !== undefined ? { blobsUrl: o.blobs } : {}),
-        casFsync: o.casFsync,
-        runDirectories: o.runDirectories,
-        ...(o.grpc ? { grpcPort: o.grpcPort } : {}),
-        ...(o.instanceName.length ? { instanceNames: o.instanceName } : {}),
-        policy: DEFAULT_POLICY,
-        scheduler: { ...schedulerTimings(o.acceptPlatform, o.leaseTimeout), maxAttempts: Math.max(1, o.maxAttempts) },
-        logger,
-        auth,
-        insecureOpen: o.insecureOpen,
-        ...(tls ? { tls } : {}),
-      });
-      const grpcScheme = tls ? 'grpcs' : 'grpc';
-      process.stdout.write(`remex listening on ${server.url}${server.grpcPort !== undefined ? ` and ${grpcScheme}://${o.host}:${server.grpcPort}` : ''}\n`);
+      const server = await startServer(serveConfig(flags, process.env, logger));
+      const grpcScheme = flags.tlsCert !== undefined ? 'grpcs' : 'grpc';
+      process.stdout.write(`remex listening on ${server.url}${server.grpcPort !== undefined ? ` and ${grpcScheme}://${flags.host}:${server.grpcPort}` : ''}\n`);
       process.stdout.write(`remex ${server.securitySummary}\n`);
       onTerminate(logger, () => server.close());
     });
@@ -150,9 +103,9 @@ export function buildProgram(): Command {
     .command('worker')
     .description('run a worker that serves this host\'s platforms for a remex server')
     .addOption(serverOption())
-    .option('--slots <n>', 'jobs run at once', intOption, availableParallelism())
-    .option('--name <name>', 'worker name', `worker@${hostname()}`)
-    .option('--work-dir <dir>', 'local run directories and blob cache', '.remex/worker')
+    .option('--slots <n>', 'jobs run at once', intOption, defaultSlots())
+    .option('--name <name>', 'worker name', WORKER_DEFAULTS.name)
+    .option('--work-dir <dir>', 'local run directories and blob cache', WORKER_DEFAULTS.workDir)
     .option('--platform <triple>', 'serve only these platforms (repeatable)', collect, [])
     .addOption(new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE'))
     .addOption(caFileOption())
@@ -228,18 +181,6 @@ export function buildProgram(): Command {
     });
 
   return program;
-}
-
-/**
- * Heartbeats and the silence that declares a worker gone follow the lease length, so a short lease (tests,
- * latency-sensitive deployments) never expires between two heartbeats of a live worker.
- */
-function schedulerTimings(acceptPlatforms: string[], leaseSeconds: number): Partial<SchedulerOptions> {
-  const leaseTimeoutMs = Math.round(leaseSeconds * 1000);
-  const heartbeatIntervalMs = Math.max(100, Math.min(DEFAULT_SCHEDULER_OPTIONS.heartbeatIntervalMs, Math.floor(leaseTimeoutMs / 4)));
-  const workerSilenceMs = Math.min(DEFAULT_SCHEDULER_OPTIONS.workerSilenceMs, Math.max(leaseTimeoutMs, 3 * heartbeatIntervalMs));
-  const reaperIntervalMs = Math.min(DEFAULT_SCHEDULER_OPTIONS.reaperIntervalMs, heartbeatIntervalMs);
-  return { acceptPlatforms, leaseTimeoutMs, heartbeatIntervalMs, workerSilenceMs, reaperIntervalMs };
 }
 
 function onTerminate(logger: ReturnType<typeof createLogger>, shutdown: () => Promise<void>): void {

@@ -8,13 +8,17 @@
  * requeued when its lease expires, or failed as lost after `maxAttempts`.
  */
 import { randomUUID } from 'node:crypto';
+import pino from 'pino';
+import type { Logger } from 'pino';
 import type { Digest } from '../core/digest.js';
 import { ConflictError, isRemexError, MissingBlobsError, NotFoundError, UnsupportedPlatformError } from '../core/errors.js';
 import { isCacheable, isTerminal } from '../core/model.js';
 import type { ExecutionSpec, RunReport } from '../core/model.js';
+import { fanOut } from '../core/observers.js';
 import { canonicalPlatform } from '../core/platform.js';
 import type { HeldLease, JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
 import type { EventBus, PublishOptions } from './event-bus.js';
+import type { SchedulerObserver } from './observer.js';
 import type {
   CompleteAndLeaseReply,
   Completion,
@@ -42,6 +46,15 @@ export interface SchedulerOptions {
   /** Platforms accepted even before any worker has offered them (workers expected to join). */
   acceptPlatforms: readonly string[];
 }
+
+/** What the scheduler reports to: its log, and the observers of metrics, timelines and scaling. */
+export interface SchedulerObservation {
+  logger?: Logger;
+  observers?: readonly SchedulerObserver[];
+}
+
+/** The lease reaper's longest pause while it keeps failing (a database outage, say). */
+export const MAX_REAPER_BACKOFF_MS = 30_000;
 
 export const DEFAULT_SCHEDULER_OPTIONS: Readonly<SchedulerOptions> = Object.freeze({
   leaseTimeoutMs: 30_000,
@@ -101,6 +114,9 @@ export class Scheduler implements WorkerLink {
   private readonly liveWorkers = new Map<string, WorkerRecord>();
   private readonly cancelHooks = new Map<string, (jobId: string) => void>();
   private reaper: NodeJS.Timeout | undefined;
+  private reaperStarted = false;
+  private readonly logger: Logger;
+  private readonly observer: SchedulerObserver;
   /** Bumped whenever work may have appeared, so a lease never sleeps through a wake-up it raced with. */
   private workSeq = 0;
   /**
@@ -122,7 +138,10 @@ export class Scheduler implements WorkerLink {
     readonly events: EventBus,
     opts: Partial<SchedulerOptions> = {},
     private readonly now: Clock = Date.now,
+    observation: SchedulerObservation = {},
   ) {
+    this.logger = observation.logger ?? pino({ level: 'silent' });
+    this.observer = fanOut(observation.observers ?? [], (err, method) => this.logger.error({ err, method }, 'a scheduler observer failed'));
     const merged = { ...DEFAULT_SCHEDULER_OPTIONS, ...opts };
     // Compiled once: a malformed platform is a start-up error, not a failure of every submit.
     this.opts = { ...merged, acceptPlatforms: merged.acceptPlatforms.map(canonicalPlatform) };
@@ -142,22 +161,39 @@ export class Scheduler implements WorkerLink {
     if (opts.releaseOwnerPrefix) {
       this.publishExpiry(await this.store.jobs.releaseLeasesOf({ prefix: opts.releaseOwnerPrefix }, this.now(), this.opts.maxAttempts));
     }
-    if (this.reaper) return;
-    let reaping = false;
-    this.reaper = setInterval(() => {
-      if (reaping) return;
-      reaping = true;
-      void this.reap()
-        .catch(() => undefined)
-        .finally(() => (reaping = false));
-    }, this.opts.reaperIntervalMs);
+    if (this.reaperStarted) return;
+    this.reaperStarted = true;
+    this.scheduleReap(this.opts.reaperIntervalMs, 0);
+  }
+
+  /**
+   * One pass of the lease reaper after `delayMs`, then the next. While it fails (the store unreachable),
+   * it says so and waits longer each time, up to {@link MAX_REAPER_BACKOFF_MS}: expiry resumes with the store.
+   */
+  private scheduleReap(delayMs: number, failures: number): void {
+    if (this.closed) return;
+    this.reaper = setTimeout(() => {
+      void this.reap().then(
+        () => {
+          if (failures > 0) this.logger.info({ after: failures }, 'lease reaper works again');
+          this.scheduleReap(this.opts.reaperIntervalMs, 0);
+        },
+        (err: unknown) => {
+          const consecutive = failures + 1;
+          const retryInMs = Math.min(MAX_REAPER_BACKOFF_MS, this.opts.reaperIntervalMs * 2 ** Math.min(consecutive, 16));
+          this.logger.error({ err, consecutiveFailures: consecutive, retryInMs }, 'lease reaper failed: leases do not expire and lost workers keep their jobs until it works again');
+          this.observer.backgroundFailed?.('lease-reaper', err, consecutive, retryInMs);
+          this.scheduleReap(retryInMs, consecutive);
+        },
+      );
+    }, delayMs);
     this.reaper.unref();
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.stopWatchingQueue();
-    if (this.reaper) clearInterval(this.reaper);
+    if (this.reaper) clearTimeout(this.reaper);
     for (const w of [...this.waiters]) w.wake();
   }
 
@@ -189,6 +225,7 @@ export class Scheduler implements WorkerLink {
       const hit = await this.lookupCache(instance, req.actionDigest);
       if (hit) {
         const job = await this.store.jobs.insertCached(newJob, hit);
+        this.observer.jobCached?.(job);
         this.publish(job);
         return { job, cached: true, merged: false };
       }
@@ -206,11 +243,16 @@ export class Scheduler implements WorkerLink {
     const { job, merged } = enqueued;
     if (taker && !merged) {
       taker.hand([leaseOf(job)]);
+      this.observer.jobLeased?.(job, 'handed');
       this.publish(job);
     } else {
       // A reserved worker whose job merged into another looks for work again.
       taker?.wake();
-      if (!merged) this.publish(job, { workerWoken: this.wakeFor(job.platform) });
+      if (merged) this.observer.jobMerged?.(job);
+      else {
+        this.observer.jobQueued?.(job, 'submitted');
+        this.publish(job, { workerWoken: this.wakeFor(job.platform) });
+      }
     }
     return { job, cached: false, merged };
   }
@@ -246,8 +288,10 @@ export class Scheduler implements WorkerLink {
     if (isTerminal(before.state)) return before;
     const job = await this.store.jobs.cancel(id, this.now());
     if (!job) throw new NotFoundError(`no execution ${id}`);
-    if (job.state === 'cancelled') this.publish(job);
-    else if (job.state === 'running' && job.leaseOwner) this.cancelHooks.get(job.leaseOwner)?.(job.id);
+    if (job.state === 'cancelled') {
+      this.observer.jobFinished?.(job);
+      this.publish(job);
+    } else if (job.state === 'running' && job.leaseOwner) this.cancelHooks.get(job.leaseOwner)?.(job.id);
     return job;
   }
 
@@ -350,6 +394,7 @@ export class Scheduler implements WorkerLink {
     await this.store.workers.upsert(record);
     this.offersCache = undefined;
     this.liveWorkers.set(record.id, record);
+    this.observer.workerRegistered?.(record);
     // Jobs queued before this worker existed can now run.
     for (const p of record.platforms) this.wakeFor(p.platform);
     return { workerId: record.id, leaseTimeoutMs: this.opts.leaseTimeoutMs, heartbeatIntervalMs: this.opts.heartbeatIntervalMs, features: [...WORKER_PROTOCOL_FEATURES] };
@@ -379,7 +424,10 @@ export class Scheduler implements WorkerLink {
         const claimed = await this.claimFor(workerId, platforms, max);
         if (claimed.length < max && seqBefore === this.workSeq) for (const p of platforms) this.nothingUnattended.add(p);
         if (claimed.length > 0) {
-          for (const job of claimed) this.publish(job);
+          for (const job of claimed) {
+            this.observer.jobLeased?.(job, 'claimed');
+            this.publish(job);
+          }
           return claimed.map(leaseOf);
         }
         if (seqBefore !== this.workSeq && deadline > this.now() && !signal?.aborted && !this.closed) continue;
@@ -418,6 +466,7 @@ export class Scheduler implements WorkerLink {
     }
     const live = this.liveWorkers.get(workerId);
     if (live && draining) {
+      if (live.state !== 'draining') this.observer.workerDraining?.(workerId);
       live.state = 'draining';
       // Its waiting lease call ends now, with the settlements of any results it carried.
       for (const w of [...this.waiters]) if (w.workerId === workerId) w.wake();
@@ -434,6 +483,7 @@ export class Scheduler implements WorkerLink {
     if (job.state === 'completed' && job.result && !job.spec.doNotCache && isCacheable(job.result)) {
       await this.store.actionCache.put(job.instance, job.actionDigest, job.result, this.now());
     }
+    this.observer.jobFinished?.(job);
     this.publish(job);
   }
 
@@ -451,6 +501,7 @@ export class Scheduler implements WorkerLink {
     this.liveWorkers.delete(workerId);
     this.cancelHooks.delete(workerId);
     await this.store.workers.touch(workerId, this.now(), 'gone');
+    this.observer.workerGone?.(workerId, 'unregistered');
     this.publishExpiry(await this.store.jobs.releaseLeasesOf([workerId], this.now(), this.opts.maxAttempts));
   }
 
@@ -523,14 +574,24 @@ export class Scheduler implements WorkerLink {
   }
 
   private publishExpiry(expiry: LeaseExpiry): void {
-    for (const job of expiry.requeued) this.publish(job, { workerWoken: this.wakeFor(job.platform) });
-    for (const job of [...expiry.failed, ...expiry.cancelled]) this.publish(job);
+    for (const job of expiry.requeued) {
+      this.observer.jobQueued?.(job, 'requeued');
+      this.publish(job, { workerWoken: this.wakeFor(job.platform) });
+    }
+    for (const job of [...expiry.failed, ...expiry.cancelled]) {
+      this.observer.jobFinished?.(job);
+      this.publish(job);
+    }
   }
 
   private async reap(): Promise<void> {
     const nowMs = this.now();
     const gone = await this.store.workers.markSilentGone(nowMs - this.opts.workerSilenceMs);
-    for (const id of gone) this.liveWorkers.delete(id);
+    for (const id of gone) {
+      this.liveWorkers.delete(id);
+      this.logger.warn({ workerId: id, silentForMs: this.opts.workerSilenceMs }, 'worker silent: declared gone, its jobs go back to the queue');
+      this.observer.workerGone?.(id, 'silent');
+    }
     if (gone.length > 0) this.publishExpiry(await this.store.jobs.releaseLeasesOf(gone, nowMs, this.opts.maxAttempts));
     this.publishExpiry(await this.store.jobs.expireLeases(nowMs, this.opts.maxAttempts));
   }

@@ -6,81 +6,29 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
-import type { Logger } from 'pino';
 import { Authenticator, isLoopbackHost } from '../auth/tokens.js';
 import { RemexError } from '../core/errors.js';
 import type { ActionCache } from '../store/ports.js';
 import type { BlobStore } from '../cas/blob-store.js';
-import type { ExecutionPolicy } from '../api/execution-request.js';
 import { startGrpcServer } from '../api/grpc/grpc-server.js';
 import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
-import type { TlsFiles } from '../api/http/http-server.js';
-import { DEFAULT_LIMITS, DEFAULT_TIMEOUT_MS } from '../core/limits.js';
 import { Scheduler } from '../scheduler/scheduler.js';
-import type { SchedulerOptions } from '../scheduler/scheduler.js';
 import { openBackends } from './backends.js';
 import { detectPlatformSupport } from '../worker/emulation.js';
 import { BwrapSandbox } from '../worker/sandbox/bwrap-sandbox.js';
 import { Worker } from '../worker/worker.js';
 import { createLogger } from './logger.js';
+import type { ServeOptions } from './config.js';
+
+// Where they were first defined; config.ts holds them now.
+export { DEFAULT_MAX_BLOB_BYTES, DEFAULT_POLICY } from './config.js';
+export type { ServeOptions } from './config.js';
 import { chooseRunRoot } from './run-root.js';
 import type { RunRoot } from './run-root.js';
 
-export interface ServeOptions {
-  host: string;
-  port: number;
-  dataDir: string;
-  /** Slots of the built-in worker pool; 0 runs a controller with no local worker. */
-  workerSlots: number;
-  /** Restrict the local pool to these platforms (default: every platform this host can run). */
-  localPlatforms?: readonly string[];
-  maxBlobBytes: number;
-  /** fsync every blob of a filesystem CAS (default off: see docs/decisions/0009-cas-durability.md). */
-  casFsync?: boolean;
-  /** `postgres://…`: share jobs, cache and registry with other controllers; absent: SQLite in `dataDir`. */
-  databaseUrl?: string;
-  /** `s3://bucket/prefix?endpoint=…` or a directory: the blob store; absent: `<dataDir>/cas`. */
-  blobsUrl?: string;
-  /** REAPI v2 gRPC port (0 picks a free one); absent: no gRPC front door. */
-  grpcPort?: number;
-  /** REAPI instance names accepted; absent: any. */
-  instanceNames?: readonly string[];
-  policy: ExecutionPolicy;
-  scheduler: Partial<SchedulerOptions>;
-  logger?: Logger;
-  /** Client and worker tokens (hashed); absent or open: no authentication, loopback only (see `insecureOpen`). */
-  auth?: Authenticator;
-  /** Serve without tokens on a non-loopback host. Without it, such a server refuses to start. */
-  insecureOpen?: boolean;
-  /** Certificate chain and key (PEM) for HTTPS, WSS and gRPC over TLS. */
-  tls?: TlsFiles;
-  /**
-   * Where the local pool makes run directories: 'auto' (default) a private directory on /dev/shm when it is
-   * a roomy tmpfs, else `<dataDir>/runs` (see run-root.ts); 'data-dir' always the latter.
-   */
-  runDirectories?: 'auto' | 'data-dir';
-}
-
 /** How a server lets callers in, as its start-up log says. */
 export type AuthMode = 'tokens' | 'open-loopback' | 'open-insecure';
-
-export const DEFAULT_MAX_BLOB_BYTES = 4 * 1024 * 1024 * 1024;
-
-export const DEFAULT_POLICY: Readonly<ExecutionPolicy> = Object.freeze({
-  defaultTimeoutMs: DEFAULT_TIMEOUT_MS,
-  maxTimeoutMs: 24 * 60 * 60 * 1000,
-  defaultLimits: DEFAULT_LIMITS,
-  maxLimits: {
-    memoryBytes: 64 * 1024 * 1024 * 1024,
-    processes: 4096,
-    cpuTimeMs: 7 * 24 * 60 * 60 * 1000,
-    fileSizeBytes: 64 * 1024 * 1024 * 1024,
-    outputBytes: 64 * 1024 * 1024,
-    tmpBytes: 16 * 1024 * 1024 * 1024,
-    openFiles: 65_536,
-  },
-});
 
 export interface RunningServer {
   readonly url: string;
@@ -147,7 +95,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // must not keep its database, workers or other listener open, or the process never exits.
   const started: Array<() => Promise<void>> = [async () => backends.close()];
   try {
-    const scheduler = new Scheduler(store, blobs, events, opts.scheduler);
+    const scheduler = new Scheduler(store, blobs, events, opts.scheduler, Date.now, {
+      logger: logger.child({ component: 'scheduler' }),
+      observers: opts.observers?.scheduler ?? [],
+    });
     // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
     // rather than after their leases expire.
     const localPrefix = `local:${hostname()}:${opts.dataDir}:`;
@@ -177,6 +128,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         platforms,
         logger: logger.child({ component: 'worker' }),
         onCancel: (workerId, listener) => scheduler.onCancel(workerId, listener),
+        observers: opts.observers?.worker ?? [],
       });
       await localWorker.start();
       const worker = localWorker;

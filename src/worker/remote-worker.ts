@@ -13,6 +13,7 @@ import { UnsupportedPlatformError } from '../core/errors.js';
 import { detectPlatformSupport } from './emulation.js';
 import { BwrapSandbox } from './sandbox/bwrap-sandbox.js';
 import { Worker } from './worker.js';
+import { REMOTE_WORKER_CACHE_MAX_BLOB_BYTES } from '../server/config.js';
 
 export interface RemoteWorkerOptions {
   /** One controller address, a comma-separated list, or an array: the worker moves on when one dies. */
@@ -29,13 +30,11 @@ export interface RemoteWorkerOptions {
   leaseWaitMs?: number;
 }
 
-const CACHE_MAX_BLOB_BYTES = 64 * 1024 * 1024 * 1024;
-// The cache can always be refilled from the server: losing a blob to a crash costs a download, not data.
 
 export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<Worker> {
   const client = new RemexClient(opts.server, { token: opts.token, ca: opts.ca });
   client.onServerChange(({ from, to, reason }) => opts.logger.warn({ from, to, reason }, 'controller unreachable; moving to the next one (registering there again)'));
-  const cache = new FsBlobStore({ root: join(opts.workDir, 'cache'), maxBlobBytes: CACHE_MAX_BLOB_BYTES, fsync: false });
+  const cache = new FsBlobStore({ root: join(opts.workDir, 'cache'), maxBlobBytes: REMOTE_WORKER_CACHE_MAX_BLOB_BYTES, fsync: false });
   let platforms = await detectPlatformSupport({});
   if (opts.platforms) {
     const wanted = opts.platforms.map(canonicalPlatform);

@@ -22,9 +22,12 @@ import type { PlatformSupport } from './emulation.js';
 import type { Sandbox } from './sandbox/sandbox.js';
 import { collectOutputs, createOutputParents } from './outputs.js';
 import { removeTree } from './remove-tree.js';
+import { workerTuning } from './config.js';
+import type { WorkerTuning } from './config.js';
+import type { RunPhases, WorkerObserver } from './observer.js';
+import { fanOut } from '../core/observers.js';
 
-
-export interface WorkerOptions {
+export interface WorkerOptions extends Partial<WorkerTuning> {
   name: string;
   slots: number;
   /** Where per-run directories are made; emptied runs are removed. */
@@ -36,21 +39,11 @@ export interface WorkerOptions {
   logger: Logger;
   /** Fixed id (in-process pool: `local:<host>:<n>`); otherwise the server assigns one. */
   id?: string;
-  /** Outputs up to this size travel inline in the result as well as in the CAS. */
-  inlineOutputBytes?: number;
-  graceMs?: number;
-  /** How long one lease call waits for work before asking again. */
-  leaseWaitMs?: number;
   /** In-process only: subscribe to cancellations as they happen. */
   onCancel?: (workerId: string, listener: (jobId: string) => void) => void;
+  /** Told of runs, results and failed calls (metrics, timelines). */
+  observers?: readonly WorkerObserver[];
 }
-
-export const DEFAULT_INLINE_OUTPUT_BYTES = 64 * 1024;
-export const DEFAULT_LEASE_WAIT_MS = 20_000;
-const RETRY_DELAY_MS = 500;
-
-/** Results sent in one call at most. */
-const MAX_COMPLETIONS_PER_CALL = 256;
 
 interface Running {
   lease: Lease;
@@ -76,6 +69,7 @@ type LoopState = 'parked' | 'calling' | 'resting';
 export class Worker {
   private workerId: string | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeatIntervalMs = 0;
   /** Leases held: running, or finished with their result not yet settled (still renewed by heartbeats). */
   private readonly running = new Map<string, Running>();
   /** Slots in use: runs not yet finished. */
@@ -87,7 +81,13 @@ export class Worker {
   private loopDone: Promise<void> = Promise.resolve();
   private slotFreed: (() => void) | undefined;
 
-  constructor(private readonly opts: WorkerOptions) {}
+  private readonly tuning: WorkerTuning;
+  private readonly observer: WorkerObserver;
+
+  constructor(private readonly opts: WorkerOptions) {
+    this.tuning = workerTuning(opts);
+    this.observer = fanOut(opts.observers ?? [], (err, method) => opts.logger.error({ err, method }, 'a worker observer failed'));
+  }
 
   get id(): string | undefined {
     return this.workerId;
@@ -114,6 +114,7 @@ export class Worker {
     this.workerId = session.workerId;
     this.opts.onCancel?.(session.workerId, (jobId) => this.running.get(jobId)?.abort.abort());
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatIntervalMs = session.heartbeatIntervalMs;
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), session.heartbeatIntervalMs);
     this.heartbeatTimer.unref();
     this.opts.logger.info({ workerId: session.workerId, platforms: this.opts.platforms.map((p) => p.platform), slots: this.opts.slots }, 'worker registered');
@@ -123,6 +124,7 @@ export class Worker {
   async drain(): Promise<void> {
     if (this.draining) return this.loopDone;
     this.draining = true;
+    this.observer.draining?.();
     this.stopLeasing.abort();
     this.slotFreed?.();
     await this.heartbeat();
@@ -130,6 +132,7 @@ export class Worker {
     await Promise.all([...this.running.values()].map((r) => r.done));
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.workerId) await this.opts.link.unregister(this.workerId).catch(() => undefined);
+    this.observer.drained?.();
   }
 
   /**
@@ -139,7 +142,7 @@ export class Worker {
    * carries the settlements. Results that finish while a call is out travel on their own.
    */
   private async leaseLoop(): Promise<void> {
-    const waitMs = this.opts.leaseWaitMs ?? DEFAULT_LEASE_WAIT_MS;
+    const waitMs = this.tuning.leaseWaitMs;
     while (!this.draining) {
       const free = this.opts.slots - this.busySlots;
       if (free <= 0 && this.unsent.length === 0) {
@@ -147,7 +150,7 @@ export class Worker {
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
         continue;
       }
-      const batch = this.unsent.splice(0, MAX_COMPLETIONS_PER_CALL);
+      const batch = this.unsent.splice(0, this.tuning.maxCompletionsPerCall);
       let leases: Lease[];
       this.loopState = 'calling';
       try {
@@ -163,9 +166,11 @@ export class Worker {
         this.loopState = 'resting';
         this.sendFailed(batch, err);
         if (this.draining) break;
+        const retryInMs = this.tuning.retryDelayMs;
         if (isRemexError(err, 'NOT_FOUND')) await this.register().catch(() => undefined);
-        else this.opts.logger.warn({ err }, 'lease failed; retrying');
-        await delay(RETRY_DELAY_MS);
+        else this.opts.logger.warn({ err, retryInMs }, 'lease failed; retrying');
+        this.observer.callFailed?.('lease', err, retryInMs);
+        await delay(retryInMs);
         continue;
       } finally {
         this.loopState = 'resting';
@@ -217,12 +222,15 @@ export class Worker {
       }
       for (const jobId of reply.cancel) this.running.get(jobId)?.abort.abort();
     } catch (err) {
-      this.opts.logger.warn({ err }, 'heartbeat failed');
+      const retryInMs = this.heartbeatIntervalMs;
+      this.opts.logger.warn({ err, retryInMs }, 'heartbeat failed');
+      this.observer.callFailed?.('heartbeat', err, retryInMs);
     }
   }
 
   /** Runs a lease and commits its outcome; `runEnded` frees the slot once the program is done with it. */
   private async runJob(lease: Lease, signal: AbortSignal, runEnded: () => void): Promise<void> {
+    this.observer.runStarted?.(lease);
     let runDir: string;
     try {
       // Synchronous: microseconds, where the thread-pool round trip costs more on a busy worker.
@@ -230,14 +238,17 @@ export class Worker {
     } catch (err) {
       this.opts.logger.error({ err, jobId: lease.jobId }, 'cannot make a run directory');
       runEnded();
-      await this.commit(lease, { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} cannot make a run directory` } });
+      const outcome: Outcome = { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} cannot make a run directory` } };
+      this.observer.runFinished?.(lease, outcome, null);
+      await this.commit(lease, outcome);
       return;
     }
     let committed: Promise<void> | undefined;
     try {
-      const outcome = await this.execute(lease, runDir, signal);
+      const { outcome, phases } = await this.execute(lease, runDir, signal);
       // The slot is free while the result travels: the next lease call can carry it.
       runEnded();
+      this.observer.runFinished?.(lease, outcome, phases);
       // Sent before the cleanup starts: the client waits for the result, not for the cleanup. Its
       // settlement may come back later still, with the answer to a lease call that waited for work.
       committed = this.commit(lease, outcome);
@@ -250,15 +261,15 @@ export class Worker {
     await committed;
   }
 
-  /** Runs one lease and describes how it ended; never throws. */
-  private async execute(lease: Lease, runDir: string, signal: AbortSignal): Promise<Outcome> {
+  /** Runs one lease and describes how it ended, with where its time went once the program ran; never throws. */
+  private async execute(lease: Lease, runDir: string, signal: AbortSignal): Promise<{ outcome: Outcome; phases: RunPhases | null }> {
     const { spec } = lease;
     const support = this.opts.platforms.find((p) => p.platform === spec.platform);
     if (!support) {
-      return { state: 'failed', failure: { code: 'FAILED_PRECONDITION', message: `worker ${this.opts.name} does not serve ${spec.platform}` } };
+      return { outcome: { state: 'failed', failure: { code: 'FAILED_PRECONDITION', message: `worker ${this.opts.name} does not serve ${spec.platform}` } }, phases: null };
     }
     try {
-      // Phase times, logged at debug level: where a run's overhead goes (staging, sandbox, collection).
+      // Phase times: where a run's overhead goes (staging, sandbox, collection), for the observer and the debug log.
       const t0 = performance.now();
       const inputRoot = join(runDir, 'root');
       // Inputs are shared with the blob store (hard links, no copy) where programs cannot write them.
@@ -270,7 +281,7 @@ export class Worker {
         await this.opts.blobs.materialize(spec.stdinDigest, stdinPath, 0o644);
       }
       const [program, ...args] = spec.command.arguments;
-      if (program === undefined) return { state: 'failed', failure: { code: 'INVALID_ARGUMENT', message: 'command has no arguments' } };
+      if (program === undefined) return { outcome: { state: 'failed', failure: { code: 'INVALID_ARGUMENT', message: 'command has no arguments' } }, phases: null };
       const t1 = performance.now();
       const result = await this.opts.sandbox.run({
         inputRoot,
@@ -279,13 +290,13 @@ export class Worker {
         env: Object.fromEntries(spec.command.environmentVariables.map((v) => [v.name, v.value])),
         stdinPath,
         timeoutMs: spec.timeoutMs,
-        graceMs: this.opts.graceMs ?? 1_000,
+        graceMs: this.tuning.graceMs,
         limits: spec.limits,
         emulation: support.emulation,
         signal,
       });
       const t2 = performance.now();
-      const inlineLimit = this.opts.inlineOutputBytes ?? DEFAULT_INLINE_OUTPUT_BYTES;
+      const inlineLimit = this.tuning.inlineOutputBytes;
       const [stdout, stderr, outputs] = await Promise.all([
         this.storeOutput(result.stdout, result.stdoutTotalBytes, result.stdoutTruncated, inlineLimit),
         this.storeOutput(result.stderr, result.stderrTotalBytes, result.stderrTruncated, inlineLimit),
@@ -307,15 +318,14 @@ export class Worker {
         worker: this.opts.name,
       };
       const state = result.cancelled ? 'cancelled' : result.timedOut ? 'timed_out' : 'completed';
-      if (this.opts.logger.isLevelEnabled('debug')) {
-        const ms = (a: number, b: number): number => Math.round((b - a) * 10) / 10;
-        this.opts.logger.debug({ jobId: lease.jobId, stageMs: ms(t0, t1), sandboxMs: ms(t1, t2), programWallMs: result.wallTimeMs, collectMs: ms(t2, performance.now()) }, 'run phases');
-      }
-      return { state, result: report };
+      const ms = (a: number, b: number): number => Math.round((b - a) * 10) / 10;
+      const phases: RunPhases = { stageMs: ms(t0, t1), sandboxMs: ms(t1, t2), programWallMs: result.wallTimeMs, collectMs: ms(t2, performance.now()) };
+      this.opts.logger.debug({ jobId: lease.jobId, ...phases }, 'run phases');
+      return { outcome: { state, result: report }, phases };
     } catch (err) {
-      if (isRemexError(err)) return { state: 'failed', failure: { code: err.code, message: err.message } };
+      if (isRemexError(err)) return { outcome: { state: 'failed', failure: { code: err.code, message: err.message } }, phases: null };
       this.opts.logger.error({ err, jobId: lease.jobId }, 'run failed inside the worker');
-      return { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} could not run the job` } };
+      return { outcome: { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} could not run the job` } }, phases: null };
     }
   }
 
@@ -344,7 +354,7 @@ export class Worker {
 
   /** Sends waiting results in a call of their own (no lease). */
   private async sendAside(): Promise<void> {
-    const batch = this.unsent.splice(0, MAX_COMPLETIONS_PER_CALL);
+    const batch = this.unsent.splice(0, this.tuning.maxCompletionsPerCall);
     if (batch.length === 0) return;
     try {
       const reply = await this.opts.link.completeAndLease(this.workerId as string, batch.map((u) => u.completion), 0, 0);
@@ -359,8 +369,12 @@ export class Worker {
   private settle(batch: readonly Unsent[], settlements: readonly CompletionSettlement[]): void {
     batch.forEach((u, i) => {
       const s = settlements[i];
-      if (s?.status === 'committed') return u.settled();
+      if (s?.status === 'committed') {
+        this.observer.resultSettled?.(u.completion.jobId, u.completion.attempt, 'committed');
+        return u.settled();
+      }
       if (s?.status === 'stale') {
+        this.observer.resultSettled?.(u.completion.jobId, u.completion.attempt, 'stale');
         // Expired and requeued, or committed already by an earlier call whose answer was lost.
         this.opts.logger.warn({ jobId: u.completion.jobId, attempt: u.completion.attempt, reason: s.message }, 'result not committed: the lease is no longer this worker\'s');
         return u.settled();
@@ -376,11 +390,14 @@ export class Worker {
 
   private retryLater(u: Unsent, err: unknown): void {
     u.tries++;
-    if (Date.now() > u.leaseExpiresAtMs + 60_000 && u.tries > 10) {
+    const { giveUpAfterTries, giveUpAfterLeaseExpiryMs, retryDelayMs, maxRetryDelayMs } = this.tuning;
+    if (Date.now() > u.leaseExpiresAtMs + giveUpAfterLeaseExpiryMs && u.tries > giveUpAfterTries) {
       this.opts.logger.error({ err, jobId: u.completion.jobId }, 'giving up committing a result');
+      this.observer.resultSettled?.(u.completion.jobId, u.completion.attempt, 'abandoned');
       return u.settled();
     }
-    const pause = Math.min(5_000, RETRY_DELAY_MS * 2 ** Math.min(u.tries - 1, 4));
+    const pause = Math.min(maxRetryDelayMs, retryDelayMs * 2 ** Math.min(u.tries - 1, 4));
+    this.observer.callFailed?.('complete', err, pause);
     setTimeout(() => {
       this.unsent.push(u);
       this.dispatchUnsent();

@@ -1,0 +1,208 @@
+/**
+ * Configuration of `remex serve` and `remex worker`, in one place: every default, and the step from
+ * flags and environment to a validated configuration with units in its names. The CLI only parses flags
+ * into {@link ServeFlags} / {@link WorkerFlags}; the composition roots only read the result.
+ */
+import { availableParallelism, hostname } from 'node:os';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { ExecutionPolicy } from '../api/execution-request.js';
+import { DEFAULT_GRPC_PORT } from '../api/grpc/grpc-server.js';
+import { Authenticator, parseTokenList, readTokenFile } from '../auth/tokens.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import { DEFAULT_LIMITS, DEFAULT_TIMEOUT_MS } from '../core/limits.js';
+import { DEFAULT_SCHEDULER_OPTIONS } from '../scheduler/scheduler.js';
+import type { SchedulerOptions } from '../scheduler/scheduler.js';
+import type { SchedulerObserver } from '../scheduler/observer.js';
+import type { WorkerObserver } from '../worker/observer.js';
+import type { TlsFiles } from '../api/http/http-server.js';
+import { loadTlsFiles } from './tls.js';
+
+const GiB = 1024 * 1024 * 1024;
+const HOUR_MS = 60 * 60 * 1000;
+
+export const DEFAULT_MAX_BLOB_BYTES = 4 * GiB;
+
+export const DEFAULT_POLICY: Readonly<ExecutionPolicy> = Object.freeze({
+  defaultTimeoutMs: DEFAULT_TIMEOUT_MS,
+  maxTimeoutMs: 24 * HOUR_MS,
+  defaultLimits: DEFAULT_LIMITS,
+  maxLimits: {
+    memoryBytes: 64 * GiB,
+    processes: 4096,
+    cpuTimeMs: 7 * 24 * HOUR_MS,
+    fileSizeBytes: 64 * GiB,
+    outputBytes: 64 * 1024 * 1024,
+    tmpBytes: 16 * GiB,
+    openFiles: 65_536,
+  },
+});
+
+export interface ServeOptions {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Slots of the built-in worker pool; 0 runs a controller with no local worker. */
+  workerSlots: number;
+  /** Restrict the local pool to these platforms (default: every platform this host can run). */
+  localPlatforms?: readonly string[];
+  maxBlobBytes: number;
+  /** fsync every blob of a filesystem CAS (default off: see docs/decisions/0009-cas-durability.md). */
+  casFsync?: boolean;
+  /** `postgres://…`: share jobs, cache and registry with other controllers; absent: SQLite in `dataDir`. */
+  databaseUrl?: string;
+  /** `s3://bucket/prefix?endpoint=…` or a directory: the blob store; absent: `<dataDir>/cas`. */
+  blobsUrl?: string;
+  /** REAPI v2 gRPC port (0 picks a free one); absent: no gRPC front door. */
+  grpcPort?: number;
+  /** REAPI instance names accepted; absent: any. */
+  instanceNames?: readonly string[];
+  policy: ExecutionPolicy;
+  scheduler: Partial<SchedulerOptions>;
+  logger?: Logger;
+  /** Client and worker tokens (hashed); absent or open: no authentication, loopback only (see `insecureOpen`). */
+  auth?: Authenticator;
+  /** Serve without tokens on a non-loopback host. Without it, such a server refuses to start. */
+  insecureOpen?: boolean;
+  /** Certificate chain and key (PEM) for HTTPS, WSS and gRPC over TLS. */
+  tls?: TlsFiles;
+  /**
+   * Where the local pool makes run directories: 'auto' (default) a private directory on /dev/shm when it is
+   * a roomy tmpfs, else `<dataDir>/runs` (see run-root.ts); 'data-dir' always the latter.
+   */
+  runDirectories?: 'auto' | 'data-dir';
+  /** Told what the scheduler and the local pool do (metrics, timelines, scaling). */
+  observers?: { scheduler?: readonly SchedulerObserver[]; worker?: readonly WorkerObserver[] };
+}
+
+/** The defaults of every flag of `remex serve` and `remex worker`, as the CLI shows them. */
+export const SERVE_DEFAULTS = Object.freeze({
+  host: '127.0.0.1',
+  port: 8080,
+  dataDir: '.remex/data',
+  grpcPort: DEFAULT_GRPC_PORT,
+  leaseTimeoutSeconds: DEFAULT_SCHEDULER_OPTIONS.leaseTimeoutMs / 1000,
+  maxAttempts: DEFAULT_SCHEDULER_OPTIONS.maxAttempts,
+  runDirectories: 'auto' as const,
+});
+
+export const WORKER_DEFAULTS = Object.freeze({
+  name: `worker@${hostname()}`,
+  workDir: '.remex/worker',
+});
+
+/** Slots of a worker (the local pool or `remex worker`) unless told: one per CPU. */
+export function defaultSlots(): number {
+  return availableParallelism();
+}
+
+/** `remex serve`'s flags as commander parses them (numbers already checked to be numbers). */
+export interface ServeFlags {
+  host: string;
+  port: number;
+  data: string;
+  workers: number;
+  platform: string[];
+  acceptPlatform: string[];
+  leaseTimeout: number;
+  maxAttempts: number;
+  grpcPort: number;
+  grpc: boolean;
+  instanceName: string[];
+  database?: string;
+  blobs?: string;
+  casFsync: boolean;
+  runDirectories: 'auto' | 'data-dir';
+  clientTokenFile?: string;
+  workerTokenFile?: string;
+  insecureOpen: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+const serveFlagsSchema = z
+  .object({
+    port: z.number().int().min(0).max(65_535),
+    grpcPort: z.number().int().min(0).max(65_535),
+    workers: z.number().int().min(0).max(4096),
+    leaseTimeout: z.number().positive().max(24 * 60 * 60),
+    maxAttempts: z.number().int().min(0).max(1000),
+    tlsCert: z.string().optional(),
+    tlsKey: z.string().optional(),
+  })
+  .refine((f) => (f.tlsCert === undefined) === (f.tlsKey === undefined), { message: '--tls-cert and --tls-key go together' });
+
+/**
+ * Flags and environment (`REMEX_CLIENT_TOKENS`, `REMEX_WORKER_TOKENS`, removed once read so nothing this
+ * process starts inherits them) → the server's configuration. Throws InvalidArgumentError naming the flag.
+ */
+export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: Logger): ServeOptions {
+  const checked = serveFlagsSchema.safeParse(flags);
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    const flag = issue?.path.length ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ` : '';
+    throw new InvalidArgumentError(`${flag}${issue?.message ?? 'invalid flags'}`);
+  }
+  const clientTokens = serverTokens(flags.clientTokenFile, 'REMEX_CLIENT_TOKENS', env, logger);
+  const workerTokens = serverTokens(flags.workerTokenFile, 'REMEX_WORKER_TOKENS', env, logger);
+  const auth = clientTokens.length + workerTokens.length > 0 ? Authenticator.fromTokens({ client: clientTokens, worker: workerTokens }) : Authenticator.open();
+  clientTokens.length = 0;
+  workerTokens.length = 0;
+  const loaded = flags.tlsCert !== undefined && flags.tlsKey !== undefined ? loadTlsFiles(flags.tlsCert, flags.tlsKey) : undefined;
+  if (loaded) {
+    logger.info({ subjectAltName: loaded.subjectAltName, validTo: loaded.validTo }, 'TLS certificate');
+    if (loaded.expired) logger.warn({ validTo: loaded.validTo }, 'the TLS certificate has expired: clients will refuse it');
+  }
+  return {
+    host: flags.host,
+    port: flags.port,
+    dataDir: resolve(flags.data),
+    workerSlots: flags.workers,
+    ...(flags.platform.length ? { localPlatforms: flags.platform } : {}),
+    maxBlobBytes: DEFAULT_MAX_BLOB_BYTES,
+    ...(flags.database !== undefined ? { databaseUrl: flags.database } : {}),
+    ...(flags.blobs !== undefined ? { blobsUrl: flags.blobs } : {}),
+    casFsync: flags.casFsync,
+    runDirectories: flags.runDirectories,
+    ...(flags.grpc ? { grpcPort: flags.grpcPort } : {}),
+    ...(flags.instanceName.length ? { instanceNames: flags.instanceName } : {}),
+    policy: DEFAULT_POLICY,
+    scheduler: { ...schedulerTimings(flags.acceptPlatform, flags.leaseTimeout), maxAttempts: Math.max(1, flags.maxAttempts) },
+    logger,
+    auth,
+    insecureOpen: flags.insecureOpen,
+    ...(loaded ? { tls: { cert: loaded.cert, key: loaded.key } } : {}),
+  };
+}
+
+/**
+ * Heartbeats and the silence that declares a worker gone follow the lease length, so a short lease (tests,
+ * latency-sensitive deployments) never expires between two heartbeats of a live worker.
+ */
+export function schedulerTimings(acceptPlatforms: readonly string[], leaseSeconds: number): Partial<SchedulerOptions> {
+  const leaseTimeoutMs = Math.round(leaseSeconds * 1000);
+  const heartbeatIntervalMs = Math.max(100, Math.min(DEFAULT_SCHEDULER_OPTIONS.heartbeatIntervalMs, Math.floor(leaseTimeoutMs / 4)));
+  const workerSilenceMs = Math.min(DEFAULT_SCHEDULER_OPTIONS.workerSilenceMs, Math.max(leaseTimeoutMs, 3 * heartbeatIntervalMs));
+  const reaperIntervalMs = Math.min(DEFAULT_SCHEDULER_OPTIONS.reaperIntervalMs, heartbeatIntervalMs);
+  return { acceptPlatforms, leaseTimeoutMs, heartbeatIntervalMs, workerSilenceMs, reaperIntervalMs };
+}
+
+/** The server's tokens for one scope: its token file and its environment variable, together. */
+function serverTokens(file: string | undefined, envName: string, env: NodeJS.ProcessEnv, logger: Logger): string[] {
+  const fromEnv = env[envName];
+  delete env[envName];
+  const tokens = fromEnv ? parseTokenList(fromEnv, envName) : [];
+  if (file !== undefined) {
+    const read = readTokenFile(file);
+    if (read.looseMode) logger.warn({ file, mode: read.looseMode }, 'token file is readable by other users; chmod 600 it');
+    tokens.push(...read.tokens);
+  }
+  return tokens;
+}
+
+/**
+ * The largest blob a remote worker's local cache takes. The cache can always be refilled from the
+ * server: losing a blob to a crash costs a download, not data (so it is not fsynced either).
+ */
+export const REMOTE_WORKER_CACHE_MAX_BLOB_BYTES = 64 * GiB;

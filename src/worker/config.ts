@@ -1,0 +1,46 @@
+/**
+ * A worker's tuning, with every default in one place. The in-process pool and `remex worker` take the
+ * same numbers; flags override some of them (src/server/config.ts).
+ */
+import { DEFAULT_GRACE_MS } from '../core/limits.js';
+
+export interface WorkerTuning {
+  /** Outputs up to this size travel inline in the result as well as in the CAS. */
+  inlineOutputBytes: number;
+  /** After SIGTERM (timeout, cancel), how long a run has before SIGKILL of its whole tree. */
+  graceMs: number;
+  /** How long one lease call waits for work before asking again. */
+  leaseWaitMs: number;
+  /** Pause after a failed call, doubled per consecutive failure of the same result up to `maxRetryDelayMs`. */
+  retryDelayMs: number;
+  maxRetryDelayMs: number;
+  /** Results sent in one call at most. */
+  maxCompletionsPerCall: number;
+  /**
+   * A result the server keeps refusing is given up on only after this many tries and this long past its
+   * lease's expiry (by then the job has been requeued and run elsewhere).
+   */
+  giveUpAfterTries: number;
+  giveUpAfterLeaseExpiryMs: number;
+}
+
+export const DEFAULT_WORKER_TUNING: Readonly<WorkerTuning> = Object.freeze({
+  inlineOutputBytes: 64 * 1024,
+  graceMs: DEFAULT_GRACE_MS,
+  leaseWaitMs: 20_000,
+  retryDelayMs: 500,
+  maxRetryDelayMs: 5_000,
+  maxCompletionsPerCall: 256,
+  giveUpAfterTries: 10,
+  giveUpAfterLeaseExpiryMs: 60_000,
+});
+
+/** The defaults with the given values over them; an absent value keeps its default. */
+export function workerTuning(overrides: Partial<WorkerTuning>): WorkerTuning {
+  const tuning: WorkerTuning = { ...DEFAULT_WORKER_TUNING };
+  for (const key of Object.keys(DEFAULT_WORKER_TUNING) as Array<keyof WorkerTuning>) {
+    const value = overrides[key];
+    if (value !== undefined) tuning[key] = value;
+  }
+  return tuning;
+}
