@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { RemexClient } from '../src/client/remex-client.js';
 import { digestOf } from '../src/core/digest.js';
 import { DEFAULT_LIMITS } from '../src/core/limits.js';
-import { BwrapSandbox } from '../src/worker/sandbox/bwrap-sandbox.js';
+import { BwrapSandbox } from '../src/worker/sandbox/bwrap/bwrap-sandbox.js';
 import { compileC } from '../test/helpers/tools.js';
 import { fmt, intEnv, percentile, startServe, verdict } from './lib.js';
 

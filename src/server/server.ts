@@ -16,7 +16,7 @@ import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-s
 import { Scheduler } from '../scheduler/scheduler.js';
 import { openBackends } from './backends.js';
 import { detectPlatformSupport } from '../worker/emulation.js';
-import { BwrapSandbox } from '../worker/sandbox/bwrap-sandbox.js';
+import { BwrapSandbox } from '../worker/sandbox/bwrap/bwrap-sandbox.js';
 import { Worker } from '../worker/worker.js';
 import { createLogger } from './logger.js';
 import type { ServeOptions } from './config.js';

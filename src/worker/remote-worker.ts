@@ -11,7 +11,7 @@ import { RemoteBlobStore } from '../client/remote-blob-store.js';
 import { canonicalPlatform } from '../core/platform.js';
 import { UnsupportedPlatformError } from '../core/errors.js';
 import { detectPlatformSupport } from './emulation.js';
-import { BwrapSandbox } from './sandbox/bwrap-sandbox.js';
+import { BwrapSandbox } from './sandbox/bwrap/bwrap-sandbox.js';
 import { Worker } from './worker.js';
 import { REMOTE_WORKER_CACHE_MAX_BLOB_BYTES } from '../server/config.js';
 

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { ExecutionView } from '../../src/api/execution-view.js';
 import { digestOf } from '../../src/core/digest.js';
 import type { Digest } from '../../src/core/digest.js';
-import { signalName } from '../../src/worker/sandbox/exit-status.js';
+import { signalName } from '../../src/worker/sandbox/bwrap/exit-status.js';
 import { execute, makeAction, startGrpcHarness, uploadTree } from '../grpc/harness.js';
 import type { GrpcHarness } from '../grpc/harness.js';
 import { compileC, requireExecHelper, requireTools } from '../helpers/tools.js';

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
-import { BUILT_EXEC_HELPER } from '../../src/worker/sandbox/host-layout.js';
+import { BUILT_EXEC_HELPER } from '../../src/worker/sandbox/bwrap/host-layout.js';
 
 export const IN_CI = process.env.CI === 'true';
 

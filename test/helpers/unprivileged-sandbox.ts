@@ -11,7 +11,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_LIMITS } from '../../src/core/limits.js';
-import { BwrapSandbox } from '../../src/worker/sandbox/bwrap-sandbox.js';
+import { BwrapSandbox } from '../../src/worker/sandbox/bwrap/bwrap-sandbox.js';
 
 /** `node --input-type=module -e UNPRIVILEGED_SANDBOX_ENTRY <this file> native|node SCRIPT` runs main. */
 export const UNPRIVILEGED_SANDBOX_ENTRY = 'const [file, kind, script] = process.argv.slice(1); await (await import(file)).main(kind, script);';

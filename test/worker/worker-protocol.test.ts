@@ -23,7 +23,7 @@ import { UnavailableError } from '../../src/core/errors.js';
 import type { CompleteAndLeaseReply, Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from '../../src/scheduler/worker-link.js';
 import type { HeldLease } from '../../src/store/ports.js';
 import { detectPlatformSupport } from '../../src/worker/emulation.js';
-import { BwrapSandbox } from '../../src/worker/sandbox/bwrap-sandbox.js';
+import { BwrapSandbox } from '../../src/worker/sandbox/bwrap/bwrap-sandbox.js';
 import { Worker } from '../../src/worker/worker.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';

@@ -8,11 +8,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { IN_CI, requireExecHelper, requireTools } from '../helpers/tools.js';
-import { UNPRIVILEGED_SANDBOX_ENTRY } from '../helpers/unprivileged-sandbox.js';
+import { IN_CI, requireExecHelper, requireTools } from '../../../helpers/tools.js';
+import { UNPRIVILEGED_SANDBOX_ENTRY } from '../../../helpers/unprivileged-sandbox.js';
 
 const UID = 65534;
-const HELPER = join(import.meta.dirname, '..', 'helpers', 'unprivileged-sandbox.js');
+const HELPER = join(import.meta.dirname, '..', '..', '..', 'helpers', 'unprivileged-sandbox.js');
 
 interface Outcome {
   capabilities: { kind: string; notes: string[] };

@@ -2,11 +2,11 @@
  * Turns what was observed during a run (bwrap's status, our stop reason, the cgroup's counters) into
  * the port's {@link SandboxResult}: how the program ended and which limit, if any, ended it.
  */
-import type { LimitKind, ResourceLimits } from '../../core/limits.js';
+import type { LimitKind, ResourceLimits } from '../../../core/limits.js';
 import type { CgroupSample } from './cgroups.js';
 import { type ProgramEnd, decodeShellStatus, signalName } from './exit-status.js';
 import type { SupervisedRun } from './run-supervisor.js';
-import type { SandboxResult } from './sandbox.js';
+import type { SandboxResult } from '../sandbox.js';
 
 const NS_PER_MS = 1e6;
 const BYTES_PER_KB = 1024;

@@ -14,8 +14,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
-import { InternalError, InvalidArgumentError, UnavailableError, isRemexError } from '../../core/errors.js';
-import { DEFAULT_LIMITS, type LimitKind, type ResourceLimits } from '../../core/limits.js';
+import { InternalError, InvalidArgumentError, UnavailableError, isRemexError } from '../../../core/errors.js';
+import { DEFAULT_LIMITS, type LimitKind, type ResourceLimits } from '../../../core/limits.js';
 import { planInvocation, sandboxWorkingDirectory, validateCommand } from './bwrap-args.js';
 import { type CgroupMode, RUN_CGROUP_PREFIX, probeCgroups } from './cgroup-probe.js';
 import { type CgroupDriver, type CgroupSample, type RunCgroup, isErrno } from './cgroups.js';
@@ -25,7 +25,7 @@ import { cgroupTree, namespaceTree } from './process-tree.js';
 import { buildResult, cancelledBeforeStart, programEnd } from './run-result.js';
 import { type LimitWatch, type SupervisedRun, superviseRun } from './run-supervisor.js';
 import { Spawner } from './spawner.js';
-import type { EmulationSpec, Sandbox, SandboxCapabilities, SandboxRequest, SandboxResult } from './sandbox.js';
+import type { EmulationSpec, Sandbox, SandboxCapabilities, SandboxRequest, SandboxResult } from '../sandbox.js';
 
 export interface BwrapSandboxOptions {
   /** uid the program runs as when the worker is root. Default 65534 (nobody). */

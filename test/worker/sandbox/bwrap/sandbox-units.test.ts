@@ -8,20 +8,20 @@ import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { isRemexError } from '../../src/core/errors.js';
-import { DEFAULT_LIMITS } from '../../src/core/limits.js';
-import { EXEC_HELPER_FD, PROGRAM_STATUS_FD, planInvocation, sandboxWorkingDirectory, validateCommand, type InvocationInput } from '../../src/worker/sandbox/bwrap-args.js';
-import { cgroupDir, parseCgroupMounts, parseProcCgroup, probeCgroups } from '../../src/worker/sandbox/cgroup-probe.js';
-import { keyedValue } from '../../src/worker/sandbox/cgroups.js';
-import { decodeShellStatus, signalName } from '../../src/worker/sandbox/exit-status.js';
-import { findInheritedFds } from '../../src/worker/sandbox/host-layout.js';
-import { launcherCommand, shellQuote } from '../../src/worker/sandbox/launcher.js';
-import { BoundedCapture } from '../../src/worker/sandbox/output-capture.js';
-import { limitExceeded, programEnd } from '../../src/worker/sandbox/run-result.js';
-import type { SupervisedRun } from '../../src/worker/sandbox/run-supervisor.js';
-import { pidsInPidNamespace } from '../../src/worker/sandbox/process-tree.js';
-import { prepareSandboxEtc } from '../../src/worker/sandbox/sandbox-etc.js';
-import { BwrapStatusReader } from '../../src/worker/sandbox/spawner-protocol.js';
+import { isRemexError } from '../../../../src/core/errors.js';
+import { DEFAULT_LIMITS } from '../../../../src/core/limits.js';
+import { EXEC_HELPER_FD, PROGRAM_STATUS_FD, planInvocation, sandboxWorkingDirectory, validateCommand, type InvocationInput } from '../../../../src/worker/sandbox/bwrap/bwrap-args.js';
+import { cgroupDir, parseCgroupMounts, parseProcCgroup, probeCgroups } from '../../../../src/worker/sandbox/bwrap/cgroup-probe.js';
+import { keyedValue } from '../../../../src/worker/sandbox/bwrap/cgroups.js';
+import { decodeShellStatus, signalName } from '../../../../src/worker/sandbox/bwrap/exit-status.js';
+import { findInheritedFds } from '../../../../src/worker/sandbox/bwrap/host-layout.js';
+import { launcherCommand, shellQuote } from '../../../../src/worker/sandbox/bwrap/launcher.js';
+import { BoundedCapture } from '../../../../src/worker/sandbox/bwrap/output-capture.js';
+import { limitExceeded, programEnd } from '../../../../src/worker/sandbox/bwrap/run-result.js';
+import type { SupervisedRun } from '../../../../src/worker/sandbox/bwrap/run-supervisor.js';
+import { pidsInPidNamespace } from '../../../../src/worker/sandbox/bwrap/process-tree.js';
+import { prepareSandboxEtc } from '../../../../src/worker/sandbox/bwrap/sandbox-etc.js';
+import { BwrapStatusReader } from '../../../../src/worker/sandbox/bwrap/spawner-protocol.js';
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'remex-sandbox-unit-'));

@@ -9,7 +9,7 @@ import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { access, lstat, readlink, realpath, stat } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UnavailableError } from '../../core/errors.js';
+import { UnavailableError } from '../../../core/errors.js';
 import { findInheritedFds } from './inherited-fds.js';
 import { prepareSandboxEtc } from './sandbox-etc.js';
 
@@ -58,7 +58,7 @@ export interface HostLayoutOptions {
 }
 
 /** Where scripts/build-native.sh puts remex-exec: dist/native/, from dist/src/worker/sandbox/. */
-export const BUILT_EXEC_HELPER = fileURLToPath(new URL('../../../native/remex-exec', import.meta.url));
+export const BUILT_EXEC_HELPER = fileURLToPath(new URL('../../../../native/remex-exec', import.meta.url));
 
 const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
 

@@ -11,10 +11,10 @@
  * then `env -i` do the same in two execs.
  */
 import { posix } from 'node:path';
-import { InvalidArgumentError } from '../../core/errors.js';
+import { InvalidArgumentError } from '../../../core/errors.js';
 import type { HostLayout } from './host-layout.js';
 import { isUnderAny } from './host-layout.js';
-import { type EmulationSpec, SANDBOX_ROOT } from './sandbox.js';
+import { type EmulationSpec, SANDBOX_ROOT } from '../sandbox.js';
 // The launcher's descriptor numbers belong to the spawner's protocol: the spawner and this module share them.
 import { STATUS_FD } from './spawner-protocol.js';
 

@@ -9,8 +9,8 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { BUILT_EXEC_HELPER } from '../../src/worker/sandbox/host-layout.js';
-import { IN_CI, requireExecHelper } from '../helpers/tools.js';
+import { BUILT_EXEC_HELPER } from '../../../../src/worker/sandbox/bwrap/host-layout.js';
+import { IN_CI, requireExecHelper } from '../../../helpers/tools.js';
 
 interface Ran {
   status: number | null;

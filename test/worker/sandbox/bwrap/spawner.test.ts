@@ -10,10 +10,10 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { BUILT_EXEC_HELPER, findInheritedFds } from '../../src/worker/sandbox/host-layout.js';
-import { type LaunchRequest, type LaunchedProcess, Spawner } from '../../src/worker/sandbox/spawner.js';
-import type { BwrapStatus, CapturedStream } from '../../src/worker/sandbox/spawner-protocol.js';
-import { requireExecHelper } from '../helpers/tools.js';
+import { BUILT_EXEC_HELPER, findInheritedFds } from '../../../../src/worker/sandbox/bwrap/host-layout.js';
+import { type LaunchRequest, type LaunchedProcess, Spawner } from '../../../../src/worker/sandbox/bwrap/spawner.js';
+import type { BwrapStatus, CapturedStream } from '../../../../src/worker/sandbox/bwrap/spawner-protocol.js';
+import { requireExecHelper } from '../../../helpers/tools.js';
 
 interface Outcome {
   pid: number;

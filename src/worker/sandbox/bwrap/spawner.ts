@@ -18,7 +18,7 @@
  *
  * If the spawner dies, runs in flight fail (their sandboxes die with it) and the next run starts a new one.
  */
-import { InternalError, UnavailableError } from '../../core/errors.js';
+import { InternalError, UnavailableError } from '../../../core/errors.js';
 import { type SpawnerLink, type SpawnerLinkOptions, startSpawnerProcess } from './spawner-link.js';
 import type { BwrapStatus, CapturedStream, FromSpawner, SpawnMessage, ToSpawner } from './spawner-protocol.js';
 

@@ -8,8 +8,8 @@
  * the namespace with it. The spawner captures the output and relays bwrap's status; this side decides.
  */
 import { performance } from 'node:perf_hooks';
-import type { LimitKind } from '../../core/limits.js';
-import { InternalError } from '../../core/errors.js';
+import type { LimitKind } from '../../../core/limits.js';
+import { InternalError } from '../../../core/errors.js';
 import { signalQuietly } from './cgroups.js';
 import { LAUNCHER_ENV, type LauncherCommand } from './launcher.js';
 import type { ProcessTree } from './process-tree.js';

@@ -8,14 +8,14 @@ import { access, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
-import { isRemexError } from '../../src/core/errors.js';
-import { DEFAULT_LIMITS } from '../../src/core/limits.js';
-import { BwrapSandbox } from '../../src/worker/sandbox/bwrap-sandbox.js';
-import { RUN_CGROUP_PREFIX, listRunCgroups } from '../../src/worker/sandbox/cgroup-probe.js';
-import type { SandboxRequest, SandboxResult } from '../../src/worker/sandbox/sandbox.js';
-import { BUILT_EXEC_HELPER } from '../../src/worker/sandbox/host-layout.js';
-import { processesWithMarker } from '../helpers/processes.js';
-import { requireExecHelper, requireTools } from '../helpers/tools.js';
+import { isRemexError } from '../../../../src/core/errors.js';
+import { DEFAULT_LIMITS } from '../../../../src/core/limits.js';
+import { BwrapSandbox } from '../../../../src/worker/sandbox/bwrap/bwrap-sandbox.js';
+import { RUN_CGROUP_PREFIX, listRunCgroups } from '../../../../src/worker/sandbox/bwrap/cgroup-probe.js';
+import type { SandboxRequest, SandboxResult } from '../../../../src/worker/sandbox/sandbox.js';
+import { BUILT_EXEC_HELPER } from '../../../../src/worker/sandbox/bwrap/host-layout.js';
+import { processesWithMarker } from '../../../helpers/processes.js';
+import { requireExecHelper, requireTools } from '../../../helpers/tools.js';
 
 const sandboxes = new Map<string, Promise<BwrapSandbox>>();
 function sandbox(cgroups: 'auto' | 'none' = 'auto'): Promise<BwrapSandbox> {
