@@ -169,12 +169,14 @@ export function buildProgram(): Command {
     .action(async (o: { server: string; json: boolean; tokenFile?: string; caFile?: string }) => {
       const token = ownToken(o.tokenFile, 'REMEX_TOKEN');
       const ca = o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined;
-      const platforms = await new RemexClient(o.server, { token, ca }).platforms();
+      const { platforms, fleet } = await new RemexClient(o.server, { token, ca }).status();
       if (o.json) {
         process.stdout.write(`${JSON.stringify(platforms, null, 2)}\n`);
         return;
       }
       const rows = platforms.map((p) => [p.platform, p.emulated ? 'emulated' : 'native', String(p.workers), `${p.freeSlots}/${p.slots}`, String(p.queued), String(p.running)]);
+      // A worker serving several platforms shows under each: the fleet's line counts it once.
+      if (fleet && platforms.some((p) => p.sharedSlots > 0)) rows.push(['(all, each worker once)', '', String(fleet.workers), `${fleet.freeSlots}/${fleet.slots}`, String(fleet.queued), String(fleet.running)]);
       const header = ['PLATFORM', 'MODE', 'WORKERS', 'FREE/SLOTS', 'QUEUED', 'RUNNING'];
       const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
       for (const row of [header, ...rows]) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()}\n`);

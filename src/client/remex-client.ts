@@ -20,7 +20,7 @@ import type { Digest } from '../core/digest.js';
 import { DigestBuilder } from '../core/digest.js';
 import type { ErrorCode } from '../core/errors.js';
 import { InvalidArgumentError, RemexError, UnavailableError } from '../core/errors.js';
-import type { PlatformStatus } from '../scheduler/scheduler.js';
+import type { FleetStatus, PlatformStatus } from '../scheduler/scheduler.js';
 import { HttpTransport, isReplayable, TransportError } from './transport.js';
 import type { RequestBody } from './transport.js';
 
@@ -213,7 +213,12 @@ export class RemexClient {
   }
 
   async platforms(): Promise<PlatformStatus[]> {
-    return (await this.request<{ platforms: PlatformStatus[] }>('GET', '/v1/platforms')).platforms;
+    return (await this.status()).platforms;
+  }
+
+  /** Platforms, and the fleet's totals with each worker counted once (absent from servers before them). */
+  async status(): Promise<{ platforms: PlatformStatus[]; fleet?: FleetStatus }> {
+    return this.request<{ platforms: PlatformStatus[]; fleet?: FleetStatus }>('GET', '/v1/platforms');
   }
 
   /** The WebSocket URL of the current controller's event relay. */

@@ -87,6 +87,22 @@ export interface PlatformStatus {
   /** True when only emulating workers serve it. */
   emulated: boolean;
   workers: number;
+  /** Slots that can take this platform's jobs. */
+  slots: number;
+  freeSlots: number;
+  /**
+   * Of `slots`, those of workers that serve other platforms too: they show under each of those platforms
+   * as well, so summing `slots` over platforms counts them more than once (the fleet's totals do not).
+   */
+  sharedSlots: number;
+  queued: number;
+  running: number;
+}
+
+/** The whole fleet, each worker counted once whatever the number of platforms it serves. */
+export interface FleetStatus {
+  workers: number;
+  drainingWorkers: number;
   slots: number;
   freeSlots: number;
   queued: number;
@@ -324,6 +340,11 @@ export class Scheduler implements WorkerLink {
   }
 
   async platforms(): Promise<PlatformStatus[]> {
+    return (await this.status()).platforms;
+  }
+
+  /** Per platform, and for the fleet as a whole, from one reading of the registry and the queue. */
+  async status(): Promise<{ platforms: PlatformStatus[]; fleet: FleetStatus }> {
     const [offers, workers, depths, running, byWorker] = await Promise.all([
       this.servablePlatforms(),
       this.store.workers.list(),
@@ -332,24 +353,36 @@ export class Scheduler implements WorkerLink {
       this.store.jobs.runningByWorker(),
     ]);
     const live = workers.filter((w) => w.state !== 'gone');
-    return offers
+    // A draining worker finishes what it holds and takes nothing new: none of its slots is free.
+    const busyOf = (w: WorkerRecord): number => (w.state === 'draining' ? w.slots : Math.min(w.slots, byWorker.get(w.id) ?? 0));
+    const sum = (ws: readonly WorkerRecord[], f: (w: WorkerRecord) => number): number => ws.reduce((total, w) => total + f(w), 0);
+    const platforms = offers
       .map((offer) => {
         const serving = live.filter((w) => w.platforms.some((p) => p.platform === offer.platform));
-        const slots = serving.reduce((sum, w) => sum + w.slots, 0);
-        // A draining worker finishes what it holds and takes nothing new: none of its slots is free.
-        const busy = serving.reduce((sum, w) => sum + (w.state === 'draining' ? w.slots : Math.min(w.slots, byWorker.get(w.id) ?? 0)), 0);
+        const slots = sum(serving, (w) => w.slots);
         const nativeLive = serving.some((w) => w.platforms.some((p) => p.platform === offer.platform && !p.emulated));
         return {
           platform: offer.platform,
           emulated: serving.length > 0 ? !nativeLive : offer.emulated,
           workers: serving.length,
           slots,
-          freeSlots: Math.max(0, slots - busy),
+          freeSlots: Math.max(0, slots - sum(serving, busyOf)),
+          sharedSlots: sum(serving, (w) => (new Set(w.platforms.map((p) => p.platform)).size > 1 ? w.slots : 0)),
           queued: depths.get(offer.platform) ?? 0,
           running: running.get(offer.platform) ?? 0,
         };
       })
       .sort((a, b) => a.platform.localeCompare(b.platform));
+    const slots = sum(live, (w) => w.slots);
+    const fleet: FleetStatus = {
+      workers: live.length,
+      drainingWorkers: live.filter((w) => w.state === 'draining').length,
+      slots,
+      freeSlots: Math.max(0, slots - sum(live, busyOf)),
+      queued: [...depths.values()].reduce((a, b) => a + b, 0),
+      running: [...running.values()].reduce((a, b) => a + b, 0),
+    };
+    return { platforms, fleet };
   }
 
   private async servablePlatforms(): Promise<PlatformOffer[]> {

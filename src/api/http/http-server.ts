@@ -170,7 +170,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   app.post<{ Params: { id: string } }>('/v1/executions/:id/cancel', async (req) => executionView(await scheduler.cancel(req.params.id)));
 
   // ---- discovery ------------------------------------------------------------------------------------
-  app.get('/v1/platforms', async () => ({ platforms: await scheduler.platforms() }));
+  app.get('/v1/platforms', async () => scheduler.status());
 
   registerWorkerRoutes(app, scheduler);
   attachEventRelay(app.server, scheduler, opts.logger, auth);

@@ -1,0 +1,44 @@
+/**
+ * Platform and fleet status: a worker that serves several platforms shows under each (its slots can take
+ * any of their jobs) and is flagged as shared there; the fleet's totals count it once.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { Digest } from '../../src/core/digest.js';
+import { InMemoryEventBus } from '../../src/scheduler/event-bus.js';
+import { Scheduler } from '../../src/scheduler/scheduler.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { actionDigestOf, ARM, makeSpec, X86 } from '../store/fixtures.js';
+
+const allPresent = { findMissing: async (_: readonly Digest[]): Promise<Digest[]> => [] };
+
+test('a multi-platform worker: counted under each platform it serves, marked shared, once in the fleet', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'remex-status-'));
+  const store = new SqliteStore({ path: join(dir, 'remex.db') });
+  const scheduler = new Scheduler(store, allPresent, new InMemoryEventBus(), { leaseTimeoutMs: 30_000, workerSilenceMs: 30_000 });
+  t.after(async () => {
+    await scheduler.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  // 4 slots for x86 natively and aarch64 by emulation; 1 slot for x86 alone; 2 slots draining.
+  const both = await scheduler.register({ name: 'both', platforms: [{ platform: X86, emulated: false }, { platform: ARM, emulated: true }], slots: 4 });
+  await scheduler.register({ name: 'x86', platforms: [{ platform: X86, emulated: false }], slots: 1 });
+  const draining = await scheduler.register({ name: 'leaving', platforms: [{ platform: X86, emulated: false }], slots: 2 });
+  await scheduler.heartbeat(draining.workerId, true, []);
+  for (const label of ['a', 'b', 'c']) {
+    const spec = makeSpec({ platform: ARM, label });
+    await scheduler.submit({ actionDigest: actionDigestOf(spec), spec });
+  }
+  assert.equal((await scheduler.lease(both.workerId, 1, 0)).length, 1);
+
+  const { platforms, fleet } = await scheduler.status();
+  const by = Object.fromEntries(platforms.map((p) => [p.platform, p]));
+  assert.deepEqual(by[ARM], { platform: ARM, emulated: true, workers: 1, slots: 4, freeSlots: 3, sharedSlots: 4, queued: 2, running: 1 });
+  assert.deepEqual(by[X86], { platform: X86, emulated: false, workers: 3, slots: 7, freeSlots: 4, sharedSlots: 4, queued: 0, running: 0 });
+  // Summing the platforms would say 11 slots, 7 free; there are 7 slots, 4 free (the drainer's are not).
+  assert.deepEqual(fleet, { workers: 3, drainingWorkers: 1, slots: 7, freeSlots: 4, queued: 2, running: 1 });
+});
