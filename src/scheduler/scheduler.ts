@@ -14,7 +14,7 @@ import { isCacheable, isTerminal } from '../core/model.js';
 import type { ExecutionSpec, RunReport } from '../core/model.js';
 import { canonicalPlatform } from '../core/platform.js';
 import type { HeldLease, JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
-import type { EventBus, PublishOptions } from './event-bus.js';
+import type { EventBus, PublishOptions } from '../events/event-bus.js';
 import type {
   CompleteAndLeaseReply,
   Completion,

@@ -74,26 +74,6 @@ export class LocalSubscribers {
   }
 }
 
-export class InMemoryEventBus implements EventBus {
-  private readonly local = new LocalSubscribers();
-
-  publish(job: JobRecord): void {
-    this.local.deliver(job);
-  }
-
-  subscribe(jobId: string, listener: JobListener): () => void {
-    return this.local.subscribe(jobId, listener);
-  }
-
-  subscribeAll(listener: JobListener): () => void {
-    return this.local.subscribeAll(listener);
-  }
-
-  onQueuedElsewhere(_listener: QueuedListener): () => void {
-    return () => undefined; // one process: nothing is queued elsewhere
-  }
-}
-
 function safeCall(listener: JobListener, job: JobRecord): void {
   try {
     listener(job);

@@ -16,11 +16,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { UnavailableError } from '../core/errors.js';
-import type { JobState } from '../core/model.js';
-import type { JobRecord } from '../store/ports.js';
-import { LocalSubscribers } from './event-bus.js';
-import type { EventBus, JobListener, PublishOptions, QueuedListener } from './event-bus.js';
+import { UnavailableError } from '../../core/errors.js';
+import type { JobState } from '../../core/model.js';
+import type { JobRecord } from '../../store/ports.js';
+import { LocalSubscribers } from '../event-bus.js';
+import type { EventBus, JobListener, PublishOptions, QueuedListener } from '../event-bus.js';
 
 export interface PostgresEventBusOptions {
   /** The database the controllers share (libpq URL). */
