@@ -17,7 +17,7 @@ import type { ExecutionSpec, RunReport } from '../core/model.js';
 import { fanOut } from '../core/observers.js';
 import { canonicalPlatform } from '../core/platform.js';
 import type { HeldLease, JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
-import type { EventBus, PublishOptions } from './event-bus.js';
+import type { EventBus, PublishOptions } from '../events/event-bus.js';
 import type { SchedulerObserver } from './observer.js';
 import type {
   CompleteAndLeaseReply,

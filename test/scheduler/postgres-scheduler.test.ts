@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, test } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
 import type { ExecutionSpec } from '../../src/core/model.js';
-import { PostgresEventBus } from '../../src/scheduler/postgres-event-bus.js';
+import { PostgresEventBus } from '../../src/events/postgres/postgres-event-bus.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
 import type { BlobPresence, SchedulerOptions } from '../../src/scheduler/scheduler.js';
 import type { Lease } from '../../src/scheduler/worker-link.js';

@@ -12,7 +12,7 @@ import { afterEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import type { Digest } from '../../src/core/digest.js';
-import { InMemoryEventBus } from '../../src/scheduler/event-bus.js';
+import { InMemoryEventBus } from '../../src/events/memory/in-memory-event-bus.js';
 import type { SchedulerObserver } from '../../src/scheduler/observer.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
 import type { SchedulerOptions } from '../../src/scheduler/scheduler.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
-import { InMemoryEventBus } from '../../src/scheduler/event-bus.js';
+import { InMemoryEventBus } from '../../src/events/memory/in-memory-event-bus.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { actionDigestOf, ARM, makeSpec, X86 } from '../store/fixtures.js';

@@ -14,7 +14,7 @@ import type { Digest } from '../../src/core/digest.js';
 import { EMPTY_DIGEST, formatDigest } from '../../src/core/digest.js';
 import { ConflictError, isRemexError, MissingBlobsError, NotFoundError, UnsupportedPlatformError } from '../../src/core/errors.js';
 import type { ExecutionSpec, JobState, RunReport } from '../../src/core/model.js';
-import { InMemoryEventBus } from '../../src/scheduler/event-bus.js';
+import { InMemoryEventBus } from '../../src/events/memory/in-memory-event-bus.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
 import type { BlobPresence, SchedulerOptions, SubmitRequest, SubmitResult } from '../../src/scheduler/scheduler.js';
 import type { Lease } from '../../src/scheduler/worker-link.js';

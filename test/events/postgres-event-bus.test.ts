@@ -1,20 +1,25 @@
 /**
  * PostgresEventBus on a real PostgreSQL: two bus instances (two controllers) on one database, each reading
- * jobs back from a PostgresStore. An event published on one reaches the other's subscribers; local
- * subscribers get it at once and once; the listener comes back after its connection is killed and after
- * a PostgreSQL restart, and re-reads what it may have missed meanwhile.
+ * jobs back from a PostgresStore. The EventBus conformance suite runs on such a pair; then what is
+ * PostgreSQL's own: a job change is read back once per notice and only where someone follows it, local
+ * subscribers get it at once and once, the listener comes back after its connection is killed and after
+ * a PostgreSQL restart and re-reads what it may have missed meanwhile, and a notice that is not a valid
+ * event is reported and ignored.
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, test } from 'node:test';
+import pg from 'pg';
 import type { JobState } from '../../src/core/model.js';
-import { PostgresEventBus } from '../../src/scheduler/postgres-event-bus.js';
-import type { PostgresEventBusOptions } from '../../src/scheduler/postgres-event-bus.js';
+import { MAX_LOG_CHUNK_BYTES } from '../../src/events/bus-events.js';
+import { PostgresEventBus } from '../../src/events/postgres/postgres-event-bus.js';
+import type { PostgresEventBusOptions } from '../../src/events/postgres/postgres-event-bus.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import type { JobRecord } from '../../src/store/ports.js';
 import { usePostgres } from '../helpers/postgres.js';
 import type { PostgresFixture } from '../helpers/postgres.js';
 import { actionDigestOf, makeReport, makeSpec, X86 } from '../store/fixtures.js';
+import { eventBusConformance, log, progress, waitUntil as waitFor, worker } from './event-bus-conformance.js';
 
 const T0 = 1_700_000_000_000;
 const pgFixture = usePostgres();
@@ -39,6 +44,7 @@ interface Pair {
   /** Ids the loaders were asked for, per bus. */
   loads: { a: string[]; b: string[] };
   appName: { a: string; b: string };
+  channel: string;
   errors: Error[];
 }
 
@@ -72,7 +78,7 @@ async function pair(fixture: PostgresFixture, o: Partial<PostgresEventBusOptions
   teardowns.push(() => a.close());
   const b = await start('b');
   teardowns.push(() => b.close());
-  return { store, a, b, loads, appName, errors };
+  return { store, a, b, loads, appName, channel, errors };
 }
 
 async function queuedJob(store: PostgresStore, label: string): Promise<JobRecord> {
@@ -89,6 +95,13 @@ async function killConnections(fixture: PostgresFixture, applicationName: string
 
 if (pgFixture) {
   const fixture = pgFixture;
+
+  eventBusConformance('postgres', async () => {
+    const p = await pair(fixture);
+    return { store: p.store, bus: p.a, peer: p.b, cleanup: async () => {
+      for (const fn of teardowns.splice(0).reverse()) await fn();
+    } };
+  });
 
   describe('PostgresEventBus', () => {
     test('an event published on one controller reaches subscribers of that job on the other, read back once', async () => {
@@ -254,6 +267,65 @@ if (pgFixture) {
       assert.ok(running);
       p.a.publish(running);
       await waitUntil('B hears of the change after the restart', () => onB.includes('running'), 10_000);
+    });
+
+    test('progress, log and worker events are delivered from their notice, with no read; a kind listener of job changes makes a controller read every job changed elsewhere', async () => {
+      const p = await pair(fixture);
+      const job = await queuedJob(p.store, 'kinds');
+      const onB: string[] = [];
+      p.b.subscribeJobEvents(job.id, (e) => onB.push(e.kind));
+      p.b.subscribeKind('worker', (e) => onB.push(`worker:${e.state}`));
+      p.a.publishEvent(progress(job.id, 50));
+      p.a.publishEvent(log(job.id, 0, Buffer.from('line\n')));
+      p.a.publishEvent(worker('w', 'drained'));
+      await waitFor('B hears all three', () => onB.length === 3);
+      assert.deepEqual(onB, ['progress', 'log', 'worker:drained']);
+      assert.deepEqual(p.loads.b, [], 'nothing was read for them');
+      // A job nobody on B follows is read there once someone listens to every job change.
+      const unfollowed = await queuedJob(p.store, 'unfollowed');
+      const changes: string[] = [];
+      const stop = p.b.subscribeKind('job', (e) => changes.push(e.job.id));
+      p.a.publish(unfollowed);
+      await waitFor('B hears the change', () => changes.length === 1);
+      assert.deepEqual(p.loads.b, [unfollowed.id]);
+      stop();
+      p.a.publish(await queuedJob(p.store, 'unheard'));
+      p.a.publishEvent(worker('marker', 'gone'));
+      await waitFor('B hears the marker', () => onB.includes('worker:gone'));
+      assert.deepEqual(p.loads.b, [unfollowed.id], 'without such a listener, jobs nobody follows are not read');
+    });
+
+    test('a log chunk bigger than one NOTIFY goes in several, each within the limit', async () => {
+      const p = await pair(fixture);
+      const notices: string[] = [];
+      const spy = new pg.Client({ connectionString: fixture.url });
+      await spy.connect();
+      teardowns.push(() => spy.end());
+      spy.on('notification', (msg) => notices.push(msg.payload ?? ''));
+      await spy.query(`LISTEN "${p.channel}"`);
+      const chunks: number[] = [];
+      p.b.subscribeKind('log', (e) => chunks.push(e.data.byteLength));
+      p.a.publishEvent(log('big', 0, Buffer.alloc(MAX_LOG_CHUNK_BYTES, 7)));
+      await waitFor('B has every byte', () => chunks.reduce((a, b) => a + b, 0) === MAX_LOG_CHUNK_BYTES);
+      await waitFor('the spy has every notice', () => notices.length === chunks.length);
+      assert.ok(chunks.length > 1, `${chunks.length} chunks`);
+      assert.ok(notices.every((n) => Buffer.byteLength(n) < 8_000));
+    });
+
+    test('a notice of a known kind that is not a valid event is reported and ignored, anything else ignored quietly, and the bus goes on', async () => {
+      const p = await pair(fixture);
+      const heard: string[] = [];
+      p.b.subscribeKind('progress', (e) => heard.push(e.jobId));
+      const invalid = [JSON.stringify({ o: 'x', k: 'progress', jobId: 'j', attempt: 1, percent: 500, atMs: 1 }), JSON.stringify({ o: 'x', k: 'log', jobId: 'j', attempt: 1, stream: 'stdout', offset: 0, data: '', atMs: 1 })];
+      const notOurs = ['not json', '[]', JSON.stringify({ o: 'x', k: 'job', id: 'j' }), JSON.stringify({ o: 'x', k: 'a-later-kind' })];
+      for (const payload of [...notOurs, ...invalid]) await fixture.sql('SELECT pg_notify($1, $2)', [p.channel, payload]);
+      p.a.publishEvent(progress('after-junk', 1));
+      await waitFor('B hears the valid event', () => heard.length === 1);
+      assert.deepEqual(heard, ['after-junk']);
+      // Both buses listen on the channel: each reports each.
+      await waitFor('both buses report the invalid ones', () => p.errors.filter((e) => /not a valid event/.test(e.message)).length === 2 * invalid.length);
+      await sleep(50);
+      assert.equal(p.errors.length, 2 * invalid.length, p.errors.map((e) => e.message).join('; '));
     });
 
     test('close stops delivery and releases the connections', async () => {

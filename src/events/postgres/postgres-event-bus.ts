@@ -1,26 +1,33 @@
 /**
  * The event bus between controllers: PostgreSQL LISTEN/NOTIFY. A publish is delivered to this process's
- * subscribers at once, as the in-memory bus does, and announced to the other controllers by a NOTIFY that
- * carries only the job's id, state and platform (payloads are capped at 8000 bytes, a job is not). A
- * controller that hears of a change to a job someone there follows re-reads the job from the shared store
- * and delivers it as it now is; so a subscriber may miss an intermediate state of a job changed elsewhere
- * (it sees the newer one), but never sees a job go back in time, and never gets one version of a job twice.
- * A job queued elsewhere is told to the scheduler by its platform alone, straight from the notice: waking a
- * worker costs no read, and jobs nobody here follows are never read at all.
+ * subscribers at once, as the in-memory bus does, and announced to the other controllers by a NOTIFY
+ * (notices.ts). A job change carries only the job's id, state and platform (payloads are capped at 8000
+ * bytes, a job is not): a controller that hears of a change to a job someone there follows (or where
+ * someone listens to every job change) re-reads the job from the shared store and delivers it as it now
+ * is; so a subscriber may miss an intermediate state of a job changed elsewhere (it sees the newer one),
+ * but never sees a job go back in time, and never gets one version of a job twice. A job queued elsewhere
+ * is told to the scheduler by its platform alone, straight from the notice: waking a worker costs no read,
+ * and jobs nobody here follows are never read at all. Progress, log and worker events travel whole in
+ * their notice (a log chunk cut to fit: decision 0019) and are delivered from it, with no read.
  *
  * One dedicated connection LISTENs; it is re-established after a loss (PostgreSQL restarted, connection
  * killed), and then every job with a subscriber here is re-read, so a terminal state reached during the gap
  * still arrives; the same re-read runs periodically, for a NOTIFY lost with the controller that owed it.
+ * What the re-read cannot give back is lost with the gap: progress, log and worker events (not stored: a
+ * log follower sees the gap in the offsets), and, for a listener of every job change, the changes of jobs
+ * nobody here follows (it would have to read them all).
  * NOTIFYs go out through a one-connection pool, batched: everything published while one batch is in flight
  * goes in the next, in order. See docs/decisions/0006-postgres.md.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { UnavailableError } from '../core/errors.js';
-import type { JobState } from '../core/model.js';
-import type { JobRecord } from '../store/ports.js';
-import { LocalSubscribers } from './event-bus.js';
-import type { EventBus, JobListener, PublishOptions, QueuedListener } from './event-bus.js';
+import { UnavailableError } from '../../core/errors.js';
+import type { JobRecord } from '../../store/ports.js';
+import { checkEvent } from '../bus-events.js';
+import type { BusEvent, EventKind } from '../bus-events.js';
+import type { EventBus, JobEventListener, JobListener, KindListener, PublishOptions, QueuedListener } from '../event-bus.js';
+import { LocalSubscribers } from '../local-subscribers.js';
+import { decodeNotice, encodeEvent, encodeJobNotice } from './notices.js';
 
 export interface PostgresEventBusOptions {
   /** The database the controllers share (libpq URL). */
@@ -45,7 +52,7 @@ export interface PostgresEventBusOptions {
   healthCheckIntervalMs?: number;
   /** `application_name` of both connections, as pg_stat_activity shows them. Default `remex-events`. */
   applicationName?: string;
-  /** Connection losses, failed NOTIFYs and failed re-reads; the bus carries on. Default: ignored. */
+  /** Connection losses, failed NOTIFYs, failed re-reads and notices that are not valid events; the bus carries on. Default: ignored. */
   onError?: (err: Error) => void;
 }
 
@@ -55,20 +62,12 @@ export const DEFAULT_MAX_RECONNECT_DELAY_MS = 5_000;
 export const DEFAULT_HEALTH_CHECK_INTERVAL_MS = 5_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_RESYNC_INTERVAL_MS = 5_000;
-/** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more. */
-const MAX_PAYLOAD_BYTES = 7_999;
-/** NOTIFYs held while the database is unreachable; the oldest go first beyond this. */
+/** NOTIFYs held while the database is unreachable; the oldest go first beyond either bound. */
 const MAX_OUTBOX = 10_000;
+/** In characters (payloads are mostly ASCII; a log chunk's bytes are base64). */
+const MAX_OUTBOX_CHARS = 16 * 1024 * 1024;
 /** Versions remembered to suppress repeats; a job not seen for this many others may be delivered again. */
 const MAX_REMEMBERED_VERSIONS = 10_000;
-
-/** What a NOTIFY carries: the publishing bus, the job id, its state, and its platform when it waits for a worker. */
-interface Notice {
-  o: string;
-  id: string;
-  s: JobState;
-  p?: string;
-}
 
 export class PostgresEventBus implements EventBus {
   private readonly local = new LocalSubscribers();
@@ -89,6 +88,7 @@ export class PostgresEventBus implements EventBus {
   private resyncTimer: NodeJS.Timeout | undefined;
   private listeningWaiters: Array<() => void> = [];
   private outbox: string[] = [];
+  private outboxChars = 0;
   private flushing = false;
   private flushDone: Promise<void> | undefined;
   private flushRetryDelayMs = 0;
@@ -153,19 +153,37 @@ export class PostgresEventBus implements EventBus {
     if (this.closed) return;
     this.deliver(job, true);
     const waiting = job.state === 'queued' && !opts.workerWoken;
-    const notice: Notice = { o: this.origin, id: job.id, s: job.state, ...(waiting ? { p: job.platform } : {}) };
-    const payload = JSON.stringify(notice);
-    if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) {
+    const payload = encodeJobNotice({ o: this.origin, id: job.id, s: job.state, ...(waiting ? { p: job.platform } : {}) });
+    if (payload === undefined) {
       this.onError(new Error(`job id too long to announce to other controllers (${job.id.length} characters)`));
       return;
     }
-    this.outbox.push(payload);
-    if (this.outbox.length > MAX_OUTBOX) this.outbox.splice(0, this.outbox.length - MAX_OUTBOX);
-    this.scheduleFlush(0);
+    this.send([payload]);
+  }
+
+  publishEvent(event: BusEvent, opts: PublishOptions = {}): void {
+    checkEvent(event);
+    if (event.kind === 'job') return this.publish(event.job, opts);
+    if (this.closed) return;
+    this.local.deliver(event);
+    const payloads = encodeEvent(this.origin, event);
+    if (payloads === undefined) {
+      this.onError(new Error(`${event.kind} event too large to announce to other controllers`));
+      return;
+    }
+    this.send(payloads);
   }
 
   subscribe(jobId: string, listener: JobListener): () => void {
     return this.local.subscribe(jobId, listener);
+  }
+
+  subscribeJobEvents(jobId: string, listener: JobEventListener): () => void {
+    return this.local.subscribeJobEvents(jobId, listener);
+  }
+
+  subscribeKind<K extends EventKind>(kind: K, listener: KindListener<K>): () => void {
+    return this.local.subscribeKind(kind, listener);
   }
 
   subscribeAll(listener: JobListener): () => void {
@@ -206,20 +224,25 @@ export class PostgresEventBus implements EventBus {
       const oldest = this.delivered.keys().next();
       if (!oldest.done) this.delivered.delete(oldest.value);
     }
-    this.local.deliver(job, published);
+    this.local.deliver({ kind: 'job', job }, published);
   }
 
   private onNotification(msg: pg.Notification): void {
     if (msg.channel !== this.channel || !msg.payload) return;
-    let notice: Partial<Notice>;
-    try {
-      notice = JSON.parse(msg.payload) as Partial<Notice>;
-    } catch {
-      return; // not ours
+    const notice = decodeNotice(msg.payload);
+    if (!notice || notice.origin === this.origin) return; // not ours, or of a later release
+    if (notice.type === 'invalid') {
+      this.onError(new Error(`ignored a ${notice.kind} notice that is not a valid event: ${notice.reason}`));
+      return;
     }
-    if (notice.o === this.origin || typeof notice.id !== 'string') return;
-    if (notice.s === 'queued' && typeof notice.p === 'string') this.announceQueued(notice.p);
+    if (notice.type === 'event') return this.local.deliver(notice.event, false);
+    if (notice.state === 'queued' && typeof notice.platform === 'string') this.announceQueued(notice.platform);
     this.reread(notice.id);
+  }
+
+  /** Whether a change of this job made elsewhere is wanted here: someone follows the job, or every job change. */
+  private follows(id: string): boolean {
+    return this.local.wants(id) || this.local.wantsKind('job');
   }
 
   private announceQueued(platform: string | null): void {
@@ -234,7 +257,7 @@ export class PostgresEventBus implements EventBus {
 
   /** Re-reads a job changed elsewhere and delivers it; notices arriving meanwhile cost one more read, not one each. */
   private reread(id: string): void {
-    if (this.closed || !this.local.wants(id)) return;
+    if (this.closed || !this.follows(id)) return;
     const inFlight = this.loading.get(id);
     if (inFlight) {
       inFlight.again = true;
@@ -259,6 +282,26 @@ export class PostgresEventBus implements EventBus {
   }
 
   // ---- publishing -------------------------------------------------------------------------------
+
+  /** Queues payloads for the next batch; beyond the outbox's bounds (the database is unreachable) the oldest go. */
+  private send(payloads: string[]): void {
+    for (const payload of payloads) {
+      this.outbox.push(payload);
+      this.outboxChars += payload.length;
+    }
+    this.trimOutbox();
+    this.scheduleFlush(0);
+  }
+
+  private trimOutbox(): void {
+    let drop = Math.max(0, this.outbox.length - MAX_OUTBOX);
+    let chars = this.outboxChars;
+    for (let i = 0; i < drop; i++) chars -= (this.outbox[i] as string).length;
+    while (chars > MAX_OUTBOX_CHARS && drop < this.outbox.length) chars -= (this.outbox[drop++] as string).length;
+    if (drop === 0) return;
+    this.outbox.splice(0, drop);
+    this.outboxChars = chars;
+  }
 
   private scheduleFlush(delayMs: number): void {
     if (this.flushing || this.closed) return;
@@ -289,6 +332,7 @@ export class PostgresEventBus implements EventBus {
     if (this.outbox.length === 0 || this.closed) return;
     const batch = this.outbox;
     this.outbox = [];
+    this.outboxChars = 0;
     try {
       await this.publisher.query({
         // Named: the connection parses and plans it once.
@@ -297,7 +341,9 @@ export class PostgresEventBus implements EventBus {
         values: [this.channel, batch],
       });
     } catch (err) {
-      this.outbox = [...batch, ...this.outbox].slice(-MAX_OUTBOX);
+      this.outbox = [...batch, ...this.outbox];
+      this.outboxChars = this.outbox.reduce((sum, payload) => sum + payload.length, 0);
+      this.trimOutbox();
       throw err;
     }
   }
