@@ -18,6 +18,7 @@ import { fanOut } from '../core/observers.js';
 import { canonicalPlatform } from '../core/platform.js';
 import type { HeldLease, JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
 import type { EventBus, PublishOptions } from '../events/event-bus.js';
+import type { WorkerEventState } from '../events/bus-events.js';
 import type { SchedulerObserver } from './observer.js';
 import type {
   CompleteAndLeaseReply,
@@ -428,6 +429,7 @@ export class Scheduler implements WorkerLink {
     this.offersCache = undefined;
     this.liveWorkers.set(record.id, record);
     this.observer.workerRegistered?.(record);
+    this.workerEvent(record.id, 'registered');
     // Jobs queued before this worker existed can now run.
     for (const p of record.platforms) this.wakeFor(p.platform);
     return { workerId: record.id, leaseTimeoutMs: this.opts.leaseTimeoutMs, heartbeatIntervalMs: this.opts.heartbeatIntervalMs, features: [...WORKER_PROTOCOL_FEATURES] };
@@ -499,7 +501,10 @@ export class Scheduler implements WorkerLink {
     }
     const live = this.liveWorkers.get(workerId);
     if (live && draining) {
-      if (live.state !== 'draining') this.observer.workerDraining?.(workerId);
+      if (live.state !== 'draining') {
+        this.observer.workerDraining?.(workerId);
+        this.workerEvent(workerId, 'draining');
+      }
       live.state = 'draining';
       // Its waiting lease call ends now, with the settlements of any results it carried.
       for (const w of [...this.waiters]) if (w.workerId === workerId) w.wake();
@@ -531,10 +536,12 @@ export class Scheduler implements WorkerLink {
   }
 
   async unregister(workerId: string): Promise<void> {
+    const wasDraining = this.liveWorkers.get(workerId)?.state === 'draining';
     this.liveWorkers.delete(workerId);
     this.cancelHooks.delete(workerId);
     await this.store.workers.touch(workerId, this.now(), 'gone');
     this.observer.workerGone?.(workerId, 'unregistered');
+    this.workerEvent(workerId, wasDraining ? 'drained' : 'gone');
     this.publishExpiry(await this.store.jobs.releaseLeasesOf([workerId], this.now(), this.opts.maxAttempts));
   }
 
@@ -606,6 +613,11 @@ export class Scheduler implements WorkerLink {
     this.events.publish(job, opts);
   }
 
+  /** Tells every controller's followers (the dashboard, the autoscaler) that a worker came, drains or left. */
+  private workerEvent(workerId: string, state: WorkerEventState): void {
+    this.events.publishEvent({ kind: 'worker', workerId, state, atMs: this.now() });
+  }
+
   private publishExpiry(expiry: LeaseExpiry): void {
     for (const job of expiry.requeued) {
       this.observer.jobQueued?.(job, 'requeued');
@@ -624,6 +636,7 @@ export class Scheduler implements WorkerLink {
       this.liveWorkers.delete(id);
       this.logger.warn({ workerId: id, silentForMs: this.opts.workerSilenceMs }, 'worker silent: declared gone, its jobs go back to the queue');
       this.observer.workerGone?.(id, 'silent');
+      this.workerEvent(id, 'gone');
     }
     if (gone.length > 0) this.publishExpiry(await this.store.jobs.releaseLeasesOf(gone, nowMs, this.opts.maxAttempts));
     this.publishExpiry(await this.store.jobs.expireLeases(nowMs, this.opts.maxAttempts));

@@ -111,6 +111,20 @@ describe('scheduler observation', () => {
     assert.ok(lines.some((l) => l.workerId === workerId && /declared gone/.test(String(l.msg))), 'logged');
   });
 
+  test('worker events on the bus: registered, draining, drained; gone when it leaves without draining', async () => {
+    const { logger } = capturedLogger();
+    const { scheduler } = await harness([], logger, { ...FAST, workerSilenceMs: 30_000 });
+    const heard: string[] = [];
+    scheduler.events.subscribeKind('worker', (e) => heard.push(`${e.workerId}:${e.state}`));
+    const a = await scheduler.register({ id: 'a', name: 'a', platforms: [{ platform: X86, emulated: false }], slots: 1 });
+    const b = await scheduler.register({ id: 'b', name: 'b', platforms: [{ platform: X86, emulated: false }], slots: 1 });
+    await scheduler.heartbeat(a.workerId, true, []);
+    await scheduler.heartbeat(a.workerId, true, []);
+    await scheduler.unregister(a.workerId);
+    await scheduler.unregister(b.workerId);
+    assert.deepEqual(heard, ['a:registered', 'b:registered', 'a:draining', 'a:drained', 'b:gone']);
+  });
+
   test('a failing lease reaper logs each failure, backs off, tells observers, and expires leases again once the store works', async () => {
     const { heard, observer } = recorder();
     const { lines, logger } = capturedLogger();
