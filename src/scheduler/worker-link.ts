@@ -13,6 +13,10 @@ export interface WorkerRegistration {
   name: string;
   platforms: PlatformOffer[];
   slots: number;
+  /** The operator's labels (`pool=arm-spot`, `version=1.4`): what an autoscaler or a blue/green switch selects by. */
+  labels?: Record<string, string>;
+  /** The provider's id of the machine or process (an EC2 instance id, a pid): how a scaler finds it again. */
+  instanceId?: string;
 }
 
 /** Protocol features a server offers beyond the first version's calls. */
@@ -39,6 +43,11 @@ export interface HeartbeatReply {
   cancel: string[];
   /** False when the server no longer knows this worker (it was declared gone): register again. */
   known: boolean;
+  /**
+   * The server orders this worker to drain (scale-in, blue/green): take nothing new, finish and commit what
+   * it holds, unregister and stop. Absent from servers before it.
+   */
+  drain?: boolean;
 }
 
 export interface Completion {

@@ -43,6 +43,14 @@ export interface WorkerOptions extends Partial<WorkerTuning> {
   onCancel?: (workerId: string, listener: (jobId: string) => void) => void;
   /** Told of runs, results and failed calls (metrics, timelines). */
   observers?: readonly WorkerObserver[];
+  /** The operator's labels and the provider's instance id, sent with the registration. */
+  labels?: Record<string, string>;
+  instanceId?: string;
+  /**
+   * Called when the server ordered a drain, with the drain under way: a `remex worker` process exits once
+   * it ends, so its supervisor (systemd, the autoscaler) sees it stop.
+   */
+  onDrainOrdered?: (drained: Promise<void>) => void;
 }
 
 interface Running {
@@ -110,6 +118,8 @@ export class Worker {
       name: this.opts.name,
       platforms: this.opts.platforms.map((p) => ({ platform: p.platform, emulated: p.emulated })),
       slots: this.opts.slots,
+      ...(this.opts.labels ? { labels: this.opts.labels } : {}),
+      ...(this.opts.instanceId !== undefined ? { instanceId: this.opts.instanceId } : {}),
     });
     this.workerId = session.workerId;
     this.opts.onCancel?.(session.workerId, (jobId) => this.running.get(jobId)?.abort.abort());
@@ -221,6 +231,11 @@ export class Worker {
         return;
       }
       for (const jobId of reply.cancel) this.running.get(jobId)?.abort.abort();
+      if (reply.drain && !this.draining) {
+        this.opts.logger.info({ running: this.busySlots }, 'the server asked this worker to drain: finishing what it holds, taking nothing new');
+        const drained = this.drain();
+        this.opts.onDrainOrdered?.(drained);
+      }
     } catch (err) {
       const retryInMs = this.heartbeatIntervalMs;
       this.opts.logger.warn({ err, retryInMs }, 'heartbeat failed');
