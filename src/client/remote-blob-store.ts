@@ -63,6 +63,11 @@ export class RemoteBlobStore implements BlobStore {
     await this.cache.materialize(d, destPath, mode, opts);
   }
 
+  /** Closes the cache, which this store owns once given; not the client, which the worker's link shares. */
+  async close(): Promise<void> {
+    await this.cache.close();
+  }
+
   private async fetchIntoCache(d: Digest): Promise<void> {
     if (await this.cache.has(d)) return;
     await this.cache.putStream(d, await this.client.blobStream(d));

@@ -52,7 +52,7 @@ async function fsHandle(opts: Omit<FsBlobStoreOptions, 'root'>): Promise<BlobSto
   return {
     store,
     cleanup: async () => {
-      store.close();
+      await store.close();
       await rm(root, { recursive: true, force: true });
     },
     tamper: {
@@ -80,7 +80,7 @@ describe('FsBlobStore', () => {
   });
 
   afterEach(async () => {
-    store.close();
+    await store.close();
     await rm(root, { recursive: true, force: true });
   });
 
@@ -174,7 +174,7 @@ describe('FsBlobStore', () => {
         assert.deepEqual(await readFile(dest), bytes, what);
         assert.equal((await stat(dest)).mode & 0o777, packed ? 0o640 : 0o444, `${what}: a new file, or the stored one shared`);
       } finally {
-        again.close();
+        await again.close();
       }
     }
   });
@@ -201,14 +201,14 @@ describe('FsBlobStore', () => {
       await upgraded.put(d, bytes);
       assert.equal(packedRows(legacyRoot).has(d.hash), false);
     } finally {
-      upgraded.close();
+      await upgraded.close();
     }
     // Reopened later, the database remembers that this root may hold such files.
     const reopened = new FsBlobStore({ root: legacyRoot, maxBlobBytes: MAX_BLOB_BYTES });
     try {
       assert.deepEqual(await reopened.findMissing([d]), []);
     } finally {
-      reopened.close();
+      await reopened.close();
     }
   });
 

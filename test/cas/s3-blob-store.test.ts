@@ -29,7 +29,7 @@ function conformance(name: string, extra: { bufferedPutMaxBytes?: number; verifi
     return {
       store,
       cleanup: async () => {
-        store.close();
+        await store.close();
         await s3.deletePrefix(opts.prefix);
       },
       tamper: {
@@ -60,7 +60,7 @@ describe('S3BlobStore', () => {
   });
 
   afterEach(async () => {
-    store.close();
+    await store.close();
     await s3.deletePrefix(prefix);
     await rm(scratch, { recursive: true, force: true });
   });
@@ -142,7 +142,7 @@ describe('S3BlobStore', () => {
       await other.materialize(d, dest, 0o600);
       assert.equal((await stat(dest)).mode & 0o777, 0o600);
     } finally {
-      other.close();
+      await other.close();
     }
   });
 
@@ -193,7 +193,7 @@ describe('S3BlobStore', () => {
         errors.push(err);
       }
     } finally {
-      bad.close();
+      await bad.close();
     }
     for (const err of errors) {
       assert.ok(isRemexError(err), `a RemexError, got ${inspect(err)}`);
@@ -222,7 +222,7 @@ describe('S3BlobStore', () => {
     try {
       await assert.rejects(missing.checkAccess(), (err) => isRemexError(err) && err.code !== 'NOT_FOUND' && /remex-no-such-bucket/.test(err.message));
     } finally {
-      missing.close();
+      await missing.close();
     }
   });
 
@@ -293,7 +293,7 @@ describe('parseS3Url', () => {
       assert.equal((await store.get(d)).toString(), 'via url');
       assert.equal(store.maxBlobBytes, 1024);
     } finally {
-      store.close();
+      await store.close();
       await s3.deletePrefix(store.prefix);
     }
   });

@@ -108,7 +108,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   /** Closes the small-blob database; the store is unusable afterwards. */
-  close(): void {
+  async close(): Promise<void> {
     this.pack.close();
   }
 

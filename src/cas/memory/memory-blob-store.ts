@@ -38,6 +38,9 @@ export class MemoryBlobStore implements BlobStore {
     this.maxBlobBytes = checkMaxBlobBytes(opts.maxBlobBytes ?? 64 * 1024 * 1024);
   }
 
+  /** Holds nothing open: the blobs go with the object. */
+  async close(): Promise<void> {}
+
   /** Blobs held, not counting the always-present empty blob. */
   get size(): number {
     return this.blobs.size;

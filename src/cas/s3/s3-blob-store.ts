@@ -188,8 +188,8 @@ export class S3BlobStore implements BlobStore {
     });
   }
 
-  /** Closes the client's connections. */
-  close(): void {
+  /** Closes the client's connections; the store is unusable afterwards. */
+  async close(): Promise<void> {
     this.client.destroy();
   }
 
