@@ -4,13 +4,26 @@
  * on the server before the result that names them is committed.
  */
 import { Readable } from 'node:stream';
-import type { BlobStore, MaterializeOptions } from '../cas/blob-store.js';
-import type { Digest } from '../core/digest.js';
-import type { RemexClient } from './remex-client.js';
+import type { Digest } from '../../core/digest.js';
+import type { BlobStore, ByteRange, MaterializeOptions } from '../blob-store.js';
+
+/**
+ * The server's CAS as this store reaches it: the few calls it makes. The HTTP client (`RemexClient`)
+ * has them, so the worker's composition root passes its client in; the CAS never imports the client.
+ */
+export interface BlobServer {
+  /** Those of `digests` the server lacks. */
+  findMissing(digests: readonly Digest[]): Promise<Digest[]>;
+  /** Uploads a blob; a stream is given as a factory, so that it can be sent again (to another controller). */
+  putBlob(digest: Digest, data: Uint8Array | (() => Readable)): Promise<void>;
+  /** The blob's bytes as the server streams them; a RemexError of code NOT_FOUND when it has none. */
+  blobStream(digest: Digest): Promise<AsyncIterable<Uint8Array>>;
+}
 
 export class RemoteBlobStore implements BlobStore {
+  /** `cache`: a store of this worker's own, which this one owns from now on (see close). */
   constructor(
-    private readonly client: RemexClient,
+    private readonly client: BlobServer,
     private readonly cache: BlobStore,
   ) {}
 
@@ -53,7 +66,7 @@ export class RemoteBlobStore implements BlobStore {
     return this.cache.get(d);
   }
 
-  async getStream(d: Digest, range?: { offset?: number; limit?: number }): Promise<AsyncIterable<Buffer>> {
+  async getStream(d: Digest, range?: ByteRange): Promise<AsyncIterable<Buffer>> {
     await this.fetchIntoCache(d);
     return this.cache.getStream(d, range);
   }
