@@ -1,10 +1,14 @@
 /**
  * The blob store as a network worker sees it: a local filesystem cache in front of the server's CAS.
  * Reads are served from the cache, fetching (streamed) what it lacks; writes go to both, so outputs are
- * on the server before the result that names them is committed.
+ * on the server before the result that names them is committed. Presence and size are the union of the
+ * two: a blob is here if either holds it. Verification is the cache's (it checks what it stores and what
+ * it serves) and the server's store's.
  */
 import { Readable } from 'node:stream';
 import type { Digest } from '../../core/digest.js';
+import { DigestMismatchError, InternalError, isRemexError } from '../../core/errors.js';
+import { blobNotFound } from '../blob-errors.js';
 import type { BlobStore, ByteRange, MaterializeOptions } from '../blob-store.js';
 
 /**
@@ -16,8 +20,13 @@ export interface BlobServer {
   findMissing(digests: readonly Digest[]): Promise<Digest[]>;
   /** Uploads a blob; a stream is given as a factory, so that it can be sent again (to another controller). */
   putBlob(digest: Digest, data: Uint8Array | (() => Readable)): Promise<void>;
-  /** The blob's bytes as the server streams them; a RemexError of code NOT_FOUND when it has none. */
+  /**
+   * The bytes the server holds under the digest's hash, whatever their size; a RemexError of code
+   * NOT_FOUND when it holds none.
+   */
   blobStream(digest: Digest): Promise<AsyncIterable<Uint8Array>>;
+  /** Size of the blob the server holds under this (valid) hash, or undefined when it holds none. */
+  blobSize(hash: string): Promise<number | undefined>;
 }
 
 export class RemoteBlobStore implements BlobStore {
@@ -35,8 +44,9 @@ export class RemoteBlobStore implements BlobStore {
     return (await this.findMissing([d])).length === 0;
   }
 
+  /** The cache's answer when it holds the blob, else the server's (the cache checks the hash first). */
   async sizeOf(hash: string): Promise<number | undefined> {
-    return this.cache.sizeOf(hash);
+    return (await this.cache.sizeOf(hash)) ?? this.client.blobSize(hash);
   }
 
   /** Missing from both the cache and the server. */
@@ -81,9 +91,22 @@ export class RemoteBlobStore implements BlobStore {
     await this.cache.close();
   }
 
+  /** Makes the cache hold `d`, downloading it: NotFoundError when the server holds no blob of that digest. */
   private async fetchIntoCache(d: Digest): Promise<void> {
     if (await this.cache.has(d)) return;
-    await this.cache.putStream(d, await this.client.blobStream(d));
+    let source: AsyncIterable<Uint8Array>;
+    try {
+      source = await this.client.blobStream(d);
+    } catch (err) {
+      throw isRemexError(err) && err.code === 'NOT_FOUND' ? blobNotFound(d, err) : err;
+    }
+    try {
+      await this.cache.putStream(d, ofSize(d, source));
+    } catch (err) {
+      // Its size was right (ofSize): the server sent other bytes than it holds, not the caller's fault.
+      if (err instanceof DigestMismatchError) throw new InternalError(`the bytes the server sent for blob ${d.hash}/${d.sizeBytes} do not match it`, { cause: err });
+      throw err;
+    }
   }
 
   private async upload(d: Digest): Promise<void> {
@@ -91,4 +114,19 @@ export class RemoteBlobStore implements BlobStore {
     const stream = await this.cache.getStream(d);
     await this.client.putBlob(d, () => Readable.from(stream));
   }
+}
+
+/**
+ * The server's bytes for `d`, which it finds by hash alone: a blob of another size there is not `d`, and
+ * so absent (NotFoundError, as the port promises), rather than bytes that fail to match.
+ */
+async function* ofSize(d: Digest, source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  let received = 0;
+  for await (const chunk of source) {
+    received += chunk.byteLength;
+    // Stops the download at once: the rest is of no use.
+    if (received > d.sizeBytes) throw blobNotFound(d);
+    yield chunk;
+  }
+  if (received < d.sizeBytes) throw blobNotFound(d);
 }
