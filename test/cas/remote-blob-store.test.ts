@@ -17,6 +17,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { FsBlobStore } from '../../src/cas/fs/fs-blob-store.js';
 import { MemoryBlobStore } from '../../src/cas/memory/memory-blob-store.js';
 import { RemoteBlobStore } from '../../src/cas/remote/remote-blob-store.js';
+import type { Digest } from '../../src/core/digest.js';
 import { digestOf } from '../../src/core/digest.js';
 import { InternalError, NotFoundError } from '../../src/core/errors.js';
 import { startTestServer } from '../helpers/server.js';
@@ -110,6 +111,30 @@ describe('RemoteBlobStore', () => {
     const store = new RemoteBlobStore(lying, cache);
     await assert.rejects(store.get(d), InternalError);
     assert.equal(await cache.has(d), false);
+  });
+
+  test('an upload can be sent again: each body the client asks for is the whole blob', async () => {
+    const d = digestOf(LARGE);
+    const sent: Buffer[] = [];
+    const resending = {
+      findMissing: async (digests: readonly Digest[]) => [...digests],
+      // As the client does when a connection breaks mid-request or a controller dies: the body again.
+      putBlob: async (_: Digest, data: Uint8Array | (() => Readable)) => {
+        assert.equal(typeof data, 'function');
+        const body = data as () => Readable;
+        const first = body();
+        for await (const chunk of first) {
+          sent.push(Buffer.from(chunk as Buffer));
+          break;
+        }
+        first.destroy();
+        sent.push(await collect(body()));
+      },
+      blobSize: async () => undefined,
+      blobStream: async () => Readable.from([]),
+    };
+    await new RemoteBlobStore(resending, new MemoryBlobStore()).putStream(d, Readable.from([LARGE]));
+    assert.deepEqual(sent.at(-1), LARGE);
   });
 
   test('close closes the cache it was given', async () => {

@@ -111,8 +111,14 @@ export class RemoteBlobStore implements BlobStore {
 
   private async upload(d: Digest): Promise<void> {
     if ((await this.client.findMissing([d])).length === 0) return;
-    const stream = await this.cache.getStream(d);
-    await this.client.putBlob(d, () => Readable.from(stream));
+    // Each call of the factory reads the cache afresh: the client calls it again to send the blob again
+    // (over a new connection, or to the next controller), and a stream it has read from cannot be.
+    await this.client.putBlob(d, () => Readable.from(this.cachedBytes(d), { objectMode: false }));
+  }
+
+  /** The cached blob, opened only once read: a body the client never sends opens nothing. */
+  private async *cachedBytes(d: Digest): AsyncGenerator<Buffer> {
+    yield* await this.cache.getStream(d);
   }
 }
 
