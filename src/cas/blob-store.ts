@@ -1,7 +1,8 @@
 /**
  * The content-addressed store port. Blobs are named by their {@link Digest}; a blob is visible only once
  * its bytes have been checked against that digest, so a reader never sees partial or wrong content.
- * Adapters: `fs/` (the server's store, a worker's cache) and `memory/` (tests, small deployments).
+ * Adapters: `fs/` (the server's store, a worker's cache), `s3/` (shared by controllers), `memory/` (tests,
+ * small deployments) and `remote/` (a worker's cache in front of a server's CAS).
  */
 import type { Digest } from '../core/digest.js';
 
@@ -66,4 +67,11 @@ export interface BlobStore {
    * store's read-only mode and owner): for callers whose readers cannot write files they do not own.
    */
   materialize(d: Digest, destPath: string, mode: number, opts?: MaterializeOptions): Promise<void>;
+
+  /**
+   * Releases what the store holds open (a database, connections): whoever opened the store calls it once,
+   * when done with it, and uses the store no more. Resolves when released; a store holding nothing open
+   * resolves at once.
+   */
+  close(): Promise<void>;
 }

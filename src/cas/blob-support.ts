@@ -2,15 +2,24 @@
  * Checks and stream plumbing every BlobStore adapter needs, so they agree on digests, ranges, limits and
  * verification down to the error raised.
  */
+import type { Stats } from 'node:fs';
 import { closeSync, fchmodSync, openSync, writeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import type { Digest } from '../core/digest.js';
 import { DigestBuilder, digestEquals, EMPTY_DIGEST, validateDigest } from '../core/digest.js';
-import { DigestMismatchError, InvalidArgumentError, RemexError, TooLargeError } from '../core/errors.js';
+import { DigestMismatchError, InvalidArgumentError, NotFoundError, RemexError, TooLargeError } from '../core/errors.js';
+import { alreadyExists } from './blob-errors.js';
 import type { ByteRange } from './blob-store.js';
 
 /** Bytes read or streamed at a time. */
 export const CHUNK_BYTES = 256 * 1024;
+
+/** An adapter's `maxBlobBytes` option, checked: a non-negative integer. */
+export function checkMaxBlobBytes(value: number): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw new InvalidArgumentError(`maxBlobBytes must be a non-negative integer, got ${value}`);
+  return value;
+}
 
 /** Validates a digest's shape (a hash that is safe to use in a path) and checks it against the size limit. */
 export function checkDigestForWrite(d: Digest, maxBlobBytes: number): Digest {
@@ -21,6 +30,28 @@ export function checkDigestForWrite(d: Digest, maxBlobBytes: number): Digest {
     });
   }
   return digest;
+}
+
+/**
+ * TooLargeError when a host file being stored (putFile) has `size` bytes, more than `maxBlobBytes`. Called
+ * with its size when opened and again with the bytes read so far, for a file that grows meanwhile.
+ */
+export function checkFileSize(path: string, size: number, maxBlobBytes: number): void {
+  if (size > maxBlobBytes) {
+    throw new TooLargeError(`${path} is ${size} bytes, over this store's limit of ${maxBlobBytes}`, {
+      details: { sizeBytes: size, maxBlobBytes },
+    });
+  }
+}
+
+/** The stats of a host file about to be stored (putFile): NotFoundError when absent, InvalidArgumentError unless a regular file. */
+export async function statSourceFile(path: string): Promise<Stats> {
+  const st = await stat(path).catch((err: unknown) => {
+    if (isErrno(err, 'ENOENT')) throw new NotFoundError(`no file ${path}`, { cause: err });
+    throw err;
+  });
+  if (!st.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
+  return st;
 }
 
 export function isEmptyDigest(d: Digest): boolean {
@@ -86,6 +117,30 @@ export class VerifyingCounter {
   }
 }
 
+/** Checks bytes in hand against `d`: DigestMismatchError when size or hash differ. */
+export function verifyBytes(d: Digest, data: Uint8Array): void {
+  const counter = new VerifyingCounter(d);
+  counter.update(data);
+  counter.finish();
+}
+
+/**
+ * A source read whole and checked against `d` (which the caller has checked against its size limit), for
+ * adapters that store small blobs in one piece. Each chunk is copied as it arrives: a source may reuse its
+ * buffer once it has handed it over, and the bytes kept must be the bytes hashed.
+ */
+export async function readVerified(d: Digest, source: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const counter = new VerifyingCounter(d);
+  const chunks: Buffer[] = [];
+  for await (const raw of source) {
+    const chunk = asBytes(raw);
+    counter.update(chunk);
+    chunks.push(Buffer.from(chunk));
+  }
+  counter.finish();
+  return Buffer.concat(chunks);
+}
+
 /** Consumes a source that must match `d` without storing it (the empty blob, or a blob already present). */
 export async function drainVerifying(d: Digest, source: AsyncIterable<Uint8Array>): Promise<void> {
   const counter = new VerifyingCounter(d);
@@ -93,13 +148,17 @@ export async function drainVerifying(d: Digest, source: AsyncIterable<Uint8Array
   counter.finish();
 }
 
-/** The error for a materialize onto an existing path: never replaced, never followed if a symlink. */
-export function alreadyExists(path: string, cause: unknown): RemexError {
-  return new RemexError('ALREADY_EXISTS', `cannot write ${path}: something already exists there`, { cause, details: { path } });
-}
-
 export function isErrno(err: unknown, code: string): boolean {
   return err instanceof Error && (err as NodeJS.ErrnoException).code === code;
+}
+
+/** Writes all of `chunk` at the handle's position: one write may take only part of it. */
+export async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.byteLength) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
+    offset += bytesWritten;
+  }
 }
 
 /** Creates a new file holding `data` with exactly `mode`; ALREADY_EXISTS when anything is at `path`. */

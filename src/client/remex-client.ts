@@ -194,6 +194,17 @@ export class RemexClient {
     return readAll(res);
   }
 
+  /** Size of the blob the server holds under this hash (a HEAD request), or undefined when it holds none. */
+  async blobSize(hash: string): Promise<number | undefined> {
+    const res = await this.send(`/v1/blobs/sha256/${encodeURIComponent(hash)}`, { method: 'HEAD', headers: {} });
+    if (res.statusCode !== 200 && res.statusCode !== 404) await readJson(res);
+    res.resume();
+    if (res.statusCode === 404) return undefined;
+    const size = Number(res.headers['content-length']);
+    if (!Number.isSafeInteger(size) || size < 0) throw new RemexError('INTERNAL', `the server answered HEAD of blob ${hash} without a usable Content-Length`);
+    return size;
+  }
+
   async blobStream(digest: Digest): Promise<AsyncIterable<Uint8Array>> {
     const res = await this.send(`/v1/blobs/sha256/${digest.hash}`, { method: 'GET', headers: {} });
     if (res.statusCode !== 200) await readJson(res);

@@ -82,5 +82,5 @@ async function openBlobs(opts: BackendOptions): Promise<BlobStore> {
 
 async function closeAll(store: Store, blobs: BlobStore): Promise<void> {
   await store.close();
-  if (blobs instanceof S3BlobStore || blobs instanceof FsBlobStore) blobs.close();
+  await blobs.close();
 }

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { FsBlobStore } from '../cas/fs/fs-blob-store.js';
 import { HttpWorkerLink } from '../client/http-worker-link.js';
 import { RemexClient } from '../client/remex-client.js';
-import { RemoteBlobStore } from '../client/remote-blob-store.js';
+import { RemoteBlobStore } from '../cas/remote/remote-blob-store.js';
 import { canonicalPlatform } from '../core/platform.js';
 import { UnsupportedPlatformError } from '../core/errors.js';
 import { detectPlatformSupport } from './emulation.js';

@@ -64,6 +64,25 @@ export async function* failingAfter(good: Uint8Array, error: Error): AsyncGenera
   throw error;
 }
 
+/**
+ * A source of `data` that stops after its first `at` bytes (two chunks, so that a store holding back its
+ * last chunk has passed one on) until released: for looking at a store while an upload is under way.
+ */
+export function pausedAfter(data: Uint8Array, at: number): { source: AsyncGenerator<Uint8Array>; reachedPause: Promise<void>; release(): void } {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let paused!: () => void;
+  const reachedPause = new Promise<void>((r) => (paused = r));
+  async function* source(): AsyncGenerator<Uint8Array> {
+    yield data.subarray(0, Math.floor(at / 2));
+    yield data.subarray(Math.floor(at / 2), at);
+    paused();
+    await released;
+    yield data.subarray(at);
+  }
+  return { source: source(), reachedPause, release };
+}
+
 /** A copy of `data` with the byte at `at` changed. */
 export function flipped(data: Buffer, at: number): Buffer {
   const copy = Buffer.from(data);
@@ -245,6 +264,22 @@ export function blobStoreConformance(name: string, factory: BlobStoreFactory, op
         await assert.rejects(store.putStream(d, chunked(Buffer.concat([LARGE, Buffer.from('x')]))), DigestMismatchError);
         assert.equal(await store.has(d), false);
         assert.equal(await store.sizeOf(d.hash), undefined);
+      });
+
+      test('a blob being streamed in is absent to every call until its stream has been verified', async () => {
+        const d = digestOf(LARGE);
+        const upload = pausedAfter(LARGE, 400_000);
+        const put = store.putStream(d, upload.source);
+        await upload.reachedPause;
+        assert.equal(await store.has(d), false);
+        assert.equal(await store.sizeOf(d.hash), undefined);
+        assert.deepEqual(await store.findMissing([d]), [d]);
+        await assert.rejects(store.get(d), NotFoundError);
+        await assert.rejects(store.getStream(d, { offset: 0, limit: 1 }), NotFoundError);
+        upload.release();
+        await put;
+        assert.equal(await store.sizeOf(d.hash), LARGE.length);
+        assert.deepEqual(await store.get(d), LARGE);
       });
 
       test('putStream stops reading a source that runs past the claimed size', async () => {

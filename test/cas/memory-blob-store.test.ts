@@ -5,10 +5,10 @@ import { digestOf } from '../../src/core/digest.js';
 import { InvalidArgumentError } from '../../src/core/errors.js';
 import { blobStoreConformance } from './blob-store-conformance.js';
 
-blobStoreConformance('memory', async ({ maxBlobBytes }) => ({
-  store: new MemoryBlobStore({ maxBlobBytes }),
-  cleanup: async () => {},
-}));
+blobStoreConformance('memory', async ({ maxBlobBytes }) => {
+  const store = new MemoryBlobStore({ maxBlobBytes });
+  return { store, cleanup: () => store.close() };
+});
 
 test('MemoryBlobStore counts what it holds and refuses a bad limit', async () => {
   const store = new MemoryBlobStore();

@@ -15,7 +15,7 @@ import pino from 'pino';
 import { FsBlobStore } from '../../src/cas/fs/fs-blob-store.js';
 import { HttpWorkerLink } from '../../src/client/http-worker-link.js';
 import { RemexClient } from '../../src/client/remex-client.js';
-import { RemoteBlobStore } from '../../src/client/remote-blob-store.js';
+import { RemoteBlobStore } from '../../src/cas/remote/remote-blob-store.js';
 import type { ExecutionView } from '../../src/api/execution-view.js';
 import type { Digest } from '../../src/core/digest.js';
 import { digestOf } from '../../src/core/digest.js';

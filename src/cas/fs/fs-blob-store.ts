@@ -35,21 +35,28 @@ import { Readable } from 'node:stream';
 import { setImmediate } from 'node:timers/promises';
 import type { Digest } from '../../core/digest.js';
 import { DigestBuilder, digestEquals, EMPTY_DIGEST, isValidHash, validateDigest } from '../../core/digest.js';
-import { InternalError, InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
+import { InternalError, InvalidArgumentError } from '../../core/errors.js';
+import { alreadyExists, blobNotFound, corruptBlobRemoved, corruptBlobStreamed } from '../blob-errors.js';
 import type { BlobStore, ByteRange, MaterializeOptions } from '../blob-store.js';
 import {
-  alreadyExists,
   asBytes,
   checkDigestForWrite,
+  checkFileSize,
+  checkMaxBlobBytes,
   drainVerifying,
   isEmptyDigest,
   isErrno,
+  readVerified,
   resolveRange,
+  statSourceFile,
   uniqueDigests,
+  verifyBytes,
   VerifyingCounter,
+  writeFully,
   writeNewFile,
   writeNewFileSync,
 } from '../blob-support.js';
+import { VerifiedMemo } from '../verified-memo.js';
 import { PACKED_MAX_BYTES, SmallBlobPack } from './small-blob-pack.js';
 
 export interface FsBlobStoreOptions {
@@ -64,6 +71,8 @@ export interface FsBlobStoreOptions {
 }
 
 const BLOB_MODE = 0o444;
+/** Where this store keeps blobs, for the corrupt-blob errors. */
+const ON_DISK = 'on disk';
 /**
  * Read size of streamed reads and of hashing a file: 1 MiB. Reads from the page cache run at several
  * GB/s, so the per-call cost of a thread-pool round trip and a promise dominates small reads (256 KiB
@@ -88,11 +97,8 @@ export class FsBlobStore implements BlobStore {
   private readonly pack: SmallBlobPack;
 
   constructor(opts: FsBlobStoreOptions) {
-    if (!Number.isSafeInteger(opts.maxBlobBytes) || opts.maxBlobBytes < 0) {
-      throw new InvalidArgumentError(`maxBlobBytes must be a non-negative integer, got ${opts.maxBlobBytes}`);
-    }
     this.root = opts.root;
-    this.maxBlobBytes = opts.maxBlobBytes;
+    this.maxBlobBytes = checkMaxBlobBytes(opts.maxBlobBytes);
     this.fsync = opts.fsync ?? true;
     this.verified = new VerifiedMemo(opts.verifiedMemoEntries ?? 100_000);
     this.tmpDir = join(opts.root, 'tmp');
@@ -102,7 +108,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   /** Closes the small-blob database; the store is unusable afterwards. */
-  close(): void {
+  async close(): Promise<void> {
     this.pack.close();
   }
 
@@ -153,9 +159,7 @@ export class FsBlobStore implements BlobStore {
 
   async put(d: Digest, data: Uint8Array): Promise<void> {
     const digest = checkDigestForWrite(d, this.maxBlobBytes);
-    const counter = new VerifyingCounter(digest);
-    counter.update(data);
-    counter.finish();
+    verifyBytes(digest, data);
     // The synchronous stat (see isPresent): most small puts (Directory blobs of every submit) find the blob stored.
     if (isEmptyDigest(digest) || this.isPresent(digest)) return;
     if (isPackable(digest)) {
@@ -175,16 +179,8 @@ export class FsBlobStore implements BlobStore {
       return;
     }
     if (isPackable(digest)) {
-      // At most 64 KiB: gathered, verified, then stored in one statement (the counter stops an overlong stream).
-      const counter = new VerifyingCounter(digest);
-      const chunks: Uint8Array[] = [];
-      for await (const raw of source) {
-        const chunk = asBytes(raw);
-        counter.update(chunk);
-        chunks.push(chunk);
-      }
-      counter.finish();
-      this.pack.put(digest.hash, Buffer.concat(chunks));
+      // At most 64 KiB: gathered, verified, then stored in one statement (an overlong stream is stopped).
+      this.pack.put(digest.hash, await readVerified(digest, source));
       return;
     }
     await this.writeAtomically(digest, async (handle) => {
@@ -206,12 +202,8 @@ export class FsBlobStore implements BlobStore {
   }
 
   async putFile(path: string): Promise<Digest> {
-    const source = await stat(path).catch((err: unknown) => {
-      if (isMissing(err)) throw new NotFoundError(`no file ${path}`);
-      throw err;
-    });
-    if (!source.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
-    this.checkFileSize(path, source.size);
+    const source = await statSourceFile(path);
+    checkFileSize(path, source.size, this.maxBlobBytes);
     // A small file is read whole (synchronously: one open, read and close of at most 64 KiB instead of
     // four thread-pool round trips) and stored by the digest of exactly those bytes. One that grew since
     // the stat is stored as a file below.
@@ -230,7 +222,7 @@ export class FsBlobStore implements BlobStore {
       await copyFile(path, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
       const handle = await open(tmp, 'r');
       try {
-        const digest = await hashHandle(handle, source.size, (size) => this.checkFileSize(path, size));
+        const digest = await hashHandle(handle, source.size, (size) => checkFileSize(path, size, this.maxBlobBytes));
         if (isEmptyDigest(digest) || this.isPresent(digest)) return digest;
         if (this.fsync) await handle.sync();
         await handle.chmod(BLOB_MODE);
@@ -261,7 +253,7 @@ export class FsBlobStore implements BlobStore {
     const actual = digestOfBytes(data);
     if (!digestEquals(actual, digest)) {
       await this.evict(digest);
-      throw corruptNotFound(digest);
+      throw corruptBlobRemoved(digest, ON_DISK);
     }
     return data;
   }
@@ -270,7 +262,7 @@ export class FsBlobStore implements BlobStore {
     const digest = validateDigest(d);
     const { start, end } = resolveRange(digest.sizeBytes, range);
     if (isEmptyDigest(digest) || start === end) {
-      if (!(await this.has(digest))) throw notFound(digest);
+      if (!(await this.has(digest))) throw blobNotFound(digest);
       return Readable.from([], { objectMode: false });
     }
     const packed = this.packed(digest);
@@ -281,7 +273,7 @@ export class FsBlobStore implements BlobStore {
       // A whole blob is hashed as it streams, unless this instance has hashed this very file before (the
       // upload that stored it hashed what it wrote, or an earlier read hashed the file); a range is checked
       // whole first, by the same rule.
-      verify = !this.verified.has(digest.hash, st);
+      verify = !this.verified.has(digest.hash, identity(st));
       if (verify && !(start === 0 && end === digest.sizeBytes)) {
         await this.verifyOnce(handle, digest);
         verify = false;
@@ -310,15 +302,15 @@ export class FsBlobStore implements BlobStore {
     }
     const path = this.pathOf(digest.hash);
     const st = this.statBlob(digest);
-    if (!st) throw notFound(digest);
+    if (!st) throw blobNotFound(digest);
     if (opts.shareStoredFile && (mode & 0o111) === 0 && (await this.linkStored(digest, path, destPath, st))) return;
     await copyFile(path, destPath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE).catch(async (err: unknown) => {
       if (isErrno(err, 'EEXIST')) throw alreadyExists(destPath, err);
-      if (isMissing(err) && !this.statBlob(digest)) throw notFound(digest);
+      if (isMissing(err) && !this.statBlob(digest)) throw blobNotFound(digest);
       throw err;
     });
     await chmod(destPath, mode);
-    if (this.verified.has(digest.hash, st)) return;
+    if (this.verified.has(digest.hash, identity(st))) return;
     // Hash the copy rather than the store file: it is what the caller gets.
     const handle = await open(destPath, 'r');
     let actual: Digest;
@@ -330,9 +322,9 @@ export class FsBlobStore implements BlobStore {
     if (!digestEquals(actual, digest)) {
       await unlink(destPath).catch(ifMissing(undefined));
       await this.evict(digest);
-      throw corruptNotFound(digest);
+      throw corruptBlobRemoved(digest, ON_DISK);
     }
-    this.verified.add(digest.hash, st);
+    this.verified.add(digest.hash, identity(st));
   }
 
   // ---- internals --------------------------------------------------------------------------------------
@@ -378,7 +370,7 @@ export class FsBlobStore implements BlobStore {
     if (!data || data.byteLength !== digest.sizeBytes) return undefined;
     if (!digestEquals(digestOfBytes(data), digest)) {
       this.pack.delete(digest.hash);
-      throw corruptNotFound(digest);
+      throw corruptBlobRemoved(digest, ON_DISK);
     }
     return data;
   }
@@ -386,7 +378,7 @@ export class FsBlobStore implements BlobStore {
   /** Opens the blob's file for reading, with its stats; NotFound unless it is a regular file of the digest's size. */
   private async openBlob(digest: Digest): Promise<{ handle: FileHandle; st: BigIntStats }> {
     const handle = await open(this.pathOf(digest.hash), 'r').catch((err: unknown) => {
-      if (isMissing(err)) throw notFound(digest);
+      if (isMissing(err)) throw blobNotFound(digest);
       throw err;
     });
     const st = await handle.stat({ bigint: true }).catch(async (err: unknown) => {
@@ -395,7 +387,7 @@ export class FsBlobStore implements BlobStore {
     });
     if (!st.isFile() || st.size !== BigInt(digest.sizeBytes)) {
       await handle.close();
-      throw notFound(digest);
+      throw blobNotFound(digest);
     }
     return { handle, st };
   }
@@ -409,11 +401,11 @@ export class FsBlobStore implements BlobStore {
       await link(path, destPath);
     } catch (err) {
       if (isErrno(err, 'EEXIST')) throw alreadyExists(destPath, err);
-      if (isMissing(err) && !this.statBlob(digest)) throw notFound(digest);
+      if (isMissing(err) && !this.statBlob(digest)) throw blobNotFound(digest);
       if (isErrno(err, 'EXDEV') || isErrno(err, 'EPERM') || isErrno(err, 'EMLINK') || isErrno(err, 'ENOTSUP')) return false;
       throw err;
     }
-    if (this.verified.has(digest.hash, st)) return true;
+    if (this.verified.has(digest.hash, identity(st))) return true;
     const handle = await open(path, 'r');
     try {
       await this.verifyOnce(handle, digest);
@@ -429,13 +421,13 @@ export class FsBlobStore implements BlobStore {
   /** Hashes the whole blob through `handle` unless this instance already has; evicts and throws when corrupt. */
   private async verifyOnce(handle: FileHandle, digest: Digest): Promise<void> {
     const st = await handle.stat({ bigint: true });
-    if (this.verified.has(digest.hash, st)) return;
+    if (this.verified.has(digest.hash, identity(st))) return;
     const actual = await hashHandle(handle, digest.sizeBytes);
     if (!digestEquals(actual, digest)) {
       await this.evict(digest);
-      throw corruptNotFound(digest);
+      throw corruptBlobRemoved(digest, ON_DISK);
     }
-    this.verified.add(digest.hash, st);
+    this.verified.add(digest.hash, identity(st));
   }
 
   /**
@@ -477,11 +469,9 @@ export class FsBlobStore implements BlobStore {
   private async checkStreamed(handle: FileHandle, digest: Digest, actual: Digest): Promise<void> {
     if (!digestEquals(actual, digest)) {
       await this.evict(digest);
-      throw new InternalError(`blob ${digest.hash}/${digest.sizeBytes} was corrupt on disk and has been removed`, {
-        details: { digest, corrupt: true },
-      });
+      throw corruptBlobStreamed(digest, ON_DISK);
     }
-    this.verified.add(digest.hash, await handle.stat({ bigint: true }));
+    this.verified.add(digest.hash, identity(await handle.stat({ bigint: true })));
   }
 
   /** Writes a blob through `write` into a temporary file, then renames it into place; cleans up on any error. */
@@ -515,7 +505,7 @@ export class FsBlobStore implements BlobStore {
     // lives only as long as this process, and until a power loss (which ends the process and the memory)
     // the file reads back what was written. Synchronous, as isPresent: its inode is in memory.
     const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
-    if (st) this.verified.add(digest.hash, st);
+    if (st) this.verified.add(digest.hash, identity(st));
   }
 
   private async newTempPath(label: string): Promise<string> {
@@ -536,41 +526,6 @@ export class FsBlobStore implements BlobStore {
     await unlink(this.pathOf(digest.hash)).catch(ifMissing(undefined));
   }
 
-  private checkFileSize(path: string, size: number): void {
-    if (size > this.maxBlobBytes) {
-      throw new TooLargeError(`${path} is ${size} bytes, over this store's limit of ${this.maxBlobBytes}`, {
-        details: { sizeBytes: size, maxBlobBytes: this.maxBlobBytes },
-      });
-    }
-  }
-}
-
-/**
- * Blobs this instance has hashed and found good, keyed by hash, remembered with the file identity they had
- * then; any change to the file (a rewrite, a replacement) makes the memory stale. Oldest entries go first.
- */
-class VerifiedMemo {
-  private readonly entries = new Map<string, string>();
-
-  constructor(private readonly capacity: number) {}
-
-  has(hash: string, st: BigIntStats): boolean {
-    return this.entries.get(hash) === identity(st);
-  }
-
-  add(hash: string, st: BigIntStats): void {
-    if (this.capacity <= 0) return;
-    this.entries.delete(hash);
-    this.entries.set(hash, identity(st));
-    if (this.entries.size > this.capacity) {
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) this.entries.delete(oldest.value);
-    }
-  }
-
-  delete(hash: string): void {
-    this.entries.delete(hash);
-  }
 }
 
 /**
@@ -581,14 +536,6 @@ class VerifiedMemo {
  */
 function identity(st: BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
-}
-
-async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.byteLength) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
-    offset += bytesWritten;
-  }
 }
 
 /**
@@ -671,16 +618,6 @@ function isPackable(digest: Digest): boolean {
 
 function digestOfBytes(data: Uint8Array): Digest {
   return new DigestBuilder().update(data).digest();
-}
-
-function notFound(digest: Digest): NotFoundError {
-  return new NotFoundError(`blob ${digest.hash}/${digest.sizeBytes} not found`, { details: { digest } });
-}
-
-function corruptNotFound(digest: Digest): NotFoundError {
-  return new NotFoundError(`blob ${digest.hash}/${digest.sizeBytes} was corrupt on disk and has been removed`, {
-    details: { digest, corrupt: true },
-  });
 }
 
 function isMissing(err: unknown): boolean {

@@ -4,13 +4,25 @@
  * until verified: the memory store cannot stream without holding a blob whole.
  */
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { Digest } from '../../core/digest.js';
 import { DigestBuilder, EMPTY_DIGEST, isValidHash, validateDigest } from '../../core/digest.js';
-import { InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
+import { InvalidArgumentError } from '../../core/errors.js';
+import { blobNotFound } from '../blob-errors.js';
 import type { BlobStore, ByteRange } from '../blob-store.js';
-import { asBytes, CHUNK_BYTES, checkDigestForWrite, isEmptyDigest, isErrno, resolveRange, uniqueDigests, VerifyingCounter, writeNewFile } from '../blob-support.js';
+import {
+  CHUNK_BYTES,
+  checkDigestForWrite,
+  checkFileSize,
+  checkMaxBlobBytes,
+  isEmptyDigest,
+  readVerified,
+  resolveRange,
+  statSourceFile,
+  uniqueDigests,
+  verifyBytes,
+  writeNewFile,
+} from '../blob-support.js';
 
 export interface MemoryBlobStoreOptions {
   /** Largest blob accepted, bytes (default 64 MiB). */
@@ -23,10 +35,11 @@ export class MemoryBlobStore implements BlobStore {
   private readonly blobs = new Map<string, Buffer>();
 
   constructor(opts: MemoryBlobStoreOptions = {}) {
-    const max = opts.maxBlobBytes ?? 64 * 1024 * 1024;
-    if (!Number.isSafeInteger(max) || max < 0) throw new InvalidArgumentError(`maxBlobBytes must be a non-negative integer, got ${max}`);
-    this.maxBlobBytes = max;
+    this.maxBlobBytes = checkMaxBlobBytes(opts.maxBlobBytes ?? 64 * 1024 * 1024);
   }
+
+  /** Holds nothing open: the blobs go with the object. */
+  async close(): Promise<void> {}
 
   /** Blobs held, not counting the always-present empty blob. */
   get size(): number {
@@ -49,39 +62,23 @@ export class MemoryBlobStore implements BlobStore {
 
   async put(d: Digest, data: Uint8Array): Promise<void> {
     const digest = checkDigestForWrite(d, this.maxBlobBytes);
-    const counter = new VerifyingCounter(digest);
-    counter.update(data);
-    counter.finish();
+    verifyBytes(digest, data);
     this.store(digest, Buffer.from(data));
   }
 
   async putStream(d: Digest, source: AsyncIterable<Uint8Array>): Promise<void> {
     const digest = checkDigestForWrite(d, this.maxBlobBytes);
-    const counter = new VerifyingCounter(digest);
-    const chunks: Buffer[] = [];
-    for await (const raw of source) {
-      const chunk = asBytes(raw);
-      counter.update(chunk);
-      chunks.push(Buffer.from(chunk));
-    }
-    counter.finish();
-    this.store(digest, Buffer.concat(chunks));
+    this.store(digest, await readVerified(digest, source));
   }
 
   async putFile(path: string): Promise<Digest> {
-    const st = await stat(path).catch((err: unknown) => {
-      if (isErrno(err, 'ENOENT')) throw new NotFoundError(`no file ${path}`);
-      throw err;
-    });
-    if (!st.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
+    checkFileSize(path, (await statSourceFile(path)).size, this.maxBlobBytes);
     const builder = new DigestBuilder();
     const chunks: Buffer[] = [];
     for await (const raw of createReadStream(path, { highWaterMark: CHUNK_BYTES })) {
       const chunk = raw as Buffer;
       builder.update(chunk);
-      if (builder.bytesSoFar > this.maxBlobBytes) {
-        throw new TooLargeError(`${path} is over this store's limit of ${this.maxBlobBytes} bytes`, { details: { maxBlobBytes: this.maxBlobBytes } });
-      }
+      checkFileSize(path, builder.bytesSoFar, this.maxBlobBytes);
       chunks.push(chunk);
     }
     const digest = builder.digest();
@@ -112,7 +109,7 @@ export class MemoryBlobStore implements BlobStore {
 
   private require(d: Digest): Buffer {
     const data = this.lookup(d);
-    if (data === undefined) throw new NotFoundError(`blob ${d.hash}/${d.sizeBytes} not found`, { details: { digest: d } });
+    if (data === undefined) throw blobNotFound(d);
     return data;
   }
 

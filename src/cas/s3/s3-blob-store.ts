@@ -36,27 +36,34 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { open, stat, unlink } from 'node:fs/promises';
+import { open, unlink } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Digest } from '../../core/digest.js';
 import { DigestBuilder, digestEquals, EMPTY_DIGEST, isValidHash, validateDigest } from '../../core/digest.js';
-import { DigestMismatchError, InternalError, InvalidArgumentError, NotFoundError, RemexError, TooLargeError, UnavailableError } from '../../core/errors.js';
+import { DigestMismatchError, InternalError, InvalidArgumentError, RemexError, UnavailableError } from '../../core/errors.js';
+import { alreadyExists, blobNotFound, corruptBlobRemoved, corruptBlobStreamed } from '../blob-errors.js';
 import type { BlobStore, ByteRange } from '../blob-store.js';
 import {
-  alreadyExists,
   asBytes,
   CHUNK_BYTES,
   checkDigestForWrite,
+  checkFileSize,
+  checkMaxBlobBytes,
   drainVerifying,
   isEmptyDigest,
   isErrno,
+  readVerified,
   resolveRange,
+  statSourceFile,
   uniqueDigests,
+  verifyBytes,
   VerifyingCounter,
+  writeFully,
   writeNewFile,
 } from '../blob-support.js';
+import { VerifiedMemo } from '../verified-memo.js';
 import type { S3Location } from './s3-url.js';
 import { normalizePrefix, parseEndpoint, parseS3Url } from './s3-url.js';
 
@@ -84,6 +91,8 @@ const MAX_SOCKETS = 256;
 /** Attempts at a ranged read whose blob changes under it between verification and reading. */
 const RANGED_READ_ATTEMPTS = 3;
 const CONTENT_TYPE = 'application/octet-stream';
+/** Where this store keeps blobs, for the corrupt-blob errors. */
+const IN_S3 = 'in S3';
 
 /** The SDK logs nothing through this (its default logs a warning to the console for failed streaming requests). */
 const SILENT_LOGGER = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
@@ -118,10 +127,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   constructor(opts: S3BlobStoreOptions) {
-    if (!Number.isSafeInteger(opts.maxBlobBytes) || opts.maxBlobBytes < 0) {
-      throw new InvalidArgumentError(`maxBlobBytes must be a non-negative integer, got ${opts.maxBlobBytes}`);
-    }
-    if (opts.maxBlobBytes > S3_MAX_BLOB_BYTES) {
+    if (checkMaxBlobBytes(opts.maxBlobBytes) > S3_MAX_BLOB_BYTES) {
       throw new InvalidArgumentError(`maxBlobBytes of ${opts.maxBlobBytes} is over ${S3_MAX_BLOB_BYTES}, the most one S3 PUT or copy can write`);
     }
     if (typeof opts.bucket !== 'string' || opts.bucket === '' || opts.bucket.includes('/')) {
@@ -182,8 +188,8 @@ export class S3BlobStore implements BlobStore {
     });
   }
 
-  /** Closes the client's connections. */
-  close(): void {
+  /** Closes the client's connections; the store is unusable afterwards. */
+  async close(): Promise<void> {
     this.client.destroy();
   }
 
@@ -220,9 +226,7 @@ export class S3BlobStore implements BlobStore {
 
   async put(d: Digest, data: Uint8Array): Promise<void> {
     const digest = checkDigestForWrite(d, this.maxBlobBytes);
-    const counter = new VerifyingCounter(digest);
-    counter.update(data);
-    counter.finish();
+    verifyBytes(digest, data);
     if (isEmptyDigest(digest) || (await this.isPresent(digest))) return;
     await this.putVerified(digest, data);
   }
@@ -238,18 +242,13 @@ export class S3BlobStore implements BlobStore {
   }
 
   async putFile(path: string): Promise<Digest> {
-    const st = await stat(path).catch((err: unknown) => {
-      if (isErrno(err, 'ENOENT')) throw new NotFoundError(`no file ${path}`);
-      throw err;
-    });
-    if (!st.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
-    this.checkFileSize(path, st.size);
+    checkFileSize(path, (await statSourceFile(path)).size, this.maxBlobBytes);
     // Hash first, so a blob already present costs a local read and one HEAD, then upload with the
     // digest known (the key and Content-Length need it); the upload checks the bytes again.
     const builder = new DigestBuilder();
     for await (const chunk of createReadStream(path, { highWaterMark: CHUNK_BYTES })) {
       builder.update(chunk as Buffer);
-      this.checkFileSize(path, builder.bytesSoFar);
+      checkFileSize(path, builder.bytesSoFar, this.maxBlobBytes);
     }
     const digest = builder.digest();
     if (isEmptyDigest(digest) || (await this.isPresent(digest))) return digest;
@@ -267,23 +266,8 @@ export class S3BlobStore implements BlobStore {
   async get(d: Digest): Promise<Buffer> {
     const digest = validateDigest(d);
     if (isEmptyDigest(digest)) return Buffer.alloc(0);
-    const opened = await this.openObject(digest);
-    if (!opened) throw notFound(digest);
     const chunks: Buffer[] = [];
-    const builder = new DigestBuilder();
-    try {
-      for await (const chunk of bodyChunks(opened.body, digest, 0, digest.sizeBytes)) {
-        builder.update(chunk);
-        chunks.push(chunk);
-      }
-    } finally {
-      opened.body.destroy();
-    }
-    if (!digestEquals(builder.digest(), digest)) {
-      await this.evict(digest);
-      throw corruptNotFound(digest);
-    }
-    this.verified.add(digest.hash, opened.etag);
+    await this.readWhole(digest, chunks);
     return Buffer.concat(chunks);
   }
 
@@ -291,28 +275,28 @@ export class S3BlobStore implements BlobStore {
     const digest = validateDigest(d);
     const { start, end } = resolveRange(digest.sizeBytes, range);
     if (isEmptyDigest(digest) || start === end) {
-      if (!(await this.has(digest))) throw notFound(digest);
+      if (!(await this.has(digest))) throw blobNotFound(digest);
       return Readable.from([], { objectMode: false });
     }
     if (start === 0 && end === digest.sizeBytes) {
       const opened = await this.openObject(digest);
-      if (!opened) throw notFound(digest);
+      if (!opened) throw blobNotFound(digest);
       return toReadable(opened.body, this.verifiedChunks(opened, digest));
     }
     for (let attempt = 1; ; attempt++) {
       const opened = await this.openObject(digest, { start, end });
-      if (!opened) throw notFound(digest);
+      if (!opened) throw blobNotFound(digest);
       if (this.verified.has(digest.hash, opened.etag)) return toReadable(opened.body, bodyChunks(opened.body, digest, opened.skip, end - start));
       opened.body.destroy();
       // Not verified by this instance yet: hash the whole blob once, then read the range of exactly that
       // version (conditional on its ETag). Lost races with a rewrite of the object are tried again.
-      const etag = await this.verifyWhole(digest);
+      const etag = await this.readWhole(digest);
       const again = await this.openObject(digest, { start, end }, etag);
       if (again === 'changed') {
         if (attempt >= RANGED_READ_ATTEMPTS) throw new UnavailableError(`blob ${digest.hash}/${digest.sizeBytes} kept changing while being read`);
         continue;
       }
-      if (!again) throw notFound(digest);
+      if (!again) throw blobNotFound(digest);
       return toReadable(again.body, bodyChunks(again.body, digest, again.skip, end - start));
     }
   }
@@ -324,7 +308,7 @@ export class S3BlobStore implements BlobStore {
       return;
     }
     const opened = await this.openObject(digest);
-    if (!opened) throw notFound(digest);
+    if (!opened) throw blobNotFound(digest);
     let handle: FileHandle;
     try {
       handle = await open(destPath, 'wx', mode).catch((err: unknown) => {
@@ -344,7 +328,7 @@ export class S3BlobStore implements BlobStore {
       }
       if (!digestEquals(builder.digest(), digest)) {
         corrupt = true;
-        throw corruptNotFound(digest);
+        throw corruptBlobRemoved(digest, IN_S3);
       }
       await handle.chmod(mode);
       complete = true;
@@ -362,15 +346,7 @@ export class S3BlobStore implements BlobStore {
   /** Stores a stream not yet known to be present: buffered and PUT when small, through a temporary key when large. */
   private async upload(digest: Digest, source: AsyncIterable<Uint8Array>): Promise<void> {
     if (digest.sizeBytes <= this.bufferedPutMaxBytes) {
-      const counter = new VerifyingCounter(digest);
-      const chunks: Buffer[] = [];
-      for await (const raw of source) {
-        const chunk = asBytes(raw);
-        counter.update(chunk);
-        chunks.push(Buffer.from(chunk));
-      }
-      counter.finish();
-      await this.putVerified(digest, Buffer.concat(chunks));
+      await this.putVerified(digest, await readVerified(digest, source));
       return;
     }
     await this.uploadThroughTemp(digest, source);
@@ -508,19 +484,25 @@ export class S3BlobStore implements BlobStore {
     return { body, etag: out.ETag, skip };
   }
 
-  /** Hashes the whole blob; its ETag when good. NotFoundError when absent, or corrupt (then it is deleted). */
-  private async verifyWhole(digest: Digest): Promise<string | undefined> {
+  /**
+   * Hashes the whole blob, its chunks pushed onto `keep` when given; its ETag when good. NotFoundError when
+   * absent, or corrupt (then it is deleted).
+   */
+  private async readWhole(digest: Digest, keep?: Buffer[]): Promise<string | undefined> {
     const opened = await this.openObject(digest);
-    if (!opened) throw notFound(digest);
+    if (!opened) throw blobNotFound(digest);
     const builder = new DigestBuilder();
     try {
-      for await (const chunk of bodyChunks(opened.body, digest, 0, digest.sizeBytes)) builder.update(chunk);
+      for await (const chunk of bodyChunks(opened.body, digest, 0, digest.sizeBytes)) {
+        builder.update(chunk);
+        keep?.push(chunk);
+      }
     } finally {
       opened.body.destroy();
     }
     if (!digestEquals(builder.digest(), digest)) {
       await this.evict(digest);
-      throw corruptNotFound(digest);
+      throw corruptBlobRemoved(digest, IN_S3);
     }
     this.verified.add(digest.hash, opened.etag);
     return opened.etag;
@@ -537,7 +519,7 @@ export class S3BlobStore implements BlobStore {
     }
     if (!digestEquals(builder.digest(), digest)) {
       await this.evict(digest);
-      throw new InternalError(`blob ${digest.hash}/${digest.sizeBytes} was corrupt in S3 and has been removed`, { details: { digest, corrupt: true } });
+      throw corruptBlobStreamed(digest, IN_S3);
     }
     this.verified.add(digest.hash, opened.etag);
     if (pending) yield pending;
@@ -556,14 +538,6 @@ export class S3BlobStore implements BlobStore {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })).catch(() => undefined);
   }
 
-  private checkFileSize(path: string, size: number): void {
-    if (size > this.maxBlobBytes) {
-      throw new TooLargeError(`${path} is ${size} bytes, over this store's limit of ${this.maxBlobBytes}`, {
-        details: { sizeBytes: size, maxBlobBytes: this.maxBlobBytes },
-      });
-    }
-  }
-
   /** An SDK error as a RemexError that carries nothing of the SDK's error object but its name, status and request id. */
   private failure(op: string, key: string, err: unknown): RemexError {
     if (err instanceof RemexError) return err;
@@ -578,34 +552,6 @@ export class S3BlobStore implements BlobStore {
     const details = { s3Error: name, ...(status ? { httpStatus: status } : {}), ...(requestId ? { requestId } : {}) };
     const retryable = status === undefined || status >= 500 || status === 429 || status === 408 || ['SlowDown', 'RequestTimeout', 'TimeoutError'].includes(name);
     return retryable ? new UnavailableError(message, { details }) : new InternalError(message, { details });
-  }
-}
-
-/**
- * Blobs this instance has hashed and found good, keyed by hash, with the ETag they had then; a rewrite of
- * the object with other bytes changes its ETag and makes the memory stale. Oldest entries go first.
- */
-class VerifiedMemo {
-  private readonly entries = new Map<string, string>();
-
-  constructor(private readonly capacity: number) {}
-
-  has(hash: string, etag: string | undefined): boolean {
-    return etag !== undefined && this.entries.get(hash) === etag;
-  }
-
-  add(hash: string, etag: string | undefined): void {
-    if (this.capacity <= 0 || etag === undefined) return;
-    this.entries.delete(hash);
-    this.entries.set(hash, etag);
-    if (this.entries.size > this.capacity) {
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) this.entries.delete(oldest.value);
-    }
-  }
-
-  delete(hash: string): void {
-    this.entries.delete(hash);
   }
 }
 
@@ -660,14 +606,6 @@ function toReadable(body: Readable, chunks: AsyncIterable<Buffer>): Readable {
   return stream;
 }
 
-async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.byteLength) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
-    offset += bytesWritten;
-  }
-}
-
 /** A key for x-amz-copy-source: each segment URL-encoded, slashes kept. */
 function encodeKey(key: string): string {
   return key.split('/').map(encodeURIComponent).join('/');
@@ -700,14 +638,4 @@ function httpMeaning(status: number | undefined): string {
 function nonNegative(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got ${value}`);
   return value;
-}
-
-function notFound(digest: Digest): NotFoundError {
-  return new NotFoundError(`blob ${digest.hash}/${digest.sizeBytes} not found`, { details: { digest } });
-}
-
-function corruptNotFound(digest: Digest): NotFoundError {
-  return new NotFoundError(`blob ${digest.hash}/${digest.sizeBytes} was corrupt in S3 and has been removed`, {
-    details: { digest, corrupt: true },
-  });
 }
