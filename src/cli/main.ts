@@ -10,9 +10,9 @@ import { InvalidArgumentError, RemexError } from '../core/errors.js';
 import { RemexClient } from '../client/remex-client.js';
 import { startServer } from '../server/server.js';
 import { createLogger } from '../server/logger.js';
-import { defaultSlots, SERVE_DEFAULTS, serveConfig, WORKER_DEFAULTS } from '../server/config.js';
+import { defaultSlots, labelsFromFlags, SERVE_DEFAULTS, serveConfig, WORKER_DEFAULTS } from '../server/config.js';
 import type { ServeFlags } from '../server/config.js';
-import { startRemoteWorker } from '../worker/remote-worker.js';
+import { startRemoteWorker } from '../server/remote-worker.js';
 import { EXIT_REMEX_FAILURE } from './exit-codes.js';
 import { runCommand } from './run-command.js';
 
@@ -107,10 +107,13 @@ export function buildProgram(): Command {
     .option('--name <name>', 'worker name', WORKER_DEFAULTS.name)
     .option('--work-dir <dir>', 'local run directories and blob cache', WORKER_DEFAULTS.workDir)
     .option('--platform <triple>', 'serve only these platforms (repeatable)', collect, [])
+    .option('--label <K=V>', 'a label of this worker, for selectors and scaling (repeatable)', collect, [])
+    .addOption(new Option('--instance-id <id>', "the provider's id of this machine or process (set by an autoscaler)").env('REMEX_INSTANCE_ID'))
     .addOption(new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE'))
     .addOption(caFileOption())
-    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; tokenFile?: string; caFile?: string }) => {
+    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; instanceId?: string; tokenFile?: string; caFile?: string }) => {
       const logger = createLogger();
+      const labels = labelsFromFlags(o.label);
       const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
       const worker = await startRemoteWorker({
         server: o.server,
@@ -120,7 +123,13 @@ export function buildProgram(): Command {
         name: o.name,
         workDir: resolve(o.workDir),
         ...(o.platform.length ? { platforms: o.platform } : {}),
+        labels,
+        ...(o.instanceId !== undefined ? { instanceId: o.instanceId } : {}),
         logger,
+        onDrainedByOrder: () => {
+          logger.info('drained on the server\'s order: exiting');
+          process.exit(0);
+        },
       });
       process.stdout.write(`remex worker ${worker.id ?? ''} serving ${o.server}\n`);
       onTerminate(logger, () => worker.drain());

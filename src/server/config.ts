@@ -201,6 +201,27 @@ function serverTokens(file: string | undefined, envName: string, env: NodeJS.Pro
   return tokens;
 }
 
+/** A label's name: what selectors and metrics can carry (`pool`, `app.kubernetes.io/version`). */
+export const LABEL_NAME = /^[A-Za-z][A-Za-z0-9_./-]{0,62}$/;
+export const MAX_LABEL_VALUE_CHARS = 256;
+export const MAX_LABELS = 32;
+
+/** `--label K=V` flags → labels; a bad name, a long value, too many or a repeated name is refused. */
+export function labelsFromFlags(flags: readonly string[]): Record<string, string> {
+  if (flags.length > MAX_LABELS) throw new InvalidArgumentError(`--label: at most ${MAX_LABELS} labels`);
+  const labels: Record<string, string> = {};
+  for (const flag of flags) {
+    const eq = flag.indexOf('=');
+    const name = eq < 0 ? flag : flag.slice(0, eq);
+    if (eq < 0 || !LABEL_NAME.test(name)) throw new InvalidArgumentError(`--label ${JSON.stringify(flag)}: expected NAME=VALUE, NAME a letter then letters, digits, _ . / - (up to 63)`);
+    const value = flag.slice(eq + 1);
+    if (value.length > MAX_LABEL_VALUE_CHARS) throw new InvalidArgumentError(`--label ${name}: the value is longer than ${MAX_LABEL_VALUE_CHARS} characters`);
+    if (Object.hasOwn(labels, name)) throw new InvalidArgumentError(`--label ${name} is given twice`);
+    labels[name] = value;
+  }
+  return labels;
+}
+
 /**
  * The largest blob a remote worker's local cache takes. The cache can always be refilled from the
  * server: losing a blob to a crash costs a download, not data (so it is not fsynced either).

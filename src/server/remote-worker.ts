@@ -1,6 +1,6 @@
 /**
- * `remex worker`: the worker loop linked to a server over HTTP, with a local blob cache, serving every
- * platform this host can run (natively, or under qemu-user where installed).
+ * The composition root of `remex worker`: the worker loop linked to a server over HTTP, with a local blob
+ * cache, serving every platform this host can run (natively, or under qemu-user where installed).
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -10,10 +10,11 @@ import { RemexClient } from '../client/remex-client.js';
 import { RemoteBlobStore } from '../cas/remote/remote-blob-store.js';
 import { canonicalPlatform } from '../core/platform.js';
 import { UnsupportedPlatformError } from '../core/errors.js';
-import { detectPlatformSupport } from './emulation.js';
-import { BwrapSandbox } from './sandbox/bwrap/bwrap-sandbox.js';
-import { Worker } from './worker.js';
-import { REMOTE_WORKER_CACHE_MAX_BLOB_BYTES } from '../server/config.js';
+import { detectPlatformSupport } from '../worker/emulation.js';
+import { BwrapSandbox } from '../worker/sandbox/bwrap/bwrap-sandbox.js';
+import { Worker } from '../worker/worker.js';
+import type { WorkerObserver } from '../worker/observer.js';
+import { REMOTE_WORKER_CACHE_MAX_BLOB_BYTES } from './config.js';
 
 export interface RemoteWorkerOptions {
   /** One controller address, a comma-separated list, or an array: the worker moves on when one dies. */
@@ -28,10 +29,21 @@ export interface RemoteWorkerOptions {
   platforms?: readonly string[];
   logger: Logger;
   leaseWaitMs?: number;
+  labels?: Record<string, string>;
+  instanceId?: string;
+  observers?: readonly WorkerObserver[];
+  /** The server ordered a drain; called once it has ended (the CLI exits then). */
+  onDrainedByOrder?: () => void;
 }
 
+export interface RunningRemoteWorker {
+  readonly id: string | undefined;
+  readonly activeJobs: number;
+  /** Takes no new jobs, finishes and commits the running ones, leaves the server, closes the cache. */
+  drain(): Promise<void>;
+}
 
-export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<Worker> {
+export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<RunningRemoteWorker> {
   const client = new RemexClient(opts.server, { token: opts.token, ca: opts.ca });
   client.onServerChange(({ from, to, reason }) => opts.logger.warn({ from, to, reason }, 'controller unreachable; moving to the next one (registering there again)'));
   const cache = new FsBlobStore({ root: join(opts.workDir, 'cache'), maxBlobBytes: REMOTE_WORKER_CACHE_MAX_BLOB_BYTES, fsync: false });
@@ -42,17 +54,33 @@ export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<Work
     if (unavailable.length > 0) throw new UnsupportedPlatformError(`this host cannot run ${unavailable.join(', ')}`);
     platforms = platforms.filter((p) => wanted.includes(p.platform));
   }
-  const worker = new Worker({
+  const blobs = new RemoteBlobStore(client, cache);
+  let closing: Promise<void> | undefined;
+  const drain = (worker: Worker): Promise<void> =>
+    (closing ??= worker.drain().finally(() => blobs.close().catch((err: unknown) => opts.logger.warn({ err }, 'cannot close the blob cache'))));
+  const worker: Worker = new Worker({
     name: opts.name,
     slots: opts.slots,
     workRoot: join(opts.workDir, 'runs'),
     link: new HttpWorkerLink(client),
-    blobs: new RemoteBlobStore(client, cache),
+    blobs,
     sandbox: await BwrapSandbox.create({}),
     platforms,
     logger: opts.logger,
     ...(opts.leaseWaitMs !== undefined ? { leaseWaitMs: opts.leaseWaitMs } : {}),
+    ...(opts.labels ? { labels: opts.labels } : {}),
+    ...(opts.instanceId !== undefined ? { instanceId: opts.instanceId } : {}),
+    ...(opts.observers ? { observers: opts.observers } : {}),
+    onDrainOrdered: () => void drain(worker).then(() => opts.onDrainedByOrder?.()),
   });
   await worker.start();
-  return worker;
+  return {
+    get id() {
+      return worker.id;
+    },
+    get activeJobs() {
+      return worker.activeJobs;
+    },
+    drain: () => drain(worker),
+  };
 }
