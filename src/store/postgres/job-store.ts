@@ -10,8 +10,8 @@
 import type { PoolClient } from 'pg';
 import type { JobFailure, JobState, RunReport } from '../../core/model.js';
 import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, compareDispatchOrder, lostFailure } from '../job-rules.js';
-import { NEW_JOB_COLUMNS, newJobValues } from '../new-job-row.js';
-import type { NewJobColumn } from '../new-job-row.js';
+import { JOB_COLUMN_NAMES, NEW_JOB_COLUMNS, newJobValues } from '../job-row.js';
+import type { NewJobColumn } from '../job-row.js';
 import type { HeldLease, JobRecord, JobStore, LeaseExpiry, NewJob, Outcome } from '../ports.js';
 import { int, intOrNull, refusedByDatabase } from './connection.js';
 import type { PostgresDb, Queryable } from './connection.js';
@@ -71,12 +71,9 @@ function byDispatchOrder(a: JobRow, b: JobRow): number {
   return compareDispatchOrder({ priority: a.priority, seq: int(a.seq) }, { priority: b.priority, seq: int(b.seq) });
 }
 
-const JOB_COLUMN_NAMES = [
-  'seq', 'id', 'instance', 'action_hash', 'action_size', 'platform', 'state', 'attempt', 'priority', 'spec', 'created_at',
-  'queued_at', 'started_at', 'completed_at', 'queue_time_ms', 'lease_owner', 'lease_expires_at', 'cancel_requested',
-  'cached', 'result', 'failure',
-] as const;
-const JOB_COLUMNS = JOB_COLUMN_NAMES.join(', ');
+/** Every row read carries `seq`: batches are put in dispatch order, and expiries in insertion order. */
+const READ_COLUMNS = ['seq', ...JOB_COLUMN_NAMES] as const;
+const JOB_COLUMNS = READ_COLUMNS.join(', ');
 
 /** One worker's claim on one platform, as the batched statement takes it. */
 interface ClaimItem {
@@ -131,7 +128,7 @@ export class PostgresJobStore implements JobStore {
         UPDATE ${jobs} AS j SET state = 'running', attempt = j.attempt + 1, lease_owner = $1, lease_expires_at = $2,
           started_at = $3, queue_time_ms = j.queue_time_ms + greatest(0, $4::int8 - j.queued_at)
         FROM head WHERE j.seq = head.seq AND j.state = 'queued'
-        RETURNING ${JOB_COLUMN_NAMES.map((c) => `j.${c}`).join(', ')}`,
+        RETURNING ${READ_COLUMNS.map((c) => `j.${c}`).join(', ')}`,
       // The claim above for several workers at once (one platform): their wanted slots are numbered in the
       // order the workers asked, the head of the queue in dispatch order, and slot n gets job n.
       claimMany: `WITH req AS (
@@ -148,7 +145,7 @@ export class PostgresJobStore implements JobStore {
         UPDATE ${jobs} AS j SET state = 'running', attempt = j.attempt + 1, lease_owner = slot.owner, lease_expires_at = slot.expires,
           started_at = slot.now, queue_time_ms = j.queue_time_ms + greatest(0, slot.now - j.queued_at)
         FROM pick JOIN slot USING (n) WHERE j.seq = pick.seq AND j.state = 'queued'
-        RETURNING ${JOB_COLUMN_NAMES.map((c) => `j.${c}`).join(', ')}`,
+        RETURNING ${READ_COLUMNS.map((c) => `j.${c}`).join(', ')}`,
       renew: `UPDATE ${jobs} SET lease_expires_at = $1 WHERE state = 'running' AND lease_owner = $2
         RETURNING id, cancel_requested`,
       renewHeld: `UPDATE ${jobs} SET lease_expires_at = $1 WHERE state = 'running' AND lease_owner = $2
@@ -161,7 +158,7 @@ export class PostgresJobStore implements JobStore {
         FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::json[], $6::json[], $7::int8[])
           AS v(id, attempt, owner, state, result, failure, completed_at)
         WHERE j.id = v.id AND j.attempt = v.attempt AND j.lease_owner = v.owner AND j.state = 'running'
-        RETURNING ${JOB_COLUMN_NAMES.map((c) => `j.${c}`).join(', ')}`,
+        RETURNING ${READ_COLUMNS.map((c) => `j.${c}`).join(', ')}`,
       // One statement for both cases, so a job that changes state meanwhile is judged on its newest version.
       cancel: `UPDATE ${jobs} SET
           state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,

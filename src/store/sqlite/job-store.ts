@@ -5,7 +5,7 @@
 import type Database from 'better-sqlite3';
 import type { JobFailure, JobState, RunReport } from '../../core/model.js';
 import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, compareDispatchOrder, lostFailure } from '../job-rules.js';
-import { NEW_JOB_COLUMNS, newJobValues } from '../new-job-row.js';
+import { JOB_COLUMN_NAMES, NEW_JOB_COLUMNS, newJobValues } from '../job-row.js';
 import type { HeldLease, JobRecord, JobStore, LeaseExpiry, NewJob, Outcome } from '../ports.js';
 
 interface JobRow {
@@ -55,9 +55,7 @@ function toJob(row: JobRow): JobRecord {
   };
 }
 
-const JOB_COLUMNS = `id, instance, action_hash, action_size, platform, state, attempt, priority, spec, created_at,
-  queued_at, started_at, completed_at, queue_time_ms, lease_owner, lease_expires_at, cancel_requested, cached,
-  result, failure`;
+const JOB_COLUMNS = JOB_COLUMN_NAMES.join(', ');
 
 export class SqliteJobStore implements JobStore {
   private readonly s;
