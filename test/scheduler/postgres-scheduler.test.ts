@@ -140,7 +140,7 @@ if (pgFixture) {
       const worker = await register(b, 'worker-on-b');
       for (let round = 0; round < 3; round++) {
         const leasing = b.scheduler.lease(worker, 1, 10_000);
-        await waitUntil('the lease is parked on B', () => parkedLeases(b) === 1);
+        await waitUntil('the lease is parked on B', () => parkedLeases(b) === 1, 5_000);
         const s = spec();
         const submittedAt = performance.now();
         const job = await submit(a, s);
@@ -173,7 +173,7 @@ if (pgFixture) {
       const heartbeat = setInterval(() => void b.scheduler.heartbeat(survivor, false).catch(() => undefined), 50);
       teardowns.push(() => clearInterval(heartbeat));
       const leasing = b.scheduler.lease(survivor, 1, 10_000);
-      await waitUntil('the lease is parked on B', () => parkedLeases(b) === 1);
+      await waitUntil('the lease is parked on B', () => parkedLeases(b) === 1, 5_000);
       const startedAt = performance.now();
       const [again] = await leasing;
       const waitedMs = performance.now() - startedAt;
