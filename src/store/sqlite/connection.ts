@@ -22,6 +22,7 @@ export function openSqlite(path: string): Database.Database {
   return db;
 }
 
+/** Applies the migrations past PRAGMA user_version, each in its own transaction (IMMEDIATE: it writes). */
 function migrate(db: Database.Database): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   for (let v = current; v < SQLITE_MIGRATIONS.length; v++) {

@@ -1,6 +1,7 @@
 /**
- * The JobStore on SQLite. Each state change is one compare-and-set statement or a short transaction; one
- * process owns the file, so no claim or merge can race another controller's.
+ * The JobStore on SQLite. Each state change is one compare-and-set statement or a short transaction, run
+ * synchronously underneath: atomic with respect to every other caller in the process, so a claim or a merge
+ * needs no locking of its own.
  */
 import type Database from 'better-sqlite3';
 import type { JobFailure, JobState, RunReport } from '../../core/model.js';
