@@ -4,8 +4,10 @@
  * one in a temporary directory on a free loopback port, once per test file. Without either, the tests are
  * skipped locally and fail in CI (CI=true), so a skip can never pass as green.
  *
- * Schemas are dropped after each test; set REMEX_TEST_KEEP_SCHEMAS=1 (with a REMEX_TEST_POSTGRES_URL) to keep
- * them for inspection: a private server goes, data and all, when its file ends.
+ * A test's schemas are dropped when it passes. A failed test keeps them for inspection, and the log says
+ * where they are and how to connect; a private server then keeps its data directory when its file ends,
+ * and the log says how to start it again. REMEX_TEST_KEEP_SCHEMAS=1 keeps every schema (a private server
+ * still goes, data and all, when no test failed).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -14,17 +16,19 @@ import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } fr
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, beforeEach, test } from 'node:test';
 import pg from 'pg';
 import { IN_CI, which } from './tools.js';
 
 export interface TestPostgres {
   /** Connection URL of a database the tests may use freely. */
   readonly url: string;
-  /** Stops the server (when this helper started it) and removes its files. */
-  stop(): Promise<void>;
+  /** Stops the server (when this helper started it) and removes its files, unless `keepData`. */
+  stop(opts?: { keepData?: boolean }): Promise<void>;
   /** Restarts the server on the same port, keeping its data; absent for an external URL. */
   restart?(): Promise<void>;
+  /** The shell command that starts a stopped private server again on its data; absent for an external URL. */
+  readonly startCommand?: string;
 }
 
 const EXTERNAL_URL = process.env.REMEX_TEST_POSTGRES_URL;
@@ -78,20 +82,65 @@ export function usePostgres(): PostgresFixture | undefined {
     return undefined;
   }
   let server: TestPostgres | undefined;
-  before(async () => {
-    server = await startPostgres();
-  });
-  after(async () => {
-    await server?.stop();
-  });
-  return new PostgresFixture(() => {
+  const fixture = new PostgresFixture(() => {
     if (!server) throw new Error('PostgreSQL is not started yet: use the fixture inside tests or hooks');
     return server;
   });
+  before(async () => {
+    server = await startPostgres();
+  });
+  // Registered before the file's own hooks: root hooks run in that order, and this afterEach must learn
+  // the verdict before a later root afterEach releases the test's schemas (inner hooks run before it).
+  beforeEach((t) => fixture.testStarted(t));
+  afterEach((t) => fixture.testEnded(t));
+  after(async () => {
+    const keepData = fixture.kept.length > 0 && server?.startCommand !== undefined;
+    await server?.stop({ keepData });
+    if (keepData) {
+      log(`PostgreSQL data of the failed tests kept; start the server again with:\n  ${server?.startCommand}\n` +
+        `then connect with: psql '${server?.url}' and SET search_path TO the schema named above`);
+    }
+  });
+  return fixture;
+}
+
+/** Goes to the test run's output whatever the reporter: a kept schema must be findable after CI. */
+function log(line: string): void {
+  process.stderr.write(`[postgres] ${line}\n`);
+}
+
+/** What a hook is given of its test (@types/node 20 does not declare `passed`, which Node 20.20's contexts carry). */
+type HookContext = { readonly name: string };
+
+/** Whether a finished test passed; a context without `passed` counts as passed (dropped, as before). */
+function testPassed(t: HookContext): boolean {
+  const passed: unknown = (t as { passed?: unknown }).passed;
+  return passed !== false;
 }
 
 export class PostgresFixture {
+  /** The test running now, and the schemas released during it: dropped or kept by its verdict. */
+  private running: { name: string; released: string[] } | undefined;
+  /** The test that ended last, until the next starts: root hooks after ours release schemas after its verdict. */
+  private ended: { name: string; passed: boolean } | undefined;
+  /** Schemas kept because their test failed. */
+  readonly kept: string[] = [];
+
   constructor(private readonly current: () => TestPostgres) {}
+
+  /** @internal Called by the fixture's beforeEach. */
+  testStarted(t: HookContext): void {
+    this.running = { name: t.name, released: [] };
+    this.ended = undefined;
+  }
+
+  /** @internal Called by the fixture's afterEach: drops what the test released if it passed, else keeps it. */
+  async testEnded(t: HookContext): Promise<void> {
+    const released = this.running?.released ?? [];
+    this.running = undefined;
+    this.ended = { name: t.name, passed: testPassed(t) };
+    for (const schema of released) await this.release(schema);
+  }
 
   get server(): TestPostgres {
     return this.current();
@@ -106,9 +155,22 @@ export class PostgresFixture {
     return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
   }
 
-  /** Drops a schema and everything in it, unless REMEX_TEST_KEEP_SCHEMAS=1. */
+  /**
+   * Drops a schema and everything in it once its test is known to have passed (at once outside a test);
+   * keeps it, and says where, when the test failed. REMEX_TEST_KEEP_SCHEMAS=1 keeps every schema.
+   */
   async dropSchema(schema: string): Promise<void> {
     if (KEEP_SCHEMAS) return;
+    if (this.running) this.running.released.push(schema);
+    else await this.release(schema);
+  }
+
+  private async release(schema: string): Promise<void> {
+    if (this.ended && !this.ended.passed) {
+      this.kept.push(schema);
+      log(`test '${this.ended.name}' failed: its schema "${schema}" is kept in ${this.url}`);
+      return;
+    }
     await this.sql(`DROP SCHEMA IF EXISTS "${schema.replace(/"/g, '""')}" CASCADE`);
   }
 
@@ -136,13 +198,13 @@ async function freePort(): Promise<number> {
 }
 
 /** initdb refuses to run as root: then run the server as the `postgres` user (or nobody). */
-function serverIdentity(): { uid: number; gid: number } | undefined {
+function serverIdentity(): { name: string; uid: number; gid: number } | undefined {
   if (process.getuid?.() !== 0) return undefined;
   for (const user of ['postgres', 'nobody']) {
     try {
       const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim());
       const gid = Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim());
-      if (Number.isInteger(uid) && Number.isInteger(gid) && uid !== 0) return { uid, gid };
+      if (Number.isInteger(uid) && Number.isInteger(gid) && uid !== 0) return { name: user, uid, gid };
     } catch {
       // no such user: try the next
     }
@@ -243,12 +305,14 @@ async function startPrivatePostgres(bin: string): Promise<TestPostgres> {
     await admin.end();
   }
 
+  const user = identity ? `runuser -u ${identity.name} -- ` : '';
   return {
     url: `postgres://postgres@127.0.0.1:${port}/${DATABASE}`,
-    async stop(): Promise<void> {
+    startCommand: `${user}${join(bin, 'postgres')} -D ${dataDir} -p ${port} -k ${socketDir} -c listen_addresses=127.0.0.1`,
+    async stop(opts: { keepData?: boolean } = {}): Promise<void> {
       await stopServer();
       process.off('exit', onExit);
-      rmSync(dir, { recursive: true, force: true });
+      if (!opts.keepData) rmSync(dir, { recursive: true, force: true });
     },
     async restart(): Promise<void> {
       await stopServer();

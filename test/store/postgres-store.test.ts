@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isRemexError } from '../../src/core/errors.js';
-import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/postgres-schema.js';
+import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/schema.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import type { Store } from '../../src/store/ports.js';
 import { usePostgres } from '../helpers/postgres.js';

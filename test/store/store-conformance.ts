@@ -1,6 +1,6 @@
 /**
- * The behavioural suite of the Store port. Every adapter runs it unchanged (SQLite now, PostgreSQL later):
- * `storeConformance('postgres', () => …)` is all a new backend's test file needs. Times are passed in
+ * The behavioural suite of the Store port. Every adapter runs it unchanged (sqlite-store.test.ts,
+ * postgres-store.test.ts): `storeConformance('name', () => …)` is all a new backend's test file needs. Times are passed in
  * explicitly (`nowMs`), so nothing here depends on the wall clock.
  */
 import assert from 'node:assert/strict';
@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
 import { digestOf } from '../../src/core/digest.js';
 import type { ExecutionSpec } from '../../src/core/model.js';
+import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, lostFailure } from '../../src/store/job-rules.js';
 import type { JobRecord, NewJob, Store, WorkerRecord } from '../../src/store/ports.js';
 import { actionDigestOf, ARM, makeReport, makeSpec, RISCV, X86 } from './fixtures.js';
 
@@ -555,7 +556,7 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.ok(cancelled);
         assert.equal(cancelled.state, 'cancelled');
         assert.equal(cancelled.completedAtMs, T0 + 7);
-        assert.equal(cancelled.failure?.code, 'CANCELLED');
+        assert.deepEqual(cancelled.failure, CANCELLED_BEFORE_START);
         assert.deepEqual(await store.jobs.get(job.id), cancelled);
         assert.deepEqual(await store.jobs.claim({ platforms: [X86], workerId: 'w1', max: 5, leaseMs: LEASE_MS, nowMs: T0 + 8 }), []);
       });
@@ -629,7 +630,7 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.equal(e2.failed.length, 1);
         const lost = e2.failed[0] as JobRecord;
         assert.equal(lost.state, 'failed');
-        assert.equal(lost.failure?.code, 'LOST');
+        assert.deepEqual(lost.failure, lostFailure(2));
         assert.equal(lost.completedAtMs, T0 + 2_000 + LEASE_MS + 1);
         assert.equal(lost.leaseOwner, null);
         assert.deepEqual(await store.jobs.get(queued.id), lost);
@@ -646,7 +647,7 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.deepEqual(e.cancelled.map((j) => j.id), [queued.id]);
         const job = await store.jobs.get(queued.id);
         assert.equal(job?.state, 'cancelled');
-        assert.equal(job?.failure?.code, 'CANCELLED');
+        assert.deepEqual(job?.failure, CANCELLED_WORKER_LOST);
         assert.equal(job?.completedAtMs, T0 + LEASE_MS + 1);
         assert.deepEqual(await store.jobs.claim({ platforms: [X86], workerId: 'w2', max: 1, leaseMs: LEASE_MS, nowMs: T0 + 5_000 }), []);
       });

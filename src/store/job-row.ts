@@ -1,10 +1,17 @@
 /**
- * The row a new job is inserted as, shared by the SQLite and PostgreSQL adapters: the column list their
- * insert statements name, and the values in that order. Booleans stay booleans here; SQLite's adapter
- * binds them as 0/1.
+ * The jobs table's row as both the SQLite and the PostgreSQL adapter name it: the columns a job is read
+ * from, and the row a new job is inserted as (the column list their insert statements name, and the values
+ * in that order). Booleans stay booleans here; SQLite's adapter binds them as 0/1.
  */
 import type { JobState, RunReport } from '../core/model.js';
 import type { NewJob } from './ports.js';
+
+/** The columns a JobRecord is read from (each adapter adds `seq` where it sorts by it). */
+export const JOB_COLUMN_NAMES = [
+  'id', 'instance', 'action_hash', 'action_size', 'platform', 'state', 'attempt', 'priority', 'spec', 'created_at',
+  'queued_at', 'started_at', 'completed_at', 'queue_time_ms', 'lease_owner', 'lease_expires_at', 'cancel_requested',
+  'cached', 'result', 'failure',
+] as const;
 
 export const NEW_JOB_COLUMNS = [
   'id',

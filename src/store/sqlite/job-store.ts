@@ -1,0 +1,222 @@
+/**
+ * The JobStore on SQLite. Each state change is one compare-and-set statement or a short transaction, run
+ * synchronously underneath: atomic with respect to every other caller in the process, so a claim or a merge
+ * needs no locking of its own.
+ */
+import type Database from 'better-sqlite3';
+import type { JobFailure, JobState, RunReport } from '../../core/model.js';
+import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, compareDispatchOrder, lostFailure } from '../job-rules.js';
+import { JOB_COLUMN_NAMES, NEW_JOB_COLUMNS, newJobValues } from '../job-row.js';
+import type { HeldLease, JobRecord, JobStore, LeaseExpiry, NewJob, Outcome } from '../ports.js';
+
+interface JobRow {
+  id: string;
+  instance: string;
+  action_hash: string;
+  action_size: number;
+  platform: string;
+  state: JobState;
+  attempt: number;
+  priority: number;
+  spec: string;
+  created_at: number;
+  queued_at: number;
+  started_at: number | null;
+  completed_at: number | null;
+  queue_time_ms: number;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  cancel_requested: number;
+  cached: number;
+  result: string | null;
+  failure: string | null;
+}
+
+function toJob(row: JobRow): JobRecord {
+  return {
+    id: row.id,
+    actionDigest: { hash: row.action_hash, sizeBytes: row.action_size },
+    instance: row.instance,
+    platform: row.platform,
+    state: row.state,
+    attempt: row.attempt,
+    priority: row.priority,
+    spec: JSON.parse(row.spec) as JobRecord['spec'],
+    createdAtMs: row.created_at,
+    queuedAtMs: row.queued_at,
+    startedAtMs: row.started_at,
+    completedAtMs: row.completed_at,
+    queueTimeMs: row.queue_time_ms,
+    leaseOwner: row.lease_owner,
+    leaseExpiresAtMs: row.lease_expires_at,
+    cancelRequested: row.cancel_requested === 1,
+    cached: row.cached === 1,
+    result: row.result === null ? null : (JSON.parse(row.result) as RunReport),
+    failure: row.failure === null ? null : (JSON.parse(row.failure) as JobFailure),
+  };
+}
+
+const JOB_COLUMNS = JOB_COLUMN_NAMES.join(', ');
+
+export class SqliteJobStore implements JobStore {
+  private readonly s;
+
+  constructor(private readonly db: Database.Database) {
+    const prepare = <R>(sql: string) => db.prepare<unknown[], R>(sql);
+    this.s = {
+      insert: prepare<JobRow>(`INSERT INTO jobs (${NEW_JOB_COLUMNS.join(', ')})
+        VALUES (${NEW_JOB_COLUMNS.map(() => '?').join(', ')}) RETURNING ${JOB_COLUMNS}`),
+      inflight: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE instance = ? AND action_hash = ? AND action_size = ?
+          AND mergeable = 1 AND state IN ('queued','running')`),
+      get: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`),
+      list: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?`),
+      // RETURNING has no ORDER BY: `seq` comes back so the batch can be put in dispatch order.
+      claim: prepare<JobRow & { seq: number }>(`UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?,
+          lease_expires_at = ?, started_at = ?, queue_time_ms = queue_time_ms + max(0, ? - queued_at)
+        WHERE seq IN (SELECT seq FROM jobs WHERE state = 'queued' AND platform = ? ORDER BY priority, seq LIMIT ?)
+        RETURNING ${JOB_COLUMNS}, seq`),
+      renew: prepare<{ id: string; cancel_requested: number }>(`UPDATE jobs SET lease_expires_at = ?
+        WHERE state = 'running' AND lease_owner = ? RETURNING id, cancel_requested`),
+      renewHeld: prepare<{ id: string; cancel_requested: number }>(`UPDATE jobs SET lease_expires_at = ?
+        WHERE state = 'running' AND lease_owner = ? AND id = ? AND attempt = ? RETURNING id, cancel_requested`),
+      finishResult: prepare<JobRow>(`UPDATE jobs SET state = ?, result = ?, completed_at = ?, lease_owner = NULL,
+          lease_expires_at = NULL
+        WHERE id = ? AND attempt = ? AND lease_owner = ? AND state = 'running' RETURNING ${JOB_COLUMNS}`),
+      finishFailure: prepare<JobRow>(`UPDATE jobs SET state = ?, failure = ?, completed_at = ?, lease_owner = NULL,
+          lease_expires_at = NULL
+        WHERE id = ? AND attempt = ? AND lease_owner = ? AND state = 'running' RETURNING ${JOB_COLUMNS}`),
+      cancelQueued: prepare<JobRow>(`UPDATE jobs SET state = 'cancelled', completed_at = ?, failure = ?
+        WHERE id = ? AND state = 'queued' RETURNING ${JOB_COLUMNS}`),
+      flagCancel: prepare<JobRow>(`UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'
+        RETURNING ${JOB_COLUMNS}`),
+      fail: prepare<JobRow>(`UPDATE jobs SET state = 'failed', failure = ?, completed_at = ?, lease_owner = NULL,
+          lease_expires_at = NULL
+        WHERE id = ? AND state IN ('queued','running') RETURNING ${JOB_COLUMNS}`),
+      // A cancellation that its lost worker never acted on still stands: the job ends, it does not run again.
+      expiredCancel: prepare<JobRow>(`UPDATE jobs SET state = 'cancelled', completed_at = ?, lease_owner = NULL,
+          lease_expires_at = NULL, failure = ?
+        WHERE state = 'running' AND lease_expires_at < ? AND cancel_requested = 1 RETURNING ${JOB_COLUMNS}`),
+      expiredRequeue: prepare<JobRow>(`UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+          cancel_requested = 0, queued_at = ?
+        WHERE state = 'running' AND lease_expires_at < ? AND attempt < ? RETURNING ${JOB_COLUMNS}`),
+      expiredFail: prepare<JobRow>(`UPDATE jobs SET state = 'failed', completed_at = ?, lease_owner = NULL,
+          lease_expires_at = NULL, failure = ?
+        WHERE state = 'running' AND lease_expires_at < ? RETURNING ${JOB_COLUMNS}`),
+      expireOwner: prepare(`UPDATE jobs SET lease_expires_at = 0 WHERE state = 'running' AND lease_owner = ?`),
+      expireOwnerPrefix: prepare(`UPDATE jobs SET lease_expires_at = 0
+        WHERE state = 'running' AND substr(lease_owner, 1, ?) = ?`),
+      depths: prepare<{ platform: string; n: number }>(`SELECT platform, count(*) AS n FROM jobs
+        WHERE state = 'queued' GROUP BY platform`),
+      running: prepare<{ platform: string; n: number }>(`SELECT platform, count(*) AS n FROM jobs
+        WHERE state = 'running' GROUP BY platform`),
+      byWorker: prepare<{ owner: string; n: number }>(`SELECT lease_owner AS owner, count(*) AS n FROM jobs
+        WHERE state = 'running' GROUP BY lease_owner`),
+    };
+  }
+
+  async enqueue(job: NewJob): Promise<{ job: JobRecord; merged: boolean }> {
+    return this.db.transaction(() => {
+      if (job.mergeable) {
+        const existing = this.s.inflight.get(job.instance, job.actionDigest.hash, job.actionDigest.sizeBytes);
+        if (existing) return { job: toJob(existing), merged: true };
+      }
+      const row = this.s.insert.get(...this.insertArgs(job, job.leaseTo ? 'running' : 'queued', null)) as JobRow;
+      return { job: toJob(row), merged: false };
+    })();
+  }
+
+  async insertCached(job: NewJob, result: RunReport): Promise<JobRecord> {
+    const row = this.s.insert.get(...this.insertArgs({ ...job, mergeable: false }, 'completed', result)) as JobRow;
+    return toJob(row);
+  }
+
+  /** The new row's values as SQLite binds them (booleans as 0/1). */
+  private insertArgs(job: NewJob, state: JobState, cachedResult: RunReport | null): unknown[] {
+    return newJobValues(job, state, cachedResult).map((v) => (typeof v === 'boolean' ? (v ? 1 : 0) : v));
+  }
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    const row = this.s.get.get(id);
+    return row ? toJob(row) : undefined;
+  }
+
+  async list(opts: { limit: number; states?: readonly JobState[] }): Promise<JobRecord[]> {
+    if (!opts.states) return this.s.list.all(opts.limit).map(toJob);
+    const marks = opts.states.map(() => '?').join(',');
+    return this.db
+      .prepare<unknown[], JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE state IN (${marks}) ORDER BY seq DESC LIMIT ?`)
+      .all(...opts.states, opts.limit)
+      .map(toJob);
+  }
+
+  async claim(opts: { platforms: readonly string[]; workerId: string; max: number; leaseMs: number; nowMs: number }): Promise<JobRecord[]> {
+    return this.db.transaction(() => {
+      const claimed: JobRecord[] = [];
+      for (const platform of opts.platforms) {
+        const want = opts.max - claimed.length;
+        if (want <= 0) break;
+        const rows = this.s.claim.all(opts.workerId, opts.nowMs + opts.leaseMs, opts.nowMs, opts.nowMs, platform, want);
+        rows.sort(compareDispatchOrder);
+        for (const row of rows) claimed.push(toJob(row));
+      }
+      return claimed;
+    })();
+  }
+
+  async renewLeases(workerId: string, leaseExpiresAtMs: number, held?: readonly HeldLease[]): Promise<{ renewed: number; cancelRequested: string[] }> {
+    const rows = held
+      ? this.db.transaction(() => held.flatMap((h) => this.s.renewHeld.all(leaseExpiresAtMs, workerId, h.jobId, h.attempt)))()
+      : this.s.renew.all(leaseExpiresAtMs, workerId);
+    return { renewed: rows.length, cancelRequested: rows.filter((r) => r.cancel_requested === 1).map((r) => r.id) };
+  }
+
+  async finish(opts: { id: string; attempt: number; workerId: string; outcome: Outcome; nowMs: number }): Promise<JobRecord | undefined> {
+    const { outcome } = opts;
+    const row =
+      'result' in outcome
+        ? this.s.finishResult.get(outcome.state, JSON.stringify(outcome.result), opts.nowMs, opts.id, opts.attempt, opts.workerId)
+        : this.s.finishFailure.get(outcome.state, JSON.stringify(outcome.failure), opts.nowMs, opts.id, opts.attempt, opts.workerId);
+    return row ? toJob(row) : undefined;
+  }
+
+  async cancel(id: string, nowMs: number): Promise<JobRecord | undefined> {
+    return this.db.transaction(() => {
+      const row = this.s.cancelQueued.get(nowMs, JSON.stringify(CANCELLED_BEFORE_START), id) ?? this.s.flagCancel.get(id) ?? this.s.get.get(id);
+      return row ? toJob(row) : undefined;
+    })();
+  }
+
+  async fail(id: string, failure: JobFailure, nowMs: number): Promise<JobRecord | undefined> {
+    const row = this.s.fail.get(JSON.stringify(failure), nowMs, id);
+    return row ? toJob(row) : undefined;
+  }
+
+  async expireLeases(nowMs: number, maxAttempts: number): Promise<LeaseExpiry> {
+    return this.db.transaction(() => {
+      const cancelled = this.s.expiredCancel.all(nowMs, JSON.stringify(CANCELLED_WORKER_LOST), nowMs).map(toJob);
+      const requeued = this.s.expiredRequeue.all(nowMs, nowMs, maxAttempts).map(toJob);
+      const failed = this.s.expiredFail.all(nowMs, JSON.stringify(lostFailure(maxAttempts)), nowMs).map(toJob);
+      return { requeued, failed, cancelled };
+    })();
+  }
+
+  async releaseLeasesOf(workerIds: readonly string[] | { prefix: string }, nowMs: number, maxAttempts: number): Promise<LeaseExpiry> {
+    this.db.transaction(() => {
+      if ('prefix' in workerIds) this.s.expireOwnerPrefix.run(workerIds.prefix.length, workerIds.prefix);
+      else for (const id of workerIds) this.s.expireOwner.run(id);
+    })();
+    return this.expireLeases(nowMs, maxAttempts);
+  }
+
+  async queueDepths(): Promise<Map<string, number>> {
+    return new Map(this.s.depths.all().map((r) => [r.platform, r.n]));
+  }
+
+  async runningCounts(): Promise<Map<string, number>> {
+    return new Map(this.s.running.all().map((r) => [r.platform, r.n]));
+  }
+
+  async runningByWorker(): Promise<Map<string, number>> {
+    return new Map(this.s.byWorker.all().map((r) => [r.owner, r.n]));
+  }
+}
