@@ -424,6 +424,9 @@ export class Scheduler implements WorkerLink {
       state: 'active',
       registeredAtMs: nowMs,
       lastSeenAtMs: nowMs,
+      labels: { ...reg.labels },
+      instanceId: reg.instanceId ?? null,
+      drainRequested: false,
     };
     await this.store.workers.upsert(record);
     this.offersCache = undefined;
@@ -494,8 +497,8 @@ export class Scheduler implements WorkerLink {
 
   async heartbeat(workerId: string, draining: boolean, held?: readonly HeldLease[]): Promise<HeartbeatReply> {
     const nowMs = this.now();
-    const known = await this.store.workers.touch(workerId, nowMs, draining ? 'draining' : undefined);
-    if (!known) {
+    const touched = await this.store.workers.touch(workerId, nowMs, draining ? 'draining' : undefined);
+    if (!touched) {
       this.liveWorkers.delete(workerId);
       return { cancel: [], known: false };
     }
@@ -510,7 +513,26 @@ export class Scheduler implements WorkerLink {
       for (const w of [...this.waiters]) if (w.workerId === workerId) w.wake();
     }
     const { cancelRequested } = await this.store.jobs.renewLeases(workerId, nowMs + this.opts.leaseTimeoutMs, held);
-    return { cancel: cancelRequested, known: true };
+    // A drain ordered on any controller reaches the worker here, until it says it drains.
+    return { cancel: cancelRequested, known: true, ...(touched.drainRequested && !draining ? { drain: true } : {}) };
+  }
+
+  /**
+   * Orders a worker to drain (scale-in, blue/green): at its next heartbeat it stops taking jobs, finishes
+   * and commits the ones it holds, unregisters and stops. The order is stored, so it reaches the worker
+   * through whichever controller it talks to, and stands if it registers again.
+   */
+  async requestDrain(workerId: string): Promise<WorkerRecord> {
+    if (!(await this.store.workers.requestDrain(workerId))) {
+      throw new NotFoundError(`no live worker ${workerId}`, { details: { workerId } });
+    }
+    this.logger.info({ workerId }, 'drain requested');
+    return (await this.store.workers.get(workerId)) as WorkerRecord;
+  }
+
+  /** The registered workers (the gone ones included, until the registry forgets them). */
+  async workers(): Promise<WorkerRecord[]> {
+    return this.store.workers.list();
   }
 
   async complete(workerId: string, c: Completion): Promise<void> {

@@ -130,11 +130,25 @@ export interface WorkerRecord {
   state: 'active' | 'draining' | 'gone';
   registeredAtMs: number;
   lastSeenAtMs: number;
+  /** The operator's labels, as the worker registered them. */
+  labels: Record<string, string>;
+  /** The provider's id of its machine or process, if it said. */
+  instanceId: string | null;
+  /** Someone (an operator, the autoscaler) asked it to drain: its next heartbeat tells it. Kept across re-registrations. */
+  drainRequested: boolean;
+}
+
+/** What a touch learns of a known worker. */
+export interface WorkerTouch {
+  drainRequested: boolean;
 }
 
 export interface WorkerRegistry {
   upsert(worker: WorkerRecord): Promise<void>;
-  touch(id: string, nowMs: number, state?: WorkerRecord['state']): Promise<boolean>;
+  /** Marks a worker seen (and in `state`, if given); what it should know, or undefined when it is unknown or gone. */
+  touch(id: string, nowMs: number, state?: WorkerRecord['state']): Promise<WorkerTouch | undefined>;
+  /** Asks a worker to drain (it hears so at its next heartbeat); false when it is unknown or gone. */
+  requestDrain(id: string): Promise<boolean>;
   get(id: string): Promise<WorkerRecord | undefined>;
   list(): Promise<WorkerRecord[]>;
   /** Marks workers not seen since `cutoffMs` gone; returns their ids. */

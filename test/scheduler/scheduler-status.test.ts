@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
+import { isRemexError } from '../../src/core/errors.js';
 import { InMemoryEventBus } from '../../src/events/memory/in-memory-event-bus.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -41,4 +42,23 @@ test('a multi-platform worker: counted under each platform it serves, marked sha
   assert.deepEqual(by[X86], { platform: X86, emulated: false, workers: 3, slots: 7, freeSlots: 4, sharedSlots: 4, queued: 0, running: 0 });
   // Summing the platforms would say 11 slots, 7 free; there are 7 slots, 4 free (the drainer's are not).
   assert.deepEqual(fleet, { workers: 3, drainingWorkers: 1, slots: 7, freeSlots: 4, queued: 2, running: 1 });
+});
+
+test('a drain order reaches the worker at its next heartbeat, until it drains; its labels and instance id are registered', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'remex-status-'));
+  const store = new SqliteStore({ path: join(dir, 'remex.db') });
+  const scheduler = new Scheduler(store, allPresent, new InMemoryEventBus(), { leaseTimeoutMs: 30_000, workerSilenceMs: 30_000 });
+  t.after(async () => {
+    await scheduler.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const { workerId } = await scheduler.register({ name: 'w', platforms: [{ platform: X86, emulated: false }], slots: 1, labels: { pool: 'blue' }, instanceId: 'pid-42' });
+  const [record] = await scheduler.workers();
+  assert.deepEqual([record?.labels, record?.instanceId, record?.drainRequested], [{ pool: 'blue' }, 'pid-42', false]);
+  assert.equal((await scheduler.heartbeat(workerId, false, [])).drain, undefined);
+  assert.equal((await scheduler.requestDrain(workerId)).drainRequested, true);
+  assert.equal((await scheduler.heartbeat(workerId, false, [])).drain, true);
+  assert.equal((await scheduler.heartbeat(workerId, true, [])).drain, undefined, 'told until it says it drains');
+  await assert.rejects(scheduler.requestDrain('nobody'), (err: unknown) => isRemexError(err, 'NOT_FOUND'));
 });

@@ -896,9 +896,9 @@ export function schedulerSuite(on: SchedulerBackend): void {
 
         const status = (await h.scheduler.platforms()).map(({ platform, ...rest }) => [platform, rest]);
         assert.deepEqual(status, [
-          [ARM, { emulated: true, workers: 1, slots: 3, freeSlots: 3, queued: 1, running: 0 }],
-          [RISCV, { emulated: false, workers: 0, slots: 0, freeSlots: 0, queued: 0, running: 0 }],
-          [X86, { emulated: false, workers: 2, slots: 5, freeSlots: 4, queued: 2, running: 1 }],
+          [ARM, { emulated: true, workers: 1, slots: 3, freeSlots: 3, sharedSlots: 3, queued: 1, running: 0 }],
+          [RISCV, { emulated: false, workers: 0, slots: 0, freeSlots: 0, sharedSlots: 0, queued: 0, running: 0 }],
+          [X86, { emulated: false, workers: 2, slots: 5, freeSlots: 4, sharedSlots: 3, queued: 2, running: 1 }],
         ]);
 
         assert.equal((await h.scheduler.lease(emu.id, 2, 0)).length, 2);

@@ -52,6 +52,9 @@ function worker(id: string, o: Partial<WorkerRecord> = {}): WorkerRecord {
     state: 'active',
     registeredAtMs: T0,
     lastSeenAtMs: T0,
+    labels: {},
+    instanceId: null,
+    drainRequested: false,
     ...o,
   };
 }
@@ -794,22 +797,39 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.equal((await store.workers.list()).length, 2);
       });
 
-      test('touch updates last seen and optionally the state; false for unknown or gone workers', async () => {
+      test('touch updates last seen and optionally the state; undefined for unknown or gone workers', async () => {
         await store.workers.upsert(worker('w1'));
-        assert.equal(await store.workers.touch('w1', T0 + 10), true);
+        assert.deepEqual(await store.workers.touch('w1', T0 + 10), { drainRequested: false });
         assert.equal((await store.workers.get('w1'))?.lastSeenAtMs, T0 + 10);
         assert.equal((await store.workers.get('w1'))?.state, 'active');
-        assert.equal(await store.workers.touch('w1', T0 + 20, 'draining'), true);
+        assert.ok(await store.workers.touch('w1', T0 + 20, 'draining'));
         assert.equal((await store.workers.get('w1'))?.state, 'draining');
-        assert.equal(await store.workers.touch('w1', T0 + 30), true);
+        assert.ok(await store.workers.touch('w1', T0 + 30));
         assert.equal((await store.workers.get('w1'))?.state, 'draining', 'a touch without a state keeps it');
-        assert.equal(await store.workers.touch('w1', T0 + 40, 'gone'), true);
-        assert.equal(await store.workers.touch('w1', T0 + 50), false);
+        assert.ok(await store.workers.touch('w1', T0 + 40, 'gone'));
+        assert.equal(await store.workers.touch('w1', T0 + 50), undefined);
         assert.equal((await store.workers.get('w1'))?.lastSeenAtMs, T0 + 40);
-        assert.equal(await store.workers.touch('nobody', T0), false);
+        assert.equal(await store.workers.touch('nobody', T0), undefined);
         // Registering again revives a gone worker.
         await store.workers.upsert(worker('w1', { lastSeenAtMs: T0 + 60 }));
-        assert.equal(await store.workers.touch('w1', T0 + 70), true);
+        assert.ok(await store.workers.touch('w1', T0 + 70));
+      });
+
+      test('labels and instance id round-trip; a drain order is told by touch and stands across a new registration, not for a gone worker', async () => {
+        const labels = { pool: 'arm-spot', 'app.kubernetes.io/version': '1.4', quote: 'it\'s "x"' };
+        await store.workers.upsert(worker('w1', { labels, instanceId: 'i-0abc' }));
+        const got = await store.workers.get('w1');
+        assert.deepEqual([got?.labels, got?.instanceId, got?.drainRequested], [labels, 'i-0abc', false]);
+        assert.equal(await store.workers.requestDrain('w1'), true);
+        assert.equal((await store.workers.get('w1'))?.drainRequested, true);
+        assert.deepEqual(await store.workers.touch('w1', T0 + 10), { drainRequested: true });
+        // The worker registers again (a controller failed over): the order stands.
+        await store.workers.upsert(worker('w1', { labels, instanceId: 'i-0abc', lastSeenAtMs: T0 + 20 }));
+        assert.deepEqual(await store.workers.touch('w1', T0 + 30), { drainRequested: true });
+        assert.equal(await store.workers.requestDrain('nobody'), false);
+        await store.workers.upsert(worker('w2', { state: 'gone' }));
+        assert.equal(await store.workers.requestDrain('w2'), false);
+        assert.equal((await store.workers.get('w2'))?.drainRequested, false);
       });
 
       test('markSilentGone marks workers not seen since the cutoff, once', async () => {

@@ -64,4 +64,10 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     last_seen_at   int8 NOT NULL
   );
   `,
+  // 2: what a worker says of itself beyond its platforms, and a drain order that outlives re-registrations.
+  `
+  ALTER TABLE workers ADD COLUMN labels json NOT NULL DEFAULT '{}';
+  ALTER TABLE workers ADD COLUMN instance_id text;
+  ALTER TABLE workers ADD COLUMN drain_requested boolean NOT NULL DEFAULT false;
+  `,
 ];

@@ -2,7 +2,7 @@
  * The WorkerRegistry on PostgreSQL: one row per worker id, shared by every controller, so a worker
  * registered with one controller is seen (and its platforms servable) on all of them.
  */
-import type { PlatformOffer, WorkerRecord, WorkerRegistry } from '../ports.js';
+import type { PlatformOffer, WorkerRecord, WorkerRegistry, WorkerTouch } from '../ports.js';
 import { mergeOffers } from '../job-rules.js';
 import { int } from './connection.js';
 import type { PostgresDb } from './connection.js';
@@ -15,6 +15,9 @@ interface WorkerRow {
   state: WorkerRecord['state'];
   registered_at: string;
   last_seen_at: string;
+  labels: Record<string, string>;
+  instance_id: string | null;
+  drain_requested: boolean;
 }
 
 function toWorker(row: WorkerRow): WorkerRecord {
@@ -26,6 +29,9 @@ function toWorker(row: WorkerRow): WorkerRecord {
     state: row.state,
     registeredAtMs: int(row.registered_at),
     lastSeenAtMs: int(row.last_seen_at),
+    labels: row.labels,
+    instanceId: row.instance_id,
+    drainRequested: row.drain_requested,
   };
 }
 
@@ -34,12 +40,15 @@ export class PostgresWorkerRegistry implements WorkerRegistry {
 
   constructor(private readonly db: PostgresDb) {
     const workers = `${db.schema}.workers`;
-    const columns = 'id, name, platforms, slots, state, registered_at, last_seen_at';
+    const columns = 'id, name, platforms, slots, state, registered_at, last_seen_at, labels, instance_id, drain_requested';
     this.sql = {
-      upsert: `INSERT INTO ${workers} (${columns}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+      // A drain order stands when the worker registers again (after a controller failover, say).
+      upsert: `INSERT INTO ${workers} (${columns}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (id) DO UPDATE SET name = excluded.name, platforms = excluded.platforms, slots = excluded.slots,
-          state = excluded.state, last_seen_at = excluded.last_seen_at`,
-      touch: `UPDATE ${workers} SET last_seen_at = $1, state = coalesce($2, state) WHERE id = $3 AND state <> 'gone'`,
+          state = excluded.state, last_seen_at = excluded.last_seen_at, labels = excluded.labels, instance_id = excluded.instance_id,
+          drain_requested = ${workers}.drain_requested OR excluded.drain_requested`,
+      touch: `UPDATE ${workers} SET last_seen_at = $1, state = coalesce($2, state) WHERE id = $3 AND state <> 'gone' RETURNING drain_requested`,
+      drain: `UPDATE ${workers} SET drain_requested = true WHERE id = $1 AND state <> 'gone'`,
       get: `SELECT ${columns} FROM ${workers} WHERE id = $1`,
       list: `SELECT ${columns} FROM ${workers} ORDER BY registered_at, id`,
       silent: `UPDATE ${workers} SET state = 'gone' WHERE state <> 'gone' AND last_seen_at < $1 RETURNING id`,
@@ -48,11 +57,16 @@ export class PostgresWorkerRegistry implements WorkerRegistry {
   }
 
   async upsert(w: WorkerRecord): Promise<void> {
-    await this.db.query(this.sql.upsert, [w.id, w.name, JSON.stringify(w.platforms), w.slots, w.state, w.registeredAtMs, w.lastSeenAtMs]);
+    await this.db.query(this.sql.upsert, [w.id, w.name, JSON.stringify(w.platforms), w.slots, w.state, w.registeredAtMs, w.lastSeenAtMs, JSON.stringify(w.labels), w.instanceId, w.drainRequested]);
   }
 
-  async touch(id: string, nowMs: number, state?: WorkerRecord['state']): Promise<boolean> {
-    return (await this.db.changed(this.sql.touch, [nowMs, state ?? null, id])) === 1;
+  async touch(id: string, nowMs: number, state?: WorkerRecord['state']): Promise<WorkerTouch | undefined> {
+    const [row] = await this.db.query<{ drain_requested: boolean }>(this.sql.touch, [nowMs, state ?? null, id]);
+    return row ? { drainRequested: row.drain_requested } : undefined;
+  }
+
+  async requestDrain(id: string): Promise<boolean> {
+    return (await this.db.changed(this.sql.drain, [id])) === 1;
   }
 
   async get(id: string): Promise<WorkerRecord | undefined> {

@@ -55,4 +55,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     last_seen_at   INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 2: what a worker says of itself beyond its platforms, and a drain order that outlives re-registrations.
+  `
+  ALTER TABLE workers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+  ALTER TABLE workers ADD COLUMN instance_id TEXT;
+  ALTER TABLE workers ADD COLUMN drain_requested INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

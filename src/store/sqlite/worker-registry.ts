@@ -1,7 +1,7 @@
 /** The WorkerRegistry on SQLite: one row per worker id; platforms are stored as JSON text. */
 import type Database from 'better-sqlite3';
 import { mergeOffers } from '../job-rules.js';
-import type { PlatformOffer, WorkerRecord, WorkerRegistry } from '../ports.js';
+import type { PlatformOffer, WorkerRecord, WorkerRegistry, WorkerTouch } from '../ports.js';
 
 interface WorkerRow {
   id: string;
@@ -11,6 +11,9 @@ interface WorkerRow {
   state: WorkerRecord['state'];
   registered_at: number;
   last_seen_at: number;
+  labels: string;
+  instance_id: string | null;
+  drain_requested: number;
 }
 
 function toWorker(row: WorkerRow): WorkerRecord {
@@ -22,6 +25,9 @@ function toWorker(row: WorkerRow): WorkerRecord {
     state: row.state,
     registeredAtMs: row.registered_at,
     lastSeenAtMs: row.last_seen_at,
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    instanceId: row.instance_id,
+    drainRequested: row.drain_requested === 1,
   };
 }
 
@@ -30,11 +36,16 @@ export class SqliteWorkerRegistry implements WorkerRegistry {
 
   constructor(db: Database.Database) {
     this.s = {
-      upsert: db.prepare(`INSERT INTO workers (id, name, platforms, slots, state, registered_at, last_seen_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?)
+      // A drain order stands when the worker registers again (after a controller failover, say).
+      upsert: db.prepare(`INSERT INTO workers (id, name, platforms, slots, state, registered_at, last_seen_at, labels, instance_id, drain_requested)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (id) DO UPDATE SET name = excluded.name, platforms = excluded.platforms, slots = excluded.slots,
-          state = excluded.state, last_seen_at = excluded.last_seen_at`),
-      touch: db.prepare('UPDATE workers SET last_seen_at = ?, state = coalesce(?, state) WHERE id = ? AND state != \'gone\''),
+          state = excluded.state, last_seen_at = excluded.last_seen_at, labels = excluded.labels, instance_id = excluded.instance_id,
+          drain_requested = max(workers.drain_requested, excluded.drain_requested)`),
+      touch: db.prepare<unknown[], { drain_requested: number }>(
+        'UPDATE workers SET last_seen_at = ?, state = coalesce(?, state) WHERE id = ? AND state != \'gone\' RETURNING drain_requested',
+      ),
+      drain: db.prepare('UPDATE workers SET drain_requested = 1 WHERE id = ? AND state != \'gone\''),
       get: db.prepare<unknown[], WorkerRow>('SELECT * FROM workers WHERE id = ?'),
       list: db.prepare<unknown[], WorkerRow>('SELECT * FROM workers ORDER BY registered_at'),
       silent: db.prepare<unknown[], { id: string }>(`UPDATE workers SET state = 'gone'
@@ -44,11 +55,16 @@ export class SqliteWorkerRegistry implements WorkerRegistry {
   }
 
   async upsert(w: WorkerRecord): Promise<void> {
-    this.s.upsert.run(w.id, w.name, JSON.stringify(w.platforms), w.slots, w.state, w.registeredAtMs, w.lastSeenAtMs);
+    this.s.upsert.run(w.id, w.name, JSON.stringify(w.platforms), w.slots, w.state, w.registeredAtMs, w.lastSeenAtMs, JSON.stringify(w.labels), w.instanceId, w.drainRequested ? 1 : 0);
   }
 
-  async touch(id: string, nowMs: number, state?: WorkerRecord['state']): Promise<boolean> {
-    return this.s.touch.run(nowMs, state ?? null, id).changes === 1;
+  async touch(id: string, nowMs: number, state?: WorkerRecord['state']): Promise<WorkerTouch | undefined> {
+    const row = this.s.touch.get(nowMs, state ?? null, id);
+    return row ? { drainRequested: row.drain_requested === 1 } : undefined;
+  }
+
+  async requestDrain(id: string): Promise<boolean> {
+    return this.s.drain.run(id).changes === 1;
   }
 
   async get(id: string): Promise<WorkerRecord | undefined> {
