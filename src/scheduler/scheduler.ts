@@ -14,6 +14,7 @@ import type { Digest } from '../core/digest.js';
 import { ConflictError, isRemexError, MissingBlobsError, NotFoundError, UnsupportedPlatformError } from '../core/errors.js';
 import { isCacheable, isTerminal } from '../core/model.js';
 import type { ExecutionSpec, RunReport } from '../core/model.js';
+import { checkLabels } from '../core/labels.js';
 import { fanOut } from '../core/observers.js';
 import { canonicalPlatform } from '../core/platform.js';
 import type { HeldLease, JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
@@ -415,6 +416,7 @@ export class Scheduler implements WorkerLink {
   // ---- worker side (WorkerLink) -----------------------------------------------------------------
 
   async register(reg: WorkerRegistration): Promise<WorkerSession> {
+    checkLabels(reg.labels ?? {}, 'worker labels');
     const nowMs = this.now();
     const record: WorkerRecord = {
       id: reg.id ?? `w-${randomUUID()}`,

@@ -11,6 +11,7 @@ import type { ExecutionPolicy } from '../api/execution-request.js';
 import { DEFAULT_GRPC_PORT } from '../api/grpc/grpc-server.js';
 import { Authenticator, parseTokenList, readTokenFile } from '../auth/tokens.js';
 import { InvalidArgumentError } from '../core/errors.js';
+import { parseLabels } from '../core/labels.js';
 import { DEFAULT_LIMITS, DEFAULT_TIMEOUT_MS } from '../core/limits.js';
 import { DEFAULT_SCHEDULER_OPTIONS } from '../scheduler/scheduler.js';
 import type { SchedulerOptions } from '../scheduler/scheduler.js';
@@ -201,25 +202,9 @@ function serverTokens(file: string | undefined, envName: string, env: NodeJS.Pro
   return tokens;
 }
 
-/** A label's name: what selectors and metrics can carry (`pool`, `app.kubernetes.io/version`). */
-export const LABEL_NAME = /^[A-Za-z][A-Za-z0-9_./-]{0,62}$/;
-export const MAX_LABEL_VALUE_CHARS = 256;
-export const MAX_LABELS = 32;
-
-/** `--label K=V` flags → labels; a bad name, a long value, too many or a repeated name is refused. */
+/** `--label K=V` flags → labels (core/labels.ts says what a label may be). */
 export function labelsFromFlags(flags: readonly string[]): Record<string, string> {
-  if (flags.length > MAX_LABELS) throw new InvalidArgumentError(`--label: at most ${MAX_LABELS} labels`);
-  const labels: Record<string, string> = {};
-  for (const flag of flags) {
-    const eq = flag.indexOf('=');
-    const name = eq < 0 ? flag : flag.slice(0, eq);
-    if (eq < 0 || !LABEL_NAME.test(name)) throw new InvalidArgumentError(`--label ${JSON.stringify(flag)}: expected NAME=VALUE, NAME a letter then letters, digits, _ . / - (up to 63)`);
-    const value = flag.slice(eq + 1);
-    if (value.length > MAX_LABEL_VALUE_CHARS) throw new InvalidArgumentError(`--label ${name}: the value is longer than ${MAX_LABEL_VALUE_CHARS} characters`);
-    if (Object.hasOwn(labels, name)) throw new InvalidArgumentError(`--label ${name} is given twice`);
-    labels[name] = value;
-  }
-  return labels;
+  return parseLabels(flags, '--label');
 }
 
 /**

@@ -10,7 +10,7 @@ import type { NewJob } from './ports.js';
 export const JOB_COLUMN_NAMES = [
   'id', 'instance', 'action_hash', 'action_size', 'platform', 'state', 'attempt', 'priority', 'spec', 'created_at',
   'queued_at', 'started_at', 'completed_at', 'queue_time_ms', 'lease_owner', 'lease_expires_at', 'cancel_requested',
-  'cached', 'result', 'failure',
+  'cached', 'result', 'failure', 'name', 'labels',
 ] as const;
 
 export const NEW_JOB_COLUMNS = [
@@ -32,6 +32,8 @@ export const NEW_JOB_COLUMNS = [
   'lease_owner',
   'lease_expires_at',
   'started_at',
+  'name',
+  'labels',
 ] as const;
 
 export type NewJobColumn = (typeof NEW_JOB_COLUMNS)[number];
@@ -63,5 +65,7 @@ export function newJobValues(job: NewJob, state: JobState, cachedResult: RunRepo
     lease?.workerId ?? null,
     lease?.leaseExpiresAtMs ?? null,
     lease ? job.nowMs : null,
+    job.name ?? null,
+    JSON.stringify(job.labels ?? {}),
   ];
 }

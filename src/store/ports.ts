@@ -35,6 +35,22 @@ export interface JobRecord {
   cached: boolean;
   result: RunReport | null;
   failure: JobFailure | null;
+  /** The submitter's name for it (`stream-c7g`), if any; not part of the action, so never merged on. */
+  name: string | null;
+  /** The submitter's labels (`suite=stream`), selectable in listings; not part of the action either. */
+  labels: Record<string, string>;
+}
+
+/** Which jobs a listing returns, newest first. */
+export interface JobQuery {
+  limit: number;
+  states?: readonly JobState[];
+  name?: string;
+  /** Every label given must match. */
+  labels?: Readonly<Record<string, string>>;
+  createdSinceMs?: number;
+  /** The next page: jobs listed after this one (older than it). An unknown id lists nothing. */
+  afterId?: string;
 }
 
 export interface NewJob {
@@ -51,6 +67,8 @@ export interface NewJob {
    * owner and expiry, started now, no queue time) instead of queued. A merge inserts nothing, as ever.
    */
   leaseTo?: { workerId: string; leaseExpiresAtMs: number };
+  name?: string | null;
+  labels?: Readonly<Record<string, string>>;
 }
 
 /** A lease as its worker knows it. */
@@ -78,7 +96,7 @@ export interface JobStore {
   /** Inserts a job already completed from the action cache. */
   insertCached(job: NewJob, result: RunReport): Promise<JobRecord>;
   get(id: string): Promise<JobRecord | undefined>;
-  list(opts: { limit: number; states?: readonly JobState[] }): Promise<JobRecord[]>;
+  list(query: JobQuery): Promise<JobRecord[]>;
   /**
    * Leases up to `max` queued jobs of these platforms to a worker: state running, attempt + 1. Platforms are
    * served in the order given; within one, jobs go lowest priority first, then first in, first out, and

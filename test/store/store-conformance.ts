@@ -9,7 +9,8 @@ import type { Digest } from '../../src/core/digest.js';
 import { digestOf } from '../../src/core/digest.js';
 import type { ExecutionSpec } from '../../src/core/model.js';
 import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, lostFailure } from '../../src/store/job-rules.js';
-import type { JobRecord, NewJob, Store, WorkerRecord } from '../../src/store/ports.js';
+import type { JobQuery, JobRecord, NewJob, Store, WorkerRecord } from '../../src/store/ports.js';
+import { isRemexError } from '../../src/core/errors.js';
 import { actionDigestOf, ARM, makeReport, makeSpec, RISCV, X86 } from './fixtures.js';
 
 export interface StoreHandle {
@@ -30,7 +31,9 @@ const LEASE_MS = 1_000;
 
 let seq = 0;
 
-function newJob(o: { label?: string; platform?: string; instance?: string; priority?: number; mergeable?: boolean; nowMs?: number; spec?: ExecutionSpec } = {}): NewJob {
+function newJob(
+  o: { label?: string; platform?: string; instance?: string; priority?: number; mergeable?: boolean; nowMs?: number; spec?: ExecutionSpec; name?: string; labels?: Record<string, string> } = {},
+): NewJob {
   const spec = o.spec ?? makeSpec({ label: o.label ?? `job-${++seq}`, platform: o.platform ?? X86 });
   return {
     id: `job-${++seq}-${Math.random().toString(36).slice(2, 8)}`,
@@ -40,6 +43,8 @@ function newJob(o: { label?: string; platform?: string; instance?: string; prior
     spec,
     nowMs: o.nowMs ?? T0,
     mergeable: o.mergeable ?? true,
+    ...(o.name !== undefined ? { name: o.name } : {}),
+    ...(o.labels ? { labels: o.labels } : {}),
   };
 }
 
@@ -121,10 +126,34 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
           cached: false,
           result: null,
           failure: null,
+          name: null,
+          labels: {},
         };
         assert.deepEqual(job, expected);
         assert.deepEqual(await store.jobs.get(nj.id), expected);
         assert.equal((await store.jobs.get(nj.id))?.spec.command.arguments[2], 'ünïcødé ✓');
+      });
+
+      test('a name and labels are kept, never merged on, and select in listings: by state, name, every label, age, page', async () => {
+        const labelled = (label: string, name: string | null, labels: Record<string, string>, nowMs: number) =>
+          newJob({ spec: makeSpec({ label }), nowMs, ...(name !== null ? { name } : {}), labels });
+        const a = (await store.jobs.enqueue(labelled('a', 'stream-c7g', { suite: 'stream', 'app.kubernetes.io/part': 'x' }, T0 + 1))).job;
+        const b = (await store.jobs.enqueue(labelled('b', 'stream-c7i', { suite: 'stream', isa: 'x86_64' }, T0 + 2))).job;
+        const c = (await store.jobs.enqueue(labelled('c', null, { suite: 'hpl' }, T0 + 3))).job;
+        assert.deepEqual([a.name, a.labels], ['stream-c7g', { suite: 'stream', 'app.kubernetes.io/part': 'x' }]);
+        assert.deepEqual((await store.jobs.get(c.id))?.labels, { suite: 'hpl' });
+        const ids = async (q: Partial<JobQuery>) => (await store.jobs.list({ limit: 10, ...q })).map((j) => j.id);
+        assert.deepEqual(await ids({ labels: { suite: 'stream' } }), [b.id, a.id]);
+        assert.deepEqual(await ids({ labels: { suite: 'stream', isa: 'x86_64' } }), [b.id]);
+        assert.deepEqual(await ids({ labels: { 'app.kubernetes.io/part': 'x' } }), [a.id]);
+        assert.deepEqual(await ids({ labels: { suite: 'none' } }), []);
+        assert.deepEqual(await ids({ name: 'stream-c7i' }), [b.id]);
+        assert.deepEqual(await ids({ createdSinceMs: T0 + 2 }), [c.id, b.id]);
+        assert.deepEqual(await ids({ states: ['queued'], labels: { suite: 'stream' }, limit: 1 }), [b.id]);
+        assert.deepEqual(await ids({ labels: { suite: 'stream' }, afterId: b.id }), [a.id], 'the next page');
+        assert.deepEqual(await ids({ afterId: 'no-such-job' }), []);
+        // A label selector is checked: a name that could break out of a JSON path is refused.
+        await assert.rejects(store.jobs.list({ limit: 1, labels: { 'x") = 1 OR ("': 'y' } }), (err: unknown) => isRemexError(err, 'INVALID_ARGUMENT'));
       });
 
       test('get of an unknown id is undefined', async () => {

@@ -12,7 +12,8 @@ import type { JobFailure, JobState, RunReport } from '../../core/model.js';
 import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, compareDispatchOrder, lostFailure } from '../job-rules.js';
 import { JOB_COLUMN_NAMES, NEW_JOB_COLUMNS, newJobValues } from '../job-row.js';
 import type { NewJobColumn } from '../job-row.js';
-import type { HeldLease, JobRecord, JobStore, LeaseExpiry, NewJob, Outcome } from '../ports.js';
+import type { HeldLease, JobQuery, JobRecord, JobStore, LeaseExpiry, NewJob, Outcome } from '../ports.js';
+import { checkLabels } from '../../core/labels.js';
 import { int, intOrNull, refusedByDatabase } from './connection.js';
 import type { PostgresDb, Queryable } from './connection.js';
 import { StatementBatcher } from './statement-batcher.js';
@@ -40,6 +41,8 @@ interface JobRow {
   cached: boolean;
   result: RunReport | null;
   failure: JobFailure | null;
+  name: string | null;
+  labels: Record<string, string>;
 }
 
 function toJob(row: JobRow): JobRecord {
@@ -63,6 +66,8 @@ function toJob(row: JobRow): JobRecord {
     cached: row.cached,
     result: row.result,
     failure: row.failure,
+    name: row.name,
+    labels: row.labels,
   };
 }
 
@@ -118,7 +123,6 @@ export class PostgresJobStore implements JobStore {
           AND mergeable AND state IN ('queued','running')`,
       get: `SELECT ${JOB_COLUMNS} FROM ${jobs} WHERE id = $1`,
       list: `SELECT ${JOB_COLUMNS} FROM ${jobs} ORDER BY seq DESC LIMIT $1`,
-      listStates: `SELECT ${JOB_COLUMNS} FROM ${jobs} WHERE state = ANY($1::text[]) ORDER BY seq DESC LIMIT $2`,
       // SKIP LOCKED: rows another controller is claiming right now are passed over, not waited for. The
       // outer `state = 'queued'` re-checks each row once locked.
       claim: `WITH head AS (
@@ -275,11 +279,20 @@ export class PostgresJobStore implements JobStore {
     return row ? toJob(row) : undefined;
   }
 
-  async list(opts: { limit: number; states?: readonly JobState[] }): Promise<JobRecord[]> {
-    const rows = opts.states
-      ? await this.db.query<JobRow>(this.sql.listStates, [opts.states, opts.limit])
-      : await this.db.query<JobRow>(this.sql.list, [opts.limit]);
-    return rows.map(toJob);
+  async list(query: JobQuery): Promise<JobRecord[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const arg = (value: unknown): string => `$${args.push(value)}`;
+    if (query.states) where.push(`state = ANY(${arg(query.states)}::text[])`);
+    if (query.name !== undefined) where.push(`name = ${arg(query.name)}`);
+    if (query.labels) {
+      checkLabels(query.labels, 'label selector');
+      for (const [label, value] of Object.entries(query.labels)) where.push(`labels ->> ${arg(label)} = ${arg(value)}`);
+    }
+    if (query.createdSinceMs !== undefined) where.push(`created_at >= ${arg(query.createdSinceMs)}`);
+    if (query.afterId !== undefined) where.push(`seq < (SELECT seq FROM ${this.db.schema}.jobs WHERE id = ${arg(query.afterId)})`);
+    const sql = where.length === 0 ? this.sql.list : `SELECT ${JOB_COLUMNS} FROM ${this.db.schema}.jobs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT ${arg(query.limit)}`;
+    return (await this.db.query<JobRow>(sql, where.length === 0 ? [query.limit] : args)).map(toJob);
   }
 
   async claim(opts: { platforms: readonly string[]; workerId: string; max: number; leaseMs: number; nowMs: number }): Promise<JobRecord[]> {
@@ -405,6 +418,8 @@ const NEW_JOB_TYPES: Record<NewJobColumn, string> = {
   lease_owner: 'text',
   lease_expires_at: 'int8',
   started_at: 'int8',
+  name: 'text',
+  labels: 'json',
 };
 
 function countsBy<R extends { n: string }>(rows: R[], key: (row: R) => string): Map<string, number> {

@@ -70,4 +70,10 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE workers ADD COLUMN instance_id text;
   ALTER TABLE workers ADD COLUMN drain_requested boolean NOT NULL DEFAULT false;
   `,
+  // 3: a job's name and labels, for fire-and-forget jobs listed and collected by them.
+  `
+  ALTER TABLE jobs ADD COLUMN name text;
+  ALTER TABLE jobs ADD COLUMN labels json NOT NULL DEFAULT '{}';
+  CREATE INDEX jobs_name ON jobs (name) WHERE name IS NOT NULL;
+  `,
 ];

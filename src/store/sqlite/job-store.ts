@@ -7,7 +7,8 @@ import type Database from 'better-sqlite3';
 import type { JobFailure, JobState, RunReport } from '../../core/model.js';
 import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, compareDispatchOrder, lostFailure } from '../job-rules.js';
 import { JOB_COLUMN_NAMES, NEW_JOB_COLUMNS, newJobValues } from '../job-row.js';
-import type { HeldLease, JobRecord, JobStore, LeaseExpiry, NewJob, Outcome } from '../ports.js';
+import type { HeldLease, JobQuery, JobRecord, JobStore, LeaseExpiry, NewJob, Outcome } from '../ports.js';
+import { checkLabels } from '../../core/labels.js';
 
 interface JobRow {
   id: string;
@@ -30,6 +31,8 @@ interface JobRow {
   cached: number;
   result: string | null;
   failure: string | null;
+  name: string | null;
+  labels: string;
 }
 
 function toJob(row: JobRow): JobRecord {
@@ -53,6 +56,8 @@ function toJob(row: JobRow): JobRecord {
     cached: row.cached === 1,
     result: row.result === null ? null : (JSON.parse(row.result) as RunReport),
     failure: row.failure === null ? null : (JSON.parse(row.failure) as JobFailure),
+    name: row.name,
+    labels: JSON.parse(row.labels) as Record<string, string>,
   };
 }
 
@@ -140,12 +145,39 @@ export class SqliteJobStore implements JobStore {
     return row ? toJob(row) : undefined;
   }
 
-  async list(opts: { limit: number; states?: readonly JobState[] }): Promise<JobRecord[]> {
-    if (!opts.states) return this.s.list.all(opts.limit).map(toJob);
-    const marks = opts.states.map(() => '?').join(',');
+  async list(query: JobQuery): Promise<JobRecord[]> {
+    const plain = !query.states && query.name === undefined && !query.labels && query.createdSinceMs === undefined && query.afterId === undefined;
+    if (plain) return this.s.list.all(query.limit).map(toJob);
+    if (query.states?.length === 0) return [];
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (query.states) {
+      where.push(`state IN (${query.states.map(() => '?').join(',')})`);
+      args.push(...query.states);
+    }
+    if (query.name !== undefined) {
+      where.push('name = ?');
+      args.push(query.name);
+    }
+    if (query.labels) {
+      checkLabels(query.labels, 'label selector');
+      // Label names are checked: a quoted JSON path key cannot be broken out of.
+      for (const [label, value] of Object.entries(query.labels)) {
+        where.push('json_extract(labels, ?) = ?');
+        args.push(`$."${label}"`, value);
+      }
+    }
+    if (query.createdSinceMs !== undefined) {
+      where.push('created_at >= ?');
+      args.push(query.createdSinceMs);
+    }
+    if (query.afterId !== undefined) {
+      where.push('seq < (SELECT seq FROM jobs WHERE id = ?)');
+      args.push(query.afterId);
+    }
     return this.db
-      .prepare<unknown[], JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE state IN (${marks}) ORDER BY seq DESC LIMIT ?`)
-      .all(...opts.states, opts.limit)
+      .prepare<unknown[], JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT ?`)
+      .all(...args, query.limit)
       .map(toJob);
   }
 

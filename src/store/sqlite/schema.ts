@@ -61,4 +61,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE workers ADD COLUMN instance_id TEXT;
   ALTER TABLE workers ADD COLUMN drain_requested INTEGER NOT NULL DEFAULT 0;
   `,
+  // 3: a job's name and labels, for fire-and-forget jobs listed and collected by them.
+  `
+  ALTER TABLE jobs ADD COLUMN name TEXT;
+  ALTER TABLE jobs ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+  CREATE INDEX jobs_name ON jobs (name) WHERE name IS NOT NULL;
+  `,
 ];
