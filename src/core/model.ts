@@ -39,7 +39,7 @@ export interface Command {
   /** argv; arguments[0] is the program, a path relative to the input root or an absolute path. */
   arguments: string[];
   environmentVariables: EnvironmentVariable[];
-  /** Files (and later directories) to collect after the run, relative to the working directory. */
+  /** Files and directories to collect after the run, relative to the working directory. */
   outputPaths: string[];
   /** Relative to the input root; '' is the root itself. */
   workingDirectory: string;

@@ -2,7 +2,7 @@
  * Store ports: durable state of jobs, the action cache and the worker registry. Adapters own their
  * connections and transactions; nothing of a driver leaks through these types. Every state change is
  * compare-and-set on (state, attempt, lease owner), so a stale worker can never commit a result.
- * Adapters: `sqlite/` (embedded default). PostgreSQL comes next with the same conformance suite.
+ * Adapters: `sqlite/` (embedded default) and `postgres/` (shared by controllers), one conformance suite for both.
  */
 import type { Digest } from '../core/digest.js';
 import type { ExecutionSpec, JobFailure, JobState, RunReport } from '../core/model.js';
