@@ -9,7 +9,8 @@
 // - `imports` is `everything` (no restriction: the composition root), `nothing of remex` (no other
 //   folder of src/), or a list of entries separated by commas or the word "and", each starting with the
 //   name of a folder of the table (`core`, `src/core` or `` `core` ``); the words after the name are a note
-//   for readers and are not enforced ("scheduler's WorkerLink type" allows all of src/scheduler);
+//   for readers and are not enforced ("scheduler's WorkerLink type" allows all of src/scheduler), and
+//   may not contain "and" or a comma (either starts the next entry);
 // - a folder may always import its own files.
 // An entry naming no folder of the table, or a table that cannot be found, stops lint with a message.
 // A folder of src/ with no row gets an error on each of its files (say what it owns and imports first);
@@ -164,4 +165,5 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   }
   for (const f of layers.missingOnDisk) console.log(`warning: ${f} is in the table, not on disk`);
   for (const f of layers.missingInTable) console.log(`error: ${f} is on disk, not in the table`);
+  if (layers.missingInTable.length > 0) process.exitCode = 1;
 }
