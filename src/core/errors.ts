@@ -25,6 +25,11 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+/** For a code read off the wire (a problem body, a status): a code of another version is not one of ours. */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && (ERROR_CODES as readonly string[]).includes(code);
+}
+
 /**
  * Why remex could not run a job (a `failed` or `cancelled` job's `failure.code`): the code of the
  * RemexError that stopped it, or `LOST` — its workers disappeared `maxAttempts` times. A failure is data
@@ -34,8 +39,8 @@ export const JOB_FAILURE_CODES = [...ERROR_CODES, 'LOST'] as const;
 
 export type JobFailureCode = (typeof JOB_FAILURE_CODES)[number];
 
-export function isJobFailureCode(code: string): code is JobFailureCode {
-  return (JOB_FAILURE_CODES as readonly string[]).includes(code);
+export function isJobFailureCode(code: unknown): code is JobFailureCode {
+  return typeof code === 'string' && (JOB_FAILURE_CODES as readonly string[]).includes(code);
 }
 
 export interface RemexErrorOptions {

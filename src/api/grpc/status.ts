@@ -10,7 +10,7 @@ import type { ServerErrorResponse, StatusObject } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Digest } from '../../core/digest.js';
 import type { JobFailureCode } from '../../core/errors.js';
-import { MissingBlobsError, RemexError } from '../../core/errors.js';
+import { isJobFailureCode, MissingBlobsError, RemexError } from '../../core/errors.js';
 import type { Any, PreconditionFailure, Status } from './messages.js';
 import { reapiProtos } from './protos.js';
 
@@ -43,7 +43,7 @@ const GRPC_CODE: Readonly<Record<JobFailureCode, GrpcStatus>> = {
  * version of remex: stored rows are not re-validated) is INTERNAL.
  */
 export function grpcCode(code: JobFailureCode): GrpcStatus {
-  return Object.hasOwn(GRPC_CODE, code) ? GRPC_CODE[code] : GrpcStatus.INTERNAL;
+  return isJobFailureCode(code) ? GRPC_CODE[code] : GrpcStatus.INTERNAL;
 }
 
 export const OK_STATUS: Readonly<Status> = Object.freeze({ code: GrpcStatus.OK, message: '', details: [] });
