@@ -13,20 +13,7 @@ import { detectExecutable, EXECUTABLE_HEADER_BYTES } from '../core/executable-fo
 import type { ResourceLimits } from '../core/limits.js';
 import type { ExecutionSpec } from '../core/model.js';
 import { canonicalPlatform } from '../core/platform.js';
-
-const hash = z.string().regex(/^[0-9a-f]{64}$/, 'hash must be 64 lower-case hex characters (SHA-256)');
-const sizeBytes = z.number().int().nonnegative();
-const digest = z.strictObject({ hash, sizeBytes });
-
-const limits = z.strictObject({
-  memoryBytes: z.number().int().positive(),
-  processes: z.number().int().positive(),
-  cpuTimeMs: z.number().int().positive(),
-  fileSizeBytes: z.number().int().nonnegative(),
-  outputBytes: z.number().int().nonnegative(),
-  tmpBytes: z.number().int().nonnegative(),
-  openFiles: z.number().int().positive(),
-});
+import { digest, hash, parseWith, resourceLimits, sizeBytes } from './schemas.js';
 
 export const executionRequestSchema = z.strictObject({
   /** Optional when the executable is an ELF binary: its header tells the platform. */
@@ -41,7 +28,7 @@ export const executionRequestSchema = z.strictObject({
   stdinDigest: digest.optional(),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are [A-Za-z_][A-Za-z0-9_]*'), z.string()).default({}),
   timeoutMs: z.number().int().positive().optional(),
-  limits: limits.partial().default({}),
+  limits: resourceLimits.partial().default({}),
   /** Files to collect after the run, relative to the working directory. */
   outputPaths: z.array(z.string().min(1).max(4096)).max(1024).default([]),
   priority: z.number().int().min(-1000).max(1000).default(0),
@@ -67,14 +54,7 @@ export interface BuiltExecution {
 }
 
 export function parseExecutionRequest(body: unknown): ExecutionRequest {
-  const parsed = executionRequestSchema.safeParse(body);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
-    throw new InvalidArgumentError(`invalid execution request: ${issues.map((i) => `${i.path || '(body)'}: ${i.message}`).join('; ')}`, {
-      details: { issues },
-    });
-  }
-  return parsed.data;
+  return parseWith(executionRequestSchema, body, 'execution request');
 }
 
 export async function buildExecution(req: ExecutionRequest, blobs: BlobStore, policy: ExecutionPolicy): Promise<BuiltExecution> {

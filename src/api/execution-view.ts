@@ -4,7 +4,8 @@
  * okToCache) beside remex's own.
  */
 import { isCacheable } from '../core/model.js';
-import type { OutputStream } from '../core/model.js';
+import type { LimitKind } from '../core/limits.js';
+import type { JobFailure, OutputStream } from '../core/model.js';
 import type { JobRecord } from '../store/ports.js';
 
 export interface OutputView {
@@ -38,10 +39,10 @@ export interface ExecutionView {
   signal: string | null;
   cpuTimeMs: number | null;
   maxRssKb: number | null;
-  limitExceeded: string | null;
+  limitExceeded: LimitKind | null;
   output: { stdout: OutputView; stderr: OutputView } | null;
   outputFiles: Array<{ path: string; digest: { hash: string; sizeBytes: number }; isExecutable: boolean }>;
-  failure: { code: string; message: string } | null;
+  failure: JobFailure | null;
 }
 
 function lines(stream: OutputStream | undefined): Array<{ text: string }> {

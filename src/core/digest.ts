@@ -11,7 +11,8 @@ export interface Digest {
   readonly sizeBytes: number;
 }
 
-const HASH_RE = /^[0-9a-f]{64}$/;
+/** A digest's hash: lower-case hex SHA-256, whole string. The one spelling of it in remex. */
+export const HASH_RE = /^[0-9a-f]{64}$/;
 
 export const EMPTY_DIGEST: Digest = Object.freeze({
   hash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',

@@ -5,21 +5,43 @@
  */
 import type { Digest } from './digest.js';
 
-export type ErrorCode =
-  | 'INVALID_ARGUMENT'
-  | 'NOT_FOUND'
-  | 'ALREADY_EXISTS'
-  | 'FAILED_PRECONDITION'
-  | 'RESOURCE_EXHAUSTED'
-  | 'OUT_OF_RANGE'
-  | 'PERMISSION_DENIED'
-  | 'UNAUTHENTICATED'
-  | 'UNAVAILABLE'
-  | 'ABORTED'
-  | 'CANCELLED'
-  | 'DEADLINE_EXCEEDED'
-  | 'UNIMPLEMENTED'
-  | 'INTERNAL';
+/** Every code, for validators and tables that must cover them all. */
+export const ERROR_CODES = [
+  'INVALID_ARGUMENT',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'FAILED_PRECONDITION',
+  'RESOURCE_EXHAUSTED',
+  'OUT_OF_RANGE',
+  'PERMISSION_DENIED',
+  'UNAUTHENTICATED',
+  'UNAVAILABLE',
+  'ABORTED',
+  'CANCELLED',
+  'DEADLINE_EXCEEDED',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** For a code read off the wire (a problem body, a status): a code of another version is not one of ours. */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && (ERROR_CODES as readonly string[]).includes(code);
+}
+
+/**
+ * Why remex could not run a job (a `failed` or `cancelled` job's `failure.code`): the code of the
+ * RemexError that stopped it, or `LOST` — its workers disappeared `maxAttempts` times. A failure is data
+ * that outlives the process (stored, sent by workers), so it carries a code, not an error object.
+ */
+export const JOB_FAILURE_CODES = [...ERROR_CODES, 'LOST'] as const;
+
+export type JobFailureCode = (typeof JOB_FAILURE_CODES)[number];
+
+export function isJobFailureCode(code: unknown): code is JobFailureCode {
+  return typeof code === 'string' && (JOB_FAILURE_CODES as readonly string[]).includes(code);
+}
 
 export interface RemexErrorOptions {
   cause?: unknown;

@@ -33,4 +33,6 @@ export const DEFAULT_LIMITS: Readonly<ResourceLimits> = Object.freeze({
 });
 
 /** What one limit being hit is called in results. */
-export type LimitKind = 'wall_time' | 'cpu_time' | 'memory' | 'processes' | 'file_size' | 'output';
+export const LIMIT_KINDS = ['wall_time', 'cpu_time', 'memory', 'processes', 'file_size', 'output'] as const;
+
+export type LimitKind = (typeof LIMIT_KINDS)[number];

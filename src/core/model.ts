@@ -4,6 +4,7 @@
  * caching and merging by an action digest the front door computes.
  */
 import type { Digest } from './digest.js';
+import type { JobFailureCode } from './errors.js';
 import type { LimitKind, ResourceLimits } from './limits.js';
 
 export interface FileNode {
@@ -38,7 +39,7 @@ export interface Command {
   /** argv; arguments[0] is the program, a path relative to the input root or an absolute path. */
   arguments: string[];
   environmentVariables: EnvironmentVariable[];
-  /** Files (and later directories) to collect after the run, relative to the working directory. */
+  /** Files and directories to collect after the run, relative to the working directory. */
   outputPaths: string[];
   /** Relative to the input root; '' is the root itself. */
   workingDirectory: string;
@@ -124,7 +125,7 @@ export function isTerminal(state: JobState): boolean {
 
 /** Why remex could not run a job (state `failed`); the program's own failures are `completed` runs. */
 export interface JobFailure {
-  code: string;
+  code: JobFailureCode;
   message: string;
 }
 

@@ -57,14 +57,32 @@ async function status(path: string, init: RequestInit = {}): Promise<{ status: n
   return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {}, challenge: res.headers.get('www-authenticate') };
 }
 
-/** Opens the event relay; resolves with the HTTP status of a refused upgrade, or 101 and a ping's answer. */
-function wsAttempt(headers: Record<string, string>): Promise<{ status: number; reply?: string }> {
+interface WsAttempt {
+  status: number;
+  reply?: string;
+  /** A refused upgrade's answer: its body (parsed), Content-Type and WWW-Authenticate. */
+  body?: Record<string, unknown>;
+  contentType?: string | undefined;
+  challenge?: string | undefined;
+}
+
+/** Opens the event relay; resolves with a refused upgrade's status and answer, or 101 and a ping's answer. */
+function wsAttempt(headers: Record<string, string>): Promise<WsAttempt> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${serve.url.replace(/^http/, 'ws')}/v1/events`, { headers });
     ws.on('unexpected-response', (_req, res: IncomingMessage) => {
-      res.resume();
-      resolve({ status: res.statusCode ?? 0 });
-      ws.terminate();
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({
+          status: res.statusCode ?? 0,
+          body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+          contentType: res.headers['content-type'],
+          challenge: res.headers['www-authenticate'],
+        });
+        ws.terminate();
+      });
     });
     ws.on('open', () => ws.send('ping'));
     ws.on('message', (data) => {
@@ -73,6 +91,13 @@ function wsAttempt(headers: Record<string, string>): Promise<{ status: number; r
     });
     ws.on('error', (err) => reject(err));
   });
+}
+
+/** A problem body without its request id, which differs per request. */
+function withoutRequestId(body: Record<string, unknown> | undefined): Record<string, unknown> {
+  const { requestId, ...rest } = body ?? {};
+  assert.match(String(requestId), /^[0-9a-f-]{36}$/, 'a refusal carries a request id');
+  return rest;
 }
 
 describe('authentication', () => {
@@ -137,10 +162,30 @@ describe('authentication', () => {
     assert.deepEqual(platforms.body.platforms, [], 'no worker got registered');
   });
 
-  test('the event relay refuses an upgrade without a client token', async () => {
-    assert.equal((await wsAttempt({})).status, 401);
-    assert.equal((await wsAttempt(bearer(newToken()))).status, 401);
-    assert.equal((await wsAttempt(bearer(workerToken))).status, 403);
+  test('the event relay refuses an upgrade without a client token, with the problem JSON the HTTP routes send', async () => {
+    for (const headers of [{}, bearer(newToken()), bearer(workerToken)]) {
+      const refused = await wsAttempt(headers);
+      const http = await status('/v1/events', { headers });
+      assert.equal(refused.status, http.status);
+      assert.equal(refused.contentType, 'application/problem+json');
+      assert.equal(refused.challenge ?? null, http.challenge);
+      assert.deepEqual(withoutRequestId(refused.body), withoutRequestId(http.body));
+    }
+    const none = await wsAttempt({});
+    assert.equal(none.status, 401);
+    assert.equal(none.challenge, 'Bearer realm="remex"');
+    assert.deepEqual(withoutRequestId(none.body), {
+      type: 'about:blank',
+      title: 'UNAUTHENTICATED',
+      status: 401,
+      code: 'UNAUTHENTICATED',
+      detail: none.body?.detail,
+    });
+    assert.equal((await wsAttempt(bearer(newToken()))).body?.detail, 'invalid token');
+    const asWorker = await wsAttempt(bearer(workerToken));
+    assert.equal(asWorker.status, 403);
+    assert.equal(asWorker.body?.code, 'PERMISSION_DENIED');
+    assert.equal(asWorker.challenge, undefined);
     assert.deepEqual(await wsAttempt(bearer(clientToken)), { status: 101, reply: 'pong' });
   });
 
@@ -152,14 +197,21 @@ describe('authentication', () => {
     const getCaps = (metadata: grpc.Metadata) =>
       new Promise<grpc.ServiceError | null>((resolve) => caps.GetCapabilities({ instance_name: '' }, metadata, (err) => resolve(err)));
     try {
+      // Each refusal has the status and the message the HTTP door gives for the same header.
       const none = await getCaps(new grpc.Metadata());
       assert.equal(none?.code, grpc.status.UNAUTHENTICATED);
+      assert.equal(none?.details, (await status('/v1/platforms')).body.detail);
       const wrong = new grpc.Metadata();
-      wrong.set('authorization', `Bearer ${newToken()}`);
-      assert.equal((await getCaps(wrong))?.code, grpc.status.UNAUTHENTICATED);
+      const wrongToken = newToken();
+      wrong.set('authorization', `Bearer ${wrongToken}`);
+      const wrongRefused = await getCaps(wrong);
+      assert.equal(wrongRefused?.code, grpc.status.UNAUTHENTICATED);
+      assert.equal(wrongRefused?.details, 'invalid token');
       const asWorker = new grpc.Metadata();
       asWorker.set('authorization', `Bearer ${workerToken}`);
-      assert.equal((await getCaps(asWorker))?.code, grpc.status.PERMISSION_DENIED);
+      const workerRefused = await getCaps(asWorker);
+      assert.equal(workerRefused?.code, grpc.status.PERMISSION_DENIED);
+      assert.equal(workerRefused?.details, (await status('/v1/platforms', { headers: bearer(workerToken) })).body.detail);
       const ok = new grpc.Metadata();
       ok.set('authorization', `Bearer ${clientToken}`);
       assert.equal(await getCaps(ok), null);

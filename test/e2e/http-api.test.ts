@@ -327,3 +327,53 @@ describe('HTTP API: bad input gets a clear error and stores nothing', () => {
     assert.ok(err instanceof RemexError && err.code === 'NOT_FOUND');
   });
 });
+
+describe('HTTP API: the worker protocol keeps failure codes typed', () => {
+  before(async () => {
+    ts = await startTestServer({ workerSlots: 0 });
+  });
+  after(async () => {
+    await ts?.close();
+  });
+
+  /** Registers a raw-HTTP worker, submits a job for it and leases that job. */
+  async function leasedJob(): Promise<{ workerId: string; jobId: string; attempt: number }> {
+    const reg = await post('/v1/workers', JSON.stringify({ name: 'raw', platforms: [{ platform: 'x86_64-linux-cpu', emulated: false }], slots: 1 }));
+    assert.equal(reg.status, 200, JSON.stringify(reg.json));
+    const workerId = reg.json.workerId as string;
+    const exe = await upload(Buffer.from(`program ${Math.random()}`));
+    const queued = await ts.client.submit({ executable: exe, platform: 'x86_64-linux-cpu', doNotCache: true });
+    const leased = await post(`/v1/workers/${workerId}/lease`, JSON.stringify({ max: 1, waitMs: 5000 }));
+    const leases = leased.json.leases as Array<{ jobId: string; attempt: number }>;
+    assert.equal(leases[0]?.jobId, queued.id);
+    return { workerId, jobId: queued.id, attempt: leases[0].attempt };
+  }
+
+  test('a known failure code is stored as sent; an unknown one is stored as INTERNAL with the code kept in its message', async () => {
+    for (const [sent, stored] of [
+      [{ code: 'FAILED_PRECONDITION', message: 'inputs vanished' }, { code: 'FAILED_PRECONDITION', message: 'inputs vanished' }],
+      [{ code: 'SOME_NEWER_CODE', message: 'said a newer worker' }, { code: 'INTERNAL', message: 'SOME_NEWER_CODE: said a newer worker' }],
+    ] as const) {
+      const { workerId, jobId, attempt } = await leasedJob();
+      const done = await post(`/v1/workers/${workerId}/complete`, JSON.stringify({ jobId, attempt, outcome: { state: 'failed', failure: sent } }));
+      assert.equal(done.status, 200, JSON.stringify(done.json));
+      const v: ExecutionView = await ts.client.getExecution(jobId);
+      assert.equal(v.state, 'failed');
+      assert.deepEqual(v.failure, stored);
+    }
+  });
+
+  test('a run report naming an unknown limit kind is refused with a problem body', async () => {
+    const { workerId, jobId, attempt } = await leasedJob();
+    const stream = { digest: digestOf(''), inlineBase64: '', totalBytes: 0, truncated: false };
+    const result = {
+      exitCode: null, signal: 'SIGKILL', timedOut: false, limitExceeded: 'patience', stdout: stream, stderr: stream, outputFiles: [],
+      wallTimeMs: 1, cpuTimeMs: 1, maxRssKb: 1, emulated: false, worker: 'raw',
+    };
+    const refused = await post(`/v1/workers/${workerId}/complete`, JSON.stringify({ jobId, attempt, outcome: { state: 'completed', result } }));
+    assert.equal(refused.status, 400);
+    assert.equal(refused.json.code, 'INVALID_ARGUMENT');
+    assert.match(String(refused.json.detail), /^invalid completion: outcome/);
+    assert.equal((await ts.client.getExecution(jobId)).state, 'running');
+  });
+});

@@ -1,6 +1,7 @@
 /** The gRPC door's pure mappings: platform properties, resource names, ActionResult ↔ RunReport. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { OutputLayout } from '../../src/api/grpc/action-result.js';
 import { exitCodeOf, fromActionResult, layoutOfCommand, outputPathsOf, toActionResult } from '../../src/api/grpc/action-result.js';
 import { InstanceNames } from '../../src/api/grpc/instances.js';
@@ -9,7 +10,8 @@ import { platformOfProperties } from '../../src/api/grpc/platform-properties.js'
 import { parseReadResource, parseWriteResource } from '../../src/api/grpc/resource-names.js';
 import { grpcCode } from '../../src/api/grpc/status.js';
 import { digestOf, EMPTY_DIGEST } from '../../src/core/digest.js';
-import { InvalidArgumentError, RemexError, UnsupportedPlatformError } from '../../src/core/errors.js';
+import type { JobFailureCode } from '../../src/core/errors.js';
+import { InvalidArgumentError, JOB_FAILURE_CODES, RemexError, UnsupportedPlatformError } from '../../src/core/errors.js';
 import type { RunReport } from '../../src/core/model.js';
 
 const X = digestOf('x');
@@ -166,11 +168,17 @@ describe('ActionResult ↔ RunReport', () => {
     assert.equal(back.exit_code, 2);
   });
 
-  test('error codes map by name; remex-only failure codes are INTERNAL or UNAVAILABLE', () => {
+  test('every error and job-failure code has its gRPC status; LOST is UNAVAILABLE; an unknown stored code is INTERNAL', () => {
     assert.equal(grpcCode('FAILED_PRECONDITION'), 9);
     assert.equal(grpcCode('DEADLINE_EXCEEDED'), 4);
     assert.equal(grpcCode('LOST'), 14);
-    assert.equal(grpcCode('SOMETHING_ELSE'), 13);
-    assert.equal(grpcCode('OK'), 13);
+    for (const code of JOB_FAILURE_CODES) {
+      const expected = code === 'LOST' ? 'UNAVAILABLE' : code;
+      assert.equal(grpcCode(code), (GrpcStatus as unknown as Record<string, number>)[expected], code);
+    }
+    // Rows stored by another version of remex are not re-validated: whatever they hold maps somewhere.
+    assert.equal(grpcCode('SOMETHING_ELSE' as JobFailureCode), 13);
+    assert.equal(grpcCode('OK' as JobFailureCode), 13);
+    assert.equal(grpcCode('toString' as JobFailureCode), 13);
   });
 });

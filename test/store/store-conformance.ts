@@ -617,7 +617,7 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
 
       test('fail ends a queued or running job regardless of lease, and nothing else', async () => {
         const queued = await enqueue();
-        const failure = { code: 'FAILED_PRECONDITION', message: 'input vanished' };
+        const failure = { code: 'FAILED_PRECONDITION' as const, message: 'input vanished' };
         const failedQueued = await store.jobs.fail(queued.id, failure, T0 + 3);
         assert.equal(failedQueued?.state, 'failed');
         assert.deepEqual(failedQueued?.failure, failure);

@@ -2,13 +2,15 @@
  * Tokens on the gRPC door: every call must carry `authorization: Bearer <client token>` metadata (what
  * Bazel sends with `--remote_header=authorization=Bearer …` or a credential helper). Checked by a server
  * interceptor before the handler sees the call: UNAUTHENTICATED without a valid token,
- * PERMISSION_DENIED for a worker token. grpc.health.v1 stays open, like HTTP's /healthz.
+ * PERMISSION_DENIED for a worker token. grpc.health.v1 stays open, like HTTP's /healthz. A refusal is
+ * answered through the door's one error converter (`status.ts`), as a handler's error would be.
  */
-import { ServerInterceptingCall, status as GrpcStatus } from '@grpc/grpc-js';
+import { ServerInterceptingCall } from '@grpc/grpc-js';
 import type { ServerInterceptor } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../../auth/tokens.js';
 import { isRemexError } from '../../core/errors.js';
+import { toCallStatus } from './status.js';
 
 const OPEN_PREFIX = '/grpc.health.v1.Health/';
 
@@ -23,12 +25,9 @@ export function grpcAuthInterceptor(auth: Authenticator, logger: Logger): Server
             try {
               auth.authorize(values.length > 0 ? values : undefined, ['client']);
             } catch (err) {
-              if (!isRemexError(err)) throw err;
-              logger.warn({ method: method.path, peer: call.getPeer(), code: err.code }, 'gRPC call refused');
-              call.sendStatus({
-                code: err.code === 'UNAUTHENTICATED' ? GrpcStatus.UNAUTHENTICATED : GrpcStatus.PERMISSION_DENIED,
-                details: err.message,
-              });
+              // Anything but a refusal is a fault of the check itself: the converter logs it, the caller sees INTERNAL.
+              if (isRemexError(err)) logger.warn({ method: method.path, peer: call.getPeer(), code: err.code }, 'gRPC call refused');
+              call.sendStatus(toCallStatus(err, logger));
               return;
             }
             pass(metadata);

@@ -6,11 +6,11 @@
  * its stack stays in the server log.
  */
 import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
-import type { ServerErrorResponse } from '@grpc/grpc-js';
+import type { ServerErrorResponse, StatusObject } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Digest } from '../../core/digest.js';
-import type { ErrorCode } from '../../core/errors.js';
-import { MissingBlobsError, RemexError } from '../../core/errors.js';
+import type { JobFailureCode } from '../../core/errors.js';
+import { isJobFailureCode, MissingBlobsError, RemexError } from '../../core/errors.js';
 import type { Any, PreconditionFailure, Status } from './messages.js';
 import { reapiProtos } from './protos.js';
 
@@ -19,12 +19,31 @@ export function missingBlobSubject(d: Digest): string {
   return `blobs/${d.hash}/${d.sizeBytes}`;
 }
 
-/** gRPC's number for a canonical code name; an unknown name (a failure code of remex's own) is INTERNAL. */
-export function grpcCode(code: ErrorCode | string): GrpcStatus {
-  // 'LOST': a job whose workers kept disappearing; worth retrying, like any transient failure.
-  if (code === 'LOST') return GrpcStatus.UNAVAILABLE;
-  const value = (GrpcStatus as unknown as Record<string, unknown>)[code];
-  return typeof value === 'number' && code !== 'OK' ? (value as GrpcStatus) : GrpcStatus.INTERNAL;
+const GRPC_CODE: Readonly<Record<JobFailureCode, GrpcStatus>> = {
+  INVALID_ARGUMENT: GrpcStatus.INVALID_ARGUMENT,
+  NOT_FOUND: GrpcStatus.NOT_FOUND,
+  ALREADY_EXISTS: GrpcStatus.ALREADY_EXISTS,
+  FAILED_PRECONDITION: GrpcStatus.FAILED_PRECONDITION,
+  RESOURCE_EXHAUSTED: GrpcStatus.RESOURCE_EXHAUSTED,
+  OUT_OF_RANGE: GrpcStatus.OUT_OF_RANGE,
+  PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
+  UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
+  UNAVAILABLE: GrpcStatus.UNAVAILABLE,
+  ABORTED: GrpcStatus.ABORTED,
+  CANCELLED: GrpcStatus.CANCELLED,
+  DEADLINE_EXCEEDED: GrpcStatus.DEADLINE_EXCEEDED,
+  UNIMPLEMENTED: GrpcStatus.UNIMPLEMENTED,
+  INTERNAL: GrpcStatus.INTERNAL,
+  // A job whose workers kept disappearing: worth retrying, like any transient failure.
+  LOST: GrpcStatus.UNAVAILABLE,
+};
+
+/**
+ * gRPC's number for an error or job-failure code. A code outside the table (a failure stored by another
+ * version of remex: stored rows are not re-validated) is INTERNAL.
+ */
+export function grpcCode(code: JobFailureCode): GrpcStatus {
+  return isJobFailureCode(code) ? GRPC_CODE[code] : GrpcStatus.INTERNAL;
 }
 
 export const OK_STATUS: Readonly<Status> = Object.freeze({ code: GrpcStatus.OK, message: '', details: [] });
@@ -41,17 +60,26 @@ export function toRpcStatus(err: unknown, logger?: Logger): Status {
   return { code: GrpcStatus.INTERNAL, message: 'internal error (see the server log)', details: [] };
 }
 
-/** An error as what grpc-js sends: status code, message, and the rich status in `grpc-status-details-bin`. */
-export function toServiceError(err: unknown, logger?: Logger): ServerErrorResponse {
+/**
+ * An error as the status a call ends with: code, message, and the rich status in
+ * `grpc-status-details-bin`. What an interceptor sends (`auth.ts`); handlers get it as toServiceError.
+ */
+export function toCallStatus(err: unknown, logger?: Logger): StatusObject {
   const rpc = toRpcStatus(err, logger);
   const metadata = new Metadata();
   if (rpc.details && rpc.details.length > 0) {
     metadata.set('grpc-status-details-bin', reapiProtos().codec<Status, unknown>('google.rpc.Status').encode(rpc));
   }
-  const error = new Error(rpc.message ?? '') as ServerErrorResponse;
-  error.code = rpc.code as GrpcStatus;
-  error.details = rpc.message ?? '';
-  error.metadata = metadata;
+  return { code: rpc.code as GrpcStatus, details: rpc.message ?? '', metadata };
+}
+
+/** An error as what grpc-js sends for a handler's error (the same status as toCallStatus). */
+export function toServiceError(err: unknown, logger?: Logger): ServerErrorResponse {
+  const status = toCallStatus(err, logger);
+  const error = new Error(status.details) as ServerErrorResponse;
+  error.code = status.code;
+  error.details = status.details;
+  error.metadata = status.metadata;
   return error;
 }
 

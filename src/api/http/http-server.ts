@@ -5,19 +5,21 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import Fastify, { LogController } from 'fastify';
-import type { FastifyBaseLogger, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import { Authenticator } from '../../auth/tokens.js';
 import type { BlobStore } from '../../cas/blob-store.js';
+import { HASH_RE } from '../../core/digest.js';
 import { InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
 import { isTerminal } from '../../core/model.js';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import { buildExecution, parseExecutionRequest } from '../execution-request.js';
 import type { ExecutionPolicy } from '../execution-request.js';
 import { executionView } from '../execution-view.js';
+import { digestList, parseWith } from '../schemas.js';
 import { attachEventRelay } from '../ws/event-relay.js';
 import { BEARER_CHALLENGE, registerHttpAuth } from './auth.js';
+import { whenClientGone } from './client-gone.js';
 import { toProblem } from './problem.js';
 import { registerWorkerRoutes } from './worker-routes.js';
 
@@ -42,32 +44,6 @@ export interface TlsFiles {
 }
 
 export const DEFAULT_MAX_JSON_BODY_BYTES = 32 * 1024 * 1024;
-const HASH_RE = /^[0-9a-f]{64}$/;
-
-const digestList = z.strictObject({
-  digests: z.array(z.strictObject({ hash: z.string().regex(HASH_RE), sizeBytes: z.number().int().nonnegative() })).max(100_000),
-});
-
-/**
- * Aborts when the client goes away before its answer is sent (a long-poll's caller hung up). Not the
- * request's own 'close': that fires as soon as its body has been read, which would end every wait at once.
- */
-export function whenClientGone(reply: FastifyReply): AbortSignal {
-  const abort = new AbortController();
-  const res = reply.raw;
-  res.once('close', () => {
-    if (!res.writableFinished) abort.abort();
-  });
-  return abort.signal;
-}
-
-export function parseWith<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
-  const parsed = schema.safeParse(body);
-  if (!parsed.success) {
-    throw new InvalidArgumentError(`invalid ${what}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}`);
-  }
-  return parsed.data;
-}
 
 export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyInstance> {
   const { scheduler, blobs } = opts;

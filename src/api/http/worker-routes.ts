@@ -5,28 +5,10 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Scheduler } from '../../scheduler/scheduler.js';
-import { parseWith, whenClientGone } from './http-server.js';
+import { jobFailure, parseWith, runReport } from '../schemas.js';
+import { whenClientGone } from './client-gone.js';
 
 const MAX_LEASE_WAIT_MS = 60_000;
-
-const digest = z.strictObject({ hash: z.string().regex(/^[0-9a-f]{64}$/), sizeBytes: z.number().int().nonnegative() });
-const outputStream = z.strictObject({ digest, inlineBase64: z.string().nullable(), totalBytes: z.number().int().nonnegative(), truncated: z.boolean() });
-const runReport = z.strictObject({
-  exitCode: z.number().int().nullable(),
-  signal: z.string().nullable(),
-  timedOut: z.boolean(),
-  limitExceeded: z.enum(['wall_time', 'cpu_time', 'memory', 'processes', 'file_size', 'output']).nullable(),
-  stdout: outputStream,
-  stderr: outputStream,
-  outputFiles: z.array(z.strictObject({ path: z.string(), digest, isExecutable: z.boolean() })),
-  outputDirectories: z.array(z.strictObject({ path: z.string(), treeDigest: digest })).optional(),
-  wallTimeMs: z.number().nonnegative(),
-  cpuTimeMs: z.number().nonnegative(),
-  maxRssKb: z.number().nonnegative(),
-  emulated: z.boolean(),
-  worker: z.string(),
-});
-const failure = z.strictObject({ code: z.string(), message: z.string() });
 
 const registration = z.strictObject({
   id: z.string().min(1).max(200).optional(),
@@ -45,7 +27,7 @@ const completionBody = z.strictObject({
   attempt: z.number().int().min(1),
   outcome: z.union([
     z.strictObject({ state: z.enum(['completed', 'timed_out', 'cancelled']), result: runReport }),
-    z.strictObject({ state: z.enum(['failed', 'cancelled']), failure }),
+    z.strictObject({ state: z.enum(['failed', 'cancelled']), failure: jobFailure }),
   ]),
 });
 const leaseBody = z

@@ -6,18 +6,22 @@
  * When the server has tokens, the upgrade request must carry `Authorization: Bearer <client token>`, as
  * every HTTP call does; a token in the URL is never accepted (URLs end up in logs and proxies).
  */
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import type { Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { Authenticator } from '../../auth/tokens.js';
-import { isRemexError } from '../../core/errors.js';
-import type { RemexError } from '../../core/errors.js';
+import type { ErrorCode } from '../../core/errors.js';
 import { isTerminal } from '../../core/model.js';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import type { JobRecord } from '../../store/ports.js';
 import { executionView } from '../execution-view.js';
+import { BEARER_CHALLENGE } from '../http/auth.js';
+import { toProblem } from '../http/problem.js';
+import type { Problem } from '../http/problem.js';
 
 const MAX_SUBSCRIPTIONS_PER_SOCKET = 10_000;
 const MAX_FRAME_BYTES = 4096;
@@ -33,9 +37,10 @@ export function attachEventRelay(server: Server, scheduler: Scheduler, logger: L
     try {
       auth.authorize(req.headers.authorization, ['client']);
     } catch (err) {
-      if (!isRemexError(err)) throw err;
-      logger.warn({ route: '/v1/events', remote: req.socket.remoteAddress, code: err.code }, 'event relay upgrade refused');
-      refuse(socket, err);
+      const problem = toProblem(err, randomUUID());
+      if (problem.status >= 500) logger.error({ err, route: '/v1/events', requestId: problem.body.requestId }, 'event relay upgrade failed');
+      else logger.warn({ route: '/v1/events', remote: req.socket.remoteAddress, code: problem.body.code }, 'event relay upgrade refused');
+      refuse(socket, problem);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => serve(ws, scheduler, logger));
@@ -44,15 +49,22 @@ export function attachEventRelay(server: Server, scheduler: Scheduler, logger: L
   return wss;
 }
 
-/** Answers a refused upgrade with the same problem JSON and status as the HTTP routes. */
-function refuse(socket: Duplex, err: RemexError): void {
-  const status = err.code === 'UNAUTHENTICATED' ? 401 : 403;
-  const body = JSON.stringify({ type: 'about:blank', title: err.code, status, code: err.code, detail: err.message });
+/**
+ * Answers a refused upgrade with the problem JSON, status and challenge the HTTP routes send (problem.ts
+ * makes both): the socket is still raw HTTP/1.1 here, outside Fastify, so the response is written by hand.
+ */
+function refuse(socket: Duplex, problem: Problem): void {
+  const body = JSON.stringify(problem.body);
   socket.end(
-    `HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Forbidden'}\r\n` +
-      (status === 401 ? 'WWW-Authenticate: Bearer realm="remex"\r\n' : '') +
+    `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? 'Error'}\r\n` +
+      (problem.status === 401 ? `WWW-Authenticate: ${BEARER_CHALLENGE}\r\n` : '') +
       `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
+}
+
+/** A refused message on an open socket: the relay protocol's error frame, with remex's error code. */
+function errorFrame(code: ErrorCode, detail: string): string {
+  return JSON.stringify({ error: { code, detail } });
 }
 
 function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
@@ -72,7 +84,7 @@ function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
     const text = isBinary ? '' : data.toString().trim();
     if (text === 'ping') return ws.send('pong');
     const m = /^(subscribe|unsubscribe|ack):\s*(\S+)$/.exec(text);
-    if (!m) return ws.send(JSON.stringify({ error: { code: 'INVALID_ARGUMENT', detail: 'expected "subscribe: <id>", "unsubscribe: <id>" or "ping"' } }));
+    if (!m) return ws.send(errorFrame('INVALID_ARGUMENT', 'expected "subscribe: <id>", "unsubscribe: <id>" or "ping"'));
     const [, verb, id] = m as unknown as [string, string, string];
     if (verb === 'ack') return;
     if (verb === 'unsubscribe') {
@@ -82,7 +94,7 @@ function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
     }
     if (subscriptions.has(id)) return;
     if (subscriptions.size >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
-      return ws.send(JSON.stringify({ error: { code: 'RESOURCE_EXHAUSTED', detail: 'too many subscriptions on one socket' } }));
+      return ws.send(errorFrame('RESOURCE_EXHAUSTED', 'too many subscriptions on one socket'));
     }
     // Subscribe first, then look: a result that lands in between is caught by one or the other.
     subscriptions.set(id, scheduler.events.subscribe(id, (job) => isTerminal(job.state) && deliverOnce(id, job)));
