@@ -11,6 +11,7 @@
 import { z } from 'zod';
 import { HASH_RE } from '../core/digest.js';
 import { InvalidArgumentError, isJobFailureCode } from '../core/errors.js';
+import { checkLabels } from '../core/labels.js';
 import { LIMIT_KINDS } from '../core/limits.js';
 import type { JobFailure } from '../core/model.js';
 
@@ -61,6 +62,17 @@ export const runReport = z.strictObject({
 export const jobFailure = z
   .strictObject({ code: z.string(), message: z.string() })
   .transform(({ code, message }): JobFailure => (isJobFailureCode(code) ? { code, message } : { code: 'INTERNAL', message: `${code}: ${message}` }));
+
+/** Labels (`{"suite": "stream"}`), as core/labels.ts defines them. */
+export const labels = z
+  .record(z.string(), z.string())
+  .superRefine((value, ctx) => {
+    try {
+      checkLabels(value);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
 
 /** Validates `body`; an InvalidArgumentError names every issue (in the message and in `details.issues`). */
 export function parseWith<T>(schema: z.ZodType<T>, body: unknown, what: string): T {

@@ -128,7 +128,8 @@ export function buildProgram(): Command {
         logger,
         onDrainedByOrder: () => {
           logger.info('drained on the server\'s order: exiting');
-          process.exit(0);
+          // The log is written asynchronously: flushed first, or its last lines are lost.
+          logger.flush(() => process.exit(0));
         },
       });
       process.stdout.write(`remex worker ${worker.id ?? ''} serving ${o.server}\n`);
@@ -186,12 +187,55 @@ export function buildProgram(): Command {
       const rows = platforms.map((p) => [p.platform, p.emulated ? 'emulated' : 'native', String(p.workers), `${p.freeSlots}/${p.slots}`, String(p.queued), String(p.running)]);
       // A worker serving several platforms shows under each: the fleet's line counts it once.
       if (fleet && platforms.some((p) => p.sharedSlots > 0)) rows.push(['(all, each worker once)', '', String(fleet.workers), `${fleet.freeSlots}/${fleet.slots}`, String(fleet.queued), String(fleet.running)]);
-      const header = ['PLATFORM', 'MODE', 'WORKERS', 'FREE/SLOTS', 'QUEUED', 'RUNNING'];
-      const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
-      for (const row of [header, ...rows]) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()}\n`);
+      printTable(['PLATFORM', 'MODE', 'WORKERS', 'FREE/SLOTS', 'QUEUED', 'RUNNING'], rows);
+    });
+
+  const workerTokenOption = () => new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE');
+
+  program
+    .command('workers')
+    .description('list the workers a server knows: platforms, slots, state, labels (needs a worker token where tokens are on)')
+    .addOption(serverOption())
+    .option('--json', 'print JSON', false)
+    .addOption(workerTokenOption())
+    .addOption(caFileOption())
+    .action(async (o: { server: string; json: boolean; tokenFile?: string; caFile?: string }) => {
+      const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
+      const workers = await new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined }).workers();
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify(workers, null, 2)}\n`);
+        return;
+      }
+      const rows = workers.map((w) => [
+        w.id,
+        w.name,
+        w.drainRequested && w.state === 'active' ? 'drain-ordered' : w.state,
+        String(w.slots),
+        w.platforms.map((p) => `${p.platform}${p.emulated ? '(emulated)' : ''}`).join(','),
+        Object.entries(w.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(','),
+      ]);
+      printTable(['ID', 'NAME', 'STATE', 'SLOTS', 'PLATFORMS', 'LABELS'], rows);
+    });
+
+  program
+    .command('drain')
+    .description("order a worker to drain: it finishes what it holds, takes nothing new, leaves, and its process exits 0")
+    .argument('<worker-id>', 'as `remex workers` lists it')
+    .addOption(serverOption())
+    .addOption(workerTokenOption())
+    .addOption(caFileOption())
+    .action(async (workerId: string, o: { server: string; tokenFile?: string; caFile?: string }) => {
+      const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
+      const worker = await new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined }).drainWorker(workerId);
+      process.stdout.write(`drain ordered for ${worker.id} (${worker.name}): it stops at its next heartbeat once its jobs are committed\n`);
     });
 
   return program;
+}
+
+function printTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  for (const row of [header, ...rows]) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()}\n`);
 }
 
 function onTerminate(logger: ReturnType<typeof createLogger>, shutdown: () => Promise<void>): void {

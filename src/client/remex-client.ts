@@ -21,6 +21,7 @@ import { DigestBuilder } from '../core/digest.js';
 import type { ErrorCode } from '../core/errors.js';
 import { InvalidArgumentError, RemexError, UnavailableError } from '../core/errors.js';
 import type { FleetStatus, PlatformStatus } from '../scheduler/scheduler.js';
+import type { WorkerRecord } from '../store/ports.js';
 import { HttpTransport, isReplayable, TransportError } from './transport.js';
 import type { RequestBody } from './transport.js';
 
@@ -221,6 +222,16 @@ export class RemexClient {
 
   cancel(id: string): Promise<ExecutionView> {
     return this.request('POST', `/v1/executions/${encodeURIComponent(id)}/cancel`, undefined, { idempotent: true });
+  }
+
+  /** The worker registry (needs a worker token where the server has tokens). */
+  async workers(): Promise<WorkerRecord[]> {
+    return (await this.request<{ workers: WorkerRecord[] }>('GET', '/v1/workers')).workers;
+  }
+
+  /** Orders a worker to drain: it finishes what it holds, leaves, and its process exits. */
+  async drainWorker(workerId: string): Promise<WorkerRecord> {
+    return (await this.request<{ worker: WorkerRecord }>('POST', `/v1/workers/${encodeURIComponent(workerId)}/drain`, {})).worker;
   }
 
   async platforms(): Promise<PlatformStatus[]> {

@@ -85,6 +85,7 @@ export class Worker {
   private readonly unsent: Unsent[] = [];
   private loopState: LoopState = 'resting';
   private draining = false;
+  private drainDone: Promise<void> | undefined;
   private readonly stopLeasing = new AbortController();
   private loopDone: Promise<void> = Promise.resolve();
   private slotFreed: (() => void) | undefined;
@@ -130,9 +131,15 @@ export class Worker {
     this.opts.logger.info({ workerId: session.workerId, platforms: this.opts.platforms.map((p) => p.platform), slots: this.opts.slots }, 'worker registered');
   }
 
-  /** Stops taking jobs, waits for the running ones to finish and commit, then leaves the server. */
-  async drain(): Promise<void> {
-    if (this.draining) return this.loopDone;
+  /**
+   * Stops taking jobs, waits for the running ones to finish and commit, then leaves the server. Every call
+   * gets the same drain: a second caller (a drain the server ordered, then SIGTERM) waits for all of it too.
+   */
+  drain(): Promise<void> {
+    return (this.drainDone ??= this.drainOnce());
+  }
+
+  private async drainOnce(): Promise<void> {
     this.draining = true;
     this.observer.draining?.();
     this.stopLeasing.abort();

@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Scheduler } from '../../scheduler/scheduler.js';
-import { jobFailure, parseWith, runReport } from '../schemas.js';
+import { jobFailure, labels, parseWith, runReport } from '../schemas.js';
 import { whenClientGone } from './client-gone.js';
 
 const MAX_LEASE_WAIT_MS = 60_000;
@@ -15,6 +15,8 @@ const registration = z.strictObject({
   name: z.string().min(1).max(200),
   platforms: z.array(z.strictObject({ platform: z.string(), emulated: z.boolean() })).min(1).max(64),
   slots: z.number().int().min(1).max(1024),
+  labels: labels.optional(),
+  instanceId: z.string().min(1).max(256).optional(),
 });
 
 const heartbeatBody = z.strictObject({
@@ -58,6 +60,11 @@ export function registerWorkerRoutes(app: FastifyInstance, scheduler: Scheduler)
     await scheduler.complete(req.params.id, parseWith(completionBody, req.body, 'completion'));
     return { ok: true };
   });
+
+  // For operators and autoscalers (a worker token): the registry, and the order to drain one worker.
+  app.get('/v1/workers', async () => ({ workers: await scheduler.workers() }));
+
+  app.post<{ Params: { id: string } }>('/v1/workers/:id/drain', async (req) => ({ worker: await scheduler.requestDrain(req.params.id) }));
 
   app.delete<{ Params: { id: string } }>('/v1/workers/:id', async (req) => {
     await scheduler.unregister(req.params.id);
