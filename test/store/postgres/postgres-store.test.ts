@@ -5,14 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { isRemexError } from '../../src/core/errors.js';
-import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/schema.js';
-import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
-import type { Store } from '../../src/store/ports.js';
-import { usePostgres } from '../helpers/postgres.js';
-import { actionDigestOf, ARM, makeReport, makeSpec, X86 } from './fixtures.js';
-import { storeConformance } from './store-conformance.js';
-import type { StoreHandle } from './store-conformance.js';
+import { isRemexError } from '../../../src/core/errors.js';
+import { POSTGRES_MIGRATIONS } from '../../../src/store/postgres/schema.js';
+import { PostgresStore } from '../../../src/store/postgres/postgres-store.js';
+import type { Store } from '../../../src/store/ports.js';
+import { usePostgres } from '../../helpers/postgres.js';
+import { actionDigestOf, ARM, makeReport, makeSpec, X86 } from '../fixtures.js';
+import { storeConformance } from '../store-conformance.js';
+import type { StoreHandle } from '../store-conformance.js';
 
 const T0 = 1_700_000_000_000;
 
