@@ -1,7 +1,7 @@
 /**
- * The behavioural suite of the Store port. Every adapter runs it unchanged (sqlite-store.test.ts,
- * postgres-store.test.ts): `storeConformance('name', () => …)` is all a new backend's test file needs. Times are passed in
- * explicitly (`nowMs`), so nothing here depends on the wall clock.
+ * The behavioural suite of the Store port. Every adapter runs it unchanged (sqlite/sqlite-store.test.ts,
+ * postgres/postgres-store.test.ts): `storeConformance('name', () => …)` is all a new backend's test file
+ * needs. Times are passed in explicitly (`nowMs`), so nothing here depends on the wall clock.
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';

@@ -110,6 +110,13 @@ export class PostgresDb {
         throw toStoreError(err);
       }
       let broken: Error | undefined;
+      // A checked-out client has no pool listener for 'error': a connection lost mid-transaction (a server
+      // restart, an administrator's kill) would emit it with no listener and crash the process. The query
+      // under way fails anyway; the error only marks the client to be destroyed, not pooled.
+      const onLost = (err: Error): void => {
+        broken = err;
+      };
+      client.on('error', onLost);
       try {
         await client.query('BEGIN');
         const out = await fn(client);
@@ -122,6 +129,7 @@ export class PostgresDb {
         if (isTransient(err) && attempt < MAX_TRANSIENT_ATTEMPTS) continue;
         throw toStoreError(err);
       } finally {
+        client.removeListener('error', onLost);
         // A connection whose ROLLBACK failed is in an unknown state: destroy it rather than pool it.
         client.release(broken);
       }

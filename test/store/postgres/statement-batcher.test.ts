@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { StatementBatcher } from '../../src/store/postgres/statement-batcher.js';
+import { StatementBatcher } from '../../../src/store/postgres/statement-batcher.js';
 
 /** A run that answers each item doubled, after a turn of the event loop, and records its batches. */
 function recorder(fail?: (items: readonly number[]) => Error | undefined) {

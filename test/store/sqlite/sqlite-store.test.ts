@@ -5,12 +5,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { SQLITE_MIGRATIONS } from '../../src/store/sqlite/schema.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import type { Store } from '../../src/store/ports.js';
-import { actionDigestOf, makeSpec, X86 } from './fixtures.js';
-import { storeConformance } from './store-conformance.js';
-import type { StoreHandle } from './store-conformance.js';
+import { SQLITE_MIGRATIONS } from '../../../src/store/sqlite/schema.js';
+import { SqliteStore } from '../../../src/store/sqlite/sqlite-store.js';
+import type { Store } from '../../../src/store/ports.js';
+import { actionDigestOf, makeSpec, X86 } from '../fixtures.js';
+import { storeConformance } from '../store-conformance.js';
+import type { StoreHandle } from '../store-conformance.js';
 
 const T0 = 1_700_000_000_000;
 

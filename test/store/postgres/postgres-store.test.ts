@@ -5,14 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { isRemexError } from '../../src/core/errors.js';
-import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/schema.js';
-import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
-import type { Store } from '../../src/store/ports.js';
-import { usePostgres } from '../helpers/postgres.js';
-import { actionDigestOf, ARM, makeReport, makeSpec, X86 } from './fixtures.js';
-import { storeConformance } from './store-conformance.js';
-import type { StoreHandle } from './store-conformance.js';
+import pg from 'pg';
+import { isRemexError } from '../../../src/core/errors.js';
+import { POSTGRES_MIGRATIONS } from '../../../src/store/postgres/schema.js';
+import { PostgresStore } from '../../../src/store/postgres/postgres-store.js';
+import type { Store } from '../../../src/store/ports.js';
+import { usePostgres } from '../../helpers/postgres.js';
+import { eventually } from '../../helpers/processes.js';
+import { actionDigestOf, ARM, makeReport, makeSpec, X86 } from '../fixtures.js';
+import { storeConformance } from '../store-conformance.js';
+import type { StoreHandle } from '../store-conformance.js';
 
 const T0 = 1_700_000_000_000;
 
@@ -211,6 +213,41 @@ if (pgFixture) {
         assert.ok(isRemexError(err, 'UNAVAILABLE'), String(err));
         return true;
       });
+    });
+
+    test('a connection lost in the middle of a transaction fails that call UNAVAILABLE; the process and the store go on', async () => {
+      const schema = fixture.newSchema('lost');
+      const applicationName = `remex-${schema}`;
+      const s = await PostgresStore.open({ url: fixture.url, schema, poolSize: 2, applicationName });
+      const holder = new pg.Client({ connectionString: fixture.url });
+      await holder.connect();
+      try {
+        const { job } = await s.jobs.enqueue(newJob('lost-mid-transaction'));
+        await s.jobs.claim({ platforms: [X86], workerId: 'w', max: 1, leaseMs: 1_000, nowMs: T0 });
+        // Another session holds the job's row, so the release waits for it inside its transaction.
+        await holder.query('BEGIN');
+        await holder.query(`SELECT 1 FROM "${schema}".jobs WHERE id = $1 FOR UPDATE`, [job.id]);
+        // Its outcome is taken at once: it may fail before the kill below returns, and must not be unhandled meanwhile.
+        const releasing = s.jobs.releaseLeasesOf(['w'], T0 + 1, 3).then(() => undefined, (err: unknown) => err);
+        await eventually(
+          async () => ((await fixture.sql(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, [applicationName])).length > 0 ? true : undefined),
+          10_000,
+          'the release to wait on the row lock',
+        );
+        // The server ends that connection (as a restart or an administrator would) mid-transaction: without
+        // a listener on the checked-out client, its 'error' event would crash the process.
+        await fixture.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, [applicationName]);
+        const err = await releasing;
+        assert.ok(isRemexError(err, 'UNAVAILABLE'), `the release ended with ${String(err)}`);
+        await holder.query('ROLLBACK');
+        const after = await s.jobs.get(job.id);
+        assert.equal(after?.state, 'running', 'the transaction was rolled back');
+        assert.equal((await s.jobs.releaseLeasesOf(['w'], T0 + 2, 3)).requeued.length, 1, 'a new connection serves the next call');
+      } finally {
+        await holder.end();
+        await s.close();
+        await fixture.dropSchema(schema);
+      }
     });
 
     test('a bad schema name or pool size is refused before connecting', async () => {
