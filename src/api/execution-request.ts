@@ -13,7 +13,7 @@ import { detectExecutable, EXECUTABLE_HEADER_BYTES } from '../core/executable-fo
 import type { ResourceLimits } from '../core/limits.js';
 import type { ExecutionSpec } from '../core/model.js';
 import { canonicalPlatform } from '../core/platform.js';
-import { digest, hash, parseWith, resourceLimits, sizeBytes } from './schemas.js';
+import { digest, hash, labels, parseWith, resourceLimits, sizeBytes } from './schemas.js';
 
 export const executionRequestSchema = z.strictObject({
   /** Optional when the executable is an ELF binary: its header tells the platform. */
@@ -34,6 +34,9 @@ export const executionRequestSchema = z.strictObject({
   priority: z.number().int().min(-1000).max(1000).default(0),
   doNotCache: z.boolean().default(false),
   skipCacheLookup: z.boolean().default(false),
+  /** The submitter's name for the job (`stream-c7g`) and labels (`suite=stream`): listed and selected by, not part of the action. */
+  name: z.string().min(1).max(200).optional(),
+  labels: labels.optional(),
 });
 
 export type ExecutionRequest = z.infer<typeof executionRequestSchema>;
@@ -51,6 +54,8 @@ export interface BuiltExecution {
   spec: ExecutionSpec;
   priority: number;
   skipCacheLookup: boolean;
+  name?: string;
+  labels?: Record<string, string>;
 }
 
 export function parseExecutionRequest(body: unknown): ExecutionRequest {
@@ -104,7 +109,14 @@ export async function buildExecution(req: ExecutionRequest, blobs: BlobStore, po
     limits: effective,
     doNotCache: req.doNotCache,
   };
-  return { actionDigest: actionDigestOf(spec), spec, priority: req.priority, skipCacheLookup: req.skipCacheLookup };
+  return {
+    actionDigest: actionDigestOf(spec),
+    spec,
+    priority: req.priority,
+    skipCacheLookup: req.skipCacheLookup,
+    ...(req.name !== undefined ? { name: req.name } : {}),
+    ...(req.labels !== undefined ? { labels: req.labels } : {}),
+  };
 }
 
 /**

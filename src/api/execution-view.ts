@@ -43,6 +43,11 @@ export interface ExecutionView {
   output: { stdout: OutputView; stderr: OutputView } | null;
   outputFiles: Array<{ path: string; digest: { hash: string; sizeBytes: number }; isExecutable: boolean }>;
   failure: JobFailure | null;
+  name: string | null;
+  labels: Record<string, string>;
+  /** When its current attempt started running, and when it ended (ISO 8601). */
+  startedAt: string | null;
+  completedAt: string | null;
 }
 
 function lines(stream: OutputStream | undefined): Array<{ text: string }> {
@@ -85,6 +90,10 @@ export function executionView(job: JobRecord): ExecutionView {
     output: r ? { stdout: outputView(r.stdout), stderr: outputView(r.stderr) } : null,
     outputFiles: r?.outputFiles ?? [],
     failure: job.failure,
+    name: job.name,
+    labels: job.labels,
+    startedAt: job.startedAtMs !== null ? new Date(job.startedAtMs).toISOString() : null,
+    completedAt: job.completedAtMs !== null ? new Date(job.completedAtMs).toISOString() : null,
   };
 }
 

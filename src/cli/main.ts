@@ -14,7 +14,8 @@ import { defaultSlots, labelsFromFlags, SERVE_DEFAULTS, serveConfig, WORKER_DEFA
 import type { ServeFlags } from '../server/config.js';
 import { startRemoteWorker } from '../server/remote-worker.js';
 import { EXIT_REMEX_FAILURE } from './exit-codes.js';
-import { runCommand } from './run-command.js';
+import { cancelCommand, jobsCommand, statusCommand, submitCommand } from './job-commands.js';
+import { runCommand, waitCommand } from './run-command.js';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
 
@@ -36,6 +37,7 @@ function collect(value: string, previous: string[]): string[] {
 
 const serverOption = () =>
   new Option('--server <urls>', 'remex controller address, or several separated by commas (moves to the next when one is unreachable)').env('REMEX_SERVER').default(DEFAULT_SERVER);
+const clientTokenOption = () => new Option('--token-file <file>', 'client token (first line of the file; else REMEX_TOKEN)').env('REMEX_TOKEN_FILE');
 const caFileOption = () => new Option('--ca-file <file>', 'PEM CA certificate(s) to trust for https:// controllers').env('REMEX_CA_FILE');
 
 function readPem(path: string, what: string): Buffer {
@@ -136,36 +138,110 @@ export function buildProgram(): Command {
       onTerminate(logger, () => worker.drain());
     });
 
-  program
-    .command('run')
-    .description('run an executable remotely and exit with its exit code')
-    .argument('<executable>', 'local executable (an ELF binary tells its platform)')
-    .argument('[args...]', 'arguments, after --')
-    .addOption(serverOption())
-    .option('--platform <triple>', 'platform to run on (default: detected from the executable)')
-    .option('--timeout <seconds>', 'execution time limit (queue time not counted)', numberOption)
-    .option('--stdin <file>', 'file for standard input, - for this process\'s stdin (default: a redirected stdin is forwarded)')
-    .option('--env <K=V>', 'environment variable (repeatable)', collect, [])
-    .option('--file <local[:remote]>', 'extra input file (repeatable)', collect, [])
+  /** The options `run` and `submit` share. */
+  interface RunFlags {
+    server: string;
+    platform?: string;
+    timeout?: number;
+    stdin?: string;
+    env: string[];
+    file: string[];
+    json: boolean;
+    quiet: boolean;
+    tokenFile?: string;
+    caFile?: string;
+  }
+  const withRunOptions = (cmd: Command): Command =>
+    cmd
+      .argument('<executable>', 'local executable (an ELF binary tells its platform)')
+      .argument('[args...]', 'arguments, after --')
+      .addOption(serverOption())
+      .option('--platform <triple>', 'platform to run on (default: detected from the executable)')
+      .option('--timeout <seconds>', 'execution time limit (queue time not counted)', numberOption)
+      .option('--stdin <file>', 'file for standard input, - for this process\'s stdin (default: a redirected stdin is forwarded)')
+      .option('--env <K=V>', 'environment variable (repeatable)', collect, [])
+      .option('--file <local[:remote]>', 'extra input file (repeatable)', collect, [])
+      .option('-q, --quiet', 'no summary line on stderr', false)
+      .addOption(clientTokenOption())
+      .addOption(caFileOption());
+  const runOptionsOf = (o: RunFlags) => {
+    const token = ownToken(o.tokenFile, 'REMEX_TOKEN');
+    return {
+      server: o.server,
+      ...(token !== undefined ? { token } : {}),
+      ...(o.caFile !== undefined ? { ca: readPem(o.caFile, 'CA file') } : {}),
+      ...(o.platform !== undefined ? { platform: o.platform } : {}),
+      ...(o.timeout !== undefined ? { timeoutSeconds: o.timeout } : {}),
+      ...(o.stdin !== undefined ? { stdin: o.stdin } : {}),
+      env: o.env,
+      file: o.file,
+      json: o.json,
+      quiet: o.quiet,
+    };
+  };
+
+  withRunOptions(program.command('run').description('run an executable remotely and exit with its exit code'))
     .option('--json', 'print the result object as JSON instead of the program\'s output', false)
-    .option('-q, --quiet', 'no summary line on stderr', false)
     .option('--no-cache', 'neither use nor store a cached result')
-    .addOption(new Option('--token-file <file>', 'client token (first line of the file; else REMEX_TOKEN)').env('REMEX_TOKEN_FILE'))
-    .addOption(caFileOption())
-    .action(async (executable: string, args: string[], o: { server: string; platform?: string; timeout?: number; stdin?: string; env: string[]; file: string[]; json: boolean; quiet: boolean; cache: boolean; tokenFile?: string; caFile?: string }) => {
-      const token = ownToken(o.tokenFile, 'REMEX_TOKEN');
-      process.exitCode = await runCommand(executable, args, {
-        server: o.server,
-        ...(token !== undefined ? { token } : {}),
-        ...(o.caFile !== undefined ? { ca: readPem(o.caFile, 'CA file') } : {}),
-        ...(o.platform !== undefined ? { platform: o.platform } : {}),
-        ...(o.timeout !== undefined ? { timeoutSeconds: o.timeout } : {}),
-        ...(o.stdin !== undefined ? { stdin: o.stdin } : {}),
-        env: o.env,
-        file: o.file,
-        json: o.json,
-        quiet: o.quiet,
+    .action(async (executable: string, args: string[], o: RunFlags & { cache: boolean }) => {
+      process.exitCode = await runCommand(executable, args, { ...runOptionsOf(o), noCache: !o.cache });
+    });
+
+  withRunOptions(program.command('submit').description('queue an executable to run remotely and exit at once, printing the job id (fire and forget)'))
+    .option('--name <name>', 'a name for the job, to find it by')
+    .option('--label <K=V>', 'a label of the job, to select it by (repeatable)', collect, [])
+    .option('--max-runtime <duration>', 'execution time limit as a duration: 90s, 45m, 4h (instead of --timeout)')
+    .option('--cache', 'accept a cached result of an identical earlier run (default: always run)', false)
+    .option('--json', 'print the submitted job as JSON instead of its id', false)
+    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean }) => {
+      process.exitCode = await submitCommand(executable, args, {
+        ...runOptionsOf(o),
         noCache: !o.cache,
+        cache: o.cache,
+        label: o.label,
+        ...(o.name !== undefined ? { name: o.name } : {}),
+        ...(o.maxRuntime !== undefined ? { maxRuntime: o.maxRuntime } : {}),
+      });
+    });
+
+  const clientOf = (o: { server: string; tokenFile?: string; caFile?: string }): RemexClient =>
+    new RemexClient(o.server, { token: ownToken(o.tokenFile, 'REMEX_TOKEN'), ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined });
+  const withClientOptions = (cmd: Command): Command => cmd.addOption(serverOption()).addOption(clientTokenOption()).addOption(caFileOption());
+
+  withClientOptions(program.command('status').description('where a job stands: state, platform, worker, times, exit').argument('<id>', 'job id (as submit printed it)'))
+    .option('--json', 'print JSON', false)
+    .action(async (id: string, o: { server: string; tokenFile?: string; caFile?: string; json: boolean }) => {
+      process.exitCode = await statusCommand(clientOf(o), id, o.json);
+    });
+
+  withClientOptions(program.command('wait').description("wait for a job to end and exit with its program's exit code, as run does").argument('<id>', 'job id'))
+    .option('--json', 'print the result as JSON', false)
+    .option('-q, --quiet', 'no summary line on stderr', false)
+    .action(async (id: string, o: { server: string; tokenFile?: string; caFile?: string; json: boolean; quiet: boolean }) => {
+      process.exitCode = await waitCommand(clientOf(o), id, { json: o.json, quiet: o.quiet });
+    });
+
+  withClientOptions(program.command('cancel').description('cancel a queued or running job').argument('<id>', 'job id')).action(
+    async (id: string, o: { server: string; tokenFile?: string; caFile?: string }) => {
+      process.exitCode = await cancelCommand(clientOf(o), id);
+    },
+  );
+
+  withClientOptions(program.command('jobs').description('list jobs, newest first: id, name, platform, state, started, runtime, labels'))
+    .option('--state <states>', 'only these states, comma-separated (queued,running,completed,timed_out,cancelled,failed)')
+    .option('--label <K=V>', 'only jobs with this label (repeatable: all must match)', collect, [])
+    .option('--name <name>', 'only jobs of this name')
+    .option('--since <duration>', 'only jobs created within this duration: 90s, 45m, 4h')
+    .option('--limit <n>', 'at most this many', intOption, 100)
+    .option('--json', 'print JSON', false)
+    .action(async (o: { server: string; tokenFile?: string; caFile?: string; state?: string; label: string[]; name?: string; since?: string; limit: number; json: boolean }) => {
+      process.exitCode = await jobsCommand(clientOf(o), {
+        label: o.label,
+        limit: o.limit,
+        json: o.json,
+        ...(o.state !== undefined ? { state: o.state } : {}),
+        ...(o.name !== undefined ? { name: o.name } : {}),
+        ...(o.since !== undefined ? { since: o.since } : {}),
       });
     });
 

@@ -39,10 +39,16 @@ export interface RunOptions {
   noCache: boolean;
 }
 
-export async function runCommand(executable: string, args: string[], opts: RunOptions): Promise<number> {
+/** What `run` and `submit` share: the executable and its inputs, uploaded where missing, and the submission. */
+export interface PreparedSubmission {
+  client: RemexClient;
+  submission: ExecutionSubmission;
+}
+
+export async function prepareSubmission(executable: string, args: string[], opts: RunOptions, quiet: boolean): Promise<PreparedSubmission> {
   const client = new RemexClient(opts.server, { token: opts.token, ca: opts.ca });
   client.onServerChange(({ from, to, reason }) => {
-    if (!opts.quiet && !opts.json) process.stderr.write(`remex: ${from} unreachable (${reason}); using ${to}\n`);
+    if (!quiet) process.stderr.write(`remex: ${from} unreachable (${reason}); using ${to}\n`);
   });
   const platform = opts.platform !== undefined ? canonicalPlatform(opts.platform) : await detectPlatform(executable);
 
@@ -78,10 +84,21 @@ export async function runCommand(executable: string, args: string[], opts: RunOp
       missing.delete(u.digest.hash);
     }
   }
+  return { client, submission };
+}
 
+export async function runCommand(executable: string, args: string[], opts: RunOptions): Promise<number> {
+  const { client, submission } = await prepareSubmission(executable, args, opts, opts.quiet || opts.json);
   const submitted = await client.submit(submission);
   const result = isDone(submitted) ? submitted : await waitForResult(client, submitted.id);
   return report(client, result, opts);
+}
+
+/** `remex wait`: follows an execution to its end and reports it as `run` does (same exit codes). */
+export async function waitCommand(client: RemexClient, id: string, opts: Pick<RunOptions, 'json' | 'quiet'>): Promise<number> {
+  const current = await client.getExecution(id);
+  const result = isDone(current) ? current : await waitForResult(client, id);
+  return report(client, result, { ...opts, output: false });
 }
 
 function isDone(v: ExecutionView): boolean {
@@ -163,10 +180,10 @@ async function problemOf(res: IncomingMessage): Promise<{ code?: string; detail?
   }
 }
 
-async function report(client: RemexClient, v: ExecutionView, opts: RunOptions): Promise<number> {
+async function report(client: RemexClient, v: ExecutionView, opts: Pick<RunOptions, 'json' | 'quiet'> & { output?: boolean }): Promise<number> {
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
-  } else if (v.output) {
+  } else if (v.output && opts.output !== false) {
     await writeAll(process.stdout, await outputBytes(client, v.output.stdout));
     await writeAll(process.stderr, await outputBytes(client, v.output.stderr));
   }

@@ -40,6 +40,19 @@ export interface ExecutionSubmission {
   priority?: number;
   doNotCache?: boolean;
   skipCacheLookup?: boolean;
+  name?: string;
+  labels?: Record<string, string>;
+}
+
+/** `GET /v1/executions`' filters (see api/execution-query.ts). */
+export interface ExecutionListQuery {
+  states?: readonly string[];
+  labels?: Readonly<Record<string, string>>;
+  name?: string;
+  /** A duration back from now (`4h`) or an ISO 8601 time. */
+  since?: string;
+  limit?: number;
+  after?: string;
 }
 
 export type SubmittedExecution = ExecutionView & { merged: boolean };
@@ -218,6 +231,19 @@ export class RemexClient {
 
   getExecution(id: string): Promise<ExecutionView> {
     return this.request('GET', `/v1/executions/${encodeURIComponent(id)}`);
+  }
+
+  /** One page of executions, newest first; `next` asks for the page after. */
+  listExecutions(q: ExecutionListQuery = {}): Promise<{ executions: ExecutionView[]; next: string | null }> {
+    const params = new URLSearchParams();
+    if (q.states?.length) params.set('state', q.states.join(','));
+    for (const [name, value] of Object.entries(q.labels ?? {})) params.append('label', `${name}=${value}`);
+    if (q.name !== undefined) params.set('name', q.name);
+    if (q.since !== undefined) params.set('since', q.since);
+    if (q.limit !== undefined) params.set('limit', String(q.limit));
+    if (q.after !== undefined) params.set('after', q.after);
+    const search = params.toString();
+    return this.request('GET', `/v1/executions${search ? `?${search}` : ''}`);
   }
 
   cancel(id: string): Promise<ExecutionView> {

@@ -115,7 +115,8 @@ export interface RunReport {
  * Job states. `queued` → `running` (leased to a worker for one attempt) → one terminal state.
  * An expired lease puts a running job back to `queued` with attempt + 1, or fails it as lost.
  */
-export type JobState = 'queued' | 'running' | 'completed' | 'timed_out' | 'cancelled' | 'failed';
+export const JOB_STATES = ['queued', 'running', 'completed', 'timed_out', 'cancelled', 'failed'] as const;
+export type JobState = (typeof JOB_STATES)[number];
 
 export const TERMINAL_STATES: readonly JobState[] = ['completed', 'timed_out', 'cancelled', 'failed'];
 

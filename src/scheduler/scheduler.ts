@@ -17,7 +17,7 @@ import type { ExecutionSpec, RunReport } from '../core/model.js';
 import { checkLabels } from '../core/labels.js';
 import { fanOut } from '../core/observers.js';
 import { canonicalPlatform } from '../core/platform.js';
-import type { HeldLease, JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
+import type { HeldLease, JobQuery, JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
 import type { EventBus, PublishOptions } from '../events/event-bus.js';
 import type { WorkerEventState } from '../events/bus-events.js';
 import type { SchedulerObserver } from './observer.js';
@@ -74,6 +74,9 @@ export interface SubmitRequest {
   spec: ExecutionSpec;
   priority?: number;
   skipCacheLookup?: boolean;
+  /** The submitter's name and labels: a named or labelled job is its own, never merged into another. */
+  name?: string;
+  labels?: Record<string, string>;
 }
 
 export interface SubmitResult {
@@ -237,7 +240,9 @@ export class Scheduler implements WorkerLink {
       priority: req.priority ?? 0,
       spec,
       nowMs: this.now(),
-      mergeable: !spec.doNotCache,
+      mergeable: !spec.doNotCache && req.name === undefined && req.labels === undefined,
+      ...(req.name !== undefined ? { name: req.name } : {}),
+      ...(req.labels !== undefined ? { labels: req.labels } : {}),
     };
     if (!spec.doNotCache && !req.skipCacheLookup) {
       const hit = await this.lookupCache(instance, req.actionDigest);
@@ -296,8 +301,8 @@ export class Scheduler implements WorkerLink {
     return this.store.jobs.get(id);
   }
 
-  async list(limit: number): Promise<JobRecord[]> {
-    return this.store.jobs.list({ limit });
+  async list(query: number | JobQuery): Promise<JobRecord[]> {
+    return this.store.jobs.list(typeof query === 'number' ? { limit: query } : query);
   }
 
   async cancel(id: string): Promise<JobRecord> {

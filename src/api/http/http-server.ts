@@ -15,6 +15,7 @@ import { isTerminal } from '../../core/model.js';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import { buildExecution, parseExecutionRequest } from '../execution-request.js';
 import type { ExecutionPolicy } from '../execution-request.js';
+import { parseExecutionQuery } from '../execution-query.js';
 import { executionView } from '../execution-view.js';
 import { digestList, parseWith } from '../schemas.js';
 import { attachEventRelay } from '../ws/event-relay.js';
@@ -137,10 +138,12 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
     return executionView(job);
   });
 
-  app.get<{ Querystring: { limit?: string } }>('/v1/executions', async (req) => {
-    const limit = req.query.limit === undefined ? 50 : Number(req.query.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new InvalidArgumentError('limit must be an integer from 1 to 1000');
-    return { executions: (await scheduler.list(limit)).map(executionView) };
+  app.get('/v1/executions', async (req) => {
+    const query = parseExecutionQuery(req.query, Date.now());
+    const jobs = await scheduler.list(query);
+    // A full page may have more behind it: `next` is the cursor of the page after.
+    const next = jobs.length === query.limit ? (jobs[jobs.length - 1]?.id ?? null) : null;
+    return { executions: jobs.map(executionView), next };
   });
 
   app.post<{ Params: { id: string } }>('/v1/executions/:id/cancel', async (req) => executionView(await scheduler.cancel(req.params.id)));
