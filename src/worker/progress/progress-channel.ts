@@ -27,7 +27,7 @@
  */
 import { constants, fstatSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
-import { lstat, open } from 'node:fs/promises';
+import { lstat, open, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -35,6 +35,8 @@ import { InternalError, InvalidArgumentError } from '../../core/errors.js';
 import { MAX_PROGRESS_LINE_CHARS, parseProgressLine } from './progress-line.js';
 import type { ProgressUpdate } from './progress-line.js';
 
+/** The environment variable that tells the program its channel's path inside the sandbox. */
+export const PROGRESS_ENV_VAR = 'REMEX_PROGRESS';
 /** Where in the directory given to {@link ProgressChannel.open} the file goes: a dot file, out of a listing's way. */
 export const DEFAULT_PROGRESS_FILE_NAME = '.remex-progress';
 export const DEFAULT_POLL_INTERVAL_MS = 100;
@@ -120,10 +122,10 @@ export class ProgressChannel {
   private mtimeMs: number;
   /** The start of a line not yet ended, at most maxLineBytes. */
   private readonly partial: Buffer;
-  private buffer: Buffer = Buffer.alloc(0);
   private partialLength = 0;
   /** Inside a line already counted as truncated (or entered mid-way after a jump): skip to its end. */
   private discarding = false;
+  private buffer: Buffer = Buffer.alloc(0);
 
   private lastPercent: number | undefined;
   private pending: ProgressRecord | undefined;
@@ -166,7 +168,7 @@ export class ProgressChannel {
         const what = await describePath(path);
         throw new InvalidArgumentError(`the run's directory already holds ${what} named ${opts.fileName}, where the progress channel goes`, {
           cause: err,
-          details: { path },
+          details: { fileName: opts.fileName },
         });
       }
       throw new InternalError(`cannot create the progress channel ${path}`, { cause: err });
@@ -181,6 +183,8 @@ export class ProgressChannel {
       return channel;
     } catch (err) {
       await fh.close().catch(() => undefined);
+      // Before the program starts nothing else can be at the path: this removes our own empty file.
+      await unlink(path).catch(() => undefined);
       throw new InternalError(`cannot prepare the progress channel ${path}`, { cause: err });
     }
   }

@@ -227,6 +227,18 @@ describe('ProgressChannel', () => {
     assert.ok(peakBuffers < 4 * 1024 * 1024, `buffers grew by ${peakBuffers} bytes`);
   });
 
+  test('a writer further ahead than a poll reads is caught up at the tail: the last line wins, the rest is counted skipped', async () => {
+    const { ch, delivered } = await channel({ maxReadBytesPerPoll: 8192, maxLineBytes: 4096, pollIntervalMs: 50 });
+    await sh('i=0; while [ $i -lt 3000 ]; do echo "$((i / 30)).5 line $i"; i=$((i+1)); done >> "$REMEX_PROGRESS"; echo "100 last" >> "$REMEX_PROGRESS"', ch.path);
+    await ch.close();
+    assert.deepEqual(ch.latest?.update, { percent: 100, message: 'last' });
+    assert.ok(ch.stats.skippedBytes > 0, JSON.stringify(ch.stats));
+    assert.ok(ch.stats.lines < 3001, JSON.stringify(ch.stats));
+    assert.equal(ch.stats.malformed, 0, 'a jump never parses half a line');
+    assert.equal(ch.stats.truncated, 0, 'nor counts a short line it entered mid-way as truncated');
+    assert.ok(delivered.length >= 1);
+  });
+
   describe('something planted at the path', () => {
     test('before open: a symlink, a FIFO or a directory is refused with INVALID_ARGUMENT and left alone', async () => {
       const secret = join(scratch, 'secret');
