@@ -21,6 +21,11 @@
  * read after the program exited. Its cost is the disk the program writes, which counts against the run's
  * storage like any file it writes; a line every 100 ms is about a megabyte a day.
  *
+ * Wiring: open it in the run's input root (`<run>/root`, bound at SANDBOX_ROOT inside the sandbox) before the
+ * program starts, with `fileOwner` set to the sandbox's uid and gid when the worker is root, and give the
+ * program `REMEX_PROGRESS=<SANDBOX_ROOT>/<fileName>` ({@link PROGRESS_ENV_VAR}); close it when the run ended,
+ * before outputs are collected and the run directory removed.
+ *
  * A program that rewrites rather than appends (`echo 42 > "$REMEX_PROGRESS"`) is followed too: a file that
  * shrank, whose byte before the read position changed, or whose size stayed while its mtime moved, is read
  * again from the start (`rewinds`).

@@ -36,18 +36,17 @@ async function runWithChannel(t: TestContext, script: string): Promise<{ result:
     ...(privileged ? { fileOwner: { uid: DEFAULT_RUN_AS_UID, gid: DEFAULT_RUN_AS_GID } } : {}),
   });
   t.after(() => ch.close());
-  const result = await (await sandbox)
-    .run({
-      inputRoot,
-      workingDirectory: '',
-      argv: ['/bin/sh', '-c', script],
-      env: { PATH: '/usr/bin:/bin', [PROGRESS_ENV_VAR]: posix.join(SANDBOX_ROOT, ch.fileName) },
-      stdinPath: null,
-      timeoutMs: 20_000,
-      graceMs: 200,
-      limits: { ...DEFAULT_LIMITS },
-      emulation: null,
-    });
+  const result = await (await sandbox).run({
+    inputRoot,
+    workingDirectory: '',
+    argv: ['/bin/sh', '-c', script],
+    env: { PATH: '/usr/bin:/bin', [PROGRESS_ENV_VAR]: posix.join(SANDBOX_ROOT, ch.fileName) },
+    stdinPath: null,
+    timeoutMs: 20_000,
+    graceMs: 200,
+    limits: { ...DEFAULT_LIMITS },
+    emulation: null,
+  });
   // Before close: what was read while the program ran.
   const seenWhileRunning = delivered.length;
   await ch.close();
