@@ -50,7 +50,8 @@ const JSON_KEYS: ReadonlySet<string> = new Set(['percent', 'message', 'metrics']
 export function parseProgressLine(line: string): ProgressLineResult {
   if (typeof line !== 'string') return reject('not a string');
   if (line.length > MAX_PROGRESS_LINE_CHARS) return reject(`line longer than ${MAX_PROGRESS_LINE_CHARS} characters`);
-  const text = line.replace(/^[ \t]+|[ \t\r]+$/g, '');
+  // A byte-order mark starts the first line of files some editors and shells (PowerShell) write.
+  const text = line.replace(/^\uFEFF?[ \t]+|^\uFEFF|[ \t\r]+$/g, '');
   if (text === '') return reject('empty line');
   if (text.startsWith('{')) return parseJsonLine(text);
   if (text.startsWith('[') || text.startsWith('"')) return reject('JSON progress must be an object');

@@ -32,6 +32,8 @@ describe('parseProgressLine: the percentage form', () => {
     assert.deepEqual(ok('  12.25   two  spaces kept inside  \r'), { percent: 12.25, message: 'two  spaces kept inside' });
     assert.deepEqual(ok('5 ünïcödé ✓ 日本'), { percent: 5, message: 'ünïcödé ✓ 日本' });
     assert.deepEqual(ok('50 '), { percent: 50 });
+    assert.deepEqual(ok('\uFEFF50 after a byte-order mark'), { percent: 50, message: 'after a byte-order mark' });
+    assert.deepEqual(ok('\uFEFF {"percent":50}'), { percent: 50 });
     assert.deepEqual(ok('50 a\tb'), { percent: 50, message: 'a\tb' });
   });
 
