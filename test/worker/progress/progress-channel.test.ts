@@ -204,7 +204,7 @@ describe('ProgressChannel', () => {
     const writer = nodeWriter(
       `import { openSync, writeSync } from 'node:fs';
        const fd = openSync(process.env.REMEX_PROGRESS, 'a');
-       const pause = () => new Promise((r) => setTimeout(r, 300));
+       const pause = () => new Promise((r) => setTimeout(r, 500));
        writeSync(fd, '5 before\\n');
        await pause();
        const chunk = Buffer.alloc(64 * 1024, 'x');
