@@ -37,6 +37,8 @@ export const executionRequestSchema = z.strictObject({
   /** The submitter's name for the job (`stream-c7g`) and labels (`suite=stream`): listed and selected by, not part of the action. */
   name: z.string().min(1).max(200).optional(),
   labels: labels.optional(),
+  /** Give the program a progress channel (`REMEX_PROGRESS`); `remex submit` asks for one. */
+  progress: z.boolean().default(false),
 });
 
 export type ExecutionRequest = z.infer<typeof executionRequestSchema>;
@@ -108,6 +110,7 @@ export async function buildExecution(req: ExecutionRequest, blobs: BlobStore, po
     timeoutMs,
     limits: effective,
     doNotCache: req.doNotCache,
+    ...(req.progress ? { progress: true } : {}),
   };
   return {
     actionDigest: actionDigestOf(spec),
@@ -131,6 +134,8 @@ export function actionDigestOf(spec: ExecutionSpec): Digest {
     inputRootDigest: spec.inputRootDigest,
     stdinDigest: spec.stdinDigest,
     timeoutMs: spec.timeoutMs,
+    // The channel changes what the program sees (an environment variable, a file): part of the key when on.
+    ...(spec.progress ? { progress: true } : {}),
     limits: [
       spec.limits.memoryBytes,
       spec.limits.processes,

@@ -5,7 +5,7 @@
  */
 import { isCacheable } from '../core/model.js';
 import type { LimitKind } from '../core/limits.js';
-import type { JobFailure, OutputStream } from '../core/model.js';
+import type { JobFailure, JobProgress, OutputStream } from '../core/model.js';
 import type { JobRecord } from '../store/ports.js';
 
 export interface OutputView {
@@ -45,6 +45,8 @@ export interface ExecutionView {
   failure: JobFailure | null;
   name: string | null;
   labels: Record<string, string>;
+  /** What the program last said of its progress (jobs with a progress channel), with earlier percentages. */
+  progress: JobProgress | null;
   /** When its current attempt started running, and when it ended (ISO 8601). */
   startedAt: string | null;
   completedAt: string | null;
@@ -92,6 +94,7 @@ export function executionView(job: JobRecord): ExecutionView {
     failure: job.failure,
     name: job.name,
     labels: job.labels,
+    progress: job.progress,
     startedAt: job.startedAtMs !== null ? new Date(job.startedAtMs).toISOString() : null,
     completedAt: job.completedAtMs !== null ? new Date(job.completedAtMs).toISOString() : null,
   };

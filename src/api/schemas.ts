@@ -13,6 +13,8 @@ import { HASH_RE } from '../core/digest.js';
 import { InvalidArgumentError, isJobFailureCode } from '../core/errors.js';
 import { checkLabels } from '../core/labels.js';
 import { LIMIT_KINDS } from '../core/limits.js';
+import { MAX_PROGRESS_HISTORY } from '../core/model.js';
+import { MAX_PROGRESS_MESSAGE_CHARS, MAX_PROGRESS_METRICS, METRIC_NAME } from '../events/bus-events.js';
 import type { JobFailure } from '../core/model.js';
 
 export const hash = z.string().regex(HASH_RE, 'hash must be 64 lower-case hex characters (SHA-256)');
@@ -62,6 +64,18 @@ export const runReport = z.strictObject({
 export const jobFailure = z
   .strictObject({ code: z.string(), message: z.string() })
   .transform(({ code, message }): JobFailure => (isJobFailureCode(code) ? { code, message } : { code: 'INTERNAL', message: `${code}: ${message}` }));
+
+/** A running job's progress as a worker reports it, within the event bus's bounds. */
+export const jobProgress = z.strictObject({
+  percent: z.number().min(0).max(100).optional(),
+  message: z.string().max(MAX_PROGRESS_MESSAGE_CHARS).optional(),
+  metrics: z
+    .record(z.string().regex(METRIC_NAME, 'metric names are a letter then letters, digits, _ . : -'), z.number().finite())
+    .refine((m) => Object.keys(m).length <= MAX_PROGRESS_METRICS, `at most ${MAX_PROGRESS_METRICS} metrics`)
+    .optional(),
+  atMs: z.number().int().nonnegative(),
+  history: z.array(z.strictObject({ percent: z.number().min(0).max(100), atMs: z.number().int().nonnegative() })).max(MAX_PROGRESS_HISTORY),
+});
 
 /** Labels (`{"suite": "stream"}`), as core/labels.ts defines them. */
 export const labels = z

@@ -24,6 +24,7 @@ export async function submitCommand(executable: string, args: string[], opts: Su
   const labels = parseLabels(opts.label, '--label');
   const timeoutSeconds = opts.maxRuntime !== undefined ? parseDuration(opts.maxRuntime, '--max-runtime') / 1000 : opts.timeoutSeconds;
   const { client, submission } = await prepareSubmission(executable, args, { ...opts, ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}), noCache: !opts.cache }, opts.json);
+  submission.progress = true;
   if (opts.name !== undefined) submission.name = opts.name;
   if (Object.keys(labels).length > 0) submission.labels = labels;
   const v = await client.submit(submission);
@@ -52,6 +53,7 @@ export async function statusCommand(client: RemexClient, id: string, json: boole
     ['runtime', runtimeOf(v)],
     ['queued for', formatDuration(v.queueTimeMs)],
   ];
+  if (v.progress) rows.push(['progress', `${progressOf(v)} (${formatDuration(Math.max(0, Date.now() - v.progress.atMs))} ago)`]);
   if (v.code !== null) rows.push(['exit', v.signal ? `signal ${v.signal}` : String(v.code)]);
   if (v.limitExceeded) rows.push(['limit', v.limitExceeded]);
   if (v.failure) rows.push(['failure', `${v.failure.code}: ${v.failure.message}`]);
@@ -96,12 +98,23 @@ export async function jobsCommand(client: RemexClient, opts: JobsOptions): Promi
     process.stdout.write(`${JSON.stringify(jobs, null, 2)}\n`);
     return 0;
   }
-  const rows = jobs.map((v) => [v.id, v.name ?? '', v.platform + (v.emulated ? '*' : ''), v.state, v.startedAt ?? '', runtimeOf(v), formatLabels(v.labels)]);
-  const header = ['ID', 'NAME', 'PLATFORM', 'STATE', 'STARTED', 'RUNTIME', 'LABELS'];
+  const rows = jobs.map((v) => [v.id, v.name ?? '', v.platform + (v.emulated ? '*' : ''), v.state, progressOf(v, 24), v.startedAt ?? '', runtimeOf(v), formatLabels(v.labels)]);
+  const header = ['ID', 'NAME', 'PLATFORM', 'STATE', 'PROGRESS', 'STARTED', 'RUNTIME', 'LABELS'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   for (const row of [header, ...rows]) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()}\n`);
   if (jobs.some((v) => v.emulated)) process.stdout.write('* emulated (qemu-user)\n');
   return 0;
+}
+
+/** `42% compiling stage 3 (triad_mbps=48532.5)`, cut to `width` characters when given. */
+function progressOf(v: ExecutionView, width?: number): string {
+  const p = v.progress;
+  if (!p) return '';
+  const parts = [p.percent !== undefined ? `${Math.round(p.percent * 10) / 10}%` : '', p.message ?? ''];
+  const metrics = Object.entries(p.metrics ?? {}).map(([k, n]) => `${k}=${n}`);
+  if (metrics.length > 0) parts.push(`(${metrics.join(', ')})`);
+  const text = parts.filter((x) => x !== '').join(' ');
+  return width !== undefined && text.length > width ? `${text.slice(0, width - 1)}…` : text;
 }
 
 function formatLabels(labels: Readonly<Record<string, string>>): string {

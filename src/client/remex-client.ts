@@ -42,6 +42,8 @@ export interface ExecutionSubmission {
   skipCacheLookup?: boolean;
   name?: string;
   labels?: Record<string, string>;
+  /** Give the program a progress channel (`REMEX_PROGRESS`). */
+  progress?: boolean;
 }
 
 /** `GET /v1/executions`' filters (see api/execution-query.ts). */

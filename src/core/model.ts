@@ -61,7 +61,25 @@ export interface ExecutionSpec {
   limits: ResourceLimits;
   /** Neither look up nor store a cached result, and never merge with another in-flight run. */
   doNotCache: boolean;
+  /**
+   * Give the program a progress channel (`REMEX_PROGRESS`, a file in its working directory) whose lines
+   * reach the server as the job's progress. Off for build actions, whose input root must hold only inputs.
+   */
+  progress?: boolean;
 }
+
+/** A running job's progress, as its program last reported it, with the percentages before. */
+export interface JobProgress {
+  percent?: number;
+  message?: string;
+  metrics?: Record<string, number>;
+  /** When the worker read the line (epoch ms). */
+  atMs: number;
+  /** Earlier percentages, oldest first (bounded: {@link MAX_PROGRESS_HISTORY}). */
+  history: Array<{ percent: number; atMs: number }>;
+}
+
+export const MAX_PROGRESS_HISTORY = 32;
 
 /** Standard output or error of a run. The bytes are always in the CAS; small ones are inline too. */
 export interface OutputStream {

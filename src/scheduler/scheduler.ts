@@ -519,7 +519,8 @@ export class Scheduler implements WorkerLink {
       // Its waiting lease call ends now, with the settlements of any results it carried.
       for (const w of [...this.waiters]) if (w.workerId === workerId) w.wake();
     }
-    const { cancelRequested } = await this.store.jobs.renewLeases(workerId, nowMs + this.opts.leaseTimeoutMs, held);
+    const { cancelRequested, renewedIds } = await this.store.jobs.renewLeases(workerId, nowMs + this.opts.leaseTimeoutMs, held);
+    this.publishProgress(held, renewedIds);
     // A drain ordered on any controller reaches the worker here, until it says it drains.
     return { cancel: cancelRequested, known: true, ...(touched.drainRequested && !draining ? { drain: true } : {}) };
   }
@@ -640,6 +641,30 @@ export class Scheduler implements WorkerLink {
 
   private publish(job: JobRecord, opts?: PublishOptions): void {
     this.events.publish(job, opts);
+  }
+
+  /** Progress a heartbeat brought for leases still this worker's: an event for the job's followers on every controller. */
+  private publishProgress(held: readonly HeldLease[] | undefined, renewedIds: readonly string[]): void {
+    if (!held?.some((h) => h.progress)) return;
+    const renewed = new Set(renewedIds);
+    for (const { jobId, attempt, progress } of held) {
+      // A progress event needs a percent; a report of metrics or a message alone is in the job's record.
+      if (!progress || progress.percent === undefined || !renewed.has(jobId)) continue;
+      try {
+        this.events.publishEvent({
+          kind: 'progress',
+          jobId,
+          attempt,
+          percent: progress.percent,
+          ...(progress.message !== undefined ? { message: progress.message } : {}),
+          ...(progress.metrics ? { metrics: progress.metrics } : {}),
+          atMs: progress.atMs,
+        });
+      } catch (err) {
+        // Out of the bus's bounds (a worker of another version): stored, not relayed.
+        this.logger.warn({ err, jobId }, 'progress not published');
+      }
+    }
   }
 
   /** Tells every controller's followers (the dashboard, the autoscaler) that a worker came, drains or left. */

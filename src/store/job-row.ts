@@ -10,7 +10,7 @@ import type { NewJob } from './ports.js';
 export const JOB_COLUMN_NAMES = [
   'id', 'instance', 'action_hash', 'action_size', 'platform', 'state', 'attempt', 'priority', 'spec', 'created_at',
   'queued_at', 'started_at', 'completed_at', 'queue_time_ms', 'lease_owner', 'lease_expires_at', 'cancel_requested',
-  'cached', 'result', 'failure', 'name', 'labels',
+  'cached', 'result', 'failure', 'name', 'labels', 'progress',
 ] as const;
 
 export const NEW_JOB_COLUMNS = [

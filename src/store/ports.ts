@@ -6,7 +6,7 @@
  * port in each and the same conformance suite (test/store/store-conformance.ts); rules they share are in job-rules.ts.
  */
 import type { Digest } from '../core/digest.js';
-import type { ExecutionSpec, JobFailure, JobState, RunReport } from '../core/model.js';
+import type { ExecutionSpec, JobFailure, JobProgress, JobState, RunReport } from '../core/model.js';
 
 export interface JobRecord {
   id: string;
@@ -35,6 +35,8 @@ export interface JobRecord {
   cached: boolean;
   result: RunReport | null;
   failure: JobFailure | null;
+  /** The program's latest progress report (jobs that asked for a progress channel), with its history. */
+  progress: JobProgress | null;
   /** The submitter's name for it (`stream-c7g`), if any; not part of the action, so never merged on. */
   name: string | null;
   /** The submitter's labels (`suite=stream`), selectable in listings; not part of the action either. */
@@ -75,6 +77,8 @@ export interface NewJob {
 export interface HeldLease {
   jobId: string;
   attempt: number;
+  /** The program's progress since the last heartbeat, stored with the renewal (the latest wins). */
+  progress?: JobProgress;
 }
 
 /** How a lease ends: the run's report, or why remex could not run it. */
@@ -108,7 +112,7 @@ export interface JobStore {
    * answer lost with a controller, is then left to expire and be requeued), else all it owns. Returns ids
    * of the renewed jobs whose cancellation was requested.
    */
-  renewLeases(workerId: string, leaseExpiresAtMs: number, held?: readonly HeldLease[]): Promise<{ renewed: number; cancelRequested: string[] }>;
+  renewLeases(workerId: string, leaseExpiresAtMs: number, held?: readonly HeldLease[]): Promise<{ renewed: number; renewedIds: string[]; cancelRequested: string[] }>;
   /** Commits a terminal state iff the job is running under this worker and attempt; undefined otherwise. */
   finish(opts: { id: string; attempt: number; workerId: string; outcome: Outcome; nowMs: number }): Promise<JobRecord | undefined>;
   /** Cancels a queued job at once, or flags a running one for its worker; returns the job as it now is. */

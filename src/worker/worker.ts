@@ -8,18 +8,21 @@
  */
 import { mkdtempSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../cas/blob-store.js';
 import { stageTree } from '../cas/tree.js';
 import { digestOf } from '../core/digest.js';
 import { isRemexError } from '../core/errors.js';
-import type { OutputStream, RunReport } from '../core/model.js';
+import { MAX_PROGRESS_HISTORY } from '../core/model.js';
+import type { JobProgress, OutputStream, RunReport } from '../core/model.js';
 import type { Outcome } from '../store/ports.js';
 import type { Completion, CompletionSettlement, Lease, WorkerLink } from '../scheduler/worker-link.js';
 import type { PlatformSupport } from './emulation.js';
-import type { Sandbox } from './sandbox/sandbox.js';
+import { SANDBOX_ROOT } from './sandbox/sandbox.js';
+import type { Sandbox, SandboxResult } from './sandbox/sandbox.js';
+import { PROGRESS_ENV_VAR, ProgressChannel } from './progress/progress-channel.js';
 import { collectOutputs, createOutputParents } from './outputs.js';
 import { removeTree } from './remove-tree.js';
 import { workerTuning } from './config.js';
@@ -57,6 +60,9 @@ interface Running {
   lease: Lease;
   abort: AbortController;
   done: Promise<void>;
+  /** The program's latest progress, and whether a heartbeat has carried it yet. */
+  progress?: JobProgress;
+  progressSent: boolean;
 }
 
 /** A finished lease's result waiting to be sent (again). */
@@ -201,7 +207,7 @@ export class Worker {
 
   private startJob(lease: Lease): void {
     const abort = new AbortController();
-    const entry: Running = { lease, abort, done: Promise.resolve() };
+    const entry: Running = { lease, abort, done: Promise.resolve(), progressSent: true };
     this.running.set(lease.jobId, entry);
     this.busySlots++;
     let slotHeld = true;
@@ -211,7 +217,11 @@ export class Worker {
       this.busySlots--;
       this.wakeLoop();
     };
-    entry.done = this.runJob(lease, abort.signal, freeSlot)
+    const reportProgress = (progress: JobProgress): void => {
+      entry.progress = progress;
+      entry.progressSent = false;
+    };
+    entry.done = this.runJob(lease, abort.signal, freeSlot, reportProgress, () => !entry.progressSent)
       .catch((err: unknown) => this.opts.logger.error({ err, jobId: lease.jobId }, 'job handling failed'))
       .finally(() => {
         freeSlot();
@@ -230,8 +240,15 @@ export class Worker {
     try {
       // The leases this worker runs: only those are renewed. One the server handed out but whose answer
       // never arrived (lost with a controller) then expires and is requeued instead of being kept alive.
-      const held = [...this.running.values()].map((r) => ({ jobId: r.lease.jobId, attempt: r.lease.attempt }));
+      // Progress not yet sent rides along; it counts as sent once the server answered.
+      const carried = [...this.running.values()].filter((r) => !r.progressSent && r.progress).map((r) => [r, r.progress] as const);
+      const held = [...this.running.values()].map((r) => ({
+        jobId: r.lease.jobId,
+        attempt: r.lease.attempt,
+        ...(!r.progressSent && r.progress ? { progress: r.progress } : {}),
+      }));
       const reply = await this.opts.link.heartbeat(this.workerId, this.draining, held);
+      for (const [r, sent] of carried) if (r.progress === sent) r.progressSent = true;
       if (!reply.known && !this.draining) {
         this.opts.logger.warn('server forgot this worker; registering again');
         await this.register();
@@ -251,7 +268,7 @@ export class Worker {
   }
 
   /** Runs a lease and commits its outcome; `runEnded` frees the slot once the program is done with it. */
-  private async runJob(lease: Lease, signal: AbortSignal, runEnded: () => void): Promise<void> {
+  private async runJob(lease: Lease, signal: AbortSignal, runEnded: () => void, reportProgress: (p: JobProgress) => void, hasUnsentProgress: () => boolean): Promise<void> {
     this.observer.runStarted?.(lease);
     let runDir: string;
     try {
@@ -267,10 +284,13 @@ export class Worker {
     }
     let committed: Promise<void> | undefined;
     try {
-      const { outcome, phases } = await this.execute(lease, runDir, signal);
+      const { outcome, phases } = await this.execute(lease, runDir, signal, reportProgress);
       // The slot is free while the result travels: the next lease call can carry it.
       runEnded();
       this.observer.runFinished?.(lease, outcome, phases);
+      // The program's last progress (read when it ended) reaches the server while the lease is still
+      // this worker's: one heartbeat before the result, only for a run whose channel has news.
+      if (hasUnsentProgress()) await this.heartbeat();
       // Sent before the cleanup starts: the client waits for the result, not for the cleanup. Its
       // settlement may come back later still, with the answer to a lease call that waited for work.
       committed = this.commit(lease, outcome);
@@ -284,7 +304,7 @@ export class Worker {
   }
 
   /** Runs one lease and describes how it ended, with where its time went once the program ran; never throws. */
-  private async execute(lease: Lease, runDir: string, signal: AbortSignal): Promise<{ outcome: Outcome; phases: RunPhases | null }> {
+  private async execute(lease: Lease, runDir: string, signal: AbortSignal, reportProgress: (p: JobProgress) => void): Promise<{ outcome: Outcome; phases: RunPhases | null }> {
     const { spec } = lease;
     const support = this.opts.platforms.find((p) => p.platform === spec.platform);
     if (!support) {
@@ -304,19 +324,31 @@ export class Worker {
       }
       const [program, ...args] = spec.command.arguments;
       if (program === undefined) return { outcome: { state: 'failed', failure: { code: 'INVALID_ARGUMENT', message: 'command has no arguments' } }, phases: null };
+      const env: Record<string, string> = Object.fromEntries(spec.command.environmentVariables.map((v) => [v.name, v.value]));
+      const channel = spec.progress ? await this.openProgressChannel(inputRoot, reportProgress) : undefined;
+      if (channel) env[PROGRESS_ENV_VAR] = posix.join(SANDBOX_ROOT, channel.fileName);
       const t1 = performance.now();
-      const result = await this.opts.sandbox.run({
-        inputRoot,
-        workingDirectory: spec.command.workingDirectory,
-        argv: [program, ...args],
-        env: Object.fromEntries(spec.command.environmentVariables.map((v) => [v.name, v.value])),
-        stdinPath,
-        timeoutMs: spec.timeoutMs,
-        graceMs: this.tuning.graceMs,
-        limits: spec.limits,
-        emulation: support.emulation,
-        signal,
-      });
+      let result: SandboxResult;
+      try {
+        result = await this.opts.sandbox.run({
+          inputRoot,
+          workingDirectory: spec.command.workingDirectory,
+          argv: [program, ...args],
+          env,
+          stdinPath,
+          timeoutMs: spec.timeoutMs,
+          graceMs: this.tuning.graceMs,
+          limits: spec.limits,
+          emulation: support.emulation,
+          signal,
+        });
+      } finally {
+        // The last lines are read, and the file goes before outputs are collected (it is not an output).
+        if (channel) {
+          await channel.close();
+          await rm(channel.path, { force: true }).catch(() => undefined);
+        }
+      }
       const t2 = performance.now();
       const inlineLimit = this.tuning.inlineOutputBytes;
       const [stdout, stderr, outputs] = await Promise.all([
@@ -349,6 +381,22 @@ export class Worker {
       this.opts.logger.error({ err, jobId: lease.jobId }, 'run failed inside the worker');
       return { outcome: { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} could not run the job` } }, phases: null };
     }
+  }
+
+  /** The run's progress channel; each update (at most one a second) becomes the job's progress, with its history. */
+  private openProgressChannel(inputRoot: string, reportProgress: (p: JobProgress) => void): Promise<ProgressChannel> {
+    const history: JobProgress['history'] = [];
+    const owner = this.opts.sandbox.capabilities.programOwner;
+    return ProgressChannel.open(inputRoot, {
+      ...(owner ? { fileOwner: owner } : {}),
+      onUpdate: (update, atMs) => {
+        reportProgress({ ...update, ...(update.metrics ? { metrics: { ...update.metrics } } : {}), atMs, history: [...history] });
+        if (update.percent !== undefined) {
+          history.push({ percent: update.percent, atMs });
+          if (history.length > MAX_PROGRESS_HISTORY) history.shift();
+        }
+      },
+    });
   }
 
   private async storeOutput(bytes: Buffer, totalBytes: number, truncated: boolean, inlineLimit: number): Promise<OutputStream> {

@@ -128,6 +128,7 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
           failure: null,
           name: null,
           labels: {},
+          progress: null,
         };
         assert.deepEqual(job, expected);
         assert.deepEqual(await store.jobs.get(nj.id), expected);
@@ -445,12 +446,33 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
           { jobId: 'no-such-job', attempt: 1 },
         ]);
         assert.equal(r.renewed, 2);
+        assert.deepEqual([...r.renewedIds].sort(), [a.id, b.id].sort());
         assert.deepEqual(r.cancelRequested, [b.id]);
         assert.equal((await store.jobs.get(a.id))?.leaseExpiresAtMs, T0 + 5_000);
         assert.equal((await store.jobs.get(c.id))?.leaseExpiresAtMs, T0 + LEASE_MS, 'not renewed');
         const expired = await store.jobs.expireLeases(T0 + LEASE_MS + 1, 3);
         assert.deepEqual(expired.requeued.map((j) => j.id), [c.id], 'the lease nobody runs is requeued');
-        assert.deepEqual(await store.jobs.renewLeases('w1', T0 + 6_000, []), { renewed: 0, cancelRequested: [] });
+        assert.deepEqual(await store.jobs.renewLeases('w1', T0 + 6_000, []), { renewed: 0, renewedIds: [], cancelRequested: [] });
+      });
+
+      test('renewLeases stores the progress a held lease carries (the latest wins), only for the lease owner and attempt', async () => {
+        const a = await enqueue();
+        const b = await enqueue();
+        await claimOne('w1', T0);
+        await claimOne('w1', T0);
+        const first = { percent: 10, message: 'stage 1', atMs: T0 + 1, history: [] };
+        const second = { percent: 42.5, message: 'stage 3 — ünï', metrics: { triad_mbps: 48532.5 }, atMs: T0 + 2, history: [{ percent: 10, atMs: T0 + 1 }] };
+        await store.jobs.renewLeases('w1', T0 + 5_000, [{ jobId: a.id, attempt: 1, progress: first }, { jobId: b.id, attempt: 1 }]);
+        assert.deepEqual((await store.jobs.get(a.id))?.progress, first);
+        assert.equal((await store.jobs.get(b.id))?.progress, null);
+        await store.jobs.renewLeases('w1', T0 + 5_000, [{ jobId: a.id, attempt: 1, progress: second }]);
+        assert.deepEqual((await store.jobs.get(a.id))?.progress, second);
+        await store.jobs.renewLeases('w1', T0 + 5_000, [{ jobId: a.id, attempt: 1 }]);
+        assert.deepEqual((await store.jobs.get(a.id))?.progress, second, 'a renewal without progress keeps it');
+        // Another worker, or a stale attempt, changes nothing.
+        await store.jobs.renewLeases('w2', T0 + 5_000, [{ jobId: b.id, attempt: 1, progress: first }]);
+        await store.jobs.renewLeases('w1', T0 + 5_000, [{ jobId: b.id, attempt: 2, progress: first }]);
+        assert.equal((await store.jobs.get(b.id))?.progress, null);
       });
 
       test('renewLeases extends only that worker\'s running leases and returns cancel-requested ids', async () => {

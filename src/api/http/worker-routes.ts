@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Scheduler } from '../../scheduler/scheduler.js';
-import { jobFailure, labels, parseWith, runReport } from '../schemas.js';
+import { jobFailure, jobProgress, labels, parseWith, runReport } from '../schemas.js';
 import { whenClientGone } from './client-gone.js';
 
 const MAX_LEASE_WAIT_MS = 60_000;
@@ -22,7 +22,8 @@ const registration = z.strictObject({
 const heartbeatBody = z.strictObject({
   draining: z.boolean(),
   // The leases the worker is running; absent (older workers): every lease the server thinks it holds is renewed.
-  held: z.array(z.strictObject({ jobId: z.string().min(1).max(256), attempt: z.number().int().min(1) })).max(4096).optional(),
+  // Progress not yet sent rides with its lease.
+  held: z.array(z.strictObject({ jobId: z.string().min(1).max(256), attempt: z.number().int().min(1), progress: jobProgress.optional() })).max(4096).optional(),
 });
 const completionBody = z.strictObject({
   jobId: z.string(),

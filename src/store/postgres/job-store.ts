@@ -8,7 +8,7 @@
  * docs/decisions/0010-postgres-group-commit.md).
  */
 import type { PoolClient } from 'pg';
-import type { JobFailure, JobState, RunReport } from '../../core/model.js';
+import type { JobFailure, JobProgress, JobState, RunReport } from '../../core/model.js';
 import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, compareDispatchOrder, lostFailure } from '../job-rules.js';
 import { JOB_COLUMN_NAMES, NEW_JOB_COLUMNS, newJobValues } from '../job-row.js';
 import type { NewJobColumn } from '../job-row.js';
@@ -43,6 +43,7 @@ interface JobRow {
   failure: JobFailure | null;
   name: string | null;
   labels: Record<string, string>;
+  progress: JobProgress | null;
 }
 
 function toJob(row: JobRow): JobRecord {
@@ -68,6 +69,7 @@ function toJob(row: JobRow): JobRecord {
     failure: row.failure,
     name: row.name,
     labels: row.labels,
+    progress: row.progress,
   };
 }
 
@@ -152,9 +154,10 @@ export class PostgresJobStore implements JobStore {
         RETURNING ${READ_COLUMNS.map((c) => `j.${c}`).join(', ')}`,
       renew: `UPDATE ${jobs} SET lease_expires_at = $1 WHERE state = 'running' AND lease_owner = $2
         RETURNING id, cancel_requested`,
-      renewHeld: `UPDATE ${jobs} SET lease_expires_at = $1 WHERE state = 'running' AND lease_owner = $2
-          AND (id, attempt) IN (SELECT * FROM unnest($3::text[], $4::int4[]))
-        RETURNING id, cancel_requested`,
+      renewHeld: `UPDATE ${jobs} AS j SET lease_expires_at = $1, progress = coalesce(h.progress::json, j.progress)
+        FROM unnest($3::text[], $4::int4[], $5::text[]) AS h (id, attempt, progress)
+        WHERE j.state = 'running' AND j.lease_owner = $2 AND j.id = h.id AND j.attempt = h.attempt
+        RETURNING j.id, j.cancel_requested`,
       // Compare-and-set of many finishes at once; each item carries either a result or a failure. A batch
       // never holds two items for one job (StatementBatcher keyOf), so each row is judged once.
       finishMany: `UPDATE ${jobs} AS j SET state = v.state, result = coalesce(v.result, j.result), failure = coalesce(v.failure, j.failure),
@@ -328,16 +331,17 @@ export class PostgresJobStore implements JobStore {
     });
   }
 
-  async renewLeases(workerId: string, leaseExpiresAtMs: number, held?: readonly HeldLease[]): Promise<{ renewed: number; cancelRequested: string[] }> {
+  async renewLeases(workerId: string, leaseExpiresAtMs: number, held?: readonly HeldLease[]): Promise<{ renewed: number; renewedIds: string[]; cancelRequested: string[] }> {
     const rows = held
       ? await this.db.query<{ id: string; cancel_requested: boolean }>(this.sql.renewHeld, [
           leaseExpiresAtMs,
           workerId,
           held.map((h) => h.jobId),
           held.map((h) => h.attempt),
+          held.map((h) => (h.progress ? JSON.stringify(h.progress) : null)),
         ])
       : await this.db.query<{ id: string; cancel_requested: boolean }>(this.sql.renew, [leaseExpiresAtMs, workerId]);
-    return { renewed: rows.length, cancelRequested: rows.filter((r) => r.cancel_requested).map((r) => r.id) };
+    return { renewed: rows.length, renewedIds: rows.map((r) => r.id), cancelRequested: rows.filter((r) => r.cancel_requested).map((r) => r.id) };
   }
 
   async finish(opts: { id: string; attempt: number; workerId: string; outcome: Outcome; nowMs: number }): Promise<JobRecord | undefined> {

@@ -76,4 +76,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE jobs ADD COLUMN labels json NOT NULL DEFAULT '{}';
   CREATE INDEX jobs_name ON jobs (name) WHERE name IS NOT NULL;
   `,
+  // 4: a running job's latest progress, as its worker's heartbeats bring it.
+  `
+  ALTER TABLE jobs ADD COLUMN progress json;
+  `,
 ];

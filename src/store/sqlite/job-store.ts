@@ -4,7 +4,7 @@
  * needs no locking of its own.
  */
 import type Database from 'better-sqlite3';
-import type { JobFailure, JobState, RunReport } from '../../core/model.js';
+import type { JobFailure, JobProgress, JobState, RunReport } from '../../core/model.js';
 import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, compareDispatchOrder, lostFailure } from '../job-rules.js';
 import { JOB_COLUMN_NAMES, NEW_JOB_COLUMNS, newJobValues } from '../job-row.js';
 import type { HeldLease, JobQuery, JobRecord, JobStore, LeaseExpiry, NewJob, Outcome } from '../ports.js';
@@ -33,6 +33,7 @@ interface JobRow {
   failure: string | null;
   name: string | null;
   labels: string;
+  progress: string | null;
 }
 
 function toJob(row: JobRow): JobRecord {
@@ -58,6 +59,7 @@ function toJob(row: JobRow): JobRecord {
     failure: row.failure === null ? null : (JSON.parse(row.failure) as JobFailure),
     name: row.name,
     labels: JSON.parse(row.labels) as Record<string, string>,
+    progress: row.progress === null ? null : (JSON.parse(row.progress) as JobProgress),
   };
 }
 
@@ -82,7 +84,7 @@ export class SqliteJobStore implements JobStore {
         RETURNING ${JOB_COLUMNS}, seq`),
       renew: prepare<{ id: string; cancel_requested: number }>(`UPDATE jobs SET lease_expires_at = ?
         WHERE state = 'running' AND lease_owner = ? RETURNING id, cancel_requested`),
-      renewHeld: prepare<{ id: string; cancel_requested: number }>(`UPDATE jobs SET lease_expires_at = ?
+      renewHeld: prepare<{ id: string; cancel_requested: number }>(`UPDATE jobs SET lease_expires_at = ?, progress = coalesce(?, progress)
         WHERE state = 'running' AND lease_owner = ? AND id = ? AND attempt = ? RETURNING id, cancel_requested`),
       finishResult: prepare<JobRow>(`UPDATE jobs SET state = ?, result = ?, completed_at = ?, lease_owner = NULL,
           lease_expires_at = NULL
@@ -195,11 +197,11 @@ export class SqliteJobStore implements JobStore {
     })();
   }
 
-  async renewLeases(workerId: string, leaseExpiresAtMs: number, held?: readonly HeldLease[]): Promise<{ renewed: number; cancelRequested: string[] }> {
+  async renewLeases(workerId: string, leaseExpiresAtMs: number, held?: readonly HeldLease[]): Promise<{ renewed: number; renewedIds: string[]; cancelRequested: string[] }> {
     const rows = held
-      ? this.db.transaction(() => held.flatMap((h) => this.s.renewHeld.all(leaseExpiresAtMs, workerId, h.jobId, h.attempt)))()
+      ? this.db.transaction(() => held.flatMap((h) => this.s.renewHeld.all(leaseExpiresAtMs, h.progress ? JSON.stringify(h.progress) : null, workerId, h.jobId, h.attempt)))()
       : this.s.renew.all(leaseExpiresAtMs, workerId);
-    return { renewed: rows.length, cancelRequested: rows.filter((r) => r.cancel_requested === 1).map((r) => r.id) };
+    return { renewed: rows.length, renewedIds: rows.map((r) => r.id), cancelRequested: rows.filter((r) => r.cancel_requested === 1).map((r) => r.id) };
   }
 
   async finish(opts: { id: string; attempt: number; workerId: string; outcome: Outcome; nowMs: number }): Promise<JobRecord | undefined> {

@@ -67,4 +67,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE jobs ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
   CREATE INDEX jobs_name ON jobs (name) WHERE name IS NOT NULL;
   `,
+  // 4: a running job's latest progress, as its worker's heartbeats bring it.
+  `
+  ALTER TABLE jobs ADD COLUMN progress TEXT;
+  `,
 ];

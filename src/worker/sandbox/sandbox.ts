@@ -64,6 +64,11 @@ export interface SandboxCapabilities {
    * writable): staged inputs may then be hard links to the worker's read-only blob store.
    */
   readOnlyInputs: boolean;
+  /**
+   * The user the program runs as, when not the worker's own: a file the worker makes for the program to
+   * write (its progress channel) must be given to it. Null when the program runs as the worker's user.
+   */
+  programOwner: { uid: number; gid: number } | null;
   notes: string[];
 }
 

@@ -98,6 +98,7 @@ export class BwrapSandbox implements Sandbox {
       // As root the program runs as another uid; unprivileged it runs as this process's own uid, which
       // owns the blob store and could write a shared file.
       readOnlyInputs: settings.layout.privileged && settings.runAsUid !== process.getuid?.(),
+      programOwner: settings.layout.privileged && settings.runAsUid !== process.getuid?.() ? { uid: settings.runAsUid, gid: settings.runAsGid } : null,
       notes,
     };
   }
