@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
 import { isRemexError } from '../../src/core/errors.js';
 import { InMemoryEventBus } from '../../src/events/memory/in-memory-event-bus.js';
@@ -16,7 +16,8 @@ import { actionDigestOf, ARM, makeSpec, X86 } from '../store/fixtures.js';
 
 const allPresent = { findMissing: async (_: readonly Digest[]): Promise<Digest[]> => [] };
 
-test('a multi-platform worker: counted under each platform it serves, marked shared, once in the fleet', async (t) => {
+/** A scheduler on a fresh SQLite store where nothing expires on its own, closed when the test ends. */
+function schedulerFor(t: TestContext): Scheduler {
   const dir = mkdtempSync(join(tmpdir(), 'remex-status-'));
   const store = new SqliteStore({ path: join(dir, 'remex.db') });
   const scheduler = new Scheduler(store, allPresent, new InMemoryEventBus(), { leaseTimeoutMs: 30_000, workerSilenceMs: 30_000 });
@@ -25,6 +26,11 @@ test('a multi-platform worker: counted under each platform it serves, marked sha
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
+  return scheduler;
+}
+
+test('a multi-platform worker: counted under each platform it serves, marked shared, once in the fleet', async (t) => {
+  const scheduler = schedulerFor(t);
   // 4 slots for x86 natively and aarch64 by emulation; 1 slot for x86 alone; 2 slots draining.
   const both = await scheduler.register({ name: 'both', platforms: [{ platform: X86, emulated: false }, { platform: ARM, emulated: true }], slots: 4 });
   await scheduler.register({ name: 'x86', platforms: [{ platform: X86, emulated: false }], slots: 1 });
@@ -45,14 +51,7 @@ test('a multi-platform worker: counted under each platform it serves, marked sha
 });
 
 test('a drain order reaches the worker at its next heartbeat, until it drains; its labels and instance id are registered', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'remex-status-'));
-  const store = new SqliteStore({ path: join(dir, 'remex.db') });
-  const scheduler = new Scheduler(store, allPresent, new InMemoryEventBus(), { leaseTimeoutMs: 30_000, workerSilenceMs: 30_000 });
-  t.after(async () => {
-    await scheduler.close();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const scheduler = schedulerFor(t);
   const { workerId } = await scheduler.register({ name: 'w', platforms: [{ platform: X86, emulated: false }], slots: 1, labels: { pool: 'blue' }, instanceId: 'pid-42' });
   const [record] = await scheduler.workers();
   assert.deepEqual([record?.labels, record?.instanceId, record?.drainRequested], [{ pool: 'blue' }, 'pid-42', false]);
