@@ -301,8 +301,8 @@ export class Scheduler implements WorkerLink {
     return this.store.jobs.get(id);
   }
 
-  async list(query: number | JobQuery): Promise<JobRecord[]> {
-    return this.store.jobs.list(typeof query === 'number' ? { limit: query } : query);
+  async list(query: JobQuery): Promise<JobRecord[]> {
+    return this.store.jobs.list(query);
   }
 
   async cancel(id: string): Promise<JobRecord> {

@@ -240,15 +240,15 @@ export class Worker {
     try {
       // The leases this worker runs: only those are renewed. One the server handed out but whose answer
       // never arrived (lost with a controller) then expires and is requeued instead of being kept alive.
-      // Progress not yet sent rides along; it counts as sent once the server answered.
-      const carried = [...this.running.values()].filter((r) => !r.progressSent && r.progress).map((r) => [r, r.progress] as const);
-      const held = [...this.running.values()].map((r) => ({
-        jobId: r.lease.jobId,
-        attempt: r.lease.attempt,
-        ...(!r.progressSent && r.progress ? { progress: r.progress } : {}),
-      }));
+      // Progress not yet sent rides along; it counts as sent once the server answered (an update that
+      // arrived meanwhile waits for the next heartbeat).
+      const entries = [...this.running.values()];
+      const held = entries.map((r) => ({ jobId: r.lease.jobId, attempt: r.lease.attempt, ...(!r.progressSent && r.progress ? { progress: r.progress } : {}) }));
       const reply = await this.opts.link.heartbeat(this.workerId, this.draining, held);
-      for (const [r, sent] of carried) if (r.progress === sent) r.progressSent = true;
+      held.forEach((h, i) => {
+        const r = entries[i] as Running;
+        if (h.progress !== undefined && r.progress === h.progress) r.progressSent = true;
+      });
       if (!reply.known && !this.draining) {
         this.opts.logger.warn('server forgot this worker; registering again');
         await this.register();

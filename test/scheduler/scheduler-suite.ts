@@ -237,7 +237,7 @@ export function schedulerSuite(on: SchedulerBackend): void {
         const err = await submit(h, spec({ platform: ARM })).catch((e: unknown) => e);
         assert.ok(err instanceof UnsupportedPlatformError);
         assert.deepEqual(err.details, { platform: ARM, served: [X86] });
-        assert.deepEqual(await h.scheduler.list(100), []);
+        assert.deepEqual(await h.scheduler.list({ limit: 100 }), []);
         assert.equal((await h.store.jobs.queueDepths()).size, 0);
         assert.deepEqual(h.published, []);
       });
@@ -273,7 +273,7 @@ export function schedulerSuite(on: SchedulerBackend): void {
           assert.deepEqual(err.missing, [s.stdinDigest]);
           return true;
         });
-        assert.deepEqual(await h.scheduler.list(100), []);
+        assert.deepEqual(await h.scheduler.list({ limit: 100 }), []);
         h.blobs.add(s.stdinDigest as Digest);
         assert.equal((await h.scheduler.submit({ actionDigest: actionDigestOf(s), spec: s })).job.state, 'queued');
       });
