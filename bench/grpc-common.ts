@@ -1,6 +1,6 @@
 /**
  * What the gRPC benches share: a spawned `remex serve` whose gRPC address is known, and real @grpc/grpc-js
- * clients made from the repository's protos, as a REAPI client builds them (see test/grpc/harness.ts).
+ * clients made from the repository's protos, as a REAPI client builds them (see test/api/grpc/harness.ts).
  */
 import * as grpc from '@grpc/grpc-js';
 import type { ProtoGrpcType as ByteStreamProto } from '../src/api/grpc/generated/bytestream.js';

@@ -11,8 +11,8 @@ import type { ExecutionView } from '../../src/api/execution-view.js';
 import { digestOf } from '../../src/core/digest.js';
 import type { Digest } from '../../src/core/digest.js';
 import { signalName } from '../../src/worker/sandbox/bwrap/exit-status.js';
-import { execute, makeAction, startGrpcHarness, uploadTree } from '../grpc/harness.js';
-import type { GrpcHarness } from '../grpc/harness.js';
+import { execute, makeAction, startGrpcHarness, uploadTree } from '../api/grpc/harness.js';
+import type { GrpcHarness } from '../api/grpc/harness.js';
 import { compileC, requireExecHelper, requireTools } from '../helpers/tools.js';
 
 /** 126…192: the statuses shells give meaning to (126 cannot run, 127 not found, 128 + n signal n). */

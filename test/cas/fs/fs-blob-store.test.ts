@@ -5,14 +5,14 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { FsBlobStore } from '../../src/cas/fs/fs-blob-store.js';
-import type { FsBlobStoreOptions } from '../../src/cas/fs/fs-blob-store.js';
-import { PACK_FILE, PACKED_MAX_BYTES } from '../../src/cas/fs/small-blob-pack.js';
-import { digestOf } from '../../src/core/digest.js';
-import type { Digest } from '../../src/core/digest.js';
-import { DigestMismatchError, InvalidArgumentError, NotFoundError } from '../../src/core/errors.js';
-import type { BlobStoreHandle } from './blob-store-conformance.js';
-import { blobStoreConformance, chunked, collect, failingAfter, flipped, isCode, LARGE, MAX_BLOB_BYTES, pausedAfter } from './blob-store-conformance.js';
+import { FsBlobStore } from '../../../src/cas/fs/fs-blob-store.js';
+import type { FsBlobStoreOptions } from '../../../src/cas/fs/fs-blob-store.js';
+import { PACK_FILE, PACKED_MAX_BYTES } from '../../../src/cas/fs/small-blob-pack.js';
+import { digestOf } from '../../../src/core/digest.js';
+import type { Digest } from '../../../src/core/digest.js';
+import { DigestMismatchError, InvalidArgumentError, NotFoundError } from '../../../src/core/errors.js';
+import type { BlobStoreHandle } from '../blob-store-conformance.js';
+import { blobStoreConformance, chunked, collect, failingAfter, flipped, isCode, LARGE, MAX_BLOB_BYTES, pausedAfter } from '../blob-store-conformance.js';
 
 /** The rows of a store's small-blob database, read from outside the store (its own connection). */
 function packedRows(root: string): Map<string, Buffer> {

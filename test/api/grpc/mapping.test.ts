@@ -2,17 +2,17 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import type { OutputLayout } from '../../src/api/grpc/action-result.js';
-import { exitCodeOf, fromActionResult, layoutOfCommand, outputPathsOf, toActionResult } from '../../src/api/grpc/action-result.js';
-import { InstanceNames } from '../../src/api/grpc/instances.js';
-import type { ActionResultOut, CommandOut } from '../../src/api/grpc/messages.js';
-import { platformOfProperties } from '../../src/api/grpc/platform-properties.js';
-import { parseReadResource, parseWriteResource } from '../../src/api/grpc/resource-names.js';
-import { grpcCode } from '../../src/api/grpc/status.js';
-import { digestOf, EMPTY_DIGEST } from '../../src/core/digest.js';
-import type { JobFailureCode } from '../../src/core/errors.js';
-import { InvalidArgumentError, JOB_FAILURE_CODES, RemexError, UnsupportedPlatformError } from '../../src/core/errors.js';
-import type { RunReport } from '../../src/core/model.js';
+import type { OutputLayout } from '../../../src/api/grpc/action-result.js';
+import { exitCodeOf, fromActionResult, layoutOfCommand, outputPathsOf, toActionResult } from '../../../src/api/grpc/action-result.js';
+import { InstanceNames } from '../../../src/api/grpc/instances.js';
+import type { ActionResultOut, CommandOut } from '../../../src/api/grpc/messages.js';
+import { platformOfProperties } from '../../../src/api/grpc/platform-properties.js';
+import { parseReadResource, parseWriteResource } from '../../../src/api/grpc/resource-names.js';
+import { grpcCode } from '../../../src/api/grpc/status.js';
+import { digestOf, EMPTY_DIGEST } from '../../../src/core/digest.js';
+import type { JobFailureCode } from '../../../src/core/errors.js';
+import { InvalidArgumentError, JOB_FAILURE_CODES, RemexError, UnsupportedPlatformError } from '../../../src/core/errors.js';
+import type { RunReport } from '../../../src/core/model.js';
 
 const X = digestOf('x');
 

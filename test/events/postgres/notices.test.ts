@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { MAX_EVENT_ID_CHARS, MAX_LOG_CHUNK_BYTES, MAX_PROGRESS_MESSAGE_CHARS, MAX_PROGRESS_METRICS } from '../../src/events/bus-events.js';
-import type { LogEvent } from '../../src/events/bus-events.js';
-import { decodeNotice, encodeEvent, encodeJobNotice, MAX_PAYLOAD_BYTES } from '../../src/events/postgres/notices.js';
-import { joined, log, progress, worker } from './event-bus-conformance.js';
+import { MAX_EVENT_ID_CHARS, MAX_LOG_CHUNK_BYTES, MAX_PROGRESS_MESSAGE_CHARS, MAX_PROGRESS_METRICS } from '../../../src/events/bus-events.js';
+import type { LogEvent } from '../../../src/events/bus-events.js';
+import { decodeNotice, encodeEvent, encodeJobNotice, MAX_PAYLOAD_BYTES } from '../../../src/events/postgres/notices.js';
+import { joined, log, progress, worker } from '../event-bus-conformance.js';
 
 const ORIGIN = '6f1c2a52-6c5e-4a38-9d5e-1a1b2c3d4e5f';
 const LONG_ID = 'j'.repeat(MAX_EVENT_ID_CHARS);

@@ -9,13 +9,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import type { CallContext } from '../../src/api/grpc/handlers.js';
-import { clientStreaming, rawRequests, serverStreaming } from '../../src/api/grpc/handlers.js';
-import type { ReadRequestOut, WriteRequestOut, WriteResponse } from '../../src/api/grpc/messages.js';
-import { reapiProtos } from '../../src/api/grpc/protos.js';
-import type { ByteStreamClient } from '../../src/api/grpc/generated/google/bytestream/ByteStream.js';
-import type { ProtoGrpcType as ByteStreamProto } from '../../src/api/grpc/generated/bytestream.js';
-import { eventually } from '../helpers/processes.js';
+import type { CallContext } from '../../../src/api/grpc/handlers.js';
+import { clientStreaming, rawRequests, serverStreaming } from '../../../src/api/grpc/handlers.js';
+import type { ReadRequestOut, WriteRequestOut, WriteResponse } from '../../../src/api/grpc/messages.js';
+import { reapiProtos } from '../../../src/api/grpc/protos.js';
+import type { ByteStreamClient } from '../../../src/api/grpc/generated/google/bytestream/ByteStream.js';
+import type { ProtoGrpcType as ByteStreamProto } from '../../../src/api/grpc/generated/bytestream.js';
+import { eventually } from '../../helpers/processes.js';
 
 const logger = pino({ level: 'silent' });
 

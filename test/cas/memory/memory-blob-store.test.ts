@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MemoryBlobStore } from '../../src/cas/memory/memory-blob-store.js';
-import { digestOf } from '../../src/core/digest.js';
-import { InvalidArgumentError } from '../../src/core/errors.js';
-import { blobStoreConformance } from './blob-store-conformance.js';
+import { MemoryBlobStore } from '../../../src/cas/memory/memory-blob-store.js';
+import { digestOf } from '../../../src/core/digest.js';
+import { InvalidArgumentError } from '../../../src/core/errors.js';
+import { blobStoreConformance } from '../blob-store-conformance.js';
 
 blobStoreConformance('memory', async ({ maxBlobBytes }) => {
   const store = new MemoryBlobStore({ maxBlobBytes });

@@ -7,11 +7,11 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import type { ActionResult, DirectoryOut, TreeOut } from '../../src/api/grpc/messages.js';
-import { encodeDirectory } from '../../src/cas/directory-codec.js';
-import type { Digest } from '../../src/core/digest.js';
-import { digestOf } from '../../src/core/digest.js';
-import { compileC, requireTools, which } from '../helpers/tools.js';
+import type { ActionResult, DirectoryOut, TreeOut } from '../../../src/api/grpc/messages.js';
+import { encodeDirectory } from '../../../src/cas/directory-codec.js';
+import type { Digest } from '../../../src/core/digest.js';
+import { digestOf } from '../../../src/core/digest.js';
+import { compileC, requireTools, which } from '../../helpers/tools.js';
 import type { GrpcHarness } from './harness.js';
 import {
   call,

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { connect } from 'node:http2';
 import type { ClientHttp2Session } from 'node:http2';
 import { after, before, describe, test } from 'node:test';
-import { CONNECTION_RECEIVE_WINDOW_BYTES, STREAM_RECEIVE_WINDOW_BYTES } from '../../src/api/grpc/grpc-server.js';
+import { CONNECTION_RECEIVE_WINDOW_BYTES, STREAM_RECEIVE_WINDOW_BYTES } from '../../../src/api/grpc/grpc-server.js';
 import type { GrpcHarness } from './harness.js';
 import { startGrpcHarness } from './harness.js';
 

@@ -4,9 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeReadResponse } from '../../src/api/grpc/bytestream-service.js';
-import type { ReadResponse, ReadResponseOut } from '../../src/api/grpc/messages.js';
-import { reapiProtos } from '../../src/api/grpc/protos.js';
+import { encodeReadResponse } from '../../../src/api/grpc/bytestream-service.js';
+import type { ReadResponse, ReadResponseOut } from '../../../src/api/grpc/messages.js';
+import { reapiProtos } from '../../../src/api/grpc/protos.js';
 
 test('encodeReadResponse writes what protobuf writes and decodes back to the same data', () => {
   const codec = reapiProtos().codec<ReadResponse, ReadResponseOut>('google.bytestream.ReadResponse');

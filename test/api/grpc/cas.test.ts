@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import type { WriteRequest } from '../../src/api/grpc/messages.js';
-import { encodeDirectory } from '../../src/cas/directory-codec.js';
-import type { Digest } from '../../src/core/digest.js';
-import { digestOf, EMPTY_DIGEST } from '../../src/core/digest.js';
+import type { WriteRequest } from '../../../src/api/grpc/messages.js';
+import { encodeDirectory } from '../../../src/cas/directory-codec.js';
+import type { Digest } from '../../../src/core/digest.js';
+import { digestOf, EMPTY_DIGEST } from '../../../src/core/digest.js';
 import type { GrpcHarness } from './harness.js';
 import { call, collect, encode, expectCode, msg, rawUnary, startGrpcHarness, upload, uploadTree, V2 } from './harness.js';
 

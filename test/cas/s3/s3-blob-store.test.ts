@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { S3_MAX_BLOB_BYTES, S3BlobStore } from '../../src/cas/s3/s3-blob-store.js';
-import { parseS3Url } from '../../src/cas/s3/s3-url.js';
-import type { Digest } from '../../src/core/digest.js';
-import { digestOf, EMPTY_DIGEST } from '../../src/core/digest.js';
-import { DigestMismatchError, InvalidArgumentError, isRemexError } from '../../src/core/errors.js';
-import type { TestS3 } from '../helpers/s3.js';
-import { startS3 } from '../helpers/s3.js';
-import { blobStoreConformance, chunked, collect, failingAfter, flipped, LARGE, MAX_BLOB_BYTES, pausedAfter } from './blob-store-conformance.js';
+import { S3_MAX_BLOB_BYTES, S3BlobStore } from '../../../src/cas/s3/s3-blob-store.js';
+import { parseS3Url } from '../../../src/cas/s3/s3-url.js';
+import type { Digest } from '../../../src/core/digest.js';
+import { digestOf, EMPTY_DIGEST } from '../../../src/core/digest.js';
+import { DigestMismatchError, InvalidArgumentError, isRemexError } from '../../../src/core/errors.js';
+import type { TestS3 } from '../../helpers/s3.js';
+import { startS3 } from '../../helpers/s3.js';
+import { blobStoreConformance, chunked, collect, failingAfter, flipped, LARGE, MAX_BLOB_BYTES, pausedAfter } from '../blob-store-conformance.js';
 
 let s3: TestS3;
 before(async () => {

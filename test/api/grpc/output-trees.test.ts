@@ -7,11 +7,11 @@ import { lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { decodeTree, encodeDirectory } from '../../src/cas/directory-codec.js';
-import { MemoryBlobStore } from '../../src/cas/memory/memory-blob-store.js';
-import { digestOf } from '../../src/core/digest.js';
-import { UnsafePathError } from '../../src/core/errors.js';
-import { collectOutputs, createOutputParents } from '../../src/worker/outputs.js';
+import { decodeTree, encodeDirectory } from '../../../src/cas/directory-codec.js';
+import { MemoryBlobStore } from '../../../src/cas/memory/memory-blob-store.js';
+import { digestOf } from '../../../src/core/digest.js';
+import { UnsafePathError } from '../../../src/core/errors.js';
+import { collectOutputs, createOutputParents } from '../../../src/worker/outputs.js';
 
 let scratch: string;
 let root: string;

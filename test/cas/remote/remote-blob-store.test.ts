@@ -14,16 +14,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { FsBlobStore } from '../../src/cas/fs/fs-blob-store.js';
-import { MemoryBlobStore } from '../../src/cas/memory/memory-blob-store.js';
-import { RemoteBlobStore } from '../../src/cas/remote/remote-blob-store.js';
-import type { Digest } from '../../src/core/digest.js';
-import { digestOf } from '../../src/core/digest.js';
-import { InternalError, NotFoundError } from '../../src/core/errors.js';
-import { startTestServer } from '../helpers/server.js';
-import type { TestServer } from '../helpers/server.js';
-import type { BlobStoreHandle } from './blob-store-conformance.js';
-import { blobStoreConformance, collect, LARGE, MAX_BLOB_BYTES } from './blob-store-conformance.js';
+import { FsBlobStore } from '../../../src/cas/fs/fs-blob-store.js';
+import { MemoryBlobStore } from '../../../src/cas/memory/memory-blob-store.js';
+import { RemoteBlobStore } from '../../../src/cas/remote/remote-blob-store.js';
+import type { Digest } from '../../../src/core/digest.js';
+import { digestOf } from '../../../src/core/digest.js';
+import { InternalError, NotFoundError } from '../../../src/core/errors.js';
+import { startTestServer } from '../../helpers/server.js';
+import type { TestServer } from '../../helpers/server.js';
+import type { BlobStoreHandle } from '../blob-store-conformance.js';
+import { blobStoreConformance, collect, LARGE, MAX_BLOB_BYTES } from '../blob-store-conformance.js';
 
 /** A server with no local workers and its own empty CAS, and a remote store in front of it with an empty cache. */
 async function remoteHandle(maxBlobBytes: number): Promise<BlobStoreHandle & { ts: TestServer; cache: FsBlobStore; cacheRoot: string }> {

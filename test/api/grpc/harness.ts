@@ -8,17 +8,17 @@ import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import type { GrpcServerOptions, RunningGrpcServer } from '../../src/api/grpc/grpc-server.js';
-import { startGrpcServer } from '../../src/api/grpc/grpc-server.js';
-import type { ProtoGrpcType as ByteStreamProto } from '../../src/api/grpc/generated/bytestream.js';
-import type { ProtoGrpcType as HealthProto } from '../../src/api/grpc/generated/health.js';
-import type { ProtoGrpcType as ReapiProto } from '../../src/api/grpc/generated/remote_execution.js';
-import type { ActionCacheClient } from '../../src/api/grpc/generated/build/bazel/remote/execution/v2/ActionCache.js';
-import type { CapabilitiesClient } from '../../src/api/grpc/generated/build/bazel/remote/execution/v2/Capabilities.js';
-import type { ContentAddressableStorageClient } from '../../src/api/grpc/generated/build/bazel/remote/execution/v2/ContentAddressableStorage.js';
-import type { ExecutionClient } from '../../src/api/grpc/generated/build/bazel/remote/execution/v2/Execution.js';
-import type { ByteStreamClient } from '../../src/api/grpc/generated/google/bytestream/ByteStream.js';
-import type { HealthClient } from '../../src/api/grpc/generated/grpc/health/v1/Health.js';
+import type { GrpcServerOptions, RunningGrpcServer } from '../../../src/api/grpc/grpc-server.js';
+import { startGrpcServer } from '../../../src/api/grpc/grpc-server.js';
+import type { ProtoGrpcType as ByteStreamProto } from '../../../src/api/grpc/generated/bytestream.js';
+import type { ProtoGrpcType as HealthProto } from '../../../src/api/grpc/generated/health.js';
+import type { ProtoGrpcType as ReapiProto } from '../../../src/api/grpc/generated/remote_execution.js';
+import type { ActionCacheClient } from '../../../src/api/grpc/generated/build/bazel/remote/execution/v2/ActionCache.js';
+import type { CapabilitiesClient } from '../../../src/api/grpc/generated/build/bazel/remote/execution/v2/Capabilities.js';
+import type { ContentAddressableStorageClient } from '../../../src/api/grpc/generated/build/bazel/remote/execution/v2/ContentAddressableStorage.js';
+import type { ExecutionClient } from '../../../src/api/grpc/generated/build/bazel/remote/execution/v2/Execution.js';
+import type { ByteStreamClient } from '../../../src/api/grpc/generated/google/bytestream/ByteStream.js';
+import type { HealthClient } from '../../../src/api/grpc/generated/grpc/health/v1/Health.js';
 import type {
   Action,
   ActionResultOut,
@@ -30,17 +30,17 @@ import type {
   OperationOut,
   PreconditionFailureOut,
   StatusOut,
-} from '../../src/api/grpc/messages.js';
-import { reapiProtos } from '../../src/api/grpc/protos.js';
-import { PACK_FILE } from '../../src/cas/fs/small-blob-pack.js';
-import { DEFAULT_POLICY } from '../../src/server/server.js';
-import type { ServeOptions } from '../../src/server/server.js';
-import { encodeDirectory } from '../../src/cas/directory-codec.js';
-import type { Digest } from '../../src/core/digest.js';
-import { digestOf } from '../../src/core/digest.js';
-import type { Directory } from '../../src/core/model.js';
-import { startTestServer } from '../helpers/server.js';
-import type { TestServer } from '../helpers/server.js';
+} from '../../../src/api/grpc/messages.js';
+import { reapiProtos } from '../../../src/api/grpc/protos.js';
+import { PACK_FILE } from '../../../src/cas/fs/small-blob-pack.js';
+import { DEFAULT_POLICY } from '../../../src/server/server.js';
+import type { ServeOptions } from '../../../src/server/server.js';
+import { encodeDirectory } from '../../../src/cas/directory-codec.js';
+import type { Digest } from '../../../src/core/digest.js';
+import { digestOf } from '../../../src/core/digest.js';
+import type { Directory } from '../../../src/core/model.js';
+import { startTestServer } from '../../helpers/server.js';
+import type { TestServer } from '../../helpers/server.js';
 
 export const V2 = 'build.bazel.remote.execution.v2';
 
