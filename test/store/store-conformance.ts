@@ -490,7 +490,7 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.equal((await store.jobs.get(a.id))?.leaseExpiresAtMs, T0 + 5_000);
         assert.equal((await store.jobs.get(b.id))?.leaseExpiresAtMs, T0 + 5_000);
         assert.equal((await store.jobs.get(c.id))?.leaseExpiresAtMs, T0 + LEASE_MS);
-        assert.deepEqual(await store.jobs.renewLeases('nobody', T0 + 5_000), { renewed: 0, cancelRequested: [] });
+        assert.deepEqual(await store.jobs.renewLeases('nobody', T0 + 5_000), { renewed: 0, renewedIds: [], cancelRequested: [] });
       });
 
       test('finish commits the outcome of the current lease once', async () => {
@@ -938,7 +938,7 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.deepEqual(await store.jobs.get(queued.id), queued);
         assert.deepEqual(await store.actionCache.get('i', digestOf('cached action')), report);
         assert.deepEqual((await store.workers.get('w1'))?.platforms, [{ platform: X86, emulated: false }, { platform: ARM, emulated: true }]);
-        assert.deepEqual(await store.jobs.renewLeases('w1', T0 + 9_000), { renewed: 1, cancelRequested: [running.id] });
+        assert.deepEqual(await store.jobs.renewLeases('w1', T0 + 9_000), { renewed: 1, renewedIds: [running.id], cancelRequested: [running.id] });
 
         // The queue keeps working where it stopped.
         const next = await claimOne('w2', T0 + 10_000);
