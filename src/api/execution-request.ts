@@ -39,6 +39,8 @@ export const executionRequestSchema = z.strictObject({
   labels: labels.optional(),
   /** Give the program a progress channel (`REMEX_PROGRESS`); `remex submit` asks for one. */
   progress: z.boolean().default(false),
+  /** Give the program a results directory (`REMEX_RESULTS`), collected whichever way the run ends. */
+  results: z.boolean().default(false),
 });
 
 export type ExecutionRequest = z.infer<typeof executionRequestSchema>;
@@ -111,6 +113,7 @@ export async function buildExecution(req: ExecutionRequest, blobs: BlobStore, po
     limits: effective,
     doNotCache: req.doNotCache,
     ...(req.progress ? { progress: true } : {}),
+    ...(req.results ? { results: true } : {}),
   };
   return {
     actionDigest: actionDigestOf(spec),
@@ -136,6 +139,7 @@ export function actionDigestOf(spec: ExecutionSpec): Digest {
     timeoutMs: spec.timeoutMs,
     // The channel changes what the program sees (an environment variable, a file): part of the key when on.
     ...(spec.progress ? { progress: true } : {}),
+    ...(spec.results ? { results: true } : {}),
     limits: [
       spec.limits.memoryBytes,
       spec.limits.processes,

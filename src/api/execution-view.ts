@@ -42,6 +42,8 @@ export interface ExecutionView {
   limitExceeded: LimitKind | null;
   output: { stdout: OutputView; stderr: OutputView } | null;
   outputFiles: Array<{ path: string; digest: { hash: string; sizeBytes: number }; isExecutable: boolean }>;
+  /** Output directories as REAPI Tree blobs (the results directory among them, as `.remex-results`). */
+  outputDirectories: Array<{ path: string; treeDigest: { hash: string; sizeBytes: number } }>;
   failure: JobFailure | null;
   name: string | null;
   labels: Record<string, string>;
@@ -91,6 +93,7 @@ export function executionView(job: JobRecord): ExecutionView {
     limitExceeded: r?.limitExceeded ?? null,
     output: r ? { stdout: outputView(r.stdout), stderr: outputView(r.stderr) } : null,
     outputFiles: r?.outputFiles ?? [],
+    outputDirectories: r?.outputDirectories ?? [],
     failure: job.failure,
     name: job.name,
     labels: job.labels,

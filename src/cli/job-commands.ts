@@ -25,6 +25,7 @@ export async function submitCommand(executable: string, args: string[], opts: Su
   const timeoutSeconds = opts.maxRuntime !== undefined ? parseDuration(opts.maxRuntime, '--max-runtime') / 1000 : opts.timeoutSeconds;
   const { client, submission } = await prepareSubmission(executable, args, { ...opts, ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}), noCache: !opts.cache }, opts.json);
   submission.progress = true;
+  submission.results = true;
   if (opts.name !== undefined) submission.name = opts.name;
   if (Object.keys(labels).length > 0) submission.labels = labels;
   const v = await client.submit(submission);

@@ -14,6 +14,7 @@ import { defaultSlots, labelsFromFlags, SERVE_DEFAULTS, serveConfig, WORKER_DEFA
 import type { ServeFlags } from '../server/config.js';
 import { startRemoteWorker } from '../server/remote-worker.js';
 import { EXIT_REMEX_FAILURE } from './exit-codes.js';
+import { collectCommand } from './collect-command.js';
 import { cancelCommand, jobsCommand, statusCommand, submitCommand } from './job-commands.js';
 import { runCommand, waitCommand } from './run-command.js';
 
@@ -226,6 +227,24 @@ export function buildProgram(): Command {
       process.exitCode = await cancelCommand(clientOf(o), id);
     },
   );
+
+  withClientOptions(program.command('collect').description("download finished jobs' logs, result files and job.json into a folder each, with summary.json and summary.txt"))
+    .requiredOption('--out <dir>', 'where to write (new or empty, unless --force)')
+    .option('--force', 'write into a folder that is not empty', false)
+    .option('--label <K=V>', 'only jobs with this label (repeatable: all must match)', collect, [])
+    .option('--state <states>', 'only these finished states, comma-separated (default: all finished)')
+    .option('--name <name>', 'only jobs of this name')
+    .option('--since <duration>', 'only jobs created within this duration: 90s, 45m, 4h')
+    .action(async (o: { server: string; tokenFile?: string; caFile?: string; out: string; force: boolean; label: string[]; state?: string; name?: string; since?: string }) => {
+      process.exitCode = await collectCommand(clientOf(o), {
+        out: resolve(o.out),
+        force: o.force,
+        label: o.label,
+        ...(o.state !== undefined ? { state: o.state } : {}),
+        ...(o.name !== undefined ? { name: o.name } : {}),
+        ...(o.since !== undefined ? { since: o.since } : {}),
+      });
+    });
 
   withClientOptions(program.command('jobs').description('list jobs, newest first: id, name, platform, state, started, runtime, labels'))
     .option('--state <states>', 'only these states, comma-separated (queued,running,completed,timed_out,cancelled,failed)')

@@ -44,6 +44,8 @@ export interface ExecutionSubmission {
   labels?: Record<string, string>;
   /** Give the program a progress channel (`REMEX_PROGRESS`). */
   progress?: boolean;
+  /** Give the program a results directory (`REMEX_RESULTS`), collected whichever way the run ends. */
+  results?: boolean;
 }
 
 /** `GET /v1/executions`' filters (see api/execution-query.ts). */

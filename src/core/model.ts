@@ -66,7 +66,15 @@ export interface ExecutionSpec {
    * reach the server as the job's progress. Off for build actions, whose input root must hold only inputs.
    */
   progress?: boolean;
+  /**
+   * Give the program a results directory (`REMEX_RESULTS`, in its input root), collected as an output
+   * directory whichever way the run ends (a timeout included).
+   */
+  results?: boolean;
 }
+
+/** Where a results directory sits in the input root, and how it shows among the output directories. */
+export const RESULTS_DIRECTORY = '.remex-results';
 
 /** A running job's progress, as its program last reported it, with the percentages before. */
 export interface JobProgress {

@@ -4,7 +4,7 @@
  * REAPI `Tree` blobs. The sandboxed program controls the directory, so every path is checked: only what lies
  * strictly inside the input root is taken, and no symlink the program planted is ever followed.
  */
-import { type Stats, chmodSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { type Stats, chmodSync, chownSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
 import type { BlobStore } from '../cas/blob-store.js';
@@ -12,7 +12,8 @@ import { compareNames, encodeDirectory, encodeTree } from '../cas/directory-code
 import { DIRECTORY_MODE, validateName, validateSymlinkTarget } from '../cas/tree.js';
 import type { Digest } from '../core/digest.js';
 import { digestOf } from '../core/digest.js';
-import { isRemexError, TooLargeError, UnsafePathError } from '../core/errors.js';
+import { InvalidArgumentError, isRemexError, TooLargeError, UnsafePathError } from '../core/errors.js';
+import { RESULTS_DIRECTORY } from '../core/model.js';
 import type { Directory, FileNode, OutputDirectory, OutputFile } from '../core/model.js';
 
 export interface CollectedOutputs {
@@ -62,6 +63,24 @@ export async function createOutputParents(inputRoot: string, workingDirectory: s
       if (!ok) break;
     }
   }
+}
+
+/** The environment variable that names a run's results directory inside the sandbox. */
+export const RESULTS_ENV_VAR = 'REMEX_RESULTS';
+
+/**
+ * Makes the results directory at the input root's top (RESULTS_DIRECTORY), the program's to write: given
+ * to its user where it runs as another one. InvalidArgumentError when the inputs already hold that name.
+ */
+export async function makeResultsDirectory(inputRoot: string, owner: { uid: number; gid: number } | null): Promise<void> {
+  const dir = join(inputRoot, RESULTS_DIRECTORY);
+  try {
+    mkdirSync(dir, 0o755);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new InvalidArgumentError(`the inputs hold ${RESULTS_DIRECTORY}, where the results directory goes`);
+    throw err;
+  }
+  if (owner) chownSync(dir, owner.uid, owner.gid);
 }
 
 /**

@@ -15,7 +15,7 @@ import type { BlobStore } from '../cas/blob-store.js';
 import { stageTree } from '../cas/tree.js';
 import { digestOf } from '../core/digest.js';
 import { isRemexError } from '../core/errors.js';
-import { MAX_PROGRESS_HISTORY } from '../core/model.js';
+import { MAX_PROGRESS_HISTORY, RESULTS_DIRECTORY } from '../core/model.js';
 import type { JobProgress, OutputStream, RunReport } from '../core/model.js';
 import type { Outcome } from '../store/ports.js';
 import type { Completion, CompletionSettlement, Lease, WorkerLink } from '../scheduler/worker-link.js';
@@ -23,7 +23,7 @@ import type { PlatformSupport } from './emulation.js';
 import { SANDBOX_ROOT } from './sandbox/sandbox.js';
 import type { Sandbox, SandboxResult } from './sandbox/sandbox.js';
 import { PROGRESS_ENV_VAR, ProgressChannel } from './progress/progress-channel.js';
-import { collectOutputs, createOutputParents } from './outputs.js';
+import { collectOutputs, createOutputParents, makeResultsDirectory, RESULTS_ENV_VAR } from './outputs.js';
 import { removeTree } from './remove-tree.js';
 import { workerTuning } from './config.js';
 import type { WorkerTuning } from './config.js';
@@ -327,6 +327,10 @@ export class Worker {
       const env: Record<string, string> = Object.fromEntries(spec.command.environmentVariables.map((v) => [v.name, v.value]));
       const channel = spec.progress ? await this.openProgressChannel(inputRoot, reportProgress) : undefined;
       if (channel) env[PROGRESS_ENV_VAR] = posix.join(SANDBOX_ROOT, channel.fileName);
+      if (spec.results) {
+        await makeResultsDirectory(inputRoot, this.opts.sandbox.capabilities.programOwner);
+        env[RESULTS_ENV_VAR] = posix.join(SANDBOX_ROOT, RESULTS_DIRECTORY);
+      }
       const t1 = performance.now();
       let result: SandboxResult;
       try {
@@ -356,6 +360,8 @@ export class Worker {
         this.storeOutput(result.stderr, result.stderrTotalBytes, result.stderrTruncated, inlineLimit),
         collectOutputs(inputRoot, spec.command.workingDirectory, spec.command.outputPaths, this.opts.blobs),
       ]);
+      // The results directory, taken as the declared outputs are (nothing it holds is followed out of it).
+      if (spec.results) outputs.directories.push(...(await collectOutputs(inputRoot, '', [RESULTS_DIRECTORY], this.opts.blobs)).directories);
       const report: RunReport = {
         exitCode: result.exitCode,
         signal: result.signal,

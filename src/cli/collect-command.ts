@@ -1,0 +1,187 @@
+/**
+ * `remex collect --out DIR`: downloads every finished job that matches (by label, state, name, age) into a
+ * folder of its own — `job.json` (the execution object), `stdout`, `stderr`, and `results/` (what the
+ * program wrote under `$REMEX_RESULTS`) — then writes `summary.json` and `summary.txt` over all of them,
+ * with each job's metrics: its last progress report's and its own `results/results.json`'s numbers.
+ * Names inside a results tree are checked before anything is written: nothing lands outside DIR.
+ */
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ExecutionView } from '../api/execution-view.js';
+import { decodeTree } from '../cas/directory-codec.js';
+import { validateName } from '../cas/tree.js';
+import type { Digest } from '../core/digest.js';
+import { formatDigest } from '../core/digest.js';
+import { formatDuration } from '../core/duration.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import { parseLabels } from '../core/labels.js';
+import { RESULTS_DIRECTORY } from '../core/model.js';
+import type { Directory } from '../core/model.js';
+import type { ExecutionListQuery, RemexClient } from '../client/remex-client.js';
+
+const FINISHED = ['completed', 'timed_out', 'cancelled', 'failed'];
+
+export interface CollectOptions {
+  out: string;
+  force: boolean;
+  label: string[];
+  state?: string;
+  name?: string;
+  since?: string;
+}
+
+export interface CollectedJob {
+  id: string;
+  name: string | null;
+  labels: Record<string, string>;
+  platform: string;
+  emulated: boolean | null;
+  worker: string | null;
+  state: string;
+  exitCode: number | null;
+  signal: string | null;
+  wallTimeMs: number | null;
+  cpuTimeMs: number | null;
+  maxRssKb: number | null;
+  /** The progress report's metrics, then results/results.json's numbers over them. */
+  metrics: Record<string, number>;
+  /** Entries of results/ not written: symlinks (a results tree keeps only those pointing inside it). */
+  skipped: string[];
+  folder: string;
+}
+
+export async function collectCommand(client: RemexClient, opts: CollectOptions): Promise<number> {
+  const labels = parseLabels(opts.label, '--label');
+  await prepareOut(opts.out, opts.force);
+  const states = opts.state !== undefined ? opts.state.split(',') : FINISHED;
+  const unfinished = states.filter((s) => !FINISHED.includes(s));
+  if (unfinished.length > 0) throw new InvalidArgumentError(`--state ${unfinished.join(',')}: only finished jobs are collected (${FINISHED.join(', ')})`);
+  const query: ExecutionListQuery = {
+    states,
+    ...(Object.keys(labels).length > 0 ? { labels } : {}),
+    ...(opts.name !== undefined ? { name: opts.name } : {}),
+    ...(opts.since !== undefined ? { since: opts.since } : {}),
+    limit: 1000,
+  };
+  const summary: CollectedJob[] = [];
+  for (let after: string | undefined; ; ) {
+    const page = await client.listExecutions({ ...query, ...(after !== undefined ? { after } : {}) });
+    for (const v of page.executions) summary.push(await collectJob(client, v, opts.out));
+    if (page.next === null) break;
+    after = page.next;
+  }
+  await writeFile(join(opts.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  const table = summaryTable(summary);
+  await writeFile(join(opts.out, 'summary.txt'), table);
+  process.stdout.write(table);
+  process.stdout.write(`collected ${summary.length} job${summary.length === 1 ? '' : 's'} into ${opts.out}\n`);
+  return 0;
+}
+
+/** The output folder must be new or empty, unless --force. */
+async function prepareOut(out: string, force: boolean): Promise<void> {
+  const present = await readdir(out).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [];
+    throw new InvalidArgumentError(`--out ${out}: ${err.code ?? err.message}`);
+  });
+  if (present.length > 0 && !force) throw new InvalidArgumentError(`--out ${out} is not empty (give --force to write into it)`);
+  await mkdir(out, { recursive: true });
+}
+
+async function collectJob(client: RemexClient, v: ExecutionView, out: string): Promise<CollectedJob> {
+  const folder = v.id;
+  const dir = join(out, folder);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'job.json'), `${JSON.stringify(v, null, 2)}\n`);
+  if (v.output) {
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const o = v.output[stream];
+      await writeFile(join(dir, stream), o.base64 !== null ? Buffer.from(o.base64, 'base64') : await client.getBlob(o.digest));
+    }
+  }
+  const metrics: Record<string, number> = { ...(v.progress?.metrics ?? {}) };
+  const skipped: string[] = [];
+  const results = v.outputDirectories.find((d) => d.path === RESULTS_DIRECTORY);
+  if (results) {
+    await writeTree(client, results.treeDigest, join(dir, 'results'), skipped);
+    Object.assign(metrics, await resultsMetrics(join(dir, 'results', 'results.json')));
+  }
+  return {
+    id: v.id,
+    name: v.name,
+    labels: v.labels,
+    platform: v.platform,
+    emulated: v.emulated,
+    worker: v.worker,
+    state: v.state,
+    exitCode: v.signal ? null : v.code,
+    signal: v.signal,
+    wallTimeMs: v.execTime,
+    cpuTimeMs: v.cpuTimeMs,
+    maxRssKb: v.maxRssKb,
+    metrics,
+    skipped,
+    folder,
+  };
+}
+
+/** Writes a REAPI Tree's files under `dir`; every name is checked first (no `..`, no `/`). */
+async function writeTree(client: RemexClient, treeDigest: Digest, dir: string, skipped: string[]): Promise<void> {
+  const tree = decodeTree(await client.getBlob(treeDigest));
+  const byDigest = new Map(tree.children.map((c) => [formatDigest(c.digest), c.directory]));
+  const write = async (d: Directory, at: string, path: string, depth: number): Promise<void> => {
+    if (depth > 256) throw new InvalidArgumentError('results tree is deeper than 256 levels');
+    await mkdir(at, { recursive: true });
+    for (const f of d.files) {
+      validateName(f.name, `${path}${f.name}`);
+      const target = join(at, f.name);
+      await writeFile(target, await client.getBlob(f.digest));
+      await chmod(target, f.isExecutable ? 0o755 : 0o644);
+    }
+    for (const s of d.symlinks) skipped.push(`${path}${s.name} -> ${s.target}`);
+    for (const sub of d.directories) {
+      validateName(sub.name, `${path}${sub.name}`);
+      const child = byDigest.get(formatDigest(sub.digest));
+      if (!child) throw new InvalidArgumentError(`results tree lacks the directory ${path}${sub.name}`);
+      await write(child, join(at, sub.name), `${path}${sub.name}/`, depth + 1);
+    }
+  };
+  await write(tree.root, dir, '', 0);
+}
+
+/** The numbers of a results.json object: its top-level numeric fields and those of its `metrics`. */
+async function resultsMetrics(path: string): Promise<Record<string, number>> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(await readFile(path, 'utf8'));
+  } catch {
+    return {};
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return {};
+  const numbers: Record<string, number> = {};
+  const take = (o: object): void => {
+    for (const [k, n] of Object.entries(o)) if (typeof n === 'number' && Number.isFinite(n) && k !== '__proto__') numbers[k] = n;
+  };
+  take(doc);
+  const nested = (doc as { metrics?: unknown }).metrics;
+  if (nested && typeof nested === 'object' && !Array.isArray(nested)) take(nested);
+  return numbers;
+}
+
+function summaryTable(jobs: readonly CollectedJob[]): string {
+  const metricNames = [...new Set(jobs.flatMap((j) => Object.keys(j.metrics)))].sort().slice(0, 6);
+  const header = ['ID', 'NAME', 'PLATFORM', 'STATE', 'EXIT', 'RUNTIME', ...metricNames.map((m) => m.toUpperCase())];
+  const rows = jobs.map((j) => [
+    j.id,
+    j.name ?? '',
+    j.platform + (j.emulated ? '*' : ''),
+    j.state,
+    j.signal ?? (j.exitCode === null ? '' : String(j.exitCode)),
+    j.wallTimeMs === null ? '' : formatDuration(j.wallTimeMs),
+    ...metricNames.map((m) => (j.metrics[m] === undefined ? '' : String(j.metrics[m]))),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const lines = [header, ...rows].map((row) => row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd());
+  if (jobs.some((j) => j.emulated)) lines.push('* emulated (qemu-user): not a hardware figure');
+  return `${lines.join('\n')}\n`;
+}
