@@ -3,9 +3,9 @@
  * Compiler Explorer's result fields (guid, code, stdout/stderr as [{text}], execTime, timedOut, truncated,
  * okToCache) beside remex's own.
  */
-import { isCacheable } from '../core/model.js';
+import { costOf, isCacheable } from '../core/model.js';
 import type { LimitKind } from '../core/limits.js';
-import type { JobFailure, JobProgress, OutputStream } from '../core/model.js';
+import type { HostInfo, JobFailure, JobProgress, OutputStream } from '../core/model.js';
 import type { JobRecord } from '../store/ports.js';
 
 export interface OutputView {
@@ -42,6 +42,10 @@ export interface ExecutionView {
   limitExceeded: LimitKind | null;
   output: { stdout: OutputView; stderr: OutputView } | null;
   outputFiles: Array<{ path: string; digest: { hash: string; sizeBytes: number }; isExecutable: boolean }>;
+  /** The machine it ran on, and what its worker costs per hour. */
+  host: HostInfo | null;
+  /** price per hour × run time × its share of the worker's slots; null without a price. */
+  cost: number | null;
   /** Output directories as REAPI Tree blobs (the results directory among them, as `.remex-results`). */
   outputDirectories: Array<{ path: string; treeDigest: { hash: string; sizeBytes: number } }>;
   failure: JobFailure | null;
@@ -94,6 +98,9 @@ export function executionView(job: JobRecord): ExecutionView {
     output: r ? { stdout: outputView(r.stdout), stderr: outputView(r.stderr) } : null,
     outputFiles: r?.outputFiles ?? [],
     outputDirectories: r?.outputDirectories ?? [],
+    host: r?.host ?? null,
+    // A cached result ran nothing now: it costs nothing (where the worker has a price at all).
+    cost: r ? (job.cached && costOf(r) !== null ? 0 : costOf(r)) : null,
     failure: job.failure,
     name: job.name,
     labels: job.labels,

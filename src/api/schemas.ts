@@ -55,6 +55,16 @@ export const runReport = z.strictObject({
   maxRssKb: z.number().nonnegative(),
   emulated: z.boolean(),
   worker: z.string(),
+  host: z
+    .strictObject({
+      cpuModel: z.string().max(256),
+      cores: z.number().int().nonnegative(),
+      memoryBytes: z.number().nonnegative(),
+      kernel: z.string().max(256),
+      slots: z.number().int().positive(),
+      pricePerHour: z.number().nonnegative().finite().nullable(),
+    })
+    .optional(),
 });
 
 /**

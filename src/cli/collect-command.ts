@@ -18,6 +18,7 @@ import { parseLabels } from '../core/labels.js';
 import { RESULTS_DIRECTORY } from '../core/model.js';
 import type { Directory } from '../core/model.js';
 import type { ExecutionListQuery, RemexClient } from '../client/remex-client.js';
+import { formatCost } from './job-commands.js';
 
 const FINISHED = ['completed', 'timed_out', 'cancelled', 'failed'];
 
@@ -43,6 +44,8 @@ export interface CollectedJob {
   wallTimeMs: number | null;
   cpuTimeMs: number | null;
   maxRssKb: number | null;
+  /** price per hour × run time × share of the worker's slots; null without a price. */
+  cost: number | null;
   /** The progress report's metrics, then results/results.json's numbers over them. */
   metrics: Record<string, number>;
   /** Entries of results/ not written: symlinks (a results tree keeps only those pointing inside it). */
@@ -119,6 +122,7 @@ async function collectJob(client: RemexClient, v: ExecutionView, out: string): P
     wallTimeMs: v.execTime,
     cpuTimeMs: v.cpuTimeMs,
     maxRssKb: v.maxRssKb,
+    cost: v.cost,
     metrics,
     skipped,
     folder,
@@ -170,7 +174,7 @@ async function resultsMetrics(path: string): Promise<Record<string, number>> {
 
 function summaryTable(jobs: readonly CollectedJob[]): string {
   const metricNames = [...new Set(jobs.flatMap((j) => Object.keys(j.metrics)))].sort().slice(0, 6);
-  const header = ['ID', 'NAME', 'PLATFORM', 'STATE', 'EXIT', 'RUNTIME', ...metricNames.map((m) => m.toUpperCase())];
+  const header = ['ID', 'NAME', 'PLATFORM', 'STATE', 'EXIT', 'RUNTIME', 'COST', ...metricNames.map((m) => m.toUpperCase())];
   const rows = jobs.map((j) => [
     j.id,
     j.name ?? '',
@@ -178,10 +182,13 @@ function summaryTable(jobs: readonly CollectedJob[]): string {
     j.state,
     j.signal ?? (j.exitCode === null ? '' : String(j.exitCode)),
     j.wallTimeMs === null ? '' : formatDuration(j.wallTimeMs),
+    j.cost === null ? '' : formatCost(j.cost),
     ...metricNames.map((m) => (j.metrics[m] === undefined ? '' : String(j.metrics[m]))),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const lines = [header, ...rows].map((row) => row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd());
   if (jobs.some((j) => j.emulated)) lines.push('* emulated (qemu-user): not a hardware figure');
+  const priced = jobs.filter((j) => j.cost !== null);
+  if (priced.length > 0) lines.push(`cost of the ${priced.length} priced job${priced.length === 1 ? '' : 's'}: ${formatCost(priced.reduce((sum, j) => sum + (j.cost ?? 0), 0))}`);
   return `${lines.join('\n')}\n`;
 }

@@ -54,6 +54,8 @@ export async function statusCommand(client: RemexClient, id: string, json: boole
     ['runtime', runtimeOf(v)],
     ['queued for', formatDuration(v.queueTimeMs)],
   ];
+  if (v.host) rows.push(['host', `${v.host.cpuModel}, ${v.host.cores} cores, ${Math.round(v.host.memoryBytes / 2 ** 30)} GiB, ${v.host.kernel}`]);
+  if (v.cost !== null) rows.push(['cost', formatCost(v.cost)]);
   if (v.progress) rows.push(['progress', `${progressOf(v)} (${formatDuration(Math.max(0, Date.now() - v.progress.atMs))} ago)`]);
   if (v.code !== null) rows.push(['exit', v.signal ? `signal ${v.signal}` : String(v.code)]);
   if (v.limitExceeded) rows.push(['limit', v.limitExceeded]);
@@ -99,12 +101,19 @@ export async function jobsCommand(client: RemexClient, opts: JobsOptions): Promi
     process.stdout.write(`${JSON.stringify(jobs, null, 2)}\n`);
     return 0;
   }
-  const rows = jobs.map((v) => [v.id, v.name ?? '', v.platform + (v.emulated ? '*' : ''), v.state, progressOf(v, 24), v.startedAt ?? '', runtimeOf(v), formatLabels(v.labels)]);
-  const header = ['ID', 'NAME', 'PLATFORM', 'STATE', 'PROGRESS', 'STARTED', 'RUNTIME', 'LABELS'];
+  const rows = jobs.map((v) => [v.id, v.name ?? '', v.platform + (v.emulated ? '*' : ''), v.state, progressOf(v, 24), v.startedAt ?? '', runtimeOf(v), v.cost === null ? '' : formatCost(v.cost), formatLabels(v.labels)]);
+  const header = ['ID', 'NAME', 'PLATFORM', 'STATE', 'PROGRESS', 'STARTED', 'RUNTIME', 'COST', 'LABELS'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   for (const row of [header, ...rows]) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()}\n`);
   if (jobs.some((v) => v.emulated)) process.stdout.write('* emulated (qemu-user)\n');
+  const priced = jobs.filter((v) => v.cost !== null);
+  if (priced.length > 0) process.stdout.write(`cost of the ${priced.length} priced job${priced.length === 1 ? '' : 's'} listed: ${formatCost(priced.reduce((sum, v) => sum + (v.cost ?? 0), 0))}\n`);
   return 0;
+}
+
+/** Four significant digits: a cent of an hour's run and a millionth of a second's both show. */
+export function formatCost(cost: number): string {
+  return cost === 0 ? '0' : cost.toPrecision(4).replace(/\.?0+$/, '').replace(/\.?0+e/, 'e');
 }
 
 /** `42% compiling stage 3 (triad_mbps=48532.5)`, cut to `width` characters when given. */

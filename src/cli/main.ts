@@ -32,6 +32,12 @@ function numberOption(value: string): number {
   return n;
 }
 
+function priceOption(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new CommanderArgumentError('must be a price: a number, 0 or more');
+  return n;
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -73,6 +79,7 @@ export function buildProgram(): Command {
     .option('--port <port>', 'HTTP port (0 picks a free one)', intOption, SERVE_DEFAULTS.port)
     .option('--data <dir>', 'data directory (SQLite database, blob store, run directories)', SERVE_DEFAULTS.dataDir)
     .option('--workers <slots>', 'slots of the local worker pool (0: none)', intOption, defaultSlots())
+    .option('--price-per-hour <price>', 'what the local worker pool costs per hour (your unit), for the cost of each job', priceOption)
     .option('--platform <triple>', 'serve only these platforms locally (repeatable)', collect, [])
     .option('--accept-platform <triple>', 'accept jobs for a platform before any worker serves it (repeatable)', collect, [])
     .option('--lease-timeout <seconds>', 'lease length; a worker silent this long loses its jobs', numberOption, SERVE_DEFAULTS.leaseTimeoutSeconds)
@@ -111,10 +118,11 @@ export function buildProgram(): Command {
     .option('--work-dir <dir>', 'local run directories and blob cache', WORKER_DEFAULTS.workDir)
     .option('--platform <triple>', 'serve only these platforms (repeatable)', collect, [])
     .option('--label <K=V>', 'a label of this worker, for selectors and scaling (repeatable)', collect, [])
+    .option('--price-per-hour <price>', 'what this worker costs per hour (your unit), for the cost of each job', priceOption)
     .addOption(new Option('--instance-id <id>', "the provider's id of this machine or process (set by an autoscaler)").env('REMEX_INSTANCE_ID'))
     .addOption(new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE'))
     .addOption(caFileOption())
-    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; instanceId?: string; tokenFile?: string; caFile?: string }) => {
+    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; instanceId?: string; pricePerHour?: number; tokenFile?: string; caFile?: string }) => {
       const logger = createLogger();
       const labels = labelsFromFlags(o.label);
       const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
@@ -128,6 +136,7 @@ export function buildProgram(): Command {
         ...(o.platform.length ? { platforms: o.platform } : {}),
         labels,
         ...(o.instanceId !== undefined ? { instanceId: o.instanceId } : {}),
+        ...(o.pricePerHour !== undefined ? { pricePerHour: o.pricePerHour } : {}),
         logger,
         onDrainedByOrder: () => {
           logger.info('drained on the server\'s order: exiting');

@@ -135,6 +135,29 @@ export interface RunReport {
   /** True when the program ran under qemu-user instead of natively. */
   emulated: boolean;
   worker: string;
+  /** The machine it ran on, and what its worker costs (absent from older workers' reports). */
+  host?: HostInfo;
+}
+
+/** Where a run ran (seed 004's system information), and the price of its worker, if the operator set one. */
+export interface HostInfo {
+  cpuModel: string;
+  /** CPUs the worker's process may use. */
+  cores: number;
+  memoryBytes: number;
+  /** `Linux 6.1.0-18-amd64 x86_64`. */
+  kernel: string;
+  /** The worker's slots: a run's share of the machine is one of them. */
+  slots: number;
+  /** What the worker costs per hour (the operator's unit: dollars, say); null when not set. */
+  pricePerHour: number | null;
+}
+
+/** price × hours × the run's share of its worker's slots; null without a price. */
+export function costOf(report: Pick<RunReport, 'wallTimeMs' | 'host'>): number | null {
+  const host = report.host;
+  if (!host || host.pricePerHour === null || host.slots <= 0) return null;
+  return (host.pricePerHour * report.wallTimeMs) / 3_600_000 / host.slots;
 }
 
 /**

@@ -73,6 +73,8 @@ export interface ServeOptions {
    * a roomy tmpfs, else `<dataDir>/runs` (see run-root.ts); 'data-dir' always the latter.
    */
   runDirectories?: 'auto' | 'data-dir';
+  /** What the local worker pool costs per hour (the operator's unit), for the cost of each job. */
+  localPricePerHour?: number;
   /** Told what the scheduler and the local pool do (metrics, timelines, scaling). */
   observers?: { scheduler?: readonly SchedulerObserver[]; worker?: readonly WorkerObserver[] };
 }
@@ -120,6 +122,7 @@ export interface ServeFlags {
   insecureOpen: boolean;
   tlsCert?: string;
   tlsKey?: string;
+  pricePerHour?: number;
 }
 
 const serveFlagsSchema = z
@@ -166,6 +169,7 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     ...(flags.blobs !== undefined ? { blobsUrl: flags.blobs } : {}),
     casFsync: flags.casFsync,
     runDirectories: flags.runDirectories,
+    ...(flags.pricePerHour !== undefined ? { localPricePerHour: flags.pricePerHour } : {}),
     ...(flags.grpc ? { grpcPort: flags.grpcPort } : {}),
     ...(flags.instanceName.length ? { instanceNames: flags.instanceName } : {}),
     policy: DEFAULT_POLICY,

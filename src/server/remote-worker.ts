@@ -31,6 +31,7 @@ export interface RemoteWorkerOptions {
   leaseWaitMs?: number;
   labels?: Record<string, string>;
   instanceId?: string;
+  pricePerHour?: number;
   observers?: readonly WorkerObserver[];
   /** The server ordered a drain; called once it has ended (the CLI exits then). */
   onDrainedByOrder?: () => void;
@@ -70,6 +71,7 @@ export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<Runn
     ...(opts.leaseWaitMs !== undefined ? { leaseWaitMs: opts.leaseWaitMs } : {}),
     ...(opts.labels ? { labels: opts.labels } : {}),
     ...(opts.instanceId !== undefined ? { instanceId: opts.instanceId } : {}),
+    ...(opts.pricePerHour !== undefined ? { pricePerHour: opts.pricePerHour } : {}),
     ...(opts.observers ? { observers: opts.observers } : {}),
     onDrainOrdered: () => void drain(worker).then(() => opts.onDrainedByOrder?.()),
   });

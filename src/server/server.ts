@@ -129,6 +129,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         logger: logger.child({ component: 'worker' }),
         onCancel: (workerId, listener) => scheduler.onCancel(workerId, listener),
         observers: opts.observers?.worker ?? [],
+        ...(opts.localPricePerHour !== undefined ? { pricePerHour: opts.localPricePerHour } : {}),
       });
       await localWorker.start();
       const worker = localWorker;

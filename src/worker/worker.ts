@@ -8,6 +8,7 @@
  */
 import { mkdtempSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
+import { availableParallelism, cpus, machine, release, totalmem, type } from 'node:os';
 import { join, posix } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -16,7 +17,7 @@ import { stageTree } from '../cas/tree.js';
 import { digestOf } from '../core/digest.js';
 import { isRemexError } from '../core/errors.js';
 import { MAX_PROGRESS_HISTORY, RESULTS_DIRECTORY } from '../core/model.js';
-import type { JobProgress, OutputStream, RunReport } from '../core/model.js';
+import type { HostInfo, JobProgress, OutputStream, RunReport } from '../core/model.js';
 import type { Outcome } from '../store/ports.js';
 import type { Completion, CompletionSettlement, Lease, WorkerLink } from '../scheduler/worker-link.js';
 import type { PlatformSupport } from './emulation.js';
@@ -54,6 +55,8 @@ export interface WorkerOptions extends Partial<WorkerTuning> {
    * it ends, so its supervisor (systemd, the autoscaler) sees it stop.
    */
   onDrainOrdered?: (drained: Promise<void>) => void;
+  /** What this worker costs per hour (the operator's unit), reported with every run for its cost. */
+  pricePerHour?: number;
 }
 
 interface Running {
@@ -98,9 +101,19 @@ export class Worker {
 
   private readonly tuning: WorkerTuning;
   private readonly observer: WorkerObserver;
+  /** The machine, read once: it is the same for every run. */
+  private readonly host: HostInfo;
 
   constructor(private readonly opts: WorkerOptions) {
     this.tuning = workerTuning(opts);
+    this.host = {
+      cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+      cores: availableParallelism(),
+      memoryBytes: totalmem(),
+      kernel: `${type()} ${release()} ${machine()}`,
+      slots: opts.slots,
+      pricePerHour: opts.pricePerHour ?? null,
+    };
     this.observer = fanOut(opts.observers ?? [], (err, method) => opts.logger.error({ err, method }, 'a worker observer failed'));
   }
 
@@ -376,6 +389,7 @@ export class Worker {
         maxRssKb: result.maxRssKb,
         emulated: support.emulated,
         worker: this.opts.name,
+        host: this.host,
       };
       const state = result.cancelled ? 'cancelled' : result.timedOut ? 'timed_out' : 'completed';
       const ms = (a: number, b: number): number => Math.round((b - a) * 10) / 10;

@@ -21,7 +21,7 @@ let serve: { proc: RemexProcess; url: string };
 describe('result files and remex collect', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'remex-collect-'));
-    serve = await startServe(['--workers', '2', '--data', join(dir, 'data'), '--platform', 'x86_64-linux-cpu']);
+    serve = await startServe(['--workers', '2', '--data', join(dir, 'data'), '--platform', 'x86_64-linux-cpu', '--price-per-hour', '0.36']);
   });
   after(async () => {
     if (serve) await killHard(serve.proc);
@@ -61,7 +61,13 @@ describe('result files and remex collect', () => {
       assert.ok(lstatSync(join(folder, 'stdout')).isFile());
     }
     assert.equal(existsSync(join(out, other)), false, 'another label is not collected');
-    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Array<{ id: string; name: string; state: string; metrics: Record<string, number> }>;
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Array<{ id: string; name: string; state: string; metrics: Record<string, number>; cost: number; wallTimeMs: number }>;
+    // Cost: 0.36 an hour, for its run time, one of the pool's two slots.
+    for (const s of summary) assert.ok(Math.abs(s.cost - (0.36 * s.wallTimeMs) / 3_600_000 / 2) < 1e-12, `${s.name}: ${s.cost} for ${s.wallTimeMs} ms`);
+    const job = JSON.parse(readFileSync(join(out, ok, 'job.json'), 'utf8')) as { host: { cpuModel: string; cores: number; memoryBytes: number; kernel: string; slots: number; pricePerHour: number } };
+    assert.ok(job.host.cpuModel.length > 0 && job.host.cores >= 1 && job.host.memoryBytes > 0, JSON.stringify(job.host));
+    assert.match(job.host.kernel, /^Linux \S+ x86_64$/);
+    assert.deepEqual([job.host.slots, job.host.pricePerHour], [2, 0.36]);
     assert.deepEqual(
       summary.map((s) => [s.name, s.state, s.metrics]).sort(),
       [
@@ -70,8 +76,12 @@ describe('result files and remex collect', () => {
       ],
     );
     const table = readFileSync(join(out, 'summary.txt'), 'utf8');
-    assert.match(table, /^ID\s+NAME\s+PLATFORM\s+STATE\s+EXIT\s+RUNTIME\s+COPY_MBPS\s+TRIAD_MBPS$/m);
-    assert.match(table, new RegExp(`^${ok}\\s+ends\\s+x86_64-linux-cpu\\s+completed\\s+0\\s+\\S+\\s+41000\\s+48532.5$`, 'm'));
+    assert.match(table, /^ID\s+NAME\s+PLATFORM\s+STATE\s+EXIT\s+RUNTIME\s+COST\s+COPY_MBPS\s+TRIAD_MBPS$/m);
+    assert.match(table, new RegExp(`^${ok}\\s+ends\\s+x86_64-linux-cpu\\s+completed\\s+0\\s+\\S+\\s+\\S+\\s+41000\\s+48532.5$`, 'm'));
+    assert.match(table, /^cost of the 2 priced jobs: \S+$/m);
+    const jobs = await remexCli(['jobs', '--server', serve.url, '--label', 'suite=results']);
+    assert.match(jobs.stdout, /^ID\s+NAME\s+PLATFORM\s+STATE\s+PROGRESS\s+STARTED\s+RUNTIME\s+COST\s+LABELS$/m);
+    assert.match(jobs.stdout, /^cost of the 2 priced jobs listed: \S+$/m);
 
     const unfinished = await remexCli(['collect', '--server', serve.url, '--state', 'running', '--out', join(dir, 'out2')]);
     assert.equal(unfinished.code, 125);
