@@ -41,6 +41,8 @@ export const executionRequestSchema = z.strictObject({
   progress: z.boolean().default(false),
   /** Give the program a results directory (`REMEX_RESULTS`), collected whichever way the run ends. */
   results: z.boolean().default(false),
+  /** Run at most once: when its worker is lost the job fails as LOST instead of running again. */
+  noRetry: z.boolean().default(false),
 });
 
 export type ExecutionRequest = z.infer<typeof executionRequestSchema>;
@@ -60,6 +62,7 @@ export interface BuiltExecution {
   skipCacheLookup: boolean;
   name?: string;
   labels?: Record<string, string>;
+  noRetry?: boolean;
 }
 
 export function parseExecutionRequest(body: unknown): ExecutionRequest {
@@ -122,6 +125,7 @@ export async function buildExecution(req: ExecutionRequest, blobs: BlobStore, po
     skipCacheLookup: req.skipCacheLookup,
     ...(req.name !== undefined ? { name: req.name } : {}),
     ...(req.labels !== undefined ? { labels: req.labels } : {}),
+    ...(req.noRetry ? { noRetry: true } : {}),
   };
 }
 

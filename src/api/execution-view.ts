@@ -51,6 +51,8 @@ export interface ExecutionView {
   failure: JobFailure | null;
   name: string | null;
   labels: Record<string, string>;
+  /** Runs at most once (a lost worker fails it as LOST). */
+  noRetry: boolean;
   /** What the program last said of its progress (jobs with a progress channel), with earlier percentages. */
   progress: JobProgress | null;
   /** When its current attempt started running, and when it ended (ISO 8601). */
@@ -104,6 +106,7 @@ export function executionView(job: JobRecord): ExecutionView {
     failure: job.failure,
     name: job.name,
     labels: job.labels,
+    noRetry: job.noRetry,
     progress: job.progress,
     startedAt: job.startedAtMs !== null ? new Date(job.startedAtMs).toISOString() : null,
     completedAt: job.completedAtMs !== null ? new Date(job.completedAtMs).toISOString() : null,

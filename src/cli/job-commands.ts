@@ -17,6 +17,8 @@ export interface SubmitOptions extends RunOptions {
   maxRuntime?: string;
   /** `--cache`: a fire-and-forget job runs unless asked to use a cached result. */
   cache: boolean;
+  /** `--no-retry`: run at most once. */
+  retry: boolean;
 }
 
 /** Uploads, queues, prints the id (or the view with --json) and returns at once. */
@@ -26,6 +28,7 @@ export async function submitCommand(executable: string, args: string[], opts: Su
   const { client, submission } = await prepareSubmission(executable, args, { ...opts, ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}), noCache: !opts.cache }, opts.json);
   submission.progress = true;
   submission.results = true;
+  if (!opts.retry) submission.noRetry = true;
   if (opts.name !== undefined) submission.name = opts.name;
   if (Object.keys(labels).length > 0) submission.labels = labels;
   const v = await client.submit(submission);

@@ -202,12 +202,14 @@ export function buildProgram(): Command {
     .option('--label <K=V>', 'a label of the job, to select it by (repeatable)', collect, [])
     .option('--max-runtime <duration>', 'execution time limit as a duration: 90s, 45m, 4h (instead of --timeout)')
     .option('--cache', 'accept a cached result of an identical earlier run (default: always run)', false)
+    .option('--no-retry', 'run at most once: if its worker is lost, fail it as LOST rather than run it again (a benchmark may prefer that)')
     .option('--json', 'print the submitted job as JSON instead of its id', false)
-    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean }) => {
+    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean }) => {
       process.exitCode = await submitCommand(executable, args, {
         ...runOptionsOf(o),
         noCache: !o.cache,
         cache: o.cache,
+        retry: o.retry,
         label: o.label,
         ...(o.name !== undefined ? { name: o.name } : {}),
         ...(o.maxRuntime !== undefined ? { maxRuntime: o.maxRuntime } : {}),

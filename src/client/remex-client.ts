@@ -46,6 +46,8 @@ export interface ExecutionSubmission {
   progress?: boolean;
   /** Give the program a results directory (`REMEX_RESULTS`), collected whichever way the run ends. */
   results?: boolean;
+  /** Run at most once: a lost worker fails it as LOST instead of running it again. */
+  noRetry?: boolean;
 }
 
 /** `GET /v1/executions`' filters (see api/execution-query.ts). */

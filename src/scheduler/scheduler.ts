@@ -77,6 +77,8 @@ export interface SubmitRequest {
   /** The submitter's name and labels: a named or labelled job is its own, never merged into another. */
   name?: string;
   labels?: Record<string, string>;
+  /** Run at most once: a lost worker fails it as LOST instead of running it again. */
+  noRetry?: boolean;
 }
 
 export interface SubmitResult {
@@ -240,9 +242,10 @@ export class Scheduler implements WorkerLink {
       priority: req.priority ?? 0,
       spec,
       nowMs: this.now(),
-      mergeable: !spec.doNotCache && req.name === undefined && req.labels === undefined,
+      mergeable: !spec.doNotCache && req.name === undefined && req.labels === undefined && !req.noRetry,
       ...(req.name !== undefined ? { name: req.name } : {}),
       ...(req.labels !== undefined ? { labels: req.labels } : {}),
+      ...(req.noRetry ? { noRetry: true } : {}),
     };
     if (!spec.doNotCache && !req.skipCacheLookup) {
       const hit = await this.lookupCache(instance, req.actionDigest);

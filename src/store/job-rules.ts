@@ -16,6 +16,9 @@ export const CANCELLED_BEFORE_START: JobFailure = { code: 'CANCELLED', message: 
  */
 export const CANCELLED_WORKER_LOST: JobFailure = { code: 'CANCELLED', message: 'cancelled; its worker was lost before it reported' };
 
+/** A job that asked not to run twice (a benchmark, `--no-retry`) whose worker was lost: it ends there. */
+export const LOST_NO_RETRY: JobFailure = { code: 'LOST', message: 'the worker running it was lost, and it asked not to be run again (--no-retry)' };
+
 /** A job whose lease expired on its last allowed attempt: remex gives up on it. */
 export function lostFailure(maxAttempts: number): JobFailure {
   return { code: 'LOST', message: `the worker running it was lost ${maxAttempts} time(s); giving up` };

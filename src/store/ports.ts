@@ -37,6 +37,8 @@ export interface JobRecord {
   failure: JobFailure | null;
   /** The program's latest progress report (jobs that asked for a progress channel), with its history. */
   progress: JobProgress | null;
+  /** Run at most once: when its worker is lost it fails as LOST instead of running again (a benchmark's choice). */
+  noRetry: boolean;
   /** The submitter's name for it (`stream-c7g`), if any; not part of the action, so never merged on. */
   name: string | null;
   /** The submitter's labels (`suite=stream`), selectable in listings; not part of the action either. */
@@ -71,6 +73,7 @@ export interface NewJob {
   leaseTo?: { workerId: string; leaseExpiresAtMs: number };
   name?: string | null;
   labels?: Readonly<Record<string, string>>;
+  noRetry?: boolean;
 }
 
 /** A lease as its worker knows it. */

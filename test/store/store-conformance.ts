@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
 import { digestOf } from '../../src/core/digest.js';
 import type { ExecutionSpec } from '../../src/core/model.js';
-import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, lostFailure } from '../../src/store/job-rules.js';
+import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, LOST_NO_RETRY, lostFailure } from '../../src/store/job-rules.js';
 import type { JobQuery, JobRecord, NewJob, Store, WorkerRecord } from '../../src/store/ports.js';
 import { isRemexError } from '../../src/core/errors.js';
 import { actionDigestOf, ARM, makeReport, makeSpec, RISCV, X86 } from './fixtures.js';
@@ -32,7 +32,7 @@ const LEASE_MS = 1_000;
 let seq = 0;
 
 function newJob(
-  o: { label?: string; platform?: string; instance?: string; priority?: number; mergeable?: boolean; nowMs?: number; spec?: ExecutionSpec; name?: string; labels?: Record<string, string> } = {},
+  o: { label?: string; platform?: string; instance?: string; priority?: number; mergeable?: boolean; nowMs?: number; spec?: ExecutionSpec; name?: string; labels?: Record<string, string>; noRetry?: boolean } = {},
 ): NewJob {
   const spec = o.spec ?? makeSpec({ label: o.label ?? `job-${++seq}`, platform: o.platform ?? X86 });
   return {
@@ -45,6 +45,7 @@ function newJob(
     mergeable: o.mergeable ?? true,
     ...(o.name !== undefined ? { name: o.name } : {}),
     ...(o.labels ? { labels: o.labels } : {}),
+    ...(o.noRetry ? { noRetry: true } : {}),
   };
 }
 
@@ -129,6 +130,7 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
           name: null,
           labels: {},
           progress: null,
+          noRetry: false,
         };
         assert.deepEqual(job, expected);
         assert.deepEqual(await store.jobs.get(nj.id), expected);
@@ -704,6 +706,18 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.deepEqual(job?.failure, CANCELLED_WORKER_LOST);
         assert.equal(job?.completedAtMs, T0 + LEASE_MS + 1);
         assert.deepEqual(await store.jobs.claim({ platforms: [X86], workerId: 'w2', max: 1, leaseMs: LEASE_MS, nowMs: T0 + 5_000 }), []);
+      });
+
+      test('a job that asked not to run twice fails as LOST when its lease expires; the others are requeued', async () => {
+        const once = await enqueue({ noRetry: true });
+        const again = await enqueue();
+        assert.equal(once.noRetry, true);
+        await claimOne('w1', T0);
+        await claimOne('w1', T0);
+        const expired = await store.jobs.expireLeases(T0 + LEASE_MS + 1, 3);
+        assert.deepEqual(expired.requeued.map((j) => j.id), [again.id]);
+        assert.deepEqual(expired.failed.map((j) => [j.id, j.attempt, j.failure]), [[once.id, 1, LOST_NO_RETRY]]);
+        assert.equal((await store.jobs.get(once.id))?.state, 'failed');
       });
 
       test('expireLeases leaves live leases alone', async () => {

@@ -9,7 +9,7 @@
  */
 import type { PoolClient } from 'pg';
 import type { JobFailure, JobProgress, JobState, RunReport } from '../../core/model.js';
-import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, compareDispatchOrder, lostFailure } from '../job-rules.js';
+import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, LOST_NO_RETRY, compareDispatchOrder, lostFailure } from '../job-rules.js';
 import { JOB_COLUMN_NAMES, NEW_JOB_COLUMNS, newJobValues } from '../job-row.js';
 import type { NewJobColumn } from '../job-row.js';
 import type { HeldLease, JobQuery, JobRecord, JobStore, LeaseExpiry, NewJob, Outcome } from '../ports.js';
@@ -44,6 +44,7 @@ interface JobRow {
   name: string | null;
   labels: Record<string, string>;
   progress: JobProgress | null;
+  no_retry: boolean;
 }
 
 function toJob(row: JobRow): JobRecord {
@@ -70,6 +71,7 @@ function toJob(row: JobRow): JobRecord {
     name: row.name,
     labels: row.labels,
     progress: row.progress,
+    noRetry: row.no_retry,
   };
 }
 
@@ -185,10 +187,11 @@ export class PostgresJobStore implements JobStore {
         RETURNING ${JOB_COLUMNS}`,
       expiredRequeue: `UPDATE ${jobs} SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, cancel_requested = false,
           queued_at = $1
-        WHERE seq IN (SELECT seq FROM ${jobs} WHERE state = 'running' AND lease_expires_at < $1 AND attempt < $2
+        WHERE seq IN (SELECT seq FROM ${jobs} WHERE state = 'running' AND lease_expires_at < $1 AND attempt < $2 AND NOT no_retry
           FOR UPDATE SKIP LOCKED)
         RETURNING ${JOB_COLUMNS}`,
-      expiredFail: `UPDATE ${jobs} SET state = 'failed', completed_at = $1, lease_owner = NULL, lease_expires_at = NULL, failure = $2
+      expiredFail: `UPDATE ${jobs} SET state = 'failed', completed_at = $1, lease_owner = NULL, lease_expires_at = NULL,
+          failure = CASE WHEN no_retry THEN $3::json ELSE $2::json END
         WHERE seq IN (SELECT seq FROM ${jobs} WHERE state = 'running' AND lease_expires_at < $1 FOR UPDATE SKIP LOCKED)
         RETURNING ${JOB_COLUMNS}`,
       expireOwners: `UPDATE ${jobs} SET lease_expires_at = 0 WHERE state = 'running' AND lease_owner = ANY($1::text[])`,
@@ -376,7 +379,7 @@ export class PostgresJobStore implements JobStore {
   private async expireIn(c: PoolClient, nowMs: number, maxAttempts: number): Promise<LeaseExpiry> {
     const cancelled = await this.db.query<JobRow>(this.sql.expiredCancel, [nowMs, JSON.stringify(CANCELLED_WORKER_LOST)], c);
     const requeued = await this.db.query<JobRow>(this.sql.expiredRequeue, [nowMs, maxAttempts], c);
-    const failed = await this.db.query<JobRow>(this.sql.expiredFail, [nowMs, JSON.stringify(lostFailure(maxAttempts))], c);
+    const failed = await this.db.query<JobRow>(this.sql.expiredFail, [nowMs, JSON.stringify(lostFailure(maxAttempts)), JSON.stringify(LOST_NO_RETRY)], c);
     const inOrder = (rows: JobRow[]) => rows.sort((a, b) => int(a.seq) - int(b.seq)).map(toJob);
     return { requeued: inOrder(requeued), failed: inOrder(failed), cancelled: inOrder(cancelled) };
   }
@@ -424,6 +427,7 @@ const NEW_JOB_TYPES: Record<NewJobColumn, string> = {
   started_at: 'int8',
   name: 'text',
   labels: 'json',
+  no_retry: 'bool',
 };
 
 function countsBy<R extends { n: string }>(rows: R[], key: (row: R) => string): Map<string, number> {

@@ -80,4 +80,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN progress json;
   `,
+  // 5: jobs that must not run twice (a lost worker fails them instead of requeuing them).
+  `
+  ALTER TABLE jobs ADD COLUMN no_retry boolean NOT NULL DEFAULT false;
+  `,
 ];

@@ -5,7 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { JobFailure, JobProgress, JobState, RunReport } from '../../core/model.js';
-import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, compareDispatchOrder, lostFailure } from '../job-rules.js';
+import { CANCELLED_BEFORE_START, CANCELLED_WORKER_LOST, LOST_NO_RETRY, compareDispatchOrder, lostFailure } from '../job-rules.js';
 import { JOB_COLUMN_NAMES, NEW_JOB_COLUMNS, newJobValues } from '../job-row.js';
 import type { HeldLease, JobQuery, JobRecord, JobStore, LeaseExpiry, NewJob, Outcome } from '../ports.js';
 import { checkLabels } from '../../core/labels.js';
@@ -34,6 +34,7 @@ interface JobRow {
   name: string | null;
   labels: string;
   progress: string | null;
+  no_retry: number;
 }
 
 function toJob(row: JobRow): JobRecord {
@@ -60,6 +61,7 @@ function toJob(row: JobRow): JobRecord {
     name: row.name,
     labels: JSON.parse(row.labels) as Record<string, string>,
     progress: row.progress === null ? null : (JSON.parse(row.progress) as JobProgress),
+    noRetry: row.no_retry === 1,
   };
 }
 
@@ -105,9 +107,9 @@ export class SqliteJobStore implements JobStore {
         WHERE state = 'running' AND lease_expires_at < ? AND cancel_requested = 1 RETURNING ${JOB_COLUMNS}`),
       expiredRequeue: prepare<JobRow>(`UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
           cancel_requested = 0, queued_at = ?
-        WHERE state = 'running' AND lease_expires_at < ? AND attempt < ? RETURNING ${JOB_COLUMNS}`),
+        WHERE state = 'running' AND lease_expires_at < ? AND attempt < ? AND no_retry = 0 RETURNING ${JOB_COLUMNS}`),
       expiredFail: prepare<JobRow>(`UPDATE jobs SET state = 'failed', completed_at = ?, lease_owner = NULL,
-          lease_expires_at = NULL, failure = ?
+          lease_expires_at = NULL, failure = CASE WHEN no_retry = 1 THEN ? ELSE ? END
         WHERE state = 'running' AND lease_expires_at < ? RETURNING ${JOB_COLUMNS}`),
       expireOwner: prepare(`UPDATE jobs SET lease_expires_at = 0 WHERE state = 'running' AND lease_owner = ?`),
       expireOwnerPrefix: prepare(`UPDATE jobs SET lease_expires_at = 0
@@ -229,7 +231,7 @@ export class SqliteJobStore implements JobStore {
     return this.db.transaction(() => {
       const cancelled = this.s.expiredCancel.all(nowMs, JSON.stringify(CANCELLED_WORKER_LOST), nowMs).map(toJob);
       const requeued = this.s.expiredRequeue.all(nowMs, nowMs, maxAttempts).map(toJob);
-      const failed = this.s.expiredFail.all(nowMs, JSON.stringify(lostFailure(maxAttempts)), nowMs).map(toJob);
+      const failed = this.s.expiredFail.all(nowMs, JSON.stringify(LOST_NO_RETRY), JSON.stringify(lostFailure(maxAttempts)), nowMs).map(toJob);
       return { requeued, failed, cancelled };
     })();
   }

@@ -71,4 +71,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN progress TEXT;
   `,
+  // 5: jobs that must not run twice (a lost worker fails them instead of requeuing them).
+  `
+  ALTER TABLE jobs ADD COLUMN no_retry INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
