@@ -43,6 +43,12 @@ export const executionRequestSchema = z.strictObject({
   results: z.boolean().default(false),
   /** Run at most once: when its worker is lost the job fails as LOST instead of running again. */
   noRetry: z.boolean().default(false),
+  /** Where the server POSTs the final result, signed (a webhook): an http(s) URL. */
+  notify: z
+    .string()
+    .max(2048)
+    .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), 'notify must be an http:// or https:// URL')
+    .optional(),
 });
 
 export type ExecutionRequest = z.infer<typeof executionRequestSchema>;
@@ -63,6 +69,7 @@ export interface BuiltExecution {
   name?: string;
   labels?: Record<string, string>;
   noRetry?: boolean;
+  notifyUrl?: string;
 }
 
 export function parseExecutionRequest(body: unknown): ExecutionRequest {
@@ -126,6 +133,7 @@ export async function buildExecution(req: ExecutionRequest, blobs: BlobStore, po
     ...(req.name !== undefined ? { name: req.name } : {}),
     ...(req.labels !== undefined ? { labels: req.labels } : {}),
     ...(req.noRetry ? { noRetry: true } : {}),
+    ...(req.notify !== undefined ? { notifyUrl: req.notify } : {}),
   };
 }
 

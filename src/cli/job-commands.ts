@@ -19,6 +19,8 @@ export interface SubmitOptions extends RunOptions {
   cache: boolean;
   /** `--no-retry`: run at most once. */
   retry: boolean;
+  /** `--notify URL`: the completion webhook. */
+  notify?: string;
 }
 
 /** Uploads, queues, prints the id (or the view with --json) and returns at once. */
@@ -29,6 +31,7 @@ export async function submitCommand(executable: string, args: string[], opts: Su
   submission.progress = true;
   submission.results = true;
   if (!opts.retry) submission.noRetry = true;
+  if (opts.notify !== undefined) submission.notify = opts.notify;
   if (opts.name !== undefined) submission.name = opts.name;
   if (Object.keys(labels).length > 0) submission.labels = labels;
   const v = await client.submit(submission);

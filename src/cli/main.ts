@@ -80,6 +80,7 @@ export function buildProgram(): Command {
     .option('--data <dir>', 'data directory (SQLite database, blob store, run directories)', SERVE_DEFAULTS.dataDir)
     .option('--workers <slots>', 'slots of the local worker pool (0: none)', intOption, defaultSlots())
     .option('--price-per-hour <price>', 'what the local worker pool costs per hour (your unit), for the cost of each job', priceOption)
+    .addOption(new Option('--webhook-secret-file <file>', 'the secret completion webhooks are signed with (default: REMEX_WEBHOOK_SECRET, else one kept in <data>/webhook-secret)').env('REMEX_WEBHOOK_SECRET_FILE'))
     .option('--platform <triple>', 'serve only these platforms locally (repeatable)', collect, [])
     .option('--accept-platform <triple>', 'accept jobs for a platform before any worker serves it (repeatable)', collect, [])
     .option('--lease-timeout <seconds>', 'lease length; a worker silent this long loses its jobs', numberOption, SERVE_DEFAULTS.leaseTimeoutSeconds)
@@ -203,13 +204,15 @@ export function buildProgram(): Command {
     .option('--max-runtime <duration>', 'execution time limit as a duration: 90s, 45m, 4h (instead of --timeout)')
     .option('--cache', 'accept a cached result of an identical earlier run (default: always run)', false)
     .option('--no-retry', 'run at most once: if its worker is lost, fail it as LOST rather than run it again (a benchmark may prefer that)')
+    .option('--notify <url>', 'when the job ends, the server POSTs its result there, signed (X-Remex-Signature)')
     .option('--json', 'print the submitted job as JSON instead of its id', false)
-    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean }) => {
+    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean; notify?: string }) => {
       process.exitCode = await submitCommand(executable, args, {
         ...runOptionsOf(o),
         noCache: !o.cache,
         cache: o.cache,
         retry: o.retry,
+        ...(o.notify !== undefined ? { notify: o.notify } : {}),
         label: o.label,
         ...(o.name !== undefined ? { name: o.name } : {}),
         ...(o.maxRuntime !== undefined ? { maxRuntime: o.maxRuntime } : {}),

@@ -48,6 +48,8 @@ export interface ExecutionSubmission {
   results?: boolean;
   /** Run at most once: a lost worker fails it as LOST instead of running it again. */
   noRetry?: boolean;
+  /** Where the server POSTs the final result (a signed webhook). */
+  notify?: string;
 }
 
 /** `GET /v1/executions`' filters (see api/execution-query.ts). */

@@ -79,6 +79,8 @@ export interface SubmitRequest {
   labels?: Record<string, string>;
   /** Run at most once: a lost worker fails it as LOST instead of running it again. */
   noRetry?: boolean;
+  /** Where to POST the final result. */
+  notifyUrl?: string;
 }
 
 export interface SubmitResult {
@@ -242,10 +244,12 @@ export class Scheduler implements WorkerLink {
       priority: req.priority ?? 0,
       spec,
       nowMs: this.now(),
-      mergeable: !spec.doNotCache && req.name === undefined && req.labels === undefined && !req.noRetry,
+      // A job with a name, labels, a no-retry wish or a webhook is the submitter's own: never merged.
+      mergeable: !spec.doNotCache && req.name === undefined && req.labels === undefined && !req.noRetry && req.notifyUrl === undefined,
       ...(req.name !== undefined ? { name: req.name } : {}),
       ...(req.labels !== undefined ? { labels: req.labels } : {}),
       ...(req.noRetry ? { noRetry: true } : {}),
+      ...(req.notifyUrl !== undefined ? { notifyUrl: req.notifyUrl } : {}),
     };
     if (!spec.doNotCache && !req.skipCacheLookup) {
       const hit = await this.lookupCache(instance, req.actionDigest);

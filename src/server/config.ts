@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ExecutionPolicy } from '../api/execution-request.js';
 import { DEFAULT_GRPC_PORT } from '../api/grpc/grpc-server.js';
-import { Authenticator, parseTokenList, readTokenFile } from '../auth/tokens.js';
+import { Authenticator, parseTokenList, readOwnToken, readTokenFile } from '../auth/tokens.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { parseLabels } from '../core/labels.js';
 import { DEFAULT_LIMITS, DEFAULT_TIMEOUT_MS } from '../core/limits.js';
@@ -73,6 +73,11 @@ export interface ServeOptions {
    * a roomy tmpfs, else `<dataDir>/runs` (see run-root.ts); 'data-dir' always the latter.
    */
   runDirectories?: 'auto' | 'data-dir';
+  /**
+   * The secret completion webhooks are signed with: several controllers share one. Absent: one made once
+   * in `<dataDir>/webhook-secret` (mode 0600) and kept there.
+   */
+  webhookSecret?: string;
   /** What the local worker pool costs per hour (the operator's unit), for the cost of each job. */
   localPricePerHour?: number;
   /** Told what the scheduler and the local pool do (metrics, timelines, scaling). */
@@ -123,6 +128,7 @@ export interface ServeFlags {
   tlsCert?: string;
   tlsKey?: string;
   pricePerHour?: number;
+  webhookSecretFile?: string;
 }
 
 const serveFlagsSchema = z
@@ -170,6 +176,7 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     casFsync: flags.casFsync,
     runDirectories: flags.runDirectories,
     ...(flags.pricePerHour !== undefined ? { localPricePerHour: flags.pricePerHour } : {}),
+    ...webhookSecretOf(flags.webhookSecretFile, env),
     ...(flags.grpc ? { grpcPort: flags.grpcPort } : {}),
     ...(flags.instanceName.length ? { instanceNames: flags.instanceName } : {}),
     policy: DEFAULT_POLICY,
@@ -191,6 +198,16 @@ export function schedulerTimings(acceptPlatforms: readonly string[], leaseSecond
   const workerSilenceMs = Math.min(DEFAULT_SCHEDULER_OPTIONS.workerSilenceMs, Math.max(leaseTimeoutMs, 3 * heartbeatIntervalMs));
   const reaperIntervalMs = Math.min(DEFAULT_SCHEDULER_OPTIONS.reaperIntervalMs, heartbeatIntervalMs);
   return { acceptPlatforms, leaseTimeoutMs, heartbeatIntervalMs, workerSilenceMs, reaperIntervalMs };
+}
+
+/** `--webhook-secret-file`, else `REMEX_WEBHOOK_SECRET` (taken out of the environment), else none given. */
+function webhookSecretOf(file: string | undefined, env: NodeJS.ProcessEnv): { webhookSecret?: string } {
+  const fromEnv = env.REMEX_WEBHOOK_SECRET;
+  delete env.REMEX_WEBHOOK_SECRET;
+  const secret = file !== undefined ? readOwnToken(file) : fromEnv?.trim();
+  if (secret === undefined || secret === '') return {};
+  if (secret.length < 16) throw new InvalidArgumentError('the webhook secret must be at least 16 characters');
+  return { webhookSecret: secret };
 }
 
 /** The server's tokens for one scope: its token file and its environment variable, together. */

@@ -3,7 +3,9 @@
  * front door and (unless `workers` is 0) the local worker pool, and wires them by constructor injection.
  * The embedded default needs nothing but a data directory: SQLite + filesystem CAS + bubblewrap.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { Authenticator, isLoopbackHost } from '../auth/tokens.js';
@@ -11,6 +13,7 @@ import { RemexError } from '../core/errors.js';
 import type { ActionCache } from '../store/ports.js';
 import type { BlobStore } from '../cas/blob-store.js';
 import { startGrpcServer } from '../api/grpc/grpc-server.js';
+import { WebhookNotifier } from '../api/webhook-notifier.js';
 import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
 import { Scheduler } from '../scheduler/scheduler.js';
@@ -26,6 +29,21 @@ export { DEFAULT_MAX_BLOB_BYTES, DEFAULT_POLICY } from './config.js';
 export type { ServeOptions } from './config.js';
 import { chooseRunRoot } from './run-root.js';
 import type { RunRoot } from './run-root.js';
+
+/**
+ * The webhook secret kept in the data directory: made once (random, mode 0600), then read at every start,
+ * so receivers keep trusting the same one across restarts.
+ */
+async function keptWebhookSecret(dataDir: string): Promise<string> {
+  const path = join(dataDir, 'webhook-secret');
+  await mkdir(dataDir, { recursive: true });
+  try {
+    await writeFile(path, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  return (await readFile(path, 'utf8')).trim();
+}
 
 /** How a server lets callers in, as its start-up log says. */
 export type AuthMode = 'tokens' | 'open-loopback' | 'open-insecure';
@@ -104,6 +122,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const localPrefix = `local:${hostname()}:${opts.dataDir}:`;
     await scheduler.start({ releaseOwnerPrefix: localPrefix });
     started.push(() => scheduler.close());
+    const notifier = new WebhookNotifier(events, { secret: opts.webhookSecret ?? (await keptWebhookSecret(opts.dataDir)), logger: logger.child({ component: 'webhooks' }) });
+    started.push(async () => notifier.close());
 
     let localWorker: Worker | undefined;
     let runRoot: RunRoot | undefined;
@@ -190,6 +210,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           await localWorker?.drain();
           await runRoot?.dispose().catch((err: unknown) => logger.warn({ err }, 'cannot remove the run directories'));
           await grpc?.close();
+          notifier.close();
           await scheduler.close();
           await http.close();
           await backends.close();

@@ -10,7 +10,7 @@ import type { NewJob } from './ports.js';
 export const JOB_COLUMN_NAMES = [
   'id', 'instance', 'action_hash', 'action_size', 'platform', 'state', 'attempt', 'priority', 'spec', 'created_at',
   'queued_at', 'started_at', 'completed_at', 'queue_time_ms', 'lease_owner', 'lease_expires_at', 'cancel_requested',
-  'cached', 'result', 'failure', 'name', 'labels', 'progress', 'no_retry',
+  'cached', 'result', 'failure', 'name', 'labels', 'progress', 'no_retry', 'notify_url',
 ] as const;
 
 export const NEW_JOB_COLUMNS = [
@@ -35,6 +35,7 @@ export const NEW_JOB_COLUMNS = [
   'name',
   'labels',
   'no_retry',
+  'notify_url',
 ] as const;
 
 export type NewJobColumn = (typeof NEW_JOB_COLUMNS)[number];
@@ -69,5 +70,6 @@ export function newJobValues(job: NewJob, state: JobState, cachedResult: RunRepo
     job.name ?? null,
     JSON.stringify(job.labels ?? {}),
     job.noRetry ?? false,
+    job.notifyUrl ?? null,
   ];
 }

@@ -39,6 +39,8 @@ export interface JobRecord {
   progress: JobProgress | null;
   /** Run at most once: when its worker is lost it fails as LOST instead of running again (a benchmark's choice). */
   noRetry: boolean;
+  /** Where the server POSTs the final result (a webhook), if anywhere. */
+  notifyUrl: string | null;
   /** The submitter's name for it (`stream-c7g`), if any; not part of the action, so never merged on. */
   name: string | null;
   /** The submitter's labels (`suite=stream`), selectable in listings; not part of the action either. */
@@ -74,6 +76,7 @@ export interface NewJob {
   name?: string | null;
   labels?: Readonly<Record<string, string>>;
   noRetry?: boolean;
+  notifyUrl?: string | null;
 }
 
 /** A lease as its worker knows it. */

@@ -32,7 +32,7 @@ const LEASE_MS = 1_000;
 let seq = 0;
 
 function newJob(
-  o: { label?: string; platform?: string; instance?: string; priority?: number; mergeable?: boolean; nowMs?: number; spec?: ExecutionSpec; name?: string; labels?: Record<string, string>; noRetry?: boolean } = {},
+  o: { label?: string; platform?: string; instance?: string; priority?: number; mergeable?: boolean; nowMs?: number; spec?: ExecutionSpec; name?: string; labels?: Record<string, string>; noRetry?: boolean; notifyUrl?: string } = {},
 ): NewJob {
   const spec = o.spec ?? makeSpec({ label: o.label ?? `job-${++seq}`, platform: o.platform ?? X86 });
   return {
@@ -46,6 +46,7 @@ function newJob(
     ...(o.name !== undefined ? { name: o.name } : {}),
     ...(o.labels ? { labels: o.labels } : {}),
     ...(o.noRetry ? { noRetry: true } : {}),
+    ...(o.notifyUrl !== undefined ? { notifyUrl: o.notifyUrl } : {}),
   };
 }
 
@@ -131,6 +132,7 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
           labels: {},
           progress: null,
           noRetry: false,
+          notifyUrl: null,
         };
         assert.deepEqual(job, expected);
         assert.deepEqual(await store.jobs.get(nj.id), expected);
@@ -712,6 +714,7 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         const once = await enqueue({ noRetry: true });
         const again = await enqueue();
         assert.equal(once.noRetry, true);
+        assert.equal((await enqueue({ notifyUrl: 'https://ci.example/hook?x=1' })).notifyUrl, 'https://ci.example/hook?x=1');
         await claimOne('w1', T0);
         await claimOne('w1', T0);
         const expired = await store.jobs.expireLeases(T0 + LEASE_MS + 1, 3);

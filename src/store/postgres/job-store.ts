@@ -45,6 +45,7 @@ interface JobRow {
   labels: Record<string, string>;
   progress: JobProgress | null;
   no_retry: boolean;
+  notify_url: string | null;
 }
 
 function toJob(row: JobRow): JobRecord {
@@ -72,6 +73,7 @@ function toJob(row: JobRow): JobRecord {
     labels: row.labels,
     progress: row.progress,
     noRetry: row.no_retry,
+    notifyUrl: row.notify_url,
   };
 }
 
@@ -428,6 +430,7 @@ const NEW_JOB_TYPES: Record<NewJobColumn, string> = {
   name: 'text',
   labels: 'json',
   no_retry: 'bool',
+  notify_url: 'text',
 };
 
 function countsBy<R extends { n: string }>(rows: R[], key: (row: R) => string): Map<string, number> {

@@ -84,4 +84,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN no_retry boolean NOT NULL DEFAULT false;
   `,
+  // 6: where the server POSTs a job's final result.
+  `
+  ALTER TABLE jobs ADD COLUMN notify_url text;
+  `,
 ];

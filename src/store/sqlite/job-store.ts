@@ -35,6 +35,7 @@ interface JobRow {
   labels: string;
   progress: string | null;
   no_retry: number;
+  notify_url: string | null;
 }
 
 function toJob(row: JobRow): JobRecord {
@@ -62,6 +63,7 @@ function toJob(row: JobRow): JobRecord {
     labels: JSON.parse(row.labels) as Record<string, string>,
     progress: row.progress === null ? null : (JSON.parse(row.progress) as JobProgress),
     noRetry: row.no_retry === 1,
+    notifyUrl: row.notify_url,
   };
 }
 

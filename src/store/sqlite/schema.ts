@@ -75,4 +75,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN no_retry INTEGER NOT NULL DEFAULT 0;
   `,
+  // 6: where the server POSTs a job's final result.
+  `
+  ALTER TABLE jobs ADD COLUMN notify_url TEXT;
+  `,
 ];
