@@ -71,6 +71,42 @@ describe('progress from inside the sandbox', () => {
     });
   }
 
+  test('follow on the WebSocket: each state with its time, each progress report, then the result', async (t) => {
+    if (!requireTools(t, 'bwrap', 'gcc')) return;
+    const bytes = readFileSync(compileC({ file: 'programs/progress.c' }, 'x86_64'));
+    const exe = digestOf(bytes);
+    await ts.client.putBlob(exe, bytes);
+    const submitted = await ts.client.submit({ executable: exe, args: ['1200'], progress: true, doNotCache: true });
+    const frames: Array<Record<string, unknown>> = [];
+    const ws = ts.client.openEvents();
+    await new Promise<void>((resolve, reject) => {
+      ws.on('open', () => ws.send(`follow: ${submitted.id}`));
+      ws.on('message', (data) => {
+        const frame = JSON.parse(data.toString()) as Record<string, unknown>;
+        frames.push(frame);
+        if (frame.event === undefined) resolve(); // the result: the follow ends
+      });
+      ws.on('error', reject);
+      setTimeout(() => reject(new Error(`no result; frames: ${JSON.stringify(frames)}`)), 20_000).unref();
+    });
+    ws.close();
+    const states = frames.filter((f) => f.event === 'state');
+    assert.ok(states.some((f) => f.state === 'running' && f.id === submitted.id && typeof f.atMs === 'number'), JSON.stringify(frames));
+    const percents = frames.filter((f) => f.event === 'progress').map((f) => f.percent);
+    assert.ok(percents.includes(10) && percents.includes(100), `progress frames: ${JSON.stringify(percents)}`);
+    assert.deepEqual(percents, [...percents].sort((a, b) => (a as number) - (b as number)), 'in order');
+    const last = frames[frames.length - 1] as unknown as ExecutionView;
+    assert.deepEqual([last.id, last.state, last.progress?.percent], [submitted.id, 'completed', 100]);
+
+    const unknown = ts.client.openEvents();
+    const refusal = await new Promise<Record<string, unknown>>((resolve) => {
+      unknown.on('open', () => unknown.send('follow: no-such-job'));
+      unknown.on('message', (data) => resolve(JSON.parse(data.toString()) as Record<string, unknown>));
+    });
+    unknown.close();
+    assert.deepEqual(refusal, { error: { code: 'NOT_FOUND', detail: 'no execution no-such-job' } });
+  });
+
   test('a job that does not ask for a channel has none', async (t) => {
     if (!requireTools(t, 'bwrap', 'gcc')) return;
     const bytes = readFileSync(compileC({ file: 'programs/progress.c' }, 'x86_64'));

@@ -3,6 +3,11 @@
  * `subscribe: <id>`, `unsubscribe: <id>` or `ping` (answered `pong`); each result arrives as one JSON
  * text frame (execution-view.ts). A result that was ready before the subscription is sent at once.
  *
+ * remex adds `follow: <id>`: every change of the execution as it happens, each a frame with an `event`
+ * field — `{"event":"state","id","state","attempt","atMs"}` and `{"event":"progress","id","attempt",
+ * "percent","message"?,"metrics"?,"atMs"}` — then the result as `subscribe` sends it, which ends the follow.
+ * Compiler Explorer's clients never send it, so their protocol is unchanged.
+ *
  * When the server has tokens, the upgrade request must carry `Authorization: Bearer <client token>`, as
  * every HTTP call does; a token in the URL is never accepted (URLs end up in logs and proxies).
  */
@@ -62,6 +67,12 @@ function refuse(socket: Duplex, problem: Problem): void {
   );
 }
 
+/** A follower's frame for a job's state: when it entered it (queued, or started running). */
+function stateFrame(job: JobRecord): object {
+  const atMs = job.state === 'running' ? (job.startedAtMs ?? job.queuedAtMs) : job.queuedAtMs;
+  return { event: 'state', id: job.id, state: job.state, attempt: job.attempt, atMs };
+}
+
 /** A refused message on an open socket: the relay protocol's error frame, with remex's error code. */
 function errorFrame(code: ErrorCode, detail: string): string {
   return JSON.stringify({ error: { code, detail } });
@@ -71,6 +82,9 @@ function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
   const subscriptions = new Map<string, () => void>();
   const send = (job: JobRecord): void => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(executionView(job)));
+  };
+  const sendFrame = (frame: object): void => {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
   };
   const deliverOnce = (id: string, job: JobRecord): void => {
     const stop = subscriptions.get(id);
@@ -83,8 +97,8 @@ function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
   ws.on('message', (data, isBinary) => {
     const text = isBinary ? '' : data.toString().trim();
     if (text === 'ping') return ws.send('pong');
-    const m = /^(subscribe|unsubscribe|ack):\s*(\S+)$/.exec(text);
-    if (!m) return ws.send(errorFrame('INVALID_ARGUMENT', 'expected "subscribe: <id>", "unsubscribe: <id>" or "ping"'));
+    const m = /^(subscribe|follow|unsubscribe|ack):\s*(\S+)$/.exec(text);
+    if (!m) return ws.send(errorFrame('INVALID_ARGUMENT', 'expected "subscribe: <id>", "follow: <id>", "unsubscribe: <id>" or "ping"'));
     const [, verb, id] = m as unknown as [string, string, string];
     if (verb === 'ack') return;
     if (verb === 'unsubscribe') {
@@ -97,11 +111,31 @@ function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
       return ws.send(errorFrame('RESOURCE_EXHAUSTED', 'too many subscriptions on one socket'));
     }
     // Subscribe first, then look: a result that lands in between is caught by one or the other.
-    subscriptions.set(id, scheduler.events.subscribe(id, (job) => isTerminal(job.state) && deliverOnce(id, job)));
+    if (verb === 'follow') {
+      subscriptions.set(
+        id,
+        scheduler.events.subscribeJobEvents(id, (event) => {
+          if (event.kind === 'job') return isTerminal(event.job.state) ? deliverOnce(id, event.job) : sendFrame(stateFrame(event.job));
+          if (event.kind === 'progress') {
+            const { jobId, attempt, percent, message, metrics, atMs } = event;
+            sendFrame({ event: 'progress', id: jobId, attempt, percent, ...(message !== undefined ? { message } : {}), ...(metrics ? { metrics } : {}), atMs });
+          }
+        }),
+      );
+    } else {
+      subscriptions.set(id, scheduler.events.subscribe(id, (job) => isTerminal(job.state) && deliverOnce(id, job)));
+    }
     scheduler
       .get(id)
       .then((job) => {
         if (job && isTerminal(job.state)) deliverOnce(id, job);
+        // A follower learns where the job stands now; an unknown id is said so rather than waited on.
+        else if (verb === 'follow' && job) sendFrame(stateFrame(job));
+        else if (verb === 'follow') {
+          subscriptions.get(id)?.();
+          subscriptions.delete(id);
+          if (ws.readyState === ws.OPEN) ws.send(errorFrame('NOT_FOUND', `no execution ${id}`));
+        }
       })
       .catch((err: unknown) => logger.warn({ err, id }, 'event relay lookup failed'));
   });
