@@ -5,50 +5,46 @@
  * summary with the figures of its results.json.
  */
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { RemexClient } from '../../src/client/remex-client.js';
-import { eventually, killHard } from '../helpers/processes.js';
-import type { RemexProcess } from '../helpers/processes.js';
-import { remexCli, startServe } from '../helpers/remex-cli.js';
+import { eventually } from '../helpers/processes.js';
+import { remexCli, serveInTempDir } from '../helpers/remex-cli.js';
+import type { ServeFixture } from '../helpers/remex-cli.js';
 import { compileC, requireTools } from '../helpers/tools.js';
 
-let dir: string;
-let serve: { proc: RemexProcess; url: string };
+let fx: ServeFixture;
 
 describe('result files and remex collect', () => {
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'remex-collect-'));
-    serve = await startServe(['--workers', '2', '--data', join(dir, 'data'), '--platform', 'x86_64-linux-cpu', '--price-per-hour', '0.36']);
+    fx = await serveInTempDir('remex-collect-', ['--workers', '2', '--platform', 'x86_64-linux-cpu', '--price-per-hour', '0.36']);
   });
   after(async () => {
-    if (serve) await killHard(serve.proc);
-    rmSync(dir, { recursive: true, force: true });
+    await fx?.stop();
   });
 
   test('results come back from a run that ended and from one that timed out; collect writes them with a summary', async (t) => {
     if (!requireTools(t, 'bwrap', 'gcc')) return;
     const exe = compileC({ file: 'programs/results.c' }, 'x86_64');
-    const ok = (await remexCli(['submit', '--server', serve.url, '--name', 'ends', '--label', 'suite=results', exe])).stdout.trim();
-    const hung = (await remexCli(['submit', '--server', serve.url, '--name', 'hangs', '--label', 'suite=results', '--max-runtime', '2s', exe, '--', 'hang'])).stdout.trim();
-    const other = (await remexCli(['submit', '--server', serve.url, '--label', 'suite=other', exe])).stdout.trim();
-    const client = new RemexClient(serve.url);
+    const ok = (await remexCli(['submit', '--server', fx.url, '--name', 'ends', '--label', 'suite=results', exe])).stdout.trim();
+    const hung = (await remexCli(['submit', '--server', fx.url, '--name', 'hangs', '--label', 'suite=results', '--max-runtime', '2s', exe, '--', 'hang'])).stdout.trim();
+    const other = (await remexCli(['submit', '--server', fx.url, '--label', 'suite=other', exe])).stdout.trim();
+    const client = new RemexClient(fx.url);
     for (const id of [ok, hung, other]) {
       await eventually(async () => (['completed', 'timed_out'].includes((await client.getExecution(id)).state) ? true : undefined), 30_000, `job ${id} to end`);
     }
     assert.equal((await client.getExecution(hung)).state, 'timed_out');
 
-    const out = join(dir, 'out');
+    const out = join(fx.dir, 'out');
     mkdirSync(out);
     writeFileSync(join(out, 'keep'), 'x');
-    const refused = await remexCli(['collect', '--server', serve.url, '--label', 'suite=results', '--out', out]);
+    const refused = await remexCli(['collect', '--server', fx.url, '--label', 'suite=results', '--out', out]);
     assert.equal(refused.code, 125);
     assert.match(refused.stderr, /is not empty \(give --force/);
     assert.equal(readFileSync(join(out, 'keep'), 'utf8'), 'x', 'nothing touched');
 
-    const collected = await remexCli(['collect', '--server', serve.url, '--label', 'suite=results', '--out', out, '--force']);
+    const collected = await remexCli(['collect', '--server', fx.url, '--label', 'suite=results', '--out', out, '--force']);
     assert.equal(collected.code, 0, collected.stderr);
     assert.match(collected.stdout, /collected 2 jobs into /);
     for (const [id, state] of [[ok, 'completed'], [hung, 'timed_out']] as const) {
@@ -79,11 +75,11 @@ describe('result files and remex collect', () => {
     assert.match(table, /^ID\s+NAME\s+PLATFORM\s+STATE\s+EXIT\s+RUNTIME\s+COST\s+COPY_MBPS\s+TRIAD_MBPS$/m);
     assert.match(table, new RegExp(`^${ok}\\s+ends\\s+x86_64-linux-cpu\\s+completed\\s+0\\s+\\S+\\s+\\S+\\s+41000\\s+48532.5$`, 'm'));
     assert.match(table, /^cost of the 2 priced jobs: \S+$/m);
-    const jobs = await remexCli(['jobs', '--server', serve.url, '--label', 'suite=results']);
+    const jobs = await remexCli(['jobs', '--server', fx.url, '--label', 'suite=results']);
     assert.match(jobs.stdout, /^ID\s+NAME\s+PLATFORM\s+STATE\s+PROGRESS\s+STARTED\s+RUNTIME\s+COST\s+LABELS$/m);
     assert.match(jobs.stdout, /^cost of the 2 priced jobs listed: \S+$/m);
 
-    const unfinished = await remexCli(['collect', '--server', serve.url, '--state', 'running', '--out', join(dir, 'out2')]);
+    const unfinished = await remexCli(['collect', '--server', fx.url, '--state', 'running', '--out', join(fx.dir, 'out2')]);
     assert.equal(unfinished.code, 125);
     assert.match(unfinished.stderr, /only finished jobs are collected/);
   });

@@ -4,38 +4,32 @@
  * The worker finishes and commits that job, takes nothing new, leaves, and its process exits 0.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { RemexClient } from '../../src/client/remex-client.js';
 import { digestOf } from '../../src/core/digest.js';
-import { remexCli, startServe } from '../helpers/remex-cli.js';
-import { eventually, killHard, spawnRemex, waitForOutput } from '../helpers/processes.js';
-import type { RemexProcess } from '../helpers/processes.js';
+import { remexCli, serveInTempDir } from '../helpers/remex-cli.js';
+import type { ServeFixture } from '../helpers/remex-cli.js';
+import { eventually, spawnRemex, waitForOutput } from '../helpers/processes.js';
 import { compileC, requireTools } from '../helpers/tools.js';
 
-let dir: string;
-let serve: { proc: RemexProcess; url: string };
-const started: RemexProcess[] = [];
+let fx: ServeFixture;
 
 describe('a drain ordered by the server', () => {
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'remex-drain-'));
-    serve = await startServe(['--workers', '0', '--data', join(dir, 'data'), '--accept-platform', 'x86_64-linux-cpu', '--lease-timeout', '4']);
-    started.push(serve.proc);
+    fx = await serveInTempDir('remex-drain-', ['--workers', '0', '--accept-platform', 'x86_64-linux-cpu', '--lease-timeout', '4']);
   });
   after(async () => {
-    for (const p of started) await killHard(p);
-    rmSync(dir, { recursive: true, force: true });
+    await fx?.stop();
   });
 
   test('the running job is committed, nothing new is taken, the worker leaves and exits 0', async (t) => {
     if (!requireTools(t, 'bwrap', 'gcc')) return;
-    const worker = spawnRemex(['worker', '--server', serve.url, '--work-dir', join(dir, 'w'), '--slots', '1', '--name', 'blue-1', '--label', 'pool=blue', '--instance-id', 'pid-test', '--platform', 'x86_64-linux-cpu'], { REMEX_LOG_LEVEL: 'info' });
-    started.push(worker);
+    const worker = spawnRemex(['worker', '--server', fx.url, '--work-dir', join(fx.dir, 'w'), '--slots', '1', '--name', 'blue-1', '--label', 'pool=blue', '--instance-id', 'pid-test', '--platform', 'x86_64-linux-cpu'], { REMEX_LOG_LEVEL: 'info' });
+    fx.processes.push(worker);
     const workerId = (await waitForOutput(worker, /remex worker (\S+) serving/))[1] as string;
-    const client = new RemexClient(serve.url);
+    const client = new RemexClient(fx.url);
     const [registered] = await client.workers();
     assert.deepEqual([registered?.id, registered?.name, registered?.labels, registered?.instanceId, registered?.state], [workerId, 'blue-1', { pool: 'blue' }, 'pid-test', 'active']);
 
@@ -45,10 +39,10 @@ describe('a drain ordered by the server', () => {
     const running = await client.submit({ executable: exe, args: ['4000'] });
     await eventually(async () => ((await client.getExecution(running.id)).state === 'running' ? true : undefined), 10_000, 'the job running on the worker');
 
-    const ordered = await remexCli(['drain', workerId, '--server', serve.url]);
+    const ordered = await remexCli(['drain', workerId, '--server', fx.url]);
     assert.equal(ordered.code, 0, ordered.stderr);
     assert.match(ordered.stdout, new RegExp(`drain ordered for ${workerId} \\(blue-1\\)`));
-    const listed = await remexCli(['workers', '--server', serve.url]);
+    const listed = await remexCli(['workers', '--server', fx.url]);
     assert.match(listed.stdout, new RegExp(`${workerId}\\s+blue-1\\s+(drain-ordered|draining)\\s+1\\s+x86_64-linux-cpu\\s+pool=blue`), listed.stdout);
 
     // A job submitted after the order is not taken by the draining worker.
@@ -64,7 +58,7 @@ describe('a drain ordered by the server', () => {
     assert.match(worker.output(), /asked this worker to drain/);
     assert.match(worker.output(), /drained on the server's order: exiting/);
 
-    const unknown = await remexCli(['drain', 'no-such-worker', '--server', serve.url]);
+    const unknown = await remexCli(['drain', 'no-such-worker', '--server', fx.url]);
     assert.equal(unknown.code, 125);
     assert.match(unknown.stderr, /NOT_FOUND: no live worker no-such-worker/);
   });

@@ -4,41 +4,34 @@
  * queue to run again — what a benchmark that must not run twice, and any other job, each want.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { RemexClient } from '../../src/client/remex-client.js';
 import { LOST_NO_RETRY } from '../../src/store/job-rules.js';
 import { eventually, killHard, spawnRemex, waitForOutput } from '../helpers/processes.js';
-import type { RemexProcess } from '../helpers/processes.js';
-import { remexCli, startServe } from '../helpers/remex-cli.js';
+import { remexCli, serveInTempDir } from '../helpers/remex-cli.js';
+import type { ServeFixture } from '../helpers/remex-cli.js';
 import { compileC, requireTools } from '../helpers/tools.js';
 
-let dir: string;
-let serve: { proc: RemexProcess; url: string };
-const started: RemexProcess[] = [];
+let fx: ServeFixture;
 
 describe('--no-retry', () => {
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'remex-noretry-'));
-    serve = await startServe(['--workers', '0', '--data', join(dir, 'data'), '--accept-platform', 'x86_64-linux-cpu', '--lease-timeout', '2']);
-    started.push(serve.proc);
+    fx = await serveInTempDir('remex-noretry-', ['--workers', '0', '--accept-platform', 'x86_64-linux-cpu', '--lease-timeout', '2']);
   });
   after(async () => {
-    for (const p of started) await killHard(p);
-    rmSync(dir, { recursive: true, force: true });
+    await fx?.stop();
   });
 
   test('a job that must not run twice fails as LOST when its worker dies; another is queued again', async (t) => {
     if (!requireTools(t, 'bwrap', 'gcc')) return;
-    const worker = spawnRemex(['worker', '--server', serve.url, '--work-dir', join(dir, 'w'), '--slots', '2', '--platform', 'x86_64-linux-cpu']);
-    started.push(worker);
+    const worker = spawnRemex(['worker', '--server', fx.url, '--work-dir', join(fx.dir, 'w'), '--slots', '2', '--platform', 'x86_64-linux-cpu']);
+    fx.processes.push(worker);
     await waitForOutput(worker, /remex worker \S+ serving/);
     const sleepy = compileC({ file: 'programs/sleepy.c' }, 'x86_64');
-    const once = (await remexCli(['submit', '--server', serve.url, '--no-retry', '--name', 'once', sleepy, '--', '60000'])).stdout.trim();
-    const again = (await remexCli(['submit', '--server', serve.url, '--name', 'again', sleepy, '--', '60000'])).stdout.trim();
-    const client = new RemexClient(serve.url);
+    const once = (await remexCli(['submit', '--server', fx.url, '--no-retry', '--name', 'once', sleepy, '--', '60000'])).stdout.trim();
+    const again = (await remexCli(['submit', '--server', fx.url, '--name', 'again', sleepy, '--', '60000'])).stdout.trim();
+    const client = new RemexClient(fx.url);
     assert.equal((await client.getExecution(once)).noRetry, true);
     for (const id of [once, again]) await eventually(async () => ((await client.getExecution(id)).state === 'running' ? true : undefined), 15_000, `job ${id} running`);
 

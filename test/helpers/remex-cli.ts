@@ -1,7 +1,10 @@
 /** The remex CLI as tests run it: one-shot commands, and `remex serve` with its addresses read from stdout. */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { REMEX_BIN, spawnRemex, waitForOutput } from './processes.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { killHard, REMEX_BIN, spawnRemex, waitForOutput } from './processes.js';
 import type { RemexProcess } from './processes.js';
 
 export interface CliResult {
@@ -36,3 +39,34 @@ export function newToken(): string {
   return randomBytes(24).toString('hex');
 }
 
+
+/** A `remex serve` of one test file, in a data directory of its own, and the processes its tests start. */
+export interface ServeFixture {
+  dir: string;
+  url: string;
+  /** Killed by stop(), the server first: push the workers a test starts. */
+  processes: RemexProcess[];
+  stop(): Promise<void>;
+}
+
+/** Starts `remex serve ARGS --data <a new temp dir>/data`; stop() kills every process and removes the dir. */
+export async function serveInTempDir(prefix: string, args: string[]): Promise<ServeFixture> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const processes: RemexProcess[] = [];
+  try {
+    const serve = await startServe([...args, '--data', join(dir, 'data')]);
+    processes.push(serve.proc);
+    return {
+      dir,
+      url: serve.url,
+      processes,
+      stop: async () => {
+        for (const p of processes) await killHard(p);
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
