@@ -4,6 +4,7 @@ import { benchExecutionLatency } from './execution-latency.js';
 import { benchGrpcActionCache } from './grpc-action-cache.js';
 import { benchGrpcByteStream } from './grpc-bytestream.js';
 import { benchGrpcFindMissing } from './grpc-find-missing.js';
+import { benchLongJobSupervision } from './long-job-supervision.js';
 import { benchPostgresDispatch } from './postgres-dispatch.js';
 import { benchQueueScale } from './queue-scale.js';
 
@@ -15,6 +16,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'grpc-find-missing': benchGrpcFindMissing,
   'bazel-build': benchBazelBuild,
   'postgres-dispatch': benchPostgresDispatch,
+  'long-job-supervision': benchLongJobSupervision,
 };
 
 const only = process.argv.slice(2);

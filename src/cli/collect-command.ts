@@ -5,15 +5,18 @@
  * with each job's metrics: its last progress report's and its own `results/results.json`'s numbers.
  * Names inside a results tree are checked before anything is written: nothing lands outside DIR.
  */
-import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import type { ExecutionView } from '../api/execution-view.js';
 import { decodeTree } from '../cas/directory-codec.js';
 import { validateName } from '../cas/tree.js';
 import type { Digest } from '../core/digest.js';
-import { formatDigest } from '../core/digest.js';
+import { DigestBuilder, formatDigest } from '../core/digest.js';
 import { formatDuration } from '../core/duration.js';
-import { InvalidArgumentError } from '../core/errors.js';
+import { InternalError, InvalidArgumentError } from '../core/errors.js';
 import { parseLabels } from '../core/labels.js';
 import { RESULTS_DIRECTORY } from '../core/model.js';
 import type { Directory } from '../core/model.js';
@@ -99,7 +102,8 @@ async function collectJob(client: RemexClient, v: ExecutionView, out: string): P
   if (v.output) {
     for (const stream of ['stdout', 'stderr'] as const) {
       const o = v.output[stream];
-      await writeFile(join(dir, stream), o.base64 !== null ? Buffer.from(o.base64, 'base64') : await client.getBlob(o.digest));
+      if (o.base64 !== null) await writeFile(join(dir, stream), Buffer.from(o.base64, 'base64'));
+      else await download(client, o.digest, join(dir, stream));
     }
   }
   const metrics: Record<string, number> = { ...(v.progress?.metrics ?? {}) };
@@ -139,7 +143,7 @@ async function writeTree(client: RemexClient, treeDigest: Digest, dir: string, s
     for (const f of d.files) {
       validateName(f.name, `${path}${f.name}`);
       const target = join(at, f.name);
-      await writeFile(target, await client.getBlob(f.digest));
+      await download(client, f.digest, target);
       await chmod(target, f.isExecutable ? 0o755 : 0o644);
     }
     for (const s of d.symlinks) skipped.push(`${path}${s.name} -> ${s.target}`);
@@ -151,6 +155,24 @@ async function writeTree(client: RemexClient, treeDigest: Digest, dir: string, s
     }
   };
   await write(tree.root, dir, '', 0);
+}
+
+/** A blob streamed to a file (a result file of gigabytes never sits in memory), checked against its digest. */
+async function download(client: RemexClient, digest: Digest, path: string): Promise<void> {
+  const seen = new DigestBuilder();
+  const body = await client.blobStream(digest);
+  await pipeline(
+    Readable.from(body),
+    async function* (chunks: AsyncIterable<Uint8Array>) {
+      for await (const chunk of chunks) yield seen.update(chunk) && chunk;
+    },
+    createWriteStream(path),
+  );
+  const got = seen.digest();
+  if (got.hash !== digest.hash || got.sizeBytes !== digest.sizeBytes) {
+    await rm(path, { force: true });
+    throw new InternalError(`blob ${formatDigest(digest)} arrived as ${formatDigest(got)}; ${path} not written`);
+  }
 }
 
 /** The numbers of a results.json object: its top-level numeric fields and those of its `metrics`. */
