@@ -22,6 +22,12 @@ export interface WorkerTuning {
    */
   giveUpAfterTries: number;
   giveUpAfterLeaseExpiryMs: number;
+  /**
+   * How often a run's progress file is looked at. Updates leave at most once a second (riding a
+   * heartbeat), so 250 ms is soon enough, and 50 channels cost ~2% of a core rather than twice that at
+   * 100 ms (bench/long-job-supervision).
+   */
+  progressPollMs: number;
 }
 
 export const DEFAULT_WORKER_TUNING: Readonly<WorkerTuning> = Object.freeze({
@@ -33,6 +39,7 @@ export const DEFAULT_WORKER_TUNING: Readonly<WorkerTuning> = Object.freeze({
   maxCompletionsPerCall: 256,
   giveUpAfterTries: 10,
   giveUpAfterLeaseExpiryMs: 60_000,
+  progressPollMs: 250,
 });
 
 /** The defaults with the given values over them; an absent value keeps its default. */

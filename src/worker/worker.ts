@@ -409,6 +409,7 @@ export class Worker {
     const owner = this.opts.sandbox.capabilities.programOwner;
     return ProgressChannel.open(inputRoot, {
       ...(owner ? { fileOwner: owner } : {}),
+      pollIntervalMs: this.tuning.progressPollMs,
       onUpdate: (update, atMs) => {
         reportProgress({ ...update, ...(update.metrics ? { metrics: { ...update.metrics } } : {}), atMs, history: [...history] });
         if (update.percent !== undefined) {
