@@ -1,6 +1,7 @@
 /**
  * The `remex` command. Options are compiled once into typed configuration (units in names) and handed to
- * the components; errors print one line and exit with EXIT_REMEX_FAILURE.
+ * the components; errors print one line and exit with EXIT_REMEX_FAILURE. Only `serve` and `worker` load
+ * the server's modules (imported when they run): every other command is a client and starts quickly.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -8,11 +9,10 @@ import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 
 import { parseTokenList, readOwnToken } from '../auth/tokens.js';
 import { InvalidArgumentError, RemexError } from '../core/errors.js';
 import { RemexClient } from '../client/remex-client.js';
-import { startServer } from '../server/server.js';
-import { createLogger } from '../server/logger.js';
-import { defaultSlots, labelsFromFlags, SERVE_DEFAULTS, serveConfig, WORKER_DEFAULTS } from '../server/config.js';
+import type { Logger } from 'pino';
+import { parseLabels } from '../core/labels.js';
+import { defaultSlots, SERVE_DEFAULTS, WORKER_DEFAULTS } from '../server/defaults.js';
 import type { ServeFlags } from '../server/config.js';
-import { startRemoteWorker } from '../server/remote-worker.js';
 import { EXIT_REMEX_FAILURE } from './exit-codes.js';
 import { collectCommand } from './collect-command.js';
 import { cancelCommand, jobsCommand, statusCommand, submitCommand } from './job-commands.js';
@@ -102,6 +102,7 @@ export function buildProgram(): Command {
     .option('--tls-cert <file>', 'PEM certificate chain: serve HTTPS, WSS and gRPC over TLS')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .action(async (flags: ServeFlags) => {
+      const [{ createLogger }, { serveConfig }, { startServer }] = await Promise.all([import('../server/logger.js'), import('../server/config.js'), import('../server/server.js')]);
       const logger = createLogger();
       const server = await startServer(serveConfig(flags, process.env, logger));
       const grpcScheme = flags.tlsCert !== undefined ? 'grpcs' : 'grpc';
@@ -124,8 +125,9 @@ export function buildProgram(): Command {
     .addOption(new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE'))
     .addOption(caFileOption())
     .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; instanceId?: string; pricePerHour?: number; tokenFile?: string; caFile?: string }) => {
+      const labels = parseLabels(o.label, '--label');
+      const [{ createLogger }, { startRemoteWorker }] = await Promise.all([import('../server/logger.js'), import('../server/remote-worker.js')]);
       const logger = createLogger();
-      const labels = labelsFromFlags(o.label);
       const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
       const worker = await startRemoteWorker({
         server: o.server,
@@ -347,7 +349,7 @@ function printTable(header: readonly string[], rows: ReadonlyArray<readonly stri
   for (const row of [header, ...rows]) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()}\n`);
 }
 
-function onTerminate(logger: ReturnType<typeof createLogger>, shutdown: () => Promise<void>): void {
+function onTerminate(logger: Logger, shutdown: () => Promise<void>): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals) => {
     if (stopping) {

@@ -14,6 +14,7 @@ import type { Digest } from '../core/digest.js';
 import { ConflictError, isRemexError, MissingBlobsError, NotFoundError, UnsupportedPlatformError } from '../core/errors.js';
 import { isCacheable, isTerminal } from '../core/model.js';
 import type { ExecutionSpec, RunReport } from '../core/model.js';
+import { DEFAULT_LEASE_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS } from '../core/defaults.js';
 import { checkLabels } from '../core/labels.js';
 import { fanOut } from '../core/observers.js';
 import { canonicalPlatform } from '../core/platform.js';
@@ -59,9 +60,9 @@ export interface SchedulerObservation {
 export const MAX_REAPER_BACKOFF_MS = 30_000;
 
 export const DEFAULT_SCHEDULER_OPTIONS: Readonly<SchedulerOptions> = Object.freeze({
-  leaseTimeoutMs: 30_000,
+  leaseTimeoutMs: DEFAULT_LEASE_TIMEOUT_MS,
   heartbeatIntervalMs: 2_000,
-  maxAttempts: 3,
+  maxAttempts: DEFAULT_MAX_ATTEMPTS,
   workerSilenceMs: 15_000,
   reaperIntervalMs: 1_000,
   acceptPlatforms: [],

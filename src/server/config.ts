@@ -3,15 +3,12 @@
  * flags and environment to a validated configuration with units in its names. The CLI only parses flags
  * into {@link ServeFlags} / {@link WorkerFlags}; the composition roots only read the result.
  */
-import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ExecutionPolicy } from '../api/execution-request.js';
-import { DEFAULT_GRPC_PORT } from '../api/grpc/grpc-server.js';
 import { Authenticator, parseTokenList, readOwnToken, readTokenFile } from '../auth/tokens.js';
 import { InvalidArgumentError } from '../core/errors.js';
-import { parseLabels } from '../core/labels.js';
 import { DEFAULT_LIMITS, DEFAULT_TIMEOUT_MS } from '../core/limits.js';
 import { DEFAULT_SCHEDULER_OPTIONS } from '../scheduler/scheduler.js';
 import type { SchedulerOptions } from '../scheduler/scheduler.js';
@@ -84,26 +81,8 @@ export interface ServeOptions {
   observers?: { scheduler?: readonly SchedulerObserver[]; worker?: readonly WorkerObserver[] };
 }
 
-/** The defaults of every flag of `remex serve` and `remex worker`, as the CLI shows them. */
-export const SERVE_DEFAULTS = Object.freeze({
-  host: '127.0.0.1',
-  port: 8080,
-  dataDir: '.remex/data',
-  grpcPort: DEFAULT_GRPC_PORT,
-  leaseTimeoutSeconds: DEFAULT_SCHEDULER_OPTIONS.leaseTimeoutMs / 1000,
-  maxAttempts: DEFAULT_SCHEDULER_OPTIONS.maxAttempts,
-  runDirectories: 'auto' as const,
-});
-
-export const WORKER_DEFAULTS = Object.freeze({
-  name: `worker@${hostname()}`,
-  workDir: '.remex/worker',
-});
-
-/** Slots of a worker (the local pool or `remex worker`) unless told: one per CPU. */
-export function defaultSlots(): number {
-  return availableParallelism();
-}
+// The flag defaults live apart, where the CLI reads them without loading the server.
+export { defaultSlots, SERVE_DEFAULTS, WORKER_DEFAULTS } from './defaults.js';
 
 /** `remex serve`'s flags as commander parses them (numbers already checked to be numbers). */
 export interface ServeFlags {
@@ -221,11 +200,6 @@ function serverTokens(file: string | undefined, envName: string, env: NodeJS.Pro
     tokens.push(...read.tokens);
   }
   return tokens;
-}
-
-/** `--label K=V` flags → labels (core/labels.ts says what a label may be). */
-export function labelsFromFlags(flags: readonly string[]): Record<string, string> {
-  return parseLabels(flags, '--label');
 }
 
 /**

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pino from 'pino';
 import { isRemexError } from '../../src/core/errors.js';
-import { DEFAULT_MAX_BLOB_BYTES, DEFAULT_POLICY, labelsFromFlags, SERVE_DEFAULTS, schedulerTimings, serveConfig } from '../../src/server/config.js';
+import { DEFAULT_MAX_BLOB_BYTES, DEFAULT_POLICY, SERVE_DEFAULTS, schedulerTimings, serveConfig } from '../../src/server/config.js';
 import type { ServeFlags } from '../../src/server/config.js';
 
 const quiet = pino({ level: 'silent' });
@@ -68,17 +68,4 @@ test('bad flags are refused naming the flag', () => {
   refused({ port: 70_000 }, /^--port: /);
   refused({ grpcPort: 65_536 }, /^--grpc-port: /);
   refused({ leaseTimeout: 0 }, /^--lease-timeout: /);
-});
-
-test('worker labels: NAME=VALUE, checked', () => {
-  assert.deepEqual(labelsFromFlags(['pool=arm-spot', 'app.kubernetes.io/version=1.4', 'empty=']), { pool: 'arm-spot', 'app.kubernetes.io/version': '1.4', empty: '' });
-  for (const [flag, pattern] of [
-    ['novalue', /expected NAME=VALUE/],
-    ['=x', /expected NAME=VALUE/],
-    ['1pool=x', /not a letter followed by/],
-    [`long=${'v'.repeat(257)}`, /longer than 256/],
-  ] as const) {
-    assert.throws(() => labelsFromFlags([flag]), (err: unknown) => isRemexError(err, 'INVALID_ARGUMENT') && pattern.test((err as Error).message), flag);
-  }
-  assert.throws(() => labelsFromFlags(['a=1', 'a=2']), /given twice/);
 });

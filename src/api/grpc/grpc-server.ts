@@ -29,7 +29,7 @@ import { reapiProtos } from './protos.js';
 import { DEFAULT_UPLOAD_IDLE_MS, UploadSessions } from './upload-sessions.js';
 
 /** The port REAPI clients are pointed at unless told otherwise (`remex serve --grpc-port`). */
-export const DEFAULT_GRPC_PORT = 8980;
+export { DEFAULT_GRPC_PORT } from '../../core/defaults.js';
 
 export interface GrpcServerOptions {
   scheduler: Scheduler;
