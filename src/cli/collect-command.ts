@@ -22,6 +22,7 @@ import { RESULTS_DIRECTORY } from '../core/model.js';
 import type { Directory } from '../core/model.js';
 import type { ExecutionListQuery, RemexClient } from '../client/remex-client.js';
 import { formatCost } from './job-commands.js';
+import { formatTable } from './table.js';
 
 const FINISHED = ['completed', 'timed_out', 'cancelled', 'failed'];
 
@@ -207,10 +208,9 @@ function summaryTable(jobs: readonly CollectedJob[]): string {
     j.cost === null ? '' : formatCost(j.cost),
     ...metricNames.map((m) => (j.metrics[m] === undefined ? '' : String(j.metrics[m]))),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const lines = [header, ...rows].map((row) => row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd());
-  if (jobs.some((j) => j.emulated)) lines.push('* emulated (qemu-user): not a hardware figure');
+  let text = formatTable(header, rows);
+  if (jobs.some((j) => j.emulated)) text += '* emulated (qemu-user): not a hardware figure\n';
   const priced = jobs.filter((j) => j.cost !== null);
-  if (priced.length > 0) lines.push(`cost of the ${priced.length} priced job${priced.length === 1 ? '' : 's'}: ${formatCost(priced.reduce((sum, j) => sum + (j.cost ?? 0), 0))}`);
-  return `${lines.join('\n')}\n`;
+  if (priced.length > 0) text += `cost of the ${priced.length} priced job${priced.length === 1 ? '' : 's'}: ${formatCost(priced.reduce((sum, j) => sum + (j.cost ?? 0), 0))}\n`;
+  return text;
 }

@@ -8,6 +8,7 @@ import { formatDuration, parseDuration } from '../core/duration.js';
 import { parseLabels } from '../core/labels.js';
 import type { ExecutionListQuery, RemexClient } from '../client/remex-client.js';
 import { prepareSubmission } from './run-command.js';
+import { formatLabels, formatTable } from './table.js';
 import type { RunOptions } from './run-command.js';
 
 export interface SubmitOptions extends RunOptions {
@@ -108,9 +109,7 @@ export async function jobsCommand(client: RemexClient, opts: JobsOptions): Promi
     return 0;
   }
   const rows = jobs.map((v) => [v.id, v.name ?? '', v.platform + (v.emulated ? '*' : ''), v.state, progressOf(v, 24), v.startedAt ?? '', runtimeOf(v), v.cost === null ? '' : formatCost(v.cost), formatLabels(v.labels)]);
-  const header = ['ID', 'NAME', 'PLATFORM', 'STATE', 'PROGRESS', 'STARTED', 'RUNTIME', 'COST', 'LABELS'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  for (const row of [header, ...rows]) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()}\n`);
+  process.stdout.write(formatTable(['ID', 'NAME', 'PLATFORM', 'STATE', 'PROGRESS', 'STARTED', 'RUNTIME', 'COST', 'LABELS'], rows));
   if (jobs.some((v) => v.emulated)) process.stdout.write('* emulated (qemu-user)\n');
   const priced = jobs.filter((v) => v.cost !== null);
   if (priced.length > 0) process.stdout.write(`cost of the ${priced.length} priced job${priced.length === 1 ? '' : 's'} listed: ${formatCost(priced.reduce((sum, v) => sum + (v.cost ?? 0), 0))}\n`);
@@ -131,12 +130,6 @@ function progressOf(v: ExecutionView, width?: number): string {
   if (metrics.length > 0) parts.push(`(${metrics.join(', ')})`);
   const text = parts.filter((x) => x !== '').join(' ');
   return width !== undefined && text.length > width ? `${text.slice(0, width - 1)}…` : text;
-}
-
-function formatLabels(labels: Readonly<Record<string, string>>): string {
-  return Object.entries(labels)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(',');
 }
 
 /** The run's own time once it ended; while it runs, the time since it started. */

@@ -17,6 +17,7 @@ import { EXIT_REMEX_FAILURE } from './exit-codes.js';
 import { collectCommand } from './collect-command.js';
 import { cancelCommand, jobsCommand, statusCommand, submitCommand } from './job-commands.js';
 import { runCommand, waitCommand } from './run-command.js';
+import { formatLabels, formatTable } from './table.js';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
 
@@ -298,7 +299,7 @@ export function buildProgram(): Command {
       const rows = platforms.map((p) => [p.platform, p.emulated ? 'emulated' : 'native', String(p.workers), `${p.freeSlots}/${p.slots}`, String(p.queued), String(p.running)]);
       // A worker serving several platforms shows under each: the fleet's line counts it once.
       if (fleet && platforms.some((p) => p.sharedSlots > 0)) rows.push(['(all, each worker once)', '', String(fleet.workers), `${fleet.freeSlots}/${fleet.slots}`, String(fleet.queued), String(fleet.running)]);
-      printTable(['PLATFORM', 'MODE', 'WORKERS', 'FREE/SLOTS', 'QUEUED', 'RUNNING'], rows);
+      process.stdout.write(formatTable(['PLATFORM', 'MODE', 'WORKERS', 'FREE/SLOTS', 'QUEUED', 'RUNNING'], rows));
     });
 
   const workerTokenOption = () => new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE');
@@ -323,9 +324,9 @@ export function buildProgram(): Command {
         w.drainRequested && w.state === 'active' ? 'drain-ordered' : w.state,
         String(w.slots),
         w.platforms.map((p) => `${p.platform}${p.emulated ? '(emulated)' : ''}`).join(','),
-        Object.entries(w.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(','),
+        formatLabels(w.labels ?? {}),
       ]);
-      printTable(['ID', 'NAME', 'STATE', 'SLOTS', 'PLATFORMS', 'LABELS'], rows);
+      process.stdout.write(formatTable(['ID', 'NAME', 'STATE', 'SLOTS', 'PLATFORMS', 'LABELS'], rows));
     });
 
   program
@@ -342,11 +343,6 @@ export function buildProgram(): Command {
     });
 
   return program;
-}
-
-function printTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  for (const row of [header, ...rows]) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()}\n`);
 }
 
 function onTerminate(logger: Logger, shutdown: () => Promise<void>): void {
