@@ -75,6 +75,7 @@ function outputView(s: OutputStream): OutputView {
 
 export function executionView(job: JobRecord): ExecutionView {
   const r = job.result;
+  const cost = r ? costOf(r) : null;
   return {
     id: job.id,
     guid: job.id,
@@ -102,7 +103,7 @@ export function executionView(job: JobRecord): ExecutionView {
     outputDirectories: r?.outputDirectories ?? [],
     host: r?.host ?? null,
     // A cached result ran nothing now: it costs nothing (where the worker has a price at all).
-    cost: r ? (job.cached && costOf(r) !== null ? 0 : costOf(r)) : null,
+    cost: job.cached && cost !== null ? 0 : cost,
     failure: job.failure,
     name: job.name,
     labels: job.labels,

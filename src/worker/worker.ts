@@ -230,11 +230,7 @@ export class Worker {
       this.busySlots--;
       this.wakeLoop();
     };
-    const reportProgress = (progress: JobProgress): void => {
-      entry.progress = progress;
-      entry.progressSent = false;
-    };
-    entry.done = this.runJob(lease, abort.signal, freeSlot, reportProgress, () => !entry.progressSent)
+    entry.done = this.runJob(entry, freeSlot)
       .catch((err: unknown) => this.opts.logger.error({ err, jobId: lease.jobId }, 'job handling failed'))
       .finally(() => {
         freeSlot();
@@ -281,7 +277,8 @@ export class Worker {
   }
 
   /** Runs a lease and commits its outcome; `runEnded` frees the slot once the program is done with it. */
-  private async runJob(lease: Lease, signal: AbortSignal, runEnded: () => void, reportProgress: (p: JobProgress) => void, hasUnsentProgress: () => boolean): Promise<void> {
+  private async runJob(entry: Running, runEnded: () => void): Promise<void> {
+    const { lease } = entry;
     this.observer.runStarted?.(lease);
     let runDir: string;
     try {
@@ -297,13 +294,13 @@ export class Worker {
     }
     let committed: Promise<void> | undefined;
     try {
-      const { outcome, phases } = await this.execute(lease, runDir, signal, reportProgress);
+      const { outcome, phases } = await this.execute(entry, runDir);
       // The slot is free while the result travels: the next lease call can carry it.
       runEnded();
       this.observer.runFinished?.(lease, outcome, phases);
       // The program's last progress (read when it ended) reaches the server while the lease is still
       // this worker's: one heartbeat before the result, only for a run whose channel has news.
-      if (hasUnsentProgress()) await this.heartbeat();
+      if (!entry.progressSent) await this.heartbeat();
       // Sent before the cleanup starts: the client waits for the result, not for the cleanup. Its
       // settlement may come back later still, with the answer to a lease call that waited for work.
       committed = this.commit(lease, outcome);
@@ -317,7 +314,9 @@ export class Worker {
   }
 
   /** Runs one lease and describes how it ended, with where its time went once the program ran; never throws. */
-  private async execute(lease: Lease, runDir: string, signal: AbortSignal, reportProgress: (p: JobProgress) => void): Promise<{ outcome: Outcome; phases: RunPhases | null }> {
+  private async execute(entry: Running, runDir: string): Promise<{ outcome: Outcome; phases: RunPhases | null }> {
+    const { lease } = entry;
+    const { signal } = entry.abort;
     const { spec } = lease;
     const support = this.opts.platforms.find((p) => p.platform === spec.platform);
     if (!support) {
@@ -338,7 +337,7 @@ export class Worker {
       const [program, ...args] = spec.command.arguments;
       if (program === undefined) return { outcome: { state: 'failed', failure: { code: 'INVALID_ARGUMENT', message: 'command has no arguments' } }, phases: null };
       const env: Record<string, string> = Object.fromEntries(spec.command.environmentVariables.map((v) => [v.name, v.value]));
-      const channel = spec.progress ? await this.openProgressChannel(inputRoot, reportProgress) : undefined;
+      const channel = spec.progress ? await this.openProgressChannel(inputRoot, entry) : undefined;
       if (channel) env[PROGRESS_ENV_VAR] = posix.join(SANDBOX_ROOT, channel.fileName);
       if (spec.results) {
         await makeResultsDirectory(inputRoot, this.opts.sandbox.capabilities.programOwner);
@@ -368,13 +367,14 @@ export class Worker {
       }
       const t2 = performance.now();
       const inlineLimit = this.tuning.inlineOutputBytes;
-      const [stdout, stderr, outputs] = await Promise.all([
+      const [stdout, stderr, outputs, results] = await Promise.all([
         this.storeOutput(result.stdout, result.stdoutTotalBytes, result.stdoutTruncated, inlineLimit),
         this.storeOutput(result.stderr, result.stderrTotalBytes, result.stderrTruncated, inlineLimit),
         collectOutputs(inputRoot, spec.command.workingDirectory, spec.command.outputPaths, this.opts.blobs),
+        // The results directory, taken as the declared outputs are (nothing it holds is followed out of it).
+        spec.results ? collectOutputs(inputRoot, '', [RESULTS_DIRECTORY], this.opts.blobs) : undefined,
       ]);
-      // The results directory, taken as the declared outputs are (nothing it holds is followed out of it).
-      if (spec.results) outputs.directories.push(...(await collectOutputs(inputRoot, '', [RESULTS_DIRECTORY], this.opts.blobs)).directories);
+      if (results) outputs.directories.push(...results.directories);
       const report: RunReport = {
         exitCode: result.exitCode,
         signal: result.signal,
@@ -404,14 +404,16 @@ export class Worker {
   }
 
   /** The run's progress channel; each update (at most one a second) becomes the job's progress, with its history. */
-  private openProgressChannel(inputRoot: string, reportProgress: (p: JobProgress) => void): Promise<ProgressChannel> {
+  private openProgressChannel(inputRoot: string, entry: Running): Promise<ProgressChannel> {
     const history: JobProgress['history'] = [];
     const owner = this.opts.sandbox.capabilities.programOwner;
     return ProgressChannel.open(inputRoot, {
       ...(owner ? { fileOwner: owner } : {}),
       pollIntervalMs: this.tuning.progressPollMs,
       onUpdate: (update, atMs) => {
-        reportProgress({ ...update, ...(update.metrics ? { metrics: { ...update.metrics } } : {}), atMs, history: [...history] });
+        // The next heartbeat carries it (the run's entry says it is not sent yet).
+        entry.progress = { ...update, ...(update.metrics ? { metrics: { ...update.metrics } } : {}), atMs, history: [...history] };
+        entry.progressSent = false;
         if (update.percent !== undefined) {
           history.push({ percent: update.percent, atMs });
           if (history.length > MAX_PROGRESS_HISTORY) history.shift();

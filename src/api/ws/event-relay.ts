@@ -80,12 +80,10 @@ function errorFrame(code: ErrorCode, detail: string): string {
 
 function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
   const subscriptions = new Map<string, () => void>();
-  const send = (job: JobRecord): void => {
-    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(executionView(job)));
-  };
   const sendFrame = (frame: object): void => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
   };
+  const send = (job: JobRecord): void => sendFrame(executionView(job));
   const deliverOnce = (id: string, job: JobRecord): void => {
     const stop = subscriptions.get(id);
     if (!stop) return;

@@ -92,13 +92,14 @@ export class BwrapSandbox implements Sandbox {
     this.cgroups = settings.cgroups;
     this.spawner = new Spawner({ maskFds: settings.layout.inheritedFds, devNullFd: settings.layout.devNullFd, execHelperPath: settings.layout.execHelperPath });
     const enforces = settings.cgroups?.enforces;
+    // As root the program runs as another uid; unprivileged it runs as this process's own uid, which
+    // owns the blob store and could write a shared file.
+    const otherUser = settings.layout.privileged && settings.runAsUid !== process.getuid?.();
     this.capabilities = {
       kind: 'bwrap',
       treeLimits: Boolean(enforces?.memory && enforces.processes && enforces.cpuTime),
-      // As root the program runs as another uid; unprivileged it runs as this process's own uid, which
-      // owns the blob store and could write a shared file.
-      readOnlyInputs: settings.layout.privileged && settings.runAsUid !== process.getuid?.(),
-      programOwner: settings.layout.privileged && settings.runAsUid !== process.getuid?.() ? { uid: settings.runAsUid, gid: settings.runAsGid } : null,
+      readOnlyInputs: otherUser,
+      programOwner: otherUser ? { uid: settings.runAsUid, gid: settings.runAsGid } : null,
       notes,
     };
   }
