@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import type { Logger } from 'pino';
 import type { Digest } from '../core/digest.js';
-import { ConflictError, isRemexError, MissingBlobsError, NotFoundError, UnsupportedPlatformError } from '../core/errors.js';
+import { ConflictError, isRemexError, MissingBlobsError, NotFoundError, RemexError, UnsupportedPlatformError } from '../core/errors.js';
 import { isCacheable, isTerminal } from '../core/model.js';
 import type { ExecutionSpec, RunReport } from '../core/model.js';
 import { DEFAULT_LEASE_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS } from '../core/defaults.js';
@@ -543,6 +543,21 @@ export class Scheduler implements WorkerLink {
       throw new NotFoundError(`no live worker ${workerId}`, { details: { workerId } });
     }
     this.logger.info({ workerId }, 'drain requested');
+    return (await this.store.workers.get(workerId)) as WorkerRecord;
+  }
+
+  /**
+   * Withdraws a drain order the worker has not acted on yet: it goes on taking jobs. A worker that already
+   * drains, or has left, cannot be turned back (FAILED_PRECONDITION); an unknown one is NOT_FOUND.
+   */
+  async cancelDrain(workerId: string): Promise<WorkerRecord> {
+    if (!(await this.store.workers.cancelDrain(workerId))) {
+      const worker = await this.store.workers.get(workerId);
+      if (!worker) throw new NotFoundError(`no worker ${workerId}`, { details: { workerId } });
+      const why = worker.state === 'gone' ? 'has left' : 'is already draining: it finishes what it holds and leaves';
+      throw new RemexError('FAILED_PRECONDITION', `worker ${workerId} ${why}; it cannot be undrained`, { details: { workerId, state: worker.state } });
+    }
+    this.logger.info({ workerId }, 'drain order withdrawn');
     return (await this.store.workers.get(workerId)) as WorkerRecord;
   }
 

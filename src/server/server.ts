@@ -16,6 +16,7 @@ import { startGrpcServer } from '../api/grpc/grpc-server.js';
 import { WebhookNotifier } from '../api/webhook-notifier.js';
 import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
+import { LiveStats } from '../api/live-stats.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { openBackends } from './backends.js';
 import { detectPlatformSupport } from '../worker/emulation.js';
@@ -113,15 +114,19 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // must not keep its database, workers or other listener open, or the process never exits.
   const started: Array<() => Promise<void>> = [async () => backends.close()];
   try {
+    // The dashboard's charts; the scheduler feeds them, it samples the scheduler's queue.
+    const liveStats = new LiveStats({ sample: async () => (await scheduler.status()).fleet, logger: logger.child({ component: 'live-stats' }) });
     const scheduler = new Scheduler(store, blobs, events, opts.scheduler, Date.now, {
       logger: logger.child({ component: 'scheduler' }),
-      observers: opts.observers?.scheduler ?? [],
+      observers: [...(opts.observers?.scheduler ?? []), liveStats.observer],
     });
     // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
     // rather than after their leases expire.
     const localPrefix = `local:${hostname()}:${opts.dataDir}:`;
     await scheduler.start({ releaseOwnerPrefix: localPrefix });
     started.push(() => scheduler.close());
+    liveStats.start();
+    started.push(async () => liveStats.close());
     const notifier = new WebhookNotifier(events, { secret: opts.webhookSecret ?? (await keptWebhookSecret(opts.dataDir)), logger: logger.child({ component: 'webhooks' }) });
     started.push(async () => notifier.close());
 
@@ -165,6 +170,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       describe: () => ({ localWorkerSlots: opts.workerSlots, activeLocalJobs: localWorker?.activeJobs ?? 0 }),
       auth,
       ...(opts.tls ? { tls: opts.tls } : {}),
+      liveStats,
     });
     started.push(() => http.close());
     await http.listen({ host: opts.host, port: opts.port });
@@ -211,6 +217,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           await runRoot?.dispose().catch((err: unknown) => logger.warn({ err }, 'cannot remove the run directories'));
           await grpc?.close();
           notifier.close();
+          liveStats.close();
           await scheduler.close();
           await http.close();
           await backends.close();

@@ -177,6 +177,11 @@ export interface WorkerRegistry {
   touch(id: string, nowMs: number, state?: WorkerRecord['state']): Promise<WorkerTouch | undefined>;
   /** Asks a worker to drain (it hears so at its next heartbeat); false when it is unknown or gone. */
   requestDrain(id: string): Promise<boolean>;
+  /**
+   * Withdraws a drain order before the worker acted on it; false when it is unknown, gone, or already
+   * draining (a worker that began to drain finishes and leaves: that cannot be turned back).
+   */
+  cancelDrain(id: string): Promise<boolean>;
   get(id: string): Promise<WorkerRecord | undefined>;
   list(): Promise<WorkerRecord[]>;
   /** Marks workers not seen since `cutoffMs` gone; returns their ids. */

@@ -61,3 +61,17 @@ test('a drain order reaches the worker at its next heartbeat, until it drains; i
   assert.equal((await scheduler.heartbeat(workerId, true, [])).drain, undefined, 'told until it says it drains');
   await assert.rejects(scheduler.requestDrain('nobody'), (err: unknown) => isRemexError(err, 'NOT_FOUND'));
 });
+
+test('undrain withdraws an order the worker has not acted on; a draining, gone or unknown worker is refused with a reason', async (t) => {
+  const scheduler = schedulerFor(t);
+  const { workerId } = await scheduler.register({ name: 'w', platforms: [{ platform: X86, emulated: false }], slots: 1 });
+  await scheduler.requestDrain(workerId);
+  assert.equal((await scheduler.cancelDrain(workerId)).drainRequested, false);
+  assert.equal((await scheduler.heartbeat(workerId, false, [])).drain, undefined, 'the withdrawn order is not told');
+  await scheduler.requestDrain(workerId);
+  await scheduler.heartbeat(workerId, true, []);
+  await assert.rejects(scheduler.cancelDrain(workerId), (err: unknown) => isRemexError(err, 'FAILED_PRECONDITION') && /already draining/.test(err.message));
+  await scheduler.unregister(workerId);
+  await assert.rejects(scheduler.cancelDrain(workerId), (err: unknown) => isRemexError(err, 'FAILED_PRECONDITION') && /has left/.test(err.message));
+  await assert.rejects(scheduler.cancelDrain('nobody'), (err: unknown) => isRemexError(err, 'NOT_FOUND'));
+});

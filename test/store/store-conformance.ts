@@ -900,6 +900,21 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.equal((await store.workers.get('w2'))?.drainRequested, false);
       });
 
+      test('cancelDrain withdraws an order an active worker has not acted on; not for a draining, gone or unknown one', async () => {
+        await store.workers.upsert(worker('w1'));
+        assert.equal(await store.workers.requestDrain('w1'), true);
+        assert.equal(await store.workers.cancelDrain('w1'), true);
+        assert.deepEqual(await store.workers.touch('w1', T0 + 10), { drainRequested: false });
+        assert.equal(await store.workers.cancelDrain('w1'), true, 'withdrawing no order is no error');
+        assert.equal(await store.workers.requestDrain('w1'), true);
+        assert.ok(await store.workers.touch('w1', T0 + 20, 'draining'));
+        assert.equal(await store.workers.cancelDrain('w1'), false);
+        assert.equal((await store.workers.get('w1'))?.drainRequested, true, 'the order of a draining worker stands');
+        await store.workers.upsert(worker('w2', { state: 'gone' }));
+        assert.equal(await store.workers.cancelDrain('w2'), false);
+        assert.equal(await store.workers.cancelDrain('nobody'), false);
+      });
+
       test('markSilentGone marks workers not seen since the cutoff, once', async () => {
         await store.workers.upsert(worker('old', { lastSeenAtMs: T0 }));
         await store.workers.upsert(worker('edge', { lastSeenAtMs: T0 + 100 }));

@@ -1,7 +1,10 @@
 /**
  * Who may call what over HTTP. One table, default deny: /healthz is open; blobs take a client or a
- * worker token (workers stage inputs and store outputs); the worker protocol takes a worker token;
- * everything else (executions, platforms, the event relay, unknown routes) takes a client token.
+ * worker token (workers stage inputs and store outputs); the worker protocol takes a worker token; the
+ * operator's view of the fleet (the registry, drain and undrain orders) takes either, so the dashboard and
+ * `remex workers` need one token; the dashboard's page and assets are open (they hold no data: the page
+ * asks for a token); everything else (executions, platforms, the event relay, unknown routes) takes a
+ * client token.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -11,10 +14,13 @@ import { isRemexError } from '../../core/errors.js';
 const CLIENT: readonly Scope[] = ['client'];
 const WORKER: readonly Scope[] = ['worker'];
 const BLOBS: readonly Scope[] = ['client', 'worker'];
+const OPERATOR: readonly Scope[] = ['client', 'worker'];
+const OPERATOR_ROUTES = new Set(['GET /v1/workers', 'POST /v1/workers/:id/drain', 'POST /v1/workers/:id/undrain']);
 
 /** The scopes a route (Fastify's route pattern, or a raw path) accepts; null for an open route. */
-export function routeScopes(route: string | undefined): readonly Scope[] | null {
-  if (route === '/healthz') return null;
+export function routeScopes(route: string | undefined, method = 'GET'): readonly Scope[] | null {
+  if (route === '/healthz' || route === '/' || route?.startsWith('/assets/')) return null;
+  if (OPERATOR_ROUTES.has(`${method} ${route}`)) return OPERATOR;
   if (route === '/v1/workers' || route?.startsWith('/v1/workers/')) return WORKER;
   if (route?.startsWith('/v1/blobs/')) return BLOBS;
   return CLIENT;
@@ -28,7 +34,7 @@ export function registerHttpAuth(app: FastifyInstance, auth: Authenticator, logg
   if (!auth.enabled) return;
   app.addHook('onRequest', async (req) => {
     const route = req.routeOptions.url;
-    const scopes = routeScopes(route);
+    const scopes = routeScopes(route, req.method);
     if (!scopes) return;
     try {
       auth.authorize(req.headers.authorization, scopes);

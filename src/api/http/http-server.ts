@@ -19,8 +19,10 @@ import { parseExecutionQuery } from '../execution-query.js';
 import { executionView } from '../execution-view.js';
 import { digestList, parseWith } from '../schemas.js';
 import { attachEventRelay } from '../ws/event-relay.js';
+import type { LiveStats } from '../live-stats.js';
 import { BEARER_CHALLENGE, registerHttpAuth } from './auth.js';
 import { whenClientGone } from './client-gone.js';
+import { registerDashboard } from './dashboard-assets.js';
 import { toProblem } from './problem.js';
 import { registerWorkerRoutes } from './worker-routes.js';
 
@@ -37,6 +39,10 @@ export interface HttpServerOptions {
   auth?: Authenticator;
   /** Serve HTTPS (and WSS) with this certificate chain and key (PEM). */
   tls?: TlsFiles;
+  /** The dashboard's charts, pushed to its watchers (none: the charts stay empty). */
+  liveStats?: LiveStats;
+  /** Where the built dashboard is (default: dist/web). */
+  dashboardDir?: string;
 }
 
 export interface TlsFiles {
@@ -152,7 +158,8 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   app.get('/v1/platforms', async () => scheduler.status());
 
   registerWorkerRoutes(app, scheduler);
-  attachEventRelay(app.server, scheduler, opts.logger, auth);
+  registerDashboard(app, opts.dashboardDir);
+  attachEventRelay(app.server, scheduler, opts.logger, auth, opts.liveStats);
   return app;
 }
 

@@ -66,6 +66,7 @@ export function registerWorkerRoutes(app: FastifyInstance, scheduler: Scheduler)
   app.get('/v1/workers', async () => ({ workers: await scheduler.workers() }));
 
   app.post<{ Params: { id: string } }>('/v1/workers/:id/drain', async (req) => ({ worker: await scheduler.requestDrain(req.params.id) }));
+  app.post<{ Params: { id: string } }>('/v1/workers/:id/undrain', async (req) => ({ worker: await scheduler.cancelDrain(req.params.id) }));
 
   app.delete<{ Params: { id: string } }>('/v1/workers/:id', async (req) => {
     await scheduler.unregister(req.params.id);

@@ -8,8 +8,12 @@
  * "percent","message"?,"metrics"?,"atMs"}` — then the result as `subscribe` sends it, which ends the follow.
  * Compiler Explorer's clients never send it, so their protocol is unchanged.
  *
+ * The dashboard watches the fleet on the same socket: `watch: jobs|workers|stats` (dashboard-feed.ts).
+ *
  * When the server has tokens, the upgrade request must carry `Authorization: Bearer <client token>`, as
- * every HTTP call does; a token in the URL is never accepted (URLs end up in logs and proxies).
+ * every HTTP call does; a token in the URL is never accepted (URLs end up in logs and proxies). A browser
+ * cannot set that header on a WebSocket: it offers the subprotocols `remex.v1` and `bearer.<the token in
+ * base64url>` instead, and the server answers with `remex.v1` (decision 0028).
  */
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
@@ -27,20 +31,22 @@ import { executionView } from '../execution-view.js';
 import { BEARER_CHALLENGE } from '../http/auth.js';
 import { toProblem } from '../http/problem.js';
 import type { Problem } from '../http/problem.js';
+import type { LiveStats } from '../live-stats.js';
+import { DashboardFeed } from './dashboard-feed.js';
 
 const MAX_SUBSCRIPTIONS_PER_SOCKET = 10_000;
 const MAX_FRAME_BYTES = 4096;
 
 /** `server` is the HTTP or HTTPS server of the front door (both emit 'upgrade' alike). */
-export function attachEventRelay(server: Server, scheduler: Scheduler, logger: Logger, auth: Authenticator = Authenticator.open()): WebSocketServer {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+export function attachEventRelay(server: Server, scheduler: Scheduler, logger: Logger, auth: Authenticator = Authenticator.open(), stats?: LiveStats): WebSocketServer {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, handleProtocols: (offered) => (offered.has(BROWSER_PROTOCOL) ? BROWSER_PROTOCOL : false) });
   server.on('upgrade', (req, socket, head) => {
     if (new URL(req.url ?? '/', 'http://x').pathname !== '/v1/events') {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       return;
     }
     try {
-      auth.authorize(req.headers.authorization, ['client']);
+      auth.authorize(req.headers.authorization ?? authorizationFromProtocols(req.headers['sec-websocket-protocol']), ['client']);
     } catch (err) {
       const problem = toProblem(err, randomUUID());
       if (problem.status >= 500) logger.error({ err, route: '/v1/events', requestId: problem.body.requestId }, 'event relay upgrade failed');
@@ -48,10 +54,21 @@ export function attachEventRelay(server: Server, scheduler: Scheduler, logger: L
       refuse(socket, problem);
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, scheduler, logger));
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, scheduler, logger, stats));
   });
   server.on('close', () => wss.close());
   return wss;
+}
+
+/** The subprotocol a browser offers (and the server picks) beside its token's. */
+export const BROWSER_PROTOCOL = 'remex.v1';
+const TOKEN_PROTOCOL_PREFIX = 'bearer.';
+
+/** A browser's token, offered as the subprotocol `bearer.<base64url>`, as the Authorization header it stands for. */
+function authorizationFromProtocols(header: string | undefined): string | undefined {
+  const offered = header?.split(',').map((p) => p.trim()).find((p) => p.startsWith(TOKEN_PROTOCOL_PREFIX));
+  if (offered === undefined) return undefined;
+  return `Bearer ${Buffer.from(offered.slice(TOKEN_PROTOCOL_PREFIX.length), 'base64url').toString('utf8')}`;
 }
 
 /**
@@ -78,8 +95,9 @@ function errorFrame(code: ErrorCode, detail: string): string {
   return JSON.stringify({ error: { code, detail } });
 }
 
-function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
+function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger, stats: LiveStats | undefined): void {
   const subscriptions = new Map<string, () => void>();
+  const feed = new DashboardFeed(ws, scheduler, stats, (detail) => ws.send(errorFrame('INVALID_ARGUMENT', detail)));
   const sendFrame = (frame: object): void => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
   };
@@ -95,8 +113,9 @@ function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
   ws.on('message', (data, isBinary) => {
     const text = isBinary ? '' : data.toString().trim();
     if (text === 'ping') return ws.send('pong');
+    if (feed.handle(text)) return;
     const m = /^(subscribe|follow|unsubscribe|ack):\s*(\S+)$/.exec(text);
-    if (!m) return ws.send(errorFrame('INVALID_ARGUMENT', 'expected "subscribe: <id>", "follow: <id>", "unsubscribe: <id>" or "ping"'));
+    if (!m) return ws.send(errorFrame('INVALID_ARGUMENT', 'expected "subscribe: <id>", "follow: <id>", "unsubscribe: <id>", "watch: <topic>", "unwatch: <topic>" or "ping"'));
     const [, verb, id] = m as unknown as [string, string, string];
     if (verb === 'ack') return;
     if (verb === 'unsubscribe') {
@@ -138,6 +157,7 @@ function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
       .catch((err: unknown) => logger.warn({ err, id }, 'event relay lookup failed'));
   });
   ws.on('close', () => {
+    feed.close();
     for (const stop of subscriptions.values()) stop();
     subscriptions.clear();
   });

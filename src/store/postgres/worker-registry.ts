@@ -49,6 +49,7 @@ export class PostgresWorkerRegistry implements WorkerRegistry {
           drain_requested = ${workers}.drain_requested OR excluded.drain_requested`,
       touch: `UPDATE ${workers} SET last_seen_at = $1, state = coalesce($2, state) WHERE id = $3 AND state <> 'gone' RETURNING drain_requested`,
       drain: `UPDATE ${workers} SET drain_requested = true WHERE id = $1 AND state <> 'gone'`,
+      undrain: `UPDATE ${workers} SET drain_requested = false WHERE id = $1 AND state = 'active'`,
       get: `SELECT ${columns} FROM ${workers} WHERE id = $1`,
       list: `SELECT ${columns} FROM ${workers} ORDER BY registered_at, id`,
       silent: `UPDATE ${workers} SET state = 'gone' WHERE state <> 'gone' AND last_seen_at < $1 RETURNING id`,
@@ -67,6 +68,10 @@ export class PostgresWorkerRegistry implements WorkerRegistry {
 
   async requestDrain(id: string): Promise<boolean> {
     return (await this.db.changed(this.sql.drain, [id])) === 1;
+  }
+
+  async cancelDrain(id: string): Promise<boolean> {
+    return (await this.db.changed(this.sql.undrain, [id])) === 1;
   }
 
   async get(id: string): Promise<WorkerRecord | undefined> {

@@ -46,6 +46,7 @@ export class SqliteWorkerRegistry implements WorkerRegistry {
         'UPDATE workers SET last_seen_at = ?, state = coalesce(?, state) WHERE id = ? AND state != \'gone\' RETURNING drain_requested',
       ),
       drain: db.prepare('UPDATE workers SET drain_requested = 1 WHERE id = ? AND state != \'gone\''),
+      undrain: db.prepare('UPDATE workers SET drain_requested = 0 WHERE id = ? AND state = \'active\''),
       get: db.prepare<unknown[], WorkerRow>('SELECT * FROM workers WHERE id = ?'),
       list: db.prepare<unknown[], WorkerRow>('SELECT * FROM workers ORDER BY registered_at'),
       silent: db.prepare<unknown[], { id: string }>(`UPDATE workers SET state = 'gone'
@@ -65,6 +66,10 @@ export class SqliteWorkerRegistry implements WorkerRegistry {
 
   async requestDrain(id: string): Promise<boolean> {
     return this.s.drain.run(id).changes === 1;
+  }
+
+  async cancelDrain(id: string): Promise<boolean> {
+    return this.s.undrain.run(id).changes === 1;
   }
 
   async get(id: string): Promise<WorkerRecord | undefined> {
