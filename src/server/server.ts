@@ -18,6 +18,7 @@ import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
 import { LiveStats } from '../api/live-stats.js';
 import { Scheduler } from '../scheduler/scheduler.js';
+import type { FleetStatus } from '../scheduler/scheduler.js';
 import { openBackends } from './backends.js';
 import { detectPlatformSupport } from '../worker/emulation.js';
 import { BwrapSandbox } from '../worker/sandbox/bwrap/bwrap-sandbox.js';
@@ -115,7 +116,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const started: Array<() => Promise<void>> = [async () => backends.close()];
   try {
     // The dashboard's charts; the scheduler feeds them, it samples the scheduler's queue.
-    const liveStats = new LiveStats({ sample: async () => (await scheduler.status()).fleet, logger: logger.child({ component: 'live-stats' }) });
+    const liveStats: LiveStats = new LiveStats({ sample: async (): Promise<FleetStatus> => (await scheduler.status()).fleet, logger: logger.child({ component: 'live-stats' }) });
     const scheduler = new Scheduler(store, blobs, events, opts.scheduler, Date.now, {
       logger: logger.child({ component: 'scheduler' }),
       observers: [...(opts.observers?.scheduler ?? []), liveStats.observer],
