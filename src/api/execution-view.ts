@@ -58,6 +58,8 @@ export interface ExecutionView {
   /** When its current attempt started running, and when it ended (ISO 8601). */
   startedAt: string | null;
   completedAt: string | null;
+  /** The command line it runs (argv; the program first). */
+  arguments: string[];
 }
 
 function lines(stream: OutputStream | undefined): Array<{ text: string }> {
@@ -111,6 +113,7 @@ export function executionView(job: JobRecord): ExecutionView {
     progress: job.progress,
     startedAt: job.startedAtMs !== null ? new Date(job.startedAtMs).toISOString() : null,
     completedAt: job.completedAtMs !== null ? new Date(job.completedAtMs).toISOString() : null,
+    arguments: job.spec.command.arguments,
   };
 }
 

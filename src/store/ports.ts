@@ -51,6 +51,8 @@ export interface JobRecord {
 export interface JobQuery {
   limit: number;
   states?: readonly JobState[];
+  /** Any of these platforms (canonical triples). */
+  platforms?: readonly string[];
   name?: string;
   /** Every label given must match. */
   labels?: Readonly<Record<string, string>>;

@@ -292,6 +292,7 @@ export class PostgresJobStore implements JobStore {
     const args: unknown[] = [];
     const arg = (value: unknown): string => `$${args.push(value)}`;
     if (query.states) where.push(`state = ANY(${arg(query.states)}::text[])`);
+    if (query.platforms) where.push(`platform = ANY(${arg(query.platforms)}::text[])`);
     if (query.name !== undefined) where.push(`name = ${arg(query.name)}`);
     if (query.labels) {
       checkLabels(query.labels, 'label selector');

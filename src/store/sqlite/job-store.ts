@@ -152,14 +152,18 @@ export class SqliteJobStore implements JobStore {
   }
 
   async list(query: JobQuery): Promise<JobRecord[]> {
-    const plain = !query.states && query.name === undefined && !query.labels && query.createdSinceMs === undefined && query.afterId === undefined;
+    const plain = !query.states && !query.platforms && query.name === undefined && !query.labels && query.createdSinceMs === undefined && query.afterId === undefined;
     if (plain) return this.s.list.all(query.limit).map(toJob);
-    if (query.states?.length === 0) return [];
+    if (query.states?.length === 0 || query.platforms?.length === 0) return [];
     const where: string[] = [];
     const args: unknown[] = [];
     if (query.states) {
       where.push(`state IN (${query.states.map(() => '?').join(',')})`);
       args.push(...query.states);
+    }
+    if (query.platforms) {
+      where.push(`platform IN (${query.platforms.map(() => '?').join(',')})`);
+      args.push(...query.platforms);
     }
     if (query.name !== undefined) {
       where.push('name = ?');
