@@ -17,7 +17,9 @@ interface LogTail {
 }
 
 export function JobPage({ id }: { id: string }) {
-  const [job, setJob] = useState<ExecutionView | null>(null);
+  const [job, setCurrent] = useState<ExecutionView | null>(null);
+  // A view read before the result's frame arrived (a GET, cancel's answer) must not take the result back.
+  const setJob = (next: ExecutionView) => setCurrent((prev) => (prev?.id === next.id && TERMINAL.has(prev.state) && !TERMINAL.has(next.state) ? prev : next));
   const [progress, setProgress] = useState<Progress | null>(null);
   const [tail, setTail] = useState<LogTail>({ stdout: '', stderr: '' });
   const [error, setError] = useState<string | null>(null);
