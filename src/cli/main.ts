@@ -81,6 +81,7 @@ export function buildProgram(): Command {
     .option('--data <dir>', 'data directory (SQLite database, blob store, run directories)', SERVE_DEFAULTS.dataDir)
     .option('--workers <slots>', 'slots of the local worker pool (0: none)', intOption, defaultSlots())
     .option('--price-per-hour <price>', 'what the local worker pool costs per hour (your unit), for the cost of each job', priceOption)
+    .option('--autoscale <file>', 'size worker pools by this configuration (JSON or YAML: pools, providers, policy; see docs/deploy.md)')
     .addOption(new Option('--webhook-secret-file <file>', 'the secret completion webhooks are signed with (default: REMEX_WEBHOOK_SECRET, else one kept in <data>/webhook-secret)').env('REMEX_WEBHOOK_SECRET_FILE'))
     .option('--platform <triple>', 'serve only these platforms locally (repeatable)', collect, [])
     .option('--accept-platform <triple>', 'accept jobs for a platform before any worker serves it (repeatable)', collect, [])

@@ -37,6 +37,8 @@ export interface HttpServerOptions {
   auth?: Authenticator;
   /** Serve HTTPS (and WSS) with this certificate chain and key (PEM). */
   tls?: TlsFiles;
+  /** The autoscaler's state for `GET /v1/autoscaler` (absent: no autoscaler, 404). */
+  autoscaler?: () => unknown;
 }
 
 export interface TlsFiles {
@@ -152,6 +154,9 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   app.get('/v1/platforms', async () => scheduler.status());
 
   registerWorkerRoutes(app, scheduler);
+  // The autoscaler's pools, their last decisions and reasons (issue 15); metrics may read the same state.
+  const autoscaler = opts.autoscaler;
+  if (autoscaler) app.get('/v1/autoscaler', async () => autoscaler());
   attachEventRelay(app.server, scheduler, opts.logger, auth);
   return app;
 }
