@@ -75,7 +75,7 @@ pools:
     for (const [i, v] of done.entries()) {
       assert.equal(v.code, 0);
       assert.equal(v.attempt, 1, `job ${i} ran once: no scale-in cut it short`);
-      assert.match(v.stdout.map((l) => l.text).join('\n'), new RegExp(`^job-${i}$`, 'm'), `job ${i} has its own result`);
+      assert.match(v.stdout.map((l) => l.text).join('\n'), new RegExp(`^arg1=job-${i}$`, 'm'), `job ${i} has its own result`);
     }
     const final = await eventually(async () => {
       const s = await state();
