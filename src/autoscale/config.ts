@@ -36,9 +36,9 @@ export const DEFAULT_POLICY_KNOBS = Object.freeze({
   scaleDownUtilization: 0.85,
   scaleUpCooldownSeconds: 20,
   /** Counted from the last change either way: a pool that just grew does not shrink at once. */
-  scaleDownCooldownSeconds: 120,
+  scaleDownCooldownSeconds: 60,
   maxStepUp: 10,
-  maxStepDown: 4,
+  maxStepDown: 10,
   /** No job queued or running for this long: the pool goes to minWorkers at once (0: scale to zero). */
   idleToZeroSeconds: 120,
   /** Exponential smoothing of the arrival rate (0 < α ≤ 1; higher follows faster). */

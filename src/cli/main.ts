@@ -353,6 +353,23 @@ export function buildProgram(): Command {
       process.stdout.write(`drain ordered for ${worker.id} (${worker.name}): it stops at its next heartbeat once its jobs are committed\n`);
     });
 
+  program
+    .command('autoscale')
+    .description('the autoscaler\'s tools')
+    .command('simulate')
+    .description('replay an arrival trace through the autoscaling policy: queue waits, worker-seconds, cost, scaling actions; --config twice compares')
+    .option('--config <file>', 'autoscale configuration, JSON or YAML (repeat to compare side by side)', collect, [])
+    .option('--trace <file>', 'arrivals: a JSON array of {"at", "service"} seconds, or CSV lines at,service')
+    .option('--pattern <name>', 'a generated trace: steady, spike, diurnal or bursts')
+    .option('--seed <n>', 'seed of the generated trace', intOption, 42)
+    .option('--pool <name>', 'the pool to simulate (default: the first)')
+    .option('--html <file>', 'write the report with arrivals, backlog and workers over time')
+    .option('--json', 'print the figures as JSON', false)
+    .action(async (o: { config: string[]; trace?: string; pattern?: string; seed: number; pool?: string; html?: string; json: boolean }) => {
+      const { simulateCommand } = await import('./autoscale-command.js');
+      process.stdout.write(simulateCommand(o));
+    });
+
   return program;
 }
 
