@@ -17,7 +17,8 @@ import { EXIT_REMEX_FAILURE } from './exit-codes.js';
 import { collectCommand } from './collect-command.js';
 import { cancelCommand, jobsCommand, statusCommand, submitCommand } from './job-commands.js';
 import { runCommand, waitCommand } from './run-command.js';
-import { formatLabels, formatTable } from './table.js';
+import { formatTable } from './table.js';
+import { drainCommand, formatWorkers, withGeneration } from './worker-commands.js';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
 
@@ -71,7 +72,8 @@ function ownToken(file: string | undefined, envName: string): string | undefined
 }
 
 export function buildProgram(): Command {
-  const program = new Command('remex').description('Run programs on the worker of the right platform, sandboxed, native or emulated.');
+  // Positional options: `remex worker drain --generation G` is the subcommand's, not `remex worker`'s own flag.
+  const program = new Command('remex').enablePositionalOptions().description('Run programs on the worker of the right platform, sandboxed, native or emulated.');
 
   program
     .command('serve')
@@ -81,6 +83,7 @@ export function buildProgram(): Command {
     .option('--data <dir>', 'data directory (SQLite database, blob store, run directories)', SERVE_DEFAULTS.dataDir)
     .option('--workers <slots>', 'slots of the local worker pool (0: none)', intOption, defaultSlots())
     .option('--price-per-hour <price>', 'what the local worker pool costs per hour (your unit), for the cost of each job', priceOption)
+    .option('--autoscale <file>', 'size worker pools by this configuration (JSON or YAML: pools, providers, policy; see docs/deploy.md)')
     .addOption(new Option('--webhook-secret-file <file>', 'the secret completion webhooks are signed with (default: REMEX_WEBHOOK_SECRET, else one kept in <data>/webhook-secret)').env('REMEX_WEBHOOK_SECRET_FILE'))
     .option('--platform <triple>', 'serve only these platforms locally (repeatable)', collect, [])
     .option('--accept-platform <triple>', 'accept jobs for a platform before any worker serves it (repeatable)', collect, [])
@@ -112,7 +115,7 @@ export function buildProgram(): Command {
       onTerminate(logger, () => server.close());
     });
 
-  program
+  const workerCommand = program
     .command('worker')
     .description('run a worker that serves this host\'s platforms for a remex server')
     .addOption(serverOption())
@@ -121,12 +124,13 @@ export function buildProgram(): Command {
     .option('--work-dir <dir>', 'local run directories and blob cache', WORKER_DEFAULTS.workDir)
     .option('--platform <triple>', 'serve only these platforms (repeatable)', collect, [])
     .option('--label <K=V>', 'a label of this worker, for selectors and scaling (repeatable)', collect, [])
+    .option('--generation <name>', 'the rollout generation of this worker (blue, green, 1.4…): its `generation` label')
     .option('--price-per-hour <price>', 'what this worker costs per hour (your unit), for the cost of each job', priceOption)
     .addOption(new Option('--instance-id <id>', "the provider's id of this machine or process (set by an autoscaler)").env('REMEX_INSTANCE_ID'))
     .addOption(new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE'))
     .addOption(caFileOption())
-    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; instanceId?: string; pricePerHour?: number; tokenFile?: string; caFile?: string }) => {
-      const labels = parseLabels(o.label, '--label');
+    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; generation?: string; instanceId?: string; pricePerHour?: number; tokenFile?: string; caFile?: string }) => {
+      const labels = withGeneration(parseLabels(o.label, '--label'), o.generation);
       const [{ createLogger }, { startRemoteWorker }] = await Promise.all([import('../server/logger.js'), import('../server/remote-worker.js')]);
       const logger = createLogger();
       const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
@@ -150,6 +154,21 @@ export function buildProgram(): Command {
       });
       process.stdout.write(`remex worker ${worker.id ?? ''} serving ${o.server}\n`);
       onTerminate(logger, () => worker.drain());
+    });
+
+  workerCommand
+    .command('drain')
+    .description('order workers to drain (scale-in by hand, blue/green): one by name or id, or a whole generation; refused if a platform would be left with no worker taking work')
+    .argument('[name]', 'worker name or id, as `remex workers` lists it')
+    .option('--generation <name>', 'every worker of this generation')
+    .option('--force', 'drain even if a platform is left with no worker taking work', false)
+    .addOption(serverOption())
+    .addOption(new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE'))
+    .addOption(caFileOption())
+    .action(async (name: string | undefined, o: { server: string; generation?: string; force: boolean; tokenFile?: string; caFile?: string }) => {
+      const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
+      const client = new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined });
+      process.stdout.write(await drainCommand(client, { ...(name !== undefined ? { name } : {}), ...(o.generation !== undefined ? { generation: o.generation } : {}), force: o.force }));
     });
 
   /** The options `run` and `submit` share. */
@@ -318,15 +337,7 @@ export function buildProgram(): Command {
         process.stdout.write(`${JSON.stringify(workers, null, 2)}\n`);
         return;
       }
-      const rows = workers.map((w) => [
-        w.id,
-        w.name,
-        w.drainRequested && w.state === 'active' ? 'drain-ordered' : w.state,
-        String(w.slots),
-        w.platforms.map((p) => `${p.platform}${p.emulated ? '(emulated)' : ''}`).join(','),
-        formatLabels(w.labels ?? {}),
-      ]);
-      process.stdout.write(formatTable(['ID', 'NAME', 'STATE', 'SLOTS', 'PLATFORMS', 'LABELS'], rows));
+      process.stdout.write(formatWorkers(workers));
     });
 
   program
@@ -340,6 +351,23 @@ export function buildProgram(): Command {
       const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
       const worker = await new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined }).drainWorker(workerId);
       process.stdout.write(`drain ordered for ${worker.id} (${worker.name}): it stops at its next heartbeat once its jobs are committed\n`);
+    });
+
+  program
+    .command('autoscale')
+    .description('the autoscaler\'s tools')
+    .command('simulate')
+    .description('replay an arrival trace through the autoscaling policy: queue waits, worker-seconds, cost, scaling actions; --config twice compares')
+    .option('--config <file>', 'autoscale configuration, JSON or YAML (repeat to compare side by side)', collect, [])
+    .option('--trace <file>', 'arrivals: a JSON array of {"at", "service"} seconds, or CSV lines at,service')
+    .option('--pattern <name>', 'a generated trace: steady, spike, diurnal or bursts')
+    .option('--seed <n>', 'seed of the generated trace', intOption, 42)
+    .option('--pool <name>', 'the pool to simulate (default: the first)')
+    .option('--html <file>', 'write the report with arrivals, backlog and workers over time')
+    .option('--json', 'print the figures as JSON', false)
+    .action(async (o: { config: string[]; trace?: string; pattern?: string; seed: number; pool?: string; html?: string; json: boolean }) => {
+      const { simulateCommand } = await import('./autoscale-command.js');
+      process.stdout.write(simulateCommand(o));
     });
 
   return program;

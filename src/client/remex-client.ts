@@ -259,8 +259,8 @@ export class RemexClient {
   }
 
   /** The worker registry (needs a worker token where the server has tokens). */
-  async workers(): Promise<WorkerRecord[]> {
-    return (await this.request<{ workers: WorkerRecord[] }>('GET', '/v1/workers')).workers;
+  async workers(): Promise<Array<WorkerRecord & { running?: number }>> {
+    return (await this.request<{ workers: Array<WorkerRecord & { running?: number }> }>('GET', '/v1/workers')).workers;
   }
 
   /** Orders a worker to drain: it finishes what it holds, leaves, and its process exits. */

@@ -566,6 +566,12 @@ export class Scheduler implements WorkerLink {
     return this.store.workers.list();
   }
 
+  /** The registered workers, each with the number of jobs it runs now (for `remex workers`). */
+  async workersWithLoad(): Promise<Array<WorkerRecord & { running: number }>> {
+    const [workers, byWorker] = await Promise.all([this.store.workers.list(), this.store.jobs.runningByWorker()]);
+    return workers.map((w) => ({ ...w, running: byWorker.get(w.id) ?? 0 }));
+  }
+
   async complete(workerId: string, c: Completion): Promise<void> {
     const job = await this.store.jobs.finish({ id: c.jobId, attempt: c.attempt, workerId, outcome: c.outcome, nowMs: this.now() });
     if (!job) {

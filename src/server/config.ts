@@ -3,6 +3,8 @@
  * flags and environment to a validated configuration with units in its names. The CLI only parses flags
  * into {@link ServeFlags} / {@link WorkerFlags}; the composition roots only read the result.
  */
+import { loadAutoscaleConfig } from '../autoscale/config.js';
+import type { AutoscaleConfig } from '../autoscale/config.js';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -77,6 +79,8 @@ export interface ServeOptions {
   webhookSecret?: string;
   /** What the local worker pool costs per hour (the operator's unit), for the cost of each job. */
   localPricePerHour?: number;
+  /** Pools the autoscaler sizes (`--autoscale FILE`, validated at start: src/autoscale/config.ts). */
+  autoscale?: AutoscaleConfig;
   /** Told what the scheduler and the local pool do (metrics, timelines, scaling). */
   observers?: { scheduler?: readonly SchedulerObserver[]; worker?: readonly WorkerObserver[] };
 }
@@ -107,6 +111,7 @@ export interface ServeFlags {
   tlsCert?: string;
   tlsKey?: string;
   pricePerHour?: number;
+  autoscale?: string;
   webhookSecretFile?: string;
 }
 
@@ -155,6 +160,7 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     casFsync: flags.casFsync,
     runDirectories: flags.runDirectories,
     ...(flags.pricePerHour !== undefined ? { localPricePerHour: flags.pricePerHour } : {}),
+    ...(flags.autoscale !== undefined ? { autoscale: loadAutoscaleConfig(flags.autoscale) } : {}),
     ...webhookSecretOf(flags.webhookSecretFile, env),
     ...(flags.grpc ? { grpcPort: flags.grpcPort } : {}),
     ...(flags.instanceName.length ? { instanceNames: flags.instanceName } : {}),

@@ -30,6 +30,7 @@ import type { ServeOptions } from './config.js';
 export { DEFAULT_MAX_BLOB_BYTES, DEFAULT_POLICY } from './config.js';
 export type { ServeOptions } from './config.js';
 import { chooseRunRoot } from './run-root.js';
+import { createAutoscaler, startAutoscaler } from './autoscaler.js';
 import type { RunRoot } from './run-root.js';
 
 /**
@@ -117,9 +118,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   try {
     // The dashboard's charts; the scheduler feeds them, it samples the scheduler's queue.
     const liveStats: LiveStats = new LiveStats({ sample: async (): Promise<FleetStatus> => (await scheduler.status()).fleet, logger: logger.child({ component: 'live-stats' }) });
+    const autoscaler = opts.autoscale ? createAutoscaler(opts.autoscale, opts.dataDir, logger) : undefined;
     const scheduler = new Scheduler(store, blobs, events, opts.scheduler, Date.now, {
       logger: logger.child({ component: 'scheduler' }),
-      observers: [...(opts.observers?.scheduler ?? []), liveStats.observer],
+      observers: [...(opts.observers?.scheduler ?? []), liveStats.observer, ...(autoscaler ? [autoscaler.observer] : [])],
     });
     // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
     // rather than after their leases expire.
@@ -172,6 +174,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       auth,
       ...(opts.tls ? { tls: opts.tls } : {}),
       liveStats,
+      ...(autoscaler ? { autoscaler: () => autoscaler.state() } : {}),
     });
     started.push(() => http.close());
     await http.listen({ host: opts.host, port: opts.port });
@@ -193,6 +196,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         ...(opts.instanceNames ? { instanceNames: opts.instanceNames } : {}),
       });
     }
+    const scaler = autoscaler ? startAutoscaler(autoscaler, { scheduler, store, url }) : undefined;
+    if (scaler) started.push(() => scaler.close());
     logger.info({ url, grpcPort: grpc?.port, dataDir: opts.dataDir, workerSlots: opts.workerSlots }, 'remex serving');
     const securitySummary = describeSecurity(authMode, auth, opts.host, opts.tls !== undefined);
     if (authMode === 'open-insecure') logger.warn({ authMode }, securitySummary);
@@ -214,6 +219,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       securitySummary,
       close: () =>
         (closing ??= (async () => {
+          // The autoscaled workers drain first, while the server still answers them.
+          await scaler?.close();
           await localWorker?.drain();
           await runRoot?.dispose().catch((err: unknown) => logger.warn({ err }, 'cannot remove the run directories'));
           await grpc?.close();

@@ -192,10 +192,23 @@ export interface WorkerRegistry {
   offeredPlatforms(): Promise<PlatformOffer[]>;
 }
 
+/**
+ * One holder at a time among the controllers sharing a store, for work only one may do (the autoscaler).
+ * A holder that dies loses it (its connection closes, or its lease expires), and another takes over.
+ */
+export interface LeaderLease {
+  /** Takes or keeps `name` for `holder`; true while this holder has it. */
+  tryAcquire(name: string, holder: string, ttlMs: number, nowMs: number): Promise<boolean>;
+  /** Gives it up if this holder has it. */
+  release(name: string, holder: string): Promise<void>;
+}
+
 /** One embedded or networked database holding all three. */
 export interface Store {
   readonly jobs: JobStore;
   readonly actionCache: ActionCache;
   readonly workers: WorkerRegistry;
+  /** Leadership among the controllers sharing this store (the autoscaler's). */
+  readonly leader?: LeaderLease;
   close(): Promise<void>;
 }

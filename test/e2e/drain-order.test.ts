@@ -43,7 +43,7 @@ describe('a drain ordered by the server', () => {
     assert.equal(ordered.code, 0, ordered.stderr);
     assert.match(ordered.stdout, new RegExp(`drain ordered for ${workerId} \\(blue-1\\)`));
     const listed = await remexCli(['workers', '--server', fx.url]);
-    assert.match(listed.stdout, new RegExp(`${workerId}\\s+blue-1\\s+(drain-ordered|draining)\\s+1\\s+x86_64-linux-cpu\\s+pool=blue`), listed.stdout);
+    assert.match(listed.stdout, new RegExp(`${workerId}\\s+blue-1\\s+x86_64-linux-cpu\\s+native\\s+-\\s+1\\s+1\\s+(drain-ordered|draining)\\s+\\d+s\\s+pool=blue`), listed.stdout);
 
     // A job submitted after the order is not taken by the draining worker.
     const later = await client.submit({ executable: exe, args: ['0'] });

@@ -43,6 +43,8 @@ export interface HttpServerOptions {
   liveStats?: LiveStats;
   /** Where the built dashboard is (default: dist/web). */
   dashboardDir?: string;
+  /** The autoscaler's state for `GET /v1/autoscaler` (absent: no autoscaler, 404). */
+  autoscaler?: () => unknown;
 }
 
 export interface TlsFiles {
@@ -158,6 +160,9 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   app.get('/v1/platforms', async () => scheduler.status());
 
   registerWorkerRoutes(app, scheduler);
+  // The autoscaler's pools, their last decisions and reasons (issue 15); metrics may read the same state.
+  const autoscaler = opts.autoscaler;
+  if (autoscaler) app.get('/v1/autoscaler', async () => autoscaler());
   registerDashboard(app, opts.dashboardDir);
   attachEventRelay(app.server, scheduler, opts.logger, auth, opts.liveStats);
   return app;

@@ -63,7 +63,7 @@ export function registerWorkerRoutes(app: FastifyInstance, scheduler: Scheduler)
   });
 
   // For operators and autoscalers (a worker token): the registry, and the order to drain one worker.
-  app.get('/v1/workers', async () => ({ workers: await scheduler.workers() }));
+  app.get('/v1/workers', async () => ({ workers: await scheduler.workersWithLoad() }));
 
   app.post<{ Params: { id: string } }>('/v1/workers/:id/drain', async (req) => ({ worker: await scheduler.requestDrain(req.params.id) }));
   app.post<{ Params: { id: string } }>('/v1/workers/:id/undrain', async (req) => ({ worker: await scheduler.cancelDrain(req.params.id) }));

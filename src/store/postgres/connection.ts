@@ -136,6 +136,11 @@ export class PostgresDb {
     }
   }
 
+  /** A connection of the pool kept by the caller (a session lock's), released by it; counts against the pool. */
+  async connectDedicated(): Promise<PoolClient> {
+    return this.pool.connect();
+  }
+
   /** Runs one statement on the pool, unprepared and not retried, and says how many rows it changed. */
   async changed(sql: string, params: unknown[]): Promise<number> {
     try {

@@ -4,7 +4,8 @@
  * (job-store.ts, action-cache.ts, worker-registry.ts) — and owns its options and their defaults.
  * See docs/decisions/0006-postgres.md.
  */
-import type { ActionCache, JobStore, Store, WorkerRegistry } from '../ports.js';
+import type { ActionCache, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
+import { PostgresLeaderLease } from './leader-lease.js';
 import { PostgresActionCache } from './action-cache.js';
 import { PostgresDb } from './connection.js';
 import { PostgresJobStore } from './job-store.js';
@@ -36,6 +37,8 @@ export class PostgresStore implements Store {
   readonly jobs: JobStore;
   readonly actionCache: ActionCache;
   readonly workers: WorkerRegistry;
+  readonly leader: LeaderLease;
+  private readonly leaderLease: PostgresLeaderLease;
 
   private constructor(
     private readonly db: PostgresDb,
@@ -44,6 +47,8 @@ export class PostgresStore implements Store {
     this.jobs = new PostgresJobStore(db);
     this.actionCache = new PostgresActionCache(db);
     this.workers = new PostgresWorkerRegistry(db);
+    this.leaderLease = new PostgresLeaderLease(db);
+    this.leader = this.leaderLease;
   }
 
   /**
@@ -64,6 +69,7 @@ export class PostgresStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.leaderLease.close();
     await this.db.close();
   }
 }

@@ -5,7 +5,8 @@
  * networked adapters fit behind them. See docs/decisions/0002-embedded-store-sqlite.md.
  */
 import type Database from 'better-sqlite3';
-import type { ActionCache, JobStore, Store, WorkerRegistry } from '../ports.js';
+import type { ActionCache, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
+import { SqliteLeaderLease } from './leader-lease.js';
 import { SqliteActionCache } from './action-cache.js';
 import { openSqlite } from './connection.js';
 import { SqliteJobStore } from './job-store.js';
@@ -20,6 +21,7 @@ export class SqliteStore implements Store {
   readonly jobs: JobStore;
   readonly actionCache: ActionCache;
   readonly workers: WorkerRegistry;
+  readonly leader: LeaderLease = new SqliteLeaderLease();
   private readonly db: Database.Database;
 
   constructor(opts: SqliteStoreOptions) {
