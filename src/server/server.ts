@@ -16,6 +16,7 @@ import { startGrpcServer } from '../api/grpc/grpc-server.js';
 import { WebhookNotifier } from '../api/webhook-notifier.js';
 import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
+import { ComparisonRunner } from '../compare/runner.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { openBackends } from './backends.js';
 import { detectPlatformSupport } from '../worker/emulation.js';
@@ -156,6 +157,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       started.push(() => worker.drain());
     }
 
+    const comparisons = new ComparisonRunner({
+      store: store.comparisons,
+      blobs,
+      waitForTerminal: (id, signal) => scheduler.waitForTerminal(id, signal),
+      logger: logger.child({ component: 'comparisons' }),
+    });
+    started.push(() => comparisons.close());
+
     const http = await buildHttpServer({
       scheduler,
       blobs,
@@ -165,6 +174,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       describe: () => ({ localWorkerSlots: opts.workerSlots, activeLocalJobs: localWorker?.activeJobs ?? 0 }),
       auth,
       ...(opts.tls ? { tls: opts.tls } : {}),
+      comparisons,
     });
     started.push(() => http.close());
     await http.listen({ host: opts.host, port: opts.port });
@@ -207,6 +217,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       securitySummary,
       close: () =>
         (closing ??= (async () => {
+          await comparisons.close();
           await localWorker?.drain();
           await runRoot?.dispose().catch((err: unknown) => logger.warn({ err }, 'cannot remove the run directories'));
           await grpc?.close();

@@ -12,6 +12,7 @@ import type { BlobStore } from '../../cas/blob-store.js';
 import { HASH_RE } from '../../core/digest.js';
 import { InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
 import { isTerminal } from '../../core/model.js';
+import type { ComparisonRunner } from '../../compare/runner.js';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import { buildExecution, parseExecutionRequest } from '../execution-request.js';
 import type { ExecutionPolicy } from '../execution-request.js';
@@ -22,6 +23,7 @@ import { attachEventRelay } from '../ws/event-relay.js';
 import { BEARER_CHALLENGE, registerHttpAuth } from './auth.js';
 import { whenClientGone } from './client-gone.js';
 import { toProblem } from './problem.js';
+import { registerComparisonRoutes } from './comparison-routes.js';
 import { registerWorkerRoutes } from './worker-routes.js';
 
 export interface HttpServerOptions {
@@ -37,6 +39,8 @@ export interface HttpServerOptions {
   auth?: Authenticator;
   /** Serve HTTPS (and WSS) with this certificate chain and key (PEM). */
   tls?: TlsFiles;
+  /** Runs comparisons (`/v1/comparisons`); without it those routes are absent. */
+  comparisons?: ComparisonRunner;
 }
 
 export interface TlsFiles {
@@ -151,6 +155,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   // ---- discovery ------------------------------------------------------------------------------------
   app.get('/v1/platforms', async () => scheduler.status());
 
+  if (opts.comparisons) registerComparisonRoutes(app, { runner: opts.comparisons, scheduler, blobs, policy: opts.policy });
   registerWorkerRoutes(app, scheduler);
   attachEventRelay(app.server, scheduler, opts.logger, auth);
   return app;

@@ -4,8 +4,9 @@
  * (job-store.ts, action-cache.ts, worker-registry.ts) — and owns its options and their defaults.
  * See docs/decisions/0006-postgres.md.
  */
-import type { ActionCache, JobStore, Store, WorkerRegistry } from '../ports.js';
+import type { ActionCache, ComparisonStore, JobStore, Store, WorkerRegistry } from '../ports.js';
 import { PostgresActionCache } from './action-cache.js';
+import { PostgresComparisonStore } from './comparison-store.js';
 import { PostgresDb } from './connection.js';
 import { PostgresJobStore } from './job-store.js';
 import { PostgresWorkerRegistry } from './worker-registry.js';
@@ -36,6 +37,7 @@ export class PostgresStore implements Store {
   readonly jobs: JobStore;
   readonly actionCache: ActionCache;
   readonly workers: WorkerRegistry;
+  readonly comparisons: ComparisonStore;
 
   private constructor(
     private readonly db: PostgresDb,
@@ -44,6 +46,7 @@ export class PostgresStore implements Store {
     this.jobs = new PostgresJobStore(db);
     this.actionCache = new PostgresActionCache(db);
     this.workers = new PostgresWorkerRegistry(db);
+    this.comparisons = new PostgresComparisonStore(db);
   }
 
   /**

@@ -5,8 +5,9 @@
  * networked adapters fit behind them. See docs/decisions/0002-embedded-store-sqlite.md.
  */
 import type Database from 'better-sqlite3';
-import type { ActionCache, JobStore, Store, WorkerRegistry } from '../ports.js';
+import type { ActionCache, ComparisonStore, JobStore, Store, WorkerRegistry } from '../ports.js';
 import { SqliteActionCache } from './action-cache.js';
+import { SqliteComparisonStore } from './comparison-store.js';
 import { openSqlite } from './connection.js';
 import { SqliteJobStore } from './job-store.js';
 import { SqliteWorkerRegistry } from './worker-registry.js';
@@ -20,6 +21,7 @@ export class SqliteStore implements Store {
   readonly jobs: JobStore;
   readonly actionCache: ActionCache;
   readonly workers: WorkerRegistry;
+  readonly comparisons: ComparisonStore;
   private readonly db: Database.Database;
 
   constructor(opts: SqliteStoreOptions) {
@@ -27,6 +29,7 @@ export class SqliteStore implements Store {
     this.jobs = new SqliteJobStore(this.db);
     this.actionCache = new SqliteActionCache(this.db);
     this.workers = new SqliteWorkerRegistry(this.db);
+    this.comparisons = new SqliteComparisonStore(this.db);
   }
 
   async close(): Promise<void> {
