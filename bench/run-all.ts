@@ -1,6 +1,7 @@
 /** `npm run bench`: every benchmark, each printing its figures and ratios to a floor from the same run. */
 import { benchBazelBuild } from './bazel-build.js';
 import { benchDashboard } from './dashboard.js';
+import { benchCompareCalibration } from './compare-calibration.js';
 import { benchExecutionLatency } from './execution-latency.js';
 import { benchGrpcActionCache } from './grpc-action-cache.js';
 import { benchGrpcByteStream } from './grpc-bytestream.js';
@@ -19,6 +20,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'postgres-dispatch': benchPostgresDispatch,
   'long-job-supervision': benchLongJobSupervision,
   dashboard: benchDashboard,
+  'compare-calibration': benchCompareCalibration,
 };
 
 const only = process.argv.slice(2);

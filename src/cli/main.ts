@@ -15,6 +15,7 @@ import { defaultSlots, SERVE_DEFAULTS, WORKER_DEFAULTS } from '../server/default
 import type { ServeFlags } from '../server/config.js';
 import { EXIT_REMEX_FAILURE } from './exit-codes.js';
 import { collectCommand } from './collect-command.js';
+import { compareCommand, follow } from './compare-command.js';
 import { cancelCommand, jobsCommand, statusCommand, submitCommand } from './job-commands.js';
 import { runCommand, waitCommand } from './run-command.js';
 import { formatTable } from './table.js';
@@ -263,6 +264,66 @@ export function buildProgram(): Command {
       process.exitCode = await cancelCommand(clientOf(o), id);
     },
   );
+
+  withClientOptions(
+    program
+      .command('compare')
+      .description('run one program on several platforms, interleaved, and compare time, cost and output with intervals (docs/compare.md)')
+      .argument('[entries...]', 'TRIPLE=EXECUTABLE (aarch64-linux-cpu=./prog-a64 …), then -- and the arguments'),
+  )
+    .option('--repeat <n>', 'counted runs per platform', Number, 10)
+    .option('--warmup <k>', 'warm-up runs per platform (reported, not judged)', Number, 1)
+    .option('--baseline <triple>', 'the entry to measure against (default: the first)')
+    .option('--source <file.c>', 'build one binary per platform from this C source with the cross compilers found here')
+    .option('--cflags <flags>', 'compiler flags for --source', '-O2')
+    .option('--platforms <list>', 'platforms for --source: aarch64,x86_64,riscv64')
+    .option('--timeout <seconds>', 'execution time limit of each run', numberOption)
+    .option('--stdin <file>', "file for each run's standard input, - for this process's stdin")
+    .option('--env <K=V>', 'environment variable (repeatable)', collect, [])
+    .option('--file <local[:remote]>', 'extra input file (repeatable)', collect, [])
+    .option('--allow-different-output', 'do not flag outputs that differ across platforms', false)
+    .option('--json', 'print the comparison as JSON', false)
+    .option('--csv <file>', 'also write one CSV row per platform')
+    .option('--html <file>', 'also write a self-contained HTML report (charts, table, workers)')
+    .option('--detach', 'print the comparison id and return at once; the server runs it (see --show)', false)
+    .option('--show <id>', 'print a comparison the server keeps (running or done)')
+    .option('-q, --quiet', 'no progress on stderr', false)
+    .action(
+      async (
+        entries: string[],
+        o: { server: string; tokenFile?: string; caFile?: string; repeat: number; warmup: number; baseline?: string; source?: string; cflags: string; platforms?: string; timeout?: number; stdin?: string; env: string[]; file: string[]; allowDifferentOutput: boolean; json: boolean; csv?: string; html?: string; detach: boolean; show?: string; quiet: boolean },
+      ) => {
+        if (o.show !== undefined) {
+          process.exitCode = await follow(clientOf(o), o.show, o, false);
+          return;
+        }
+        // Entries are TRIPLE=PATH; the operands after `--` (commander passes them on with the entries) are the program's arguments.
+        const dash = process.argv.indexOf('--');
+        const argCount = dash >= 0 ? Math.min(entries.length, process.argv.length - dash - 1) : 0;
+        const specs = entries.slice(0, entries.length - argCount);
+        const args = entries.slice(entries.length - argCount);
+        const token = ownToken(o.tokenFile, 'REMEX_TOKEN');
+        process.exitCode = await compareCommand(specs, args, {
+          server: o.server,
+          ...(token !== undefined ? { token } : {}),
+          ...(o.caFile !== undefined ? { ca: readPem(o.caFile, 'CA file') } : {}),
+          repeat: o.repeat,
+          warmup: o.warmup,
+          ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
+          json: o.json,
+          ...(o.csv !== undefined ? { csv: o.csv } : {}),
+          ...(o.html !== undefined ? { html: o.html } : {}),
+          detach: o.detach,
+          quiet: o.quiet,
+          allowDifferentOutput: o.allowDifferentOutput,
+          ...(o.source !== undefined ? { source: o.source, cflags: o.cflags, platforms: o.platforms ?? '' } : {}),
+          ...(o.timeout !== undefined ? { timeoutSeconds: o.timeout } : {}),
+          ...(o.stdin !== undefined ? { stdin: o.stdin } : {}),
+          env: o.env,
+          file: o.file,
+        });
+      },
+    );
 
   withClientOptions(program.command('collect').description("download finished jobs' logs, result files and job.json into a folder each, with summary.json and summary.txt"))
     .requiredOption('--out <dir>', 'where to write (new or empty, unless --force)')

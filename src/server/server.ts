@@ -17,6 +17,7 @@ import { WebhookNotifier } from '../api/webhook-notifier.js';
 import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
 import { LiveStats } from '../api/live-stats.js';
+import { ComparisonRunner } from '../compare/runner.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import type { FleetStatus } from '../scheduler/scheduler.js';
 import { openBackends } from './backends.js';
@@ -164,6 +165,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       started.push(() => worker.drain());
     }
 
+    const comparisons = new ComparisonRunner({
+      store: store.comparisons,
+      blobs,
+      waitForTerminal: (id, signal) => scheduler.waitForTerminal(id, signal),
+      logger: logger.child({ component: 'comparisons' }),
+    });
+    started.push(() => comparisons.close());
+
     const http = await buildHttpServer({
       scheduler,
       blobs,
@@ -175,6 +184,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       ...(opts.tls ? { tls: opts.tls } : {}),
       liveStats,
       ...(autoscaler ? { autoscaler: () => autoscaler.state() } : {}),
+      comparisons,
     });
     started.push(() => http.close());
     await http.listen({ host: opts.host, port: opts.port });
@@ -221,6 +231,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         (closing ??= (async () => {
           // The autoscaled workers drain first, while the server still answers them.
           await scaler?.close();
+          await comparisons.close();
           await localWorker?.drain();
           await runRoot?.dispose().catch((err: unknown) => logger.warn({ err }, 'cannot remove the run directories'));
           await grpc?.close();

@@ -203,12 +203,29 @@ export interface LeaderLease {
   release(name: string, holder: string): Promise<void>;
 }
 
-/** One embedded or networked database holding all three. */
+/** A comparison (`remex compare`) as kept; its document is the compare layer's, opaque here. */
+export interface ComparisonRow {
+  id: string;
+  /** `running`, `completed` or `failed`. */
+  state: string;
+  createdAtMs: number;
+  updatedAtMs: number;
+  document: unknown;
+}
+
+export interface ComparisonStore {
+  /** Inserts the comparison or replaces it whole (its runner is its only writer). */
+  save(row: ComparisonRow): Promise<void>;
+  get(id: string): Promise<ComparisonRow | undefined>;
+}
+
+/** One embedded or networked database holding all four. */
 export interface Store {
   readonly jobs: JobStore;
   readonly actionCache: ActionCache;
   readonly workers: WorkerRegistry;
   /** Leadership among the controllers sharing this store (the autoscaler's). */
   readonly leader?: LeaderLease;
+  readonly comparisons: ComparisonStore;
   close(): Promise<void>;
 }

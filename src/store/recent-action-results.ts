@@ -91,6 +91,7 @@ export function withRecentActionResults(store: Store, opts: RecentActionResultsO
   return {
     jobs: store.jobs,
     workers: store.workers,
+    comparisons: store.comparisons,
     actionCache: new RecentActionResults(store.actionCache, opts),
     close: () => store.close(),
   };

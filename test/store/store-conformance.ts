@@ -844,6 +844,19 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
       });
     });
 
+    describe('comparisons', () => {
+      test('save inserts, then replaces the document whole; get reads it back as saved', async () => {
+        assert.equal(await store.comparisons.get('c1'), undefined);
+        const first = { id: 'c1', state: 'running', createdAtMs: T0, updatedAtMs: T0, document: { runs: [], note: 'é \u0000 ok' } };
+        await store.comparisons.save(first);
+        assert.deepEqual(await store.comparisons.get('c1'), first);
+        const done = { ...first, state: 'completed', updatedAtMs: T0 + 5, document: { runs: [{ wallTimeMs: 12.5 }] } };
+        await store.comparisons.save(done);
+        assert.deepEqual(await store.comparisons.get('c1'), done);
+        assert.equal(await store.comparisons.get('c2'), undefined);
+      });
+    });
+
     describe('worker registry', () => {
       test('upsert inserts and then updates; get and list', async () => {
         assert.equal(await store.workers.get('w1'), undefined);

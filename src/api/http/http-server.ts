@@ -12,6 +12,7 @@ import type { BlobStore } from '../../cas/blob-store.js';
 import { HASH_RE } from '../../core/digest.js';
 import { InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
 import { isTerminal } from '../../core/model.js';
+import type { ComparisonRunner } from '../../compare/runner.js';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import { buildExecution, parseExecutionRequest } from '../execution-request.js';
 import type { ExecutionPolicy } from '../execution-request.js';
@@ -24,6 +25,7 @@ import { BEARER_CHALLENGE, registerHttpAuth } from './auth.js';
 import { whenClientGone } from './client-gone.js';
 import { registerDashboard } from './dashboard-assets.js';
 import { toProblem } from './problem.js';
+import { registerComparisonRoutes } from './comparison-routes.js';
 import { registerWorkerRoutes } from './worker-routes.js';
 
 export interface HttpServerOptions {
@@ -45,6 +47,8 @@ export interface HttpServerOptions {
   dashboardDir?: string;
   /** The autoscaler's state for `GET /v1/autoscaler` (absent: no autoscaler, 404). */
   autoscaler?: () => unknown;
+  /** Runs comparisons (`/v1/comparisons`); without it those routes are absent. */
+  comparisons?: ComparisonRunner;
 }
 
 export interface TlsFiles {
@@ -159,6 +163,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   // ---- discovery ------------------------------------------------------------------------------------
   app.get('/v1/platforms', async () => scheduler.status());
 
+  if (opts.comparisons) registerComparisonRoutes(app, { runner: opts.comparisons, scheduler, blobs, policy: opts.policy });
   registerWorkerRoutes(app, scheduler);
   // The autoscaler's pools, their last decisions and reasons (issue 15); metrics may read the same state.
   const autoscaler = opts.autoscaler;

@@ -4,9 +4,10 @@
  * (job-store.ts, action-cache.ts, worker-registry.ts) — and owns its options and their defaults.
  * See docs/decisions/0006-postgres.md.
  */
-import type { ActionCache, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
 import { PostgresLeaderLease } from './leader-lease.js';
+import type { ActionCache, ComparisonStore, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
 import { PostgresActionCache } from './action-cache.js';
+import { PostgresComparisonStore } from './comparison-store.js';
 import { PostgresDb } from './connection.js';
 import { PostgresJobStore } from './job-store.js';
 import { PostgresWorkerRegistry } from './worker-registry.js';
@@ -39,6 +40,7 @@ export class PostgresStore implements Store {
   readonly workers: WorkerRegistry;
   readonly leader: LeaderLease;
   private readonly leaderLease: PostgresLeaderLease;
+  readonly comparisons: ComparisonStore;
 
   private constructor(
     private readonly db: PostgresDb,
@@ -49,6 +51,7 @@ export class PostgresStore implements Store {
     this.workers = new PostgresWorkerRegistry(db);
     this.leaderLease = new PostgresLeaderLease(db);
     this.leader = this.leaderLease;
+    this.comparisons = new PostgresComparisonStore(db);
   }
 
   /**

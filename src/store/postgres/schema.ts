@@ -88,4 +88,14 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN notify_url text;
   `,
+  // 7: comparisons (`remex compare`): the whole document, replaced as its runs arrive.
+  `
+  CREATE TABLE comparisons (
+    id          text PRIMARY KEY,
+    state       text NOT NULL,
+    created_at  int8 NOT NULL,
+    updated_at  int8 NOT NULL,
+    document    json NOT NULL
+  );
+  `,
 ];

@@ -79,4 +79,14 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN notify_url TEXT;
   `,
+  // 7: comparisons (`remex compare`): the whole document, replaced as its runs arrive.
+  `
+  CREATE TABLE comparisons (
+    id          TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    document    TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

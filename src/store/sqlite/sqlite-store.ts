@@ -5,9 +5,10 @@
  * networked adapters fit behind them. See docs/decisions/0002-embedded-store-sqlite.md.
  */
 import type Database from 'better-sqlite3';
-import type { ActionCache, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
 import { SqliteLeaderLease } from './leader-lease.js';
+import type { ActionCache, ComparisonStore, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
 import { SqliteActionCache } from './action-cache.js';
+import { SqliteComparisonStore } from './comparison-store.js';
 import { openSqlite } from './connection.js';
 import { SqliteJobStore } from './job-store.js';
 import { SqliteWorkerRegistry } from './worker-registry.js';
@@ -22,6 +23,7 @@ export class SqliteStore implements Store {
   readonly actionCache: ActionCache;
   readonly workers: WorkerRegistry;
   readonly leader: LeaderLease = new SqliteLeaderLease();
+  readonly comparisons: ComparisonStore;
   private readonly db: Database.Database;
 
   constructor(opts: SqliteStoreOptions) {
@@ -29,6 +31,7 @@ export class SqliteStore implements Store {
     this.jobs = new SqliteJobStore(this.db);
     this.actionCache = new SqliteActionCache(this.db);
     this.workers = new SqliteWorkerRegistry(this.db);
+    this.comparisons = new SqliteComparisonStore(this.db);
   }
 
   async close(): Promise<void> {
