@@ -431,6 +431,19 @@ export function buildProgram(): Command {
       process.stdout.write(simulateCommand(o));
     });
 
+  program
+    .command('undrain')
+    .description('withdraw a drain order the worker has not acted on yet (one that already drains finishes and leaves)')
+    .argument('<worker-id>', 'as `remex workers` lists it')
+    .addOption(serverOption())
+    .addOption(workerTokenOption())
+    .addOption(caFileOption())
+    .action(async (workerId: string, o: { server: string; tokenFile?: string; caFile?: string }) => {
+      const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
+      const worker = await new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined }).undrainWorker(workerId);
+      process.stdout.write(`drain order withdrawn for ${worker.id} (${worker.name}): it goes on taking jobs\n`);
+    });
+
   return program;
 }
 

@@ -268,6 +268,11 @@ export class RemexClient {
     return (await this.request<{ worker: WorkerRecord }>('POST', `/v1/workers/${encodeURIComponent(workerId)}/drain`, {})).worker;
   }
 
+  /** Withdraws a drain order the worker has not acted on yet (FAILED_PRECONDITION once it drains or left). */
+  async undrainWorker(workerId: string): Promise<WorkerRecord> {
+    return (await this.request<{ worker: WorkerRecord }>('POST', `/v1/workers/${encodeURIComponent(workerId)}/undrain`, {})).worker;
+  }
+
   async platforms(): Promise<PlatformStatus[]> {
     return (await this.status()).platforms;
   }

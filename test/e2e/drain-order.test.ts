@@ -61,5 +61,10 @@ describe('a drain ordered by the server', () => {
     const unknown = await remexCli(['drain', 'no-such-worker', '--server', fx.url]);
     assert.equal(unknown.code, 125);
     assert.match(unknown.stderr, /NOT_FOUND: no live worker no-such-worker/);
+
+    // The worker drained and left: its order cannot be withdrawn any more, and the reason says so.
+    const late = await remexCli(['undrain', workerId, '--server', fx.url]);
+    assert.notEqual(late.code, 0);
+    assert.match(late.stderr, new RegExp(`FAILED_PRECONDITION: worker ${workerId} has left; it cannot be undrained`));
   });
 });

@@ -39,7 +39,7 @@ const MAX_FRAME_BYTES = 4096;
 
 /** `server` is the HTTP or HTTPS server of the front door (both emit 'upgrade' alike). */
 export function attachEventRelay(server: Server, scheduler: Scheduler, logger: Logger, auth: Authenticator = Authenticator.open(), stats?: LiveStats): WebSocketServer {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, handleProtocols: (offered) => (offered.has(BROWSER_PROTOCOL) ? BROWSER_PROTOCOL : false) });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, handleProtocols: chooseProtocol });
   server.on('upgrade', (req, socket, head) => {
     if (new URL(req.url ?? '/', 'http://x').pathname !== '/v1/events') {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
@@ -63,6 +63,12 @@ export function attachEventRelay(server: Server, scheduler: Scheduler, logger: L
 /** The subprotocol a browser offers (and the server picks) beside its token's. */
 export const BROWSER_PROTOCOL = 'remex.v1';
 const TOKEN_PROTOCOL_PREFIX = 'bearer.';
+
+/** `remex.v1` for browsers; otherwise the first offered, as ws does by default, but never a token's echo. */
+function chooseProtocol(offered: Set<string>): string | false {
+  if (offered.has(BROWSER_PROTOCOL)) return BROWSER_PROTOCOL;
+  return [...offered].find((p) => !p.startsWith(TOKEN_PROTOCOL_PREFIX)) ?? false;
+}
 
 /** A browser's token, offered as the subprotocol `bearer.<base64url>`, as the Authorization header it stands for. */
 function authorizationFromProtocols(header: string | undefined): string | undefined {

@@ -95,7 +95,11 @@ export function JobsPage() {
       frame.current ??= requestAnimationFrame(apply);
     });
     const unwatch = watch('jobs');
+    // Changes made while the feed was down (or before it was up) are read with the list again.
+    const onLive = (open: boolean) => open && setReload((n) => n + 1);
+    live.stateListeners.add(onLive);
     return () => {
+      live.stateListeners.delete(onLive);
       stop();
       unwatch();
       if (frame.current !== undefined) cancelAnimationFrame(frame.current);
