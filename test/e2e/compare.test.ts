@@ -197,10 +197,15 @@ describe('remex compare', () => {
   });
 
   describe('bad input: refused before anything runs', () => {
-    test('--repeat 0', async () => {
+    test('--repeat 0 (CLI and HTTP API)', async () => {
       const r = await remex(['compare', '--repeat', '0', `${X86}=/bin/true`]);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /--repeat must be a whole number of at least 1/);
+      const digest = await ts.client.uploadFile('/bin/true');
+      await assert.rejects(
+        ts.client.request('POST', '/v1/comparisons', { repeat: 0, entries: [{ execution: { platform: X86, executable: digest } }] }),
+        (err: unknown) => isRemexError(err, 'INVALID_ARGUMENT') && /repeat must be at least 1/.test((err as Error).message),
+      );
     });
 
     test('an executable whose ELF machine is not its triple (CLI and HTTP API)', async (t) => {
