@@ -5,6 +5,7 @@
  * numbers' calibration is bench/compare-calibration.ts.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -194,6 +195,21 @@ describe('remex compare', () => {
     const x = doc.report.entries.find((e) => e.platform === X86)!;
     assert.equal(x.status, 'ok');
     assert.equal(x.runs.counted, 2);
+  });
+
+  test('--stdin, --env and the arguments after -- reach every run of every platform', async (t) => {
+    if (!requireTools(t, 'bwrap', 'gcc', 'aarch64-linux-gnu-gcc', 'qemu-aarch64-static')) return;
+    const x86 = compileC({ file: 'programs/echo.c' }, 'x86_64', { static: true });
+    const a64 = compileC({ file: 'programs/echo.c' }, 'aarch64', { static: true });
+    const input = join(dir, 'input.txt');
+    writeFileSync(input, 'from stdin\n');
+    const r = await remex(['compare', '--json', '--repeat', '1', '--warmup', '0', '--stdin', input, '--env', 'EXIT_CODE=4', `${X86}=${x86}`, `${A64}=${a64}`, '--', 'a']);
+    const doc = JSON.parse(r.stdout) as ComparisonDocument;
+    const expected = createHash('sha256').update('arg1=a\nfrom stdin\n').digest('hex');
+    for (const run of doc.runs) {
+      assert.equal(run.exitCode, 4, 'the environment reached the program');
+      assert.equal(run.outputDigest, expected, 'the arguments and stdin reached the program');
+    }
   });
 
   describe('bad input: refused before anything runs', () => {
