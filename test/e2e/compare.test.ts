@@ -212,6 +212,20 @@ describe('remex compare', () => {
     }
   });
 
+  test('metrics from the progress channel are compared too (their direction unknown)', async (t) => {
+    if (!requireTools(t, 'bwrap', 'gcc')) return;
+    const code =
+      '#include <stdio.h>\n#include <stdlib.h>\nint main(void){ const char *p = getenv("REMEX_PROGRESS"); FILE *f = p ? fopen(p, "a") : 0;\n' +
+      'if (f) { fputs("{\\"metrics\\":{\\"triad_mbps\\":48532.5}}\\n", f); fclose(f); } puts("done"); return 0; }\n';
+    const x86 = compileC({ code, name: 'progress-metric' }, 'x86_64', { static: true });
+    const r = await remex(['compare', '--json', '--repeat', '2', '--warmup', '0', `${X86}=${x86}`]);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout) as ComparisonDocument;
+    const metric = doc.report.entries[0]!.metrics.find((m) => m.name === 'triad_mbps');
+    assert.equal(metric?.summary?.median, 48532.5);
+    assert.equal(metric?.higherIsBetter, null);
+  });
+
   describe('bad input: refused before anything runs', () => {
     test('--repeat 0 (CLI and HTTP API)', async () => {
       const r = await remex(['compare', '--repeat', '0', `${X86}=/bin/true`]);
