@@ -194,14 +194,14 @@ function barChart(cls: string, title: string, bars: Array<{ label: string; emula
       : '';
     return (
       `<text x="${left - 8}" y="${y + 15}" text-anchor="end">${esc(b.label)}${b.emulated ? ' (emulated)' : ''}</text>` +
-      `<rect class="${cls}" data-label="${esc(b.label)}" data-value="${b.value}" data-emulated="${b.emulated}" x="${left}" y="${y}" width="${Math.max(1, x(b.value) - left).toFixed(1)}" height="22" fill="${b.emulated ? 'url(#hatch)' : '#3b7dd8'}" stroke="#1d4f91"/>` +
+      `<rect class="${cls}" data-label="${esc(b.label)}" data-value="${b.value}" data-emulated="${b.emulated}" x="${left}" y="${y}" width="${Math.max(1, x(b.value) - left).toFixed(1)}" height="22" fill="${b.emulated ? `url(#hatch-${cls})` : '#3b7dd8'}" stroke="#1d4f91"/>` +
       whisker +
       `<text x="${(Math.max(x(b.value), x(b.interval?.high ?? 0)) + 6).toFixed(1)}" y="${y + 15}">${esc(b.text)}</text>`
     );
   });
   return (
     `<svg class="chart ${cls}-chart" xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="13">` +
-    `<defs><pattern id="hatch" patternUnits="userSpaceOnUse" width="8" height="8" patternTransform="rotate(45)"><rect width="8" height="8" fill="#f3c98b"/><line x1="0" y1="0" x2="0" y2="8" stroke="#b26b00" stroke-width="4"/></pattern></defs>` +
+    `<defs><pattern id="hatch-${cls}" patternUnits="userSpaceOnUse" width="8" height="8" patternTransform="rotate(45)"><rect width="8" height="8" fill="#f3c98b"/><line x1="0" y1="0" x2="0" y2="8" stroke="#b26b00" stroke-width="4"/></pattern></defs>` +
     `<text x="10" y="18" font-weight="bold">${esc(title)}</text>${parts.join('')}</svg>`
   );
 }
@@ -257,7 +257,7 @@ export function renderHtml(doc: ComparisonDocument): string {
     ? `<p class="outputs same">Same output on every platform${report.outputs.groups[0] ? ` (sha256 <code>${report.outputs.groups[0].digest.slice(0, 16)}…</code>)` : ''}.</p>`
     : `<p class="outputs different"><strong>${report.outputs.allowed ? 'Different outputs (allowed)' : 'Different outputs across platforms: a finding, not noise'}</strong>: ${report.outputs.groups.map((g) => `${esc(g.labels.join(', '))} → <code>${g.digest.slice(0, 16)}…</code>`).join('; ')}</p>`;
   const emulatedNote = report.entries.some((e) => e.emulated === true || e.emulated === 'mixed')
-    ? '<p class="emulated-note"><strong>Emulated</strong> platforms ran under qemu-user on another machine: their times are the emulator\'s, not that hardware\'s, and they are never ranked.</p>'
+    ? '<p class="emulated-note"><strong>Emulated</strong> platforms ran under qemu-user on a worker of another ISA: their times are the emulator\'s, not that hardware\'s, and they are never ranked.</p>'
     : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>remex compare ${esc(doc.id)}</title>

@@ -5,6 +5,7 @@
  * numbers' calibration is bench/compare-calibration.ts.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -196,11 +197,45 @@ describe('remex compare', () => {
     assert.equal(x.runs.counted, 2);
   });
 
+  test('--stdin, --env and the arguments after -- reach every run of every platform', async (t) => {
+    if (!requireTools(t, 'bwrap', 'gcc', 'aarch64-linux-gnu-gcc', 'qemu-aarch64-static')) return;
+    const x86 = compileC({ file: 'programs/echo.c' }, 'x86_64', { static: true });
+    const a64 = compileC({ file: 'programs/echo.c' }, 'aarch64', { static: true });
+    const input = join(dir, 'input.txt');
+    writeFileSync(input, 'from stdin\n');
+    const r = await remex(['compare', '--json', '--repeat', '1', '--warmup', '0', '--stdin', input, '--env', 'EXIT_CODE=4', `${X86}=${x86}`, `${A64}=${a64}`, '--', 'a']);
+    const doc = JSON.parse(r.stdout) as ComparisonDocument;
+    const expected = createHash('sha256').update('arg1=a\nfrom stdin\n').digest('hex');
+    for (const run of doc.runs) {
+      assert.equal(run.exitCode, 4, 'the environment reached the program');
+      assert.equal(run.outputDigest, expected, 'the arguments and stdin reached the program');
+    }
+  });
+
+  test('metrics from the progress channel are compared too (their direction unknown)', async (t) => {
+    if (!requireTools(t, 'bwrap', 'gcc')) return;
+    const code =
+      '#include <stdio.h>\n#include <stdlib.h>\nint main(void){ const char *p = getenv("REMEX_PROGRESS"); FILE *f = p ? fopen(p, "a") : 0;\n' +
+      'if (f) { fputs("{\\"metrics\\":{\\"triad_mbps\\":48532.5}}\\n", f); fclose(f); } puts("done"); return 0; }\n';
+    const x86 = compileC({ code, name: 'progress-metric' }, 'x86_64', { static: true });
+    const r = await remex(['compare', '--json', '--repeat', '2', '--warmup', '0', `${X86}=${x86}`]);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout) as ComparisonDocument;
+    const metric = doc.report.entries[0]!.metrics.find((m) => m.name === 'triad_mbps');
+    assert.equal(metric?.summary?.median, 48532.5);
+    assert.equal(metric?.higherIsBetter, null);
+  });
+
   describe('bad input: refused before anything runs', () => {
-    test('--repeat 0', async () => {
+    test('--repeat 0 (CLI and HTTP API)', async () => {
       const r = await remex(['compare', '--repeat', '0', `${X86}=/bin/true`]);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /--repeat must be a whole number of at least 1/);
+      const digest = await ts.client.uploadFile('/bin/true');
+      await assert.rejects(
+        ts.client.request('POST', '/v1/comparisons', { repeat: 0, entries: [{ execution: { platform: X86, executable: digest } }] }),
+        (err: unknown) => isRemexError(err, 'INVALID_ARGUMENT') && /repeat must be at least 1/.test((err as Error).message),
+      );
     });
 
     test('an executable whose ELF machine is not its triple (CLI and HTTP API)', async (t) => {
