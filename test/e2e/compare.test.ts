@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ComparisonDocument } from '../../src/compare/comparison.js';
 import { isRemexError } from '../../src/core/errors.js';
-import { launchChromium } from '../helpers/chromium.js';
+import { launchChromium, requireChromium } from '../helpers/browser.js';
 import { remexCli } from '../helpers/remex-cli.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
@@ -104,8 +104,8 @@ describe('remex compare', () => {
 
   test('the HTML report opens in headless chromium: one bar per platform, the numbers of --json, no network', async (t) => {
     if (!main) return t.skip('the comparison above did not run');
-    const browser = await launchChromium(t);
-    if (!browser) return;
+    if (!requireChromium(t)) return;
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       const requests: string[] = [];
