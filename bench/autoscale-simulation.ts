@@ -5,9 +5,9 @@
  * - steady: worker-seconds ≤ 1.2× the jobs' pure run time;
  * - idle (every trace): the pool at zero within its idle time plus one decision interval of the last job.
  * Simulated time, so the figures do not depend on this machine's load. BENCH_AUTOSCALE_HTML=<dir> writes
- * the side-by-side HTML report of each trace there.
+ * the side-by-side HTML report of each trace there (bench/results/autoscale-*.html were made so).
  *
- *   node dist/bench/autoscale-simulation.js
+ *   BENCH_AUTOSCALE_HTML=bench/results node dist/bench/autoscale-simulation.js
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -5,13 +5,10 @@
  * generation first; `--force` overrides), so a rollout never has a moment where a platform has none.
  */
 import { InvalidArgumentError, NotFoundError, RemexError } from '../core/errors.js';
-import type { RemexClient } from '../client/remex-client.js';
-import type { WorkerRecord } from '../store/ports.js';
+import type { ListedWorker, RemexClient } from '../client/remex-client.js';
 import { formatLabels, formatTable } from './table.js';
 
 export const GENERATION_LABEL = 'generation';
-
-type ListedWorker = WorkerRecord & { running?: number };
 
 /** The labels of `remex worker`, with `--generation` as the `generation` label. */
 export function withGeneration(labels: Record<string, string>, generation: string | undefined): Record<string, string> {
@@ -47,10 +44,10 @@ export function formatWorkers(workers: readonly ListedWorker[], nowMs = Date.now
   return formatTable(['ID', 'NAME', 'PLATFORMS', 'MODE', 'GENERATION', 'SLOTS', 'RUNNING', 'STATE', 'SINCE', 'LABELS'], rows);
 }
 
-const takesWork = (w: WorkerRecord): boolean => w.state === 'active' && !w.drainRequested;
+const takesWork = (w: ListedWorker): boolean => w.state === 'active' && !w.drainRequested;
 
 /** The workers `remex worker drain` would order, and the platforms that would be left with no worker. */
-export function drainPlan(workers: readonly WorkerRecord[], select: { name?: string; generation?: string }): { targets: WorkerRecord[]; orphaned: string[] } {
+export function drainPlan(workers: readonly ListedWorker[], select: { name?: string; generation?: string }): { targets: ListedWorker[]; orphaned: string[] } {
   const targets = workers.filter(
     (w) => takesWork(w) && (select.name === undefined || w.name === select.name || w.id === select.name) && (select.generation === undefined || w.labels[GENERATION_LABEL] === select.generation),
   );

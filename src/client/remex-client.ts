@@ -22,8 +22,12 @@ import type { ErrorCode } from '../core/errors.js';
 import { InvalidArgumentError, RemexError, UnavailableError } from '../core/errors.js';
 import type { FleetStatus, PlatformStatus } from '../scheduler/scheduler.js';
 import type { WorkerRecord } from '../store/ports.js';
+
 import { HttpTransport, isReplayable, TransportError } from './transport.js';
 import type { RequestBody } from './transport.js';
+
+/** A worker as `GET /v1/workers` lists it: its record and the jobs it runs now. */
+export type ListedWorker = WorkerRecord & { running?: number };
 
 export interface ExecutionSubmission {
   platform?: string;
@@ -259,8 +263,8 @@ export class RemexClient {
   }
 
   /** The worker registry (needs a worker token where the server has tokens). */
-  async workers(): Promise<Array<WorkerRecord & { running?: number }>> {
-    return (await this.request<{ workers: Array<WorkerRecord & { running?: number }> }>('GET', '/v1/workers')).workers;
+  async workers(): Promise<ListedWorker[]> {
+    return (await this.request<{ workers: ListedWorker[] }>('GET', '/v1/workers')).workers;
   }
 
   /** Orders a worker to drain: it finishes what it holds, leaves, and its process exits. */

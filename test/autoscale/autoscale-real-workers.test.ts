@@ -29,6 +29,12 @@ interface PoolState {
 
 describe('autoscaling real worker processes', () => {
   after(async () => {
+    // SIGTERM first: the server drains the workers it started, so none outlives a failed test.
+    const serve = fx?.processes[0];
+    if (serve && serve.child.exitCode === null) {
+      serve.child.kill('SIGTERM');
+      await Promise.race([serve.exited, new Promise((r) => setTimeout(r, 20_000))]);
+    }
     await fx?.stop();
   });
 
