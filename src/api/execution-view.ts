@@ -7,6 +7,8 @@ import { costOf, isCacheable } from '../core/model.js';
 import type { LimitKind } from '../core/limits.js';
 import type { HostInfo, JobFailure, JobProgress, OutputStream } from '../core/model.js';
 import type { JobRecord } from '../store/ports.js';
+import { executionTimeline } from './execution-timeline.js';
+import type { TimelineEntry } from './execution-timeline.js';
 
 export interface OutputView {
   digest: { hash: string; sizeBytes: number };
@@ -58,6 +60,8 @@ export interface ExecutionView {
   /** When its current attempt started running, and when it ended (ISO 8601). */
   startedAt: string | null;
   completedAt: string | null;
+  /** Where its time went: each phase reached (queued, leased, staged, running, outputs_stored, completed), in order. */
+  timeline: TimelineEntry[];
 }
 
 function lines(stream: OutputStream | undefined): Array<{ text: string }> {
@@ -111,6 +115,7 @@ export function executionView(job: JobRecord): ExecutionView {
     progress: job.progress,
     startedAt: job.startedAtMs !== null ? new Date(job.startedAtMs).toISOString() : null,
     completedAt: job.completedAtMs !== null ? new Date(job.completedAtMs).toISOString() : null,
+    timeline: executionTimeline(job),
   };
 }
 

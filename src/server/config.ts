@@ -14,6 +14,8 @@ import { DEFAULT_SCHEDULER_OPTIONS } from '../scheduler/scheduler.js';
 import type { SchedulerOptions } from '../scheduler/scheduler.js';
 import type { SchedulerObserver } from '../scheduler/observer.js';
 import type { WorkerObserver } from '../worker/observer.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { LogFormat } from './defaults.js';
 import type { TlsFiles } from '../api/http/http-server.js';
 import { loadTlsFiles } from './tls.js';
 
@@ -79,6 +81,12 @@ export interface ServeOptions {
   localPricePerHour?: number;
   /** Told what the scheduler and the local pool do (metrics, timelines, scaling). */
   observers?: { scheduler?: readonly SchedulerObserver[]; worker?: readonly WorkerObserver[] };
+  /** The metrics registry to use (default: a new one); GET /metrics serves it. */
+  metrics?: Metrics;
+  /** Also serve /metrics, without tokens, on this port (0 picks one) — for a scraper on another network. */
+  metricsPort?: number;
+  /** The address of `metricsPort`'s listener (default: `host`). */
+  metricsHost?: string;
 }
 
 // The flag defaults live apart, where the CLI reads them without loading the server.
@@ -108,6 +116,10 @@ export interface ServeFlags {
   tlsKey?: string;
   pricePerHour?: number;
   webhookSecretFile?: string;
+  metricsPort?: number;
+  metricsHost?: string;
+  logLevel?: string;
+  logFormat?: LogFormat;
 }
 
 const serveFlagsSchema = z
@@ -117,6 +129,7 @@ const serveFlagsSchema = z
     workers: z.number().int().min(0).max(4096),
     leaseTimeout: z.number().positive().max(24 * 60 * 60),
     maxAttempts: z.number().int().min(0).max(1000),
+    metricsPort: z.number().int().min(0).max(65_535).optional(),
     tlsCert: z.string().optional(),
     tlsKey: z.string().optional(),
   })
@@ -157,6 +170,8 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     ...(flags.pricePerHour !== undefined ? { localPricePerHour: flags.pricePerHour } : {}),
     ...webhookSecretOf(flags.webhookSecretFile, env),
     ...(flags.grpc ? { grpcPort: flags.grpcPort } : {}),
+    ...(flags.metricsPort !== undefined ? { metricsPort: flags.metricsPort } : {}),
+    ...(flags.metricsHost !== undefined ? { metricsHost: flags.metricsHost } : {}),
     ...(flags.instanceName.length ? { instanceNames: flags.instanceName } : {}),
     policy: DEFAULT_POLICY,
     scheduler: { ...schedulerTimings(flags.acceptPlatform, flags.leaseTimeout), maxAttempts: Math.max(1, flags.maxAttempts) },

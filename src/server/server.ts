@@ -22,6 +22,12 @@ import { detectPlatformSupport } from '../worker/emulation.js';
 import { BwrapSandbox } from '../worker/sandbox/bwrap/bwrap-sandbox.js';
 import { Worker } from '../worker/worker.js';
 import { createLogger } from './logger.js';
+import { executionLog } from './execution-log.js';
+import { Metrics } from '../metrics/metrics.js';
+import { grpcCallMetrics, httpRequestMetrics, meteredBlobStore, workerMetrics } from '../metrics/door-metrics.js';
+import { schedulerMetrics } from '../metrics/scheduler-metrics.js';
+import { startMetricsServer } from '../metrics/metrics-server.js';
+import type { RunningMetricsServer } from '../metrics/metrics-server.js';
 import type { ServeOptions } from './config.js';
 
 // Where they were first defined; config.ts holds them now.
@@ -62,6 +68,10 @@ export interface RunningServer {
   readonly authMode: AuthMode;
   /** One line for people: the authentication mode and TLS. */
   readonly securitySummary: string;
+  /** The server's metrics (GET /metrics): other components register their gauges here. */
+  readonly metrics: Metrics;
+  /** The port of `--metrics-port`'s listener, when there is one. */
+  readonly metricsPort: number | undefined;
   /** Drains the local pool (running jobs finish), then stops serving. */
   close(): Promise<void>;
 }
@@ -109,13 +119,19 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     logger,
   });
   const { store, blobs, events } = backends;
+  const metrics = opts.metrics ?? new Metrics();
+  // The fleet gauges read the scheduler, made below; they are read only when scraped.
+  const fleet = { status: () => scheduler.status(), workers: () => scheduler.workers() };
+  const schedulerObserver = schedulerMetrics(metrics, fleet);
   // Undone in reverse if a later step fails (a port in use, no sandbox): a server that could not start
   // must not keep its database, workers or other listener open, or the process never exits.
   const started: Array<() => Promise<void>> = [async () => backends.close()];
+  let scheduler: Scheduler;
   try {
-    const scheduler = new Scheduler(store, blobs, events, opts.scheduler, Date.now, {
-      logger: logger.child({ component: 'scheduler' }),
-      observers: opts.observers?.scheduler ?? [],
+    const schedulerLogger = logger.child({ component: 'scheduler' });
+    scheduler = new Scheduler(store, blobs, events, opts.scheduler, Date.now, {
+      logger: schedulerLogger,
+      observers: [schedulerObserver, executionLog(schedulerLogger), ...(opts.observers?.scheduler ?? [])],
     });
     // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
     // rather than after their leases expire.
@@ -148,7 +164,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         platforms,
         logger: logger.child({ component: 'worker' }),
         onCancel: (workerId, listener) => scheduler.onCancel(workerId, listener),
-        observers: opts.observers?.worker ?? [],
+        observers: [workerMetrics(metrics), ...(opts.observers?.worker ?? [])],
         ...(opts.localPricePerHour !== undefined ? { pricePerHour: opts.localPricePerHour } : {}),
       });
       await localWorker.start();
@@ -156,9 +172,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       started.push(() => worker.drain());
     }
 
+    // What comes in and goes out through the doors is counted; the local pool reads the store directly.
+    const doorBlobs = meteredBlobStore(metrics, blobs);
     const http = await buildHttpServer({
       scheduler,
-      blobs,
+      blobs: doorBlobs,
+      metrics,
+      onRequestDone: httpRequestMetrics(metrics),
       logger,
       policy: opts.policy,
       maxJsonBodyBytes: DEFAULT_MAX_JSON_BODY_BYTES,
@@ -175,7 +195,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     if (opts.grpcPort !== undefined) {
       grpc = await startGrpcServer({
         scheduler,
-        blobs,
+        blobs: doorBlobs,
+        onCallDone: grpcCallMetrics(metrics),
         actionCache: store.actionCache,
         policy: opts.policy,
         logger,
@@ -186,7 +207,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         ...(opts.instanceNames ? { instanceNames: opts.instanceNames } : {}),
       });
     }
-    logger.info({ url, grpcPort: grpc?.port, dataDir: opts.dataDir, workerSlots: opts.workerSlots }, 'remex serving');
+    let metricsServer: RunningMetricsServer | undefined;
+    if (opts.metricsPort !== undefined) {
+      const listening = (metricsServer = await startMetricsServer(metrics, opts.metricsHost ?? opts.host, opts.metricsPort));
+      started.push(() => listening.close());
+    }
+    logger.info({ url, grpcPort: grpc?.port, metricsPort: metricsServer?.port, dataDir: opts.dataDir, workerSlots: opts.workerSlots }, 'remex serving');
     const securitySummary = describeSecurity(authMode, auth, opts.host, opts.tls !== undefined);
     if (authMode === 'open-insecure') logger.warn({ authMode }, securitySummary);
     else logger.info({ authMode }, securitySummary);
@@ -205,11 +231,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       localWorker,
       authMode,
       securitySummary,
+      metrics,
+      metricsPort: metricsServer?.port,
       close: () =>
         (closing ??= (async () => {
           await localWorker?.drain();
           await runRoot?.dispose().catch((err: unknown) => logger.warn({ err }, 'cannot remove the run directories'));
           await grpc?.close();
+          await metricsServer?.close();
           notifier.close();
           await scheduler.close();
           await http.close();
