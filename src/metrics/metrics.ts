@@ -6,7 +6,8 @@
  * `remex_` prefix, units in the name (`_seconds`, `_bytes`), counters end in `_total`; no label ever
  * carries a job id (docs/metrics.md lists every metric).
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export type { Counter, Gauge, Histogram } from 'prom-client';
 
@@ -28,9 +29,9 @@ export const JOB_BUCKETS_SECONDS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 export class Metrics {
   private readonly registry = new Registry();
 
-  /** With `processMetrics`, the Node.js process's own (CPU, memory, event-loop lag) as `remex_process_*`/`remex_nodejs_*`. */
+  /** With `processMetrics` (default), the process's own: CPU, memory, event-loop delay. */
   constructor(opts: { processMetrics?: boolean } = {}) {
-    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'remex_' });
+    if (opts.processMetrics ?? true) this.processMetrics();
   }
 
   /** The Content-Type of {@link render}'s text. */
@@ -70,6 +71,36 @@ export class Metrics {
             },
           }
         : {}),
+    });
+  }
+
+  /**
+   * A few of the process's own (prom-client's default set names some gauges `_total`, which promtool refuses):
+   * CPU seconds, resident and heap bytes, and the event loop's delay (a busy controller answers late).
+   */
+  private processMetrics(): void {
+    const delay = monitorEventLoopDelay({ resolution: 20 });
+    delay.enable();
+    // Never keeps the process alive: the histogram's timer is unref'd by Node.
+    new Counter({
+      name: 'remex_process_cpu_seconds_total',
+      help: 'CPU time of this process (user and system), seconds.',
+      registers: [this.registry],
+      collect(this: Counter) {
+        const usage = process.cpuUsage();
+        this.reset();
+        this.inc((usage.user + usage.system) / 1e6);
+      },
+    });
+    this.gauge({ name: 'remex_process_resident_memory_bytes', help: 'Resident memory of this process.', read: (set) => set({}, process.memoryUsage.rss()) });
+    this.gauge({ name: 'remex_process_heap_used_bytes', help: 'JavaScript heap in use.', read: (set) => set({}, process.memoryUsage().heapUsed) });
+    this.gauge({
+      name: 'remex_process_event_loop_delay_seconds',
+      help: 'The event loop’s delay since the last scrape: its 99th percentile.',
+      read: (set) => {
+        set({}, Number.isFinite(delay.percentile(99)) ? delay.percentile(99) / 1e9 : 0);
+        delay.reset();
+      },
     });
   }
 }
