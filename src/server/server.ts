@@ -123,6 +123,20 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // The fleet gauges read the scheduler, made below; they are read only when scraped.
   const fleet = { status: () => scheduler.status(), workers: () => scheduler.workers() };
   const schedulerObserver = schedulerMetrics(metrics, fleet);
+  const poolStats = backends.poolStats;
+  if (poolStats) {
+    metrics.gauge({
+      name: 'remex_store_connections',
+      help: 'The database connection pool: connections idle and in use, and callers waiting for one.',
+      labelNames: ['state'],
+      read: (set) => {
+        const p = poolStats();
+        set({ state: 'idle' }, p.idle);
+        set({ state: 'busy' }, p.total - p.idle);
+        set({ state: 'waiting' }, p.waiting);
+      },
+    });
+  }
   // Undone in reverse if a later step fails (a port in use, no sandbox): a server that could not start
   // must not keep its database, workers or other listener open, or the process never exits.
   const started: Array<() => Promise<void>> = [async () => backends.close()];

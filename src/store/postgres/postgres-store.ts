@@ -7,6 +7,7 @@
 import type { ActionCache, JobStore, Store, WorkerRegistry } from '../ports.js';
 import { PostgresActionCache } from './action-cache.js';
 import { PostgresDb } from './connection.js';
+import type { PoolStats } from './connection.js';
 import { PostgresJobStore } from './job-store.js';
 import { PostgresWorkerRegistry } from './worker-registry.js';
 
@@ -61,6 +62,11 @@ export class PostgresStore implements Store {
       onConnectionError: opts.onConnectionError ?? (() => undefined),
     });
     return new PostgresStore(db, schema);
+  }
+
+  /** The connection pool now (open, idle, callers waiting). */
+  poolStats(): PoolStats {
+    return this.db.poolStats();
   }
 
   async close(): Promise<void> {
