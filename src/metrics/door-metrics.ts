@@ -80,6 +80,12 @@ export function meteredBlobStore(metrics: Metrics, blobs: BlobStore): BlobStore 
   });
 }
 
+/** The event bus's lag between controllers: how late a job change announced by another controller arrived. */
+export function eventBusLagMetric(metrics: Metrics): (ms: number) => void {
+  const lag = metrics.histogram({ name: 'remex_event_bus_lag_seconds', help: 'How late job changes announced by other controllers arrived (NOTIFY, by the controllers’ clocks).', buckets: LATENCY_BUCKETS_SECONDS });
+  return (ms) => lag.observe(ms / 1000);
+}
+
 /** The local pool's results and failed calls (a remote worker's show in the fleet gauges and the executions it completes). */
 export function workerMetrics(metrics: Metrics): WorkerObserver {
   const settled = metrics.counter({ name: 'remex_worker_results_total', help: 'Results of the local pool by fate: committed, stale (the lease was no longer its), abandoned.', labelNames: ['how'] });

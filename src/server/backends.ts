@@ -28,6 +28,8 @@ export interface BackendOptions {
   /** fsync each blob of a filesystem CAS before it becomes visible (see docs/decisions/0009-cas-durability.md). */
   casFsync?: boolean;
   logger: Logger;
+  /** Told how late each job change announced by another controller arrived (PostgreSQL's event bus). */
+  onEventLag?: (ms: number) => void;
 }
 
 export interface Backends {
@@ -56,6 +58,7 @@ export async function openBackends(opts: BackendOptions): Promise<Backends> {
     url: opts.databaseUrl,
     load: (id) => store.jobs.get(id),
     onError: (err) => log.warn({ err: err.message }, 'event bus connection error'),
+    ...(opts.onEventLag ? { onNoticeLag: opts.onEventLag } : {}),
   });
   return {
     store,

@@ -24,7 +24,7 @@ import { Worker } from '../worker/worker.js';
 import { createLogger } from './logger.js';
 import { executionLog } from './execution-log.js';
 import { Metrics } from '../metrics/metrics.js';
-import { grpcCallMetrics, httpRequestMetrics, meteredBlobStore, workerMetrics } from '../metrics/door-metrics.js';
+import { eventBusLagMetric, grpcCallMetrics, httpRequestMetrics, meteredBlobStore, workerMetrics } from '../metrics/door-metrics.js';
 import { schedulerMetrics } from '../metrics/scheduler-metrics.js';
 import { startMetricsServer } from '../metrics/metrics-server.js';
 import type { RunningMetricsServer } from '../metrics/metrics-server.js';
@@ -110,7 +110,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger();
   const auth = opts.auth ?? Authenticator.open();
   const authMode = authModeOf(opts.host, auth, opts.insecureOpen ?? false);
+  const metrics = opts.metrics ?? new Metrics();
   const backends = await openBackends({
+    ...(opts.databaseUrl !== undefined ? { onEventLag: eventBusLagMetric(metrics) } : {}),
     dataDir: opts.dataDir,
     ...(opts.databaseUrl !== undefined ? { databaseUrl: opts.databaseUrl } : {}),
     ...(opts.blobsUrl !== undefined ? { blobsUrl: opts.blobsUrl } : {}),
@@ -119,7 +121,6 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     logger,
   });
   const { store, blobs, events } = backends;
-  const metrics = opts.metrics ?? new Metrics();
   // The fleet gauges read the scheduler, made below; they are read only when scraped.
   const fleet = { status: () => scheduler.status(), workers: () => scheduler.workers() };
   const schedulerObserver = schedulerMetrics(metrics, fleet);

@@ -149,6 +149,8 @@ describe('multi-node: controllers on PostgreSQL + S3, workers over the network',
       assert.match(text, /^remex_jobs_queued\{platform="x86_64-linux-cpu"\} 0$/m);
       assert.match(text, /^remex_store_connections\{state="idle"\} \d+$/m);
     }
+    // Each controller heard job changes of the other over NOTIFY, and measured how late they came.
+    for (const text of scrapes) assert.match(text, /^remex_event_bus_lag_seconds_count [1-9]\d*$/m);
   });
 
   test('SIGKILL of one controller mid-run: its workers move to the other, every client gets its result', async (t) => {
