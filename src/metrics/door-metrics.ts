@@ -70,12 +70,16 @@ export function meteredBlobStore(metrics: Metrics, blobs: BlobStore): BlobStore 
       return stream;
     },
   };
+  const bound = new Map<string | symbol, unknown>();
   return new Proxy(blobs, {
     get(target, key) {
       const own = (metered as Record<string | symbol, unknown>)[key];
       if (own !== undefined) return own;
       const value: unknown = Reflect.get(target, key, target);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      if (typeof value !== 'function') return value;
+      let fn = bound.get(key);
+      if (fn === undefined) bound.set(key, (fn = (value as (...args: unknown[]) => unknown).bind(target)));
+      return fn;
     },
   });
 }
