@@ -1,7 +1,7 @@
 /**
- * What the front doors and the local worker pool count: HTTP requests and gRPC calls by method and code
- * with their latency, the CAS bytes that come in and go out through the doors, and the pool's settled
- * results and failed calls. Each is a plain callback or observer the composition root hands to its
+ * What the front doors, the backends and the local worker pool count: HTTP requests and gRPC calls by
+ * method and code with their latency, the CAS bytes that come in and go out through the doors, the event
+ * bus's lag and the database's connection pool, and the pool's settled results and failed calls. Each is a plain callback or observer the composition root hands to its
  * component, so the doors never import prom-client.
  */
 import type { BlobStore } from '../cas/blob-store.js';
@@ -88,6 +88,21 @@ export function meteredBlobStore(metrics: Metrics, blobs: BlobStore): BlobStore 
 export function eventBusLagMetric(metrics: Metrics): (ms: number) => void {
   const lag = metrics.histogram({ name: 'remex_event_bus_lag_seconds', help: 'How late job changes announced by other controllers arrived (NOTIFY, by the controllers’ clocks).', buckets: LATENCY_BUCKETS_SECONDS });
   return (ms) => lag.observe(ms / 1000);
+}
+
+/** The database's connection pool (PostgreSQL), read when scraped. */
+export function storePoolMetric(metrics: Metrics, poolStats: () => { total: number; idle: number; waiting: number }): void {
+  metrics.gauge({
+    name: 'remex_store_connections',
+    help: 'The database connection pool: connections idle and in use, and callers waiting for one.',
+    labelNames: ['state'],
+    read: (set) => {
+      const p = poolStats();
+      set({ state: 'idle' }, p.idle);
+      set({ state: 'busy' }, p.total - p.idle);
+      set({ state: 'waiting' }, p.waiting);
+    },
+  });
 }
 
 /** The local pool's results and failed calls (a remote worker's show in the fleet gauges and the executions it completes). */

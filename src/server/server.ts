@@ -24,7 +24,7 @@ import { Worker } from '../worker/worker.js';
 import { createLogger } from './logger.js';
 import { executionLog } from './execution-log.js';
 import { Metrics } from '../metrics/metrics.js';
-import { eventBusLagMetric, grpcCallMetrics, httpRequestMetrics, meteredBlobStore, workerMetrics } from '../metrics/door-metrics.js';
+import { eventBusLagMetric, grpcCallMetrics, httpRequestMetrics, meteredBlobStore, storePoolMetric, workerMetrics } from '../metrics/door-metrics.js';
 import { schedulerMetrics } from '../metrics/scheduler-metrics.js';
 import { startMetricsServer } from '../metrics/metrics-server.js';
 import type { RunningMetricsServer } from '../metrics/metrics-server.js';
@@ -121,27 +121,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     logger,
   });
   const { store, blobs, events } = backends;
-  // The fleet gauges read the scheduler, made below; they are read only when scraped.
-  const fleet = { status: () => scheduler.status(), workers: () => scheduler.workers() };
-  const schedulerObserver = schedulerMetrics(metrics, fleet);
-  const poolStats = backends.poolStats;
-  if (poolStats) {
-    metrics.gauge({
-      name: 'remex_store_connections',
-      help: 'The database connection pool: connections idle and in use, and callers waiting for one.',
-      labelNames: ['state'],
-      read: (set) => {
-        const p = poolStats();
-        set({ state: 'idle' }, p.idle);
-        set({ state: 'busy' }, p.total - p.idle);
-        set({ state: 'waiting' }, p.waiting);
-      },
-    });
-  }
+  // The fleet gauges read the scheduler, made below, when scraped.
+  let scheduler: Scheduler;
+  const schedulerObserver = schedulerMetrics(metrics, { status: () => scheduler.status(), workers: () => scheduler.workers() });
+  if (backends.poolStats) storePoolMetric(metrics, backends.poolStats);
   // Undone in reverse if a later step fails (a port in use, no sandbox): a server that could not start
   // must not keep its database, workers or other listener open, or the process never exits.
   const started: Array<() => Promise<void>> = [async () => backends.close()];
-  let scheduler: Scheduler;
   try {
     const schedulerLogger = logger.child({ component: 'scheduler' });
     scheduler = new Scheduler(store, blobs, events, opts.scheduler, Date.now, {
