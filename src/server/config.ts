@@ -16,6 +16,8 @@ import type { SchedulerObserver } from '../scheduler/observer.js';
 import type { WorkerObserver } from '../worker/observer.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { LogFormat } from './defaults.js';
+import { otlpTraceOptionsOf } from './otlp-traces.js';
+import type { OtlpTraceOptions } from './otlp-traces.js';
 import type { TlsFiles } from '../api/http/http-server.js';
 import { loadTlsFiles } from './tls.js';
 
@@ -87,6 +89,8 @@ export interface ServeOptions {
   metricsPort?: number;
   /** The address of `metricsPort`'s listener (default: `host`). */
   metricsHost?: string;
+  /** Export each execution's spans by OTLP/HTTP JSON (from `OTEL_EXPORTER_OTLP_ENDPOINT`); absent: no tracing cost at all. */
+  otlpTraces?: OtlpTraceOptions;
 }
 
 // The flag defaults live apart, where the CLI reads them without loading the server.
@@ -156,6 +160,9 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     logger.info({ subjectAltName: loaded.subjectAltName, validTo: loaded.validTo }, 'TLS certificate');
     if (loaded.expired) logger.warn({ validTo: loaded.validTo }, 'the TLS certificate has expired: clients will refuse it');
   }
+  const otlpTraces = otlpTraceOptionsOf(env);
+  // The URL's origin and path only: credentials in it, like the headers, are never logged.
+  if (otlpTraces) logger.info({ url: safeUrl(otlpTraces.url) }, 'exporting execution traces (OTLP/HTTP JSON)');
   return {
     host: flags.host,
     port: flags.port,
@@ -172,6 +179,7 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     ...(flags.grpc ? { grpcPort: flags.grpcPort } : {}),
     ...(flags.metricsPort !== undefined ? { metricsPort: flags.metricsPort } : {}),
     ...(flags.metricsHost !== undefined ? { metricsHost: flags.metricsHost } : {}),
+    ...(otlpTraces ? { otlpTraces } : {}),
     ...(flags.instanceName.length ? { instanceNames: flags.instanceName } : {}),
     policy: DEFAULT_POLICY,
     scheduler: { ...schedulerTimings(flags.acceptPlatform, flags.leaseTimeout), maxAttempts: Math.max(1, flags.maxAttempts) },
@@ -202,6 +210,16 @@ function webhookSecretOf(file: string | undefined, env: NodeJS.ProcessEnv): { we
   if (secret === undefined || secret === '') return {};
   if (secret.length < 16) throw new InvalidArgumentError('the webhook secret must be at least 16 characters');
   return { webhookSecret: secret };
+}
+
+/** A URL without its credentials or query, for a log line; `(invalid URL)` when it is not one. */
+function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return '(invalid URL)';
+  }
 }
 
 /** The server's tokens for one scope: its token file and its environment variable, together. */

@@ -23,6 +23,7 @@ import { BwrapSandbox } from '../worker/sandbox/bwrap/bwrap-sandbox.js';
 import { Worker } from '../worker/worker.js';
 import { createLogger } from './logger.js';
 import { executionLog } from './execution-log.js';
+import { otlpTraceExporter } from './otlp-traces.js';
 import { Metrics } from '../metrics/metrics.js';
 import { eventBusLagMetric, grpcCallMetrics, httpRequestMetrics, meteredBlobStore, storePoolMetric, workerMetrics } from '../metrics/door-metrics.js';
 import { schedulerMetrics } from '../metrics/scheduler-metrics.js';
@@ -125,6 +126,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   let scheduler: Scheduler;
   const schedulerObserver = schedulerMetrics(metrics, { status: () => scheduler.status(), workers: () => scheduler.workers() });
   if (backends.poolStats) storePoolMetric(metrics, backends.poolStats);
+  const traces = opts.otlpTraces ? otlpTraceExporter(opts.otlpTraces, logger.child({ component: 'otlp' })) : undefined;
   // Undone in reverse if a later step fails (a port in use, no sandbox): a server that could not start
   // must not keep its database, workers or other listener open, or the process never exits.
   const started: Array<() => Promise<void>> = [async () => backends.close()];
@@ -132,7 +134,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const schedulerLogger = logger.child({ component: 'scheduler' });
     scheduler = new Scheduler(store, blobs, events, opts.scheduler, Date.now, {
       logger: schedulerLogger,
-      observers: [schedulerObserver, executionLog(schedulerLogger), ...(opts.observers?.scheduler ?? [])],
+      observers: [schedulerObserver, executionLog(schedulerLogger), ...(traces ? [traces] : []), ...(opts.observers?.scheduler ?? [])],
     });
     // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
     // rather than after their leases expire.
@@ -242,6 +244,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           await metricsServer?.close();
           notifier.close();
           await scheduler.close();
+          await traces?.close();
           await http.close();
           await backends.close();
         })()),
