@@ -1,7 +1,7 @@
 /**
  * The metrics module on its own: gauges read at scrape time (what other components, the autoscaler among
- * them, register), the doors' view of a real (in-memory) blob store counting bytes in and out, and the
- * execution outcomes taken from the job states.
+ * them, register), the doors' view of a real (in-memory) blob store counting bytes in and out, the
+ * execution outcomes taken from the job states, and a real gRPC server's calls counted by code.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -9,7 +9,10 @@ import { Readable } from 'node:stream';
 import { MemoryBlobStore } from '../../src/cas/memory/memory-blob-store.js';
 import { digestOf } from '../../src/core/digest.js';
 import { TERMINAL_STATES } from '../../src/core/model.js';
-import { meteredBlobStore } from '../../src/metrics/door-metrics.js';
+import * as grpc from '@grpc/grpc-js';
+import { Authenticator } from '../../src/auth/tokens.js';
+import { grpcCallMetrics, meteredBlobStore } from '../../src/metrics/door-metrics.js';
+import { startGrpcHarness } from '../api/grpc/harness.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { EXECUTION_OUTCOMES } from '../../src/metrics/scheduler-metrics.js';
 
@@ -49,4 +52,24 @@ test('the doors\' blob store counts bytes in and out; everything else is the sto
 
 test('execution outcomes are the terminal job states and cached', () => {
   assert.deepEqual(EXECUTION_OUTCOMES, [...TERMINAL_STATES, 'cached']);
+});
+
+test('gRPC calls are counted by method and code, refusals of the token check included', async () => {
+  const metrics = new Metrics({ processMetrics: false });
+  const token = 'a-client-token-for-the-grpc-door-0123456789';
+  const h = await startGrpcHarness({ onCallDone: grpcCallMetrics(metrics), auth: Authenticator.fromTokens({ client: [token] }) }, { workerSlots: 0 });
+  try {
+    const authed = new grpc.Metadata();
+    authed.set('authorization', `Bearer ${token}`);
+    await new Promise<void>((resolve, reject) => h.clients.caps.getCapabilities({ instance_name: '' }, authed, (err) => (err ? reject(err) : resolve())));
+    const refused = await new Promise<grpc.ServiceError | null>((resolve) => h.clients.caps.getCapabilities({ instance_name: '' }, (err) => resolve(err)));
+    assert.equal(refused?.code, grpc.status.UNAUTHENTICATED);
+  } finally {
+    await h.close();
+  }
+  const text = await metrics.render();
+  const method = '/build.bazel.remote.execution.v2.Capabilities/GetCapabilities';
+  assert.match(text, new RegExp(`^remex_grpc_requests_total\\{method="${method}",code="OK"\\} 1$`, 'm'));
+  assert.match(text, new RegExp(`^remex_grpc_requests_total\\{method="${method}",code="UNAUTHENTICATED"\\} 1$`, 'm'));
+  assert.match(text, new RegExp(`^remex_grpc_request_duration_seconds_count\\{method="${method}"\\} 2$`, 'm'));
 });
