@@ -7,6 +7,7 @@ import { benchGrpcActionCache } from './grpc-action-cache.js';
 import { benchGrpcByteStream } from './grpc-bytestream.js';
 import { benchGrpcFindMissing } from './grpc-find-missing.js';
 import { benchLongJobSupervision } from './long-job-supervision.js';
+import { benchMetricsCost } from './metrics-cost.js';
 import { benchPostgresDispatch } from './postgres-dispatch.js';
 import { benchQueueScale } from './queue-scale.js';
 
@@ -21,6 +22,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'long-job-supervision': benchLongJobSupervision,
   dashboard: benchDashboard,
   'compare-calibration': benchCompareCalibration,
+  'metrics-cost': benchMetricsCost,
 };
 
 const only = process.argv.slice(2);

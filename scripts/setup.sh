@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
   chromium
+  prometheus
 )
 EXTRA_PACKAGES=(${REMEX_EXTRA_DEBIAN_PACKAGES:-})
 

@@ -4,9 +4,12 @@
  * okToCache) beside remex's own.
  */
 import { costOf, isCacheable } from '../core/model.js';
+import { traceIdOf } from '../core/trace-context.js';
 import type { LimitKind } from '../core/limits.js';
 import type { HostInfo, JobFailure, JobProgress, OutputStream } from '../core/model.js';
 import type { JobRecord } from '../store/ports.js';
+import { executionTimeline } from './execution-timeline.js';
+import type { TimelineEntry } from './execution-timeline.js';
 
 export interface OutputView {
   digest: { hash: string; sizeBytes: number };
@@ -60,6 +63,10 @@ export interface ExecutionView {
   completedAt: string | null;
   /** The command line it runs (argv; the program first). */
   arguments: string[];
+  /** Where its time went: each phase reached (queued, leased, staged, running, outputs_stored, completed), in order. */
+  timeline: TimelineEntry[];
+  /** The W3C trace id of the request that submitted it (core/trace-context.ts), for finding its log lines. */
+  traceId: string | null;
 }
 
 function lines(stream: OutputStream | undefined): Array<{ text: string }> {
@@ -114,6 +121,8 @@ export function executionView(job: JobRecord): ExecutionView {
     startedAt: job.startedAtMs !== null ? new Date(job.startedAtMs).toISOString() : null,
     completedAt: job.completedAtMs !== null ? new Date(job.completedAtMs).toISOString() : null,
     arguments: job.spec.command.arguments,
+    timeline: executionTimeline(job),
+    traceId: traceIdOf(job.spec.traceparent) ?? null,
   };
 }
 

@@ -65,6 +65,15 @@ export const runReport = z.strictObject({
       pricePerHour: z.number().nonnegative().finite().nullable(),
     })
     .optional(),
+  times: z
+    .strictObject({
+      stagingStartedAtMs: z.number().nonnegative().finite(),
+      stagedAtMs: z.number().nonnegative().finite(),
+      programStartedAtMs: z.number().nonnegative().finite(),
+      programEndedAtMs: z.number().nonnegative().finite(),
+      outputsStoredAtMs: z.number().nonnegative().finite(),
+    })
+    .optional(),
 });
 
 /**

@@ -11,7 +11,8 @@ import { InvalidArgumentError, RemexError } from '../core/errors.js';
 import { RemexClient } from '../client/remex-client.js';
 import type { Logger } from 'pino';
 import { parseLabels } from '../core/labels.js';
-import { defaultSlots, SERVE_DEFAULTS, WORKER_DEFAULTS } from '../server/defaults.js';
+import { defaultSlots, LOG_FORMATS, LOG_LEVELS, SERVE_DEFAULTS, WORKER_DEFAULTS } from '../server/defaults.js';
+import type { LogFormat } from '../server/defaults.js';
 import type { ServeFlags } from '../server/config.js';
 import { EXIT_REMEX_FAILURE } from './exit-codes.js';
 import { collectCommand } from './collect-command.js';
@@ -72,6 +73,16 @@ function ownToken(file: string | undefined, envName: string): string | undefined
   return token;
 }
 
+/** `--log-level` of serve and worker (REMEX_LOG_LEVEL when not given). */
+function logLevelOption(): Option {
+  return new Option('--log-level <level>', 'least severe log lines written').choices(LOG_LEVELS).env('REMEX_LOG_LEVEL').default('info');
+}
+
+/** `--log-format`: readable lines on a terminal, JSON lines elsewhere, unless told. */
+function logFormatOption(): Option {
+  return new Option('--log-format <format>', 'auto (readable on a terminal, else JSON lines), json or pretty').choices(LOG_FORMATS).default('auto');
+}
+
 export function buildProgram(): Command {
   // Positional options: `remex worker drain --generation G` is the subcommand's, not `remex worker`'s own flag.
   const program = new Command('remex').enablePositionalOptions().description('Run programs on the worker of the right platform, sandboxed, native or emulated.');
@@ -106,9 +117,13 @@ export function buildProgram(): Command {
     .option('--insecure-open', 'serve without tokens on a non-loopback address (anyone who can reach it can run programs)', false)
     .option('--tls-cert <file>', 'PEM certificate chain: serve HTTPS, WSS and gRPC over TLS')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--metrics-port <port>', 'also serve /metrics, without tokens, on this port (for a scraper on another network; 0 picks one)', intOption)
+    .option('--metrics-host <host>', 'address of --metrics-port (default: --host)')
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .action(async (flags: ServeFlags) => {
       const [{ createLogger }, { serveConfig }, { startServer }] = await Promise.all([import('../server/logger.js'), import('../server/config.js'), import('../server/server.js')]);
-      const logger = createLogger();
+      const logger = createLogger({ level: flags.logLevel, format: flags.logFormat });
       const server = await startServer(serveConfig(flags, process.env, logger));
       const grpcScheme = flags.tlsCert !== undefined ? 'grpcs' : 'grpc';
       process.stdout.write(`remex listening on ${server.url}${server.grpcPort !== undefined ? ` and ${grpcScheme}://${flags.host}:${server.grpcPort}` : ''}\n`);
@@ -130,10 +145,12 @@ export function buildProgram(): Command {
     .addOption(new Option('--instance-id <id>', "the provider's id of this machine or process (set by an autoscaler)").env('REMEX_INSTANCE_ID'))
     .addOption(new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE'))
     .addOption(caFileOption())
-    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; generation?: string; instanceId?: string; pricePerHour?: number; tokenFile?: string; caFile?: string }) => {
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
+    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; generation?: string; instanceId?: string; pricePerHour?: number; tokenFile?: string; caFile?: string; logLevel: string; logFormat: LogFormat }) => {
       const labels = withGeneration(parseLabels(o.label, '--label'), o.generation);
       const [{ createLogger }, { startRemoteWorker }] = await Promise.all([import('../server/logger.js'), import('../server/remote-worker.js')]);
-      const logger = createLogger();
+      const logger = createLogger({ level: o.logLevel, format: o.logFormat });
       const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
       const worker = await startRemoteWorker({
         server: o.server,

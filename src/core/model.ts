@@ -71,6 +71,11 @@ export interface ExecutionSpec {
    * directory whichever way the run ends (a timeout included).
    */
   results?: boolean;
+  /**
+   * The W3C `traceparent` of the request that submitted it (core/trace-context.ts): carried to the worker
+   * and into the log lines about it. Not part of the action (never in its digest).
+   */
+  traceparent?: string;
 }
 
 /** Where a results directory sits in the input root, and how it shows among the output directories. */
@@ -137,6 +142,24 @@ export interface RunReport {
   worker: string;
   /** The machine it ran on, and what its worker costs (absent from older workers' reports). */
   host?: HostInfo;
+  /** When the run reached each of its phases (absent from older workers' reports). */
+  times?: RunTimes;
+}
+
+/**
+ * When a worker's run reached each phase, in epoch milliseconds by the worker's clock: the execution
+ * timeline's leased-to-completed part (api/execution-view.ts) and REAPI's ExecutedActionMetadata.
+ */
+export interface RunTimes {
+  /** The worker took the lease and began staging the inputs. */
+  stagingStartedAtMs: number;
+  /** Inputs, output parents and stdin are in the run directory. */
+  stagedAtMs: number;
+  /** The program started (the sandbox's launch is between staged and this). */
+  programStartedAtMs: number;
+  programEndedAtMs: number;
+  /** stdout, stderr and the output files are in the CAS. */
+  outputsStoredAtMs: number;
 }
 
 /** Where a run ran (seed 004's system information), and the price of its worker, if the operator set one. */

@@ -14,6 +14,7 @@ import { InMemoryEventBus } from '../events/memory/in-memory-event-bus.js';
 import { PostgresEventBus } from '../events/postgres/postgres-event-bus.js';
 import type { Store } from '../store/ports.js';
 import { PostgresStore } from '../store/postgres/postgres-store.js';
+import type { PoolStats } from '../store/postgres/connection.js';
 import { withRecentActionResults } from '../store/recent-action-results.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 
@@ -27,6 +28,8 @@ export interface BackendOptions {
   /** fsync each blob of a filesystem CAS before it becomes visible (see docs/decisions/0009-cas-durability.md). */
   casFsync?: boolean;
   logger: Logger;
+  /** Told how late each job change announced by another controller arrived (PostgreSQL's event bus). */
+  onEventLag?: (ms: number) => void;
 }
 
 export interface Backends {
@@ -35,6 +38,8 @@ export interface Backends {
   events: EventBus;
   /** True when other controllers may share this state (PostgreSQL). */
   shared: boolean;
+  /** The database's connection pool now (PostgreSQL; SQLite has none). */
+  poolStats?: () => PoolStats;
   close(): Promise<void>;
 }
 
@@ -47,17 +52,20 @@ export async function openBackends(opts: BackendOptions): Promise<Backends> {
   if (!/^postgres(ql)?:\/\//.test(opts.databaseUrl)) throw new InvalidArgumentError('--database must be a postgres:// URL');
   const log = opts.logger.child({ component: 'postgres' });
   // The URL may hold a password: it is never logged, only the error's own text.
-  const store = withRecentActionResults(await PostgresStore.open({ url: opts.databaseUrl, onConnectionError: (err) => log.warn({ err: err.message }, 'database connection error') }));
+  const postgres = await PostgresStore.open({ url: opts.databaseUrl, onConnectionError: (err) => log.warn({ err: err.message }, 'database connection error') });
+  const store = withRecentActionResults(postgres);
   const events = await PostgresEventBus.start({
     url: opts.databaseUrl,
     load: (id) => store.jobs.get(id),
     onError: (err) => log.warn({ err: err.message }, 'event bus connection error'),
+    ...(opts.onEventLag ? { onNoticeLag: opts.onEventLag } : {}),
   });
   return {
     store,
     blobs,
     events,
     shared: true,
+    poolStats: () => postgres.poolStats(),
     close: async () => {
       await events.close();
       await closeAll(store, blobs);

@@ -16,6 +16,10 @@ import { DEFAULT_SCHEDULER_OPTIONS } from '../scheduler/scheduler.js';
 import type { SchedulerOptions } from '../scheduler/scheduler.js';
 import type { SchedulerObserver } from '../scheduler/observer.js';
 import type { WorkerObserver } from '../worker/observer.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { LogFormat } from './defaults.js';
+import { otlpTraceOptionsOf } from './otlp-traces.js';
+import type { OtlpTraceOptions } from './otlp-traces.js';
 import type { TlsFiles } from '../api/http/http-server.js';
 import { loadTlsFiles } from './tls.js';
 
@@ -83,6 +87,14 @@ export interface ServeOptions {
   autoscale?: AutoscaleConfig;
   /** Told what the scheduler and the local pool do (metrics, timelines, scaling). */
   observers?: { scheduler?: readonly SchedulerObserver[]; worker?: readonly WorkerObserver[] };
+  /** The metrics registry to use (default: a new one); GET /metrics serves it. */
+  metrics?: Metrics;
+  /** Also serve /metrics, without tokens, on this port (0 picks one) — for a scraper on another network. */
+  metricsPort?: number;
+  /** The address of `metricsPort`'s listener (default: `host`). */
+  metricsHost?: string;
+  /** Export each execution's spans by OTLP/HTTP JSON (from `OTEL_EXPORTER_OTLP_ENDPOINT`); absent: no tracing cost at all. */
+  otlpTraces?: OtlpTraceOptions;
 }
 
 // The flag defaults live apart, where the CLI reads them without loading the server.
@@ -113,6 +125,10 @@ export interface ServeFlags {
   pricePerHour?: number;
   autoscale?: string;
   webhookSecretFile?: string;
+  metricsPort?: number;
+  metricsHost?: string;
+  logLevel?: string;
+  logFormat?: LogFormat;
 }
 
 const serveFlagsSchema = z
@@ -122,6 +138,7 @@ const serveFlagsSchema = z
     workers: z.number().int().min(0).max(4096),
     leaseTimeout: z.number().positive().max(24 * 60 * 60),
     maxAttempts: z.number().int().min(0).max(1000),
+    metricsPort: z.number().int().min(0).max(65_535).optional(),
     tlsCert: z.string().optional(),
     tlsKey: z.string().optional(),
   })
@@ -148,6 +165,9 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     logger.info({ subjectAltName: loaded.subjectAltName, validTo: loaded.validTo }, 'TLS certificate');
     if (loaded.expired) logger.warn({ validTo: loaded.validTo }, 'the TLS certificate has expired: clients will refuse it');
   }
+  const otlpTraces = otlpTraceOptionsOf(env);
+  // The URL's origin and path only: credentials in it, like the headers, are never logged.
+  if (otlpTraces) logger.info({ url: safeUrl(otlpTraces.url) }, 'exporting execution traces (OTLP/HTTP JSON)');
   return {
     host: flags.host,
     port: flags.port,
@@ -163,6 +183,9 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     ...(flags.autoscale !== undefined ? { autoscale: loadAutoscaleConfig(flags.autoscale) } : {}),
     ...webhookSecretOf(flags.webhookSecretFile, env),
     ...(flags.grpc ? { grpcPort: flags.grpcPort } : {}),
+    ...(flags.metricsPort !== undefined ? { metricsPort: flags.metricsPort } : {}),
+    ...(flags.metricsHost !== undefined ? { metricsHost: flags.metricsHost } : {}),
+    ...(otlpTraces ? { otlpTraces } : {}),
     ...(flags.instanceName.length ? { instanceNames: flags.instanceName } : {}),
     policy: DEFAULT_POLICY,
     scheduler: { ...schedulerTimings(flags.acceptPlatform, flags.leaseTimeout), maxAttempts: Math.max(1, flags.maxAttempts) },
@@ -193,6 +216,16 @@ function webhookSecretOf(file: string | undefined, env: NodeJS.ProcessEnv): { we
   if (secret === undefined || secret === '') return {};
   if (secret.length < 16) throw new InvalidArgumentError('the webhook secret must be at least 16 characters');
   return { webhookSecret: secret };
+}
+
+/** A URL without its credentials or query, for a log line; `(invalid URL)` when it is not one. */
+function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return '(invalid URL)';
+  }
 }
 
 /** The server's tokens for one scope: its token file and its environment variable, together. */

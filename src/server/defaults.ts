@@ -26,3 +26,9 @@ export const WORKER_DEFAULTS = Object.freeze({
 export function defaultSlots(): number {
   return availableParallelism();
 }
+
+/** `--log-level`'s choices (pino's levels). */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** `--log-format`'s choices; `auto`: readable lines when stderr is a terminal, JSON lines otherwise. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];

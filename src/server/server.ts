@@ -25,6 +25,13 @@ import { detectPlatformSupport } from '../worker/emulation.js';
 import { BwrapSandbox } from '../worker/sandbox/bwrap/bwrap-sandbox.js';
 import { Worker } from '../worker/worker.js';
 import { createLogger } from './logger.js';
+import { executionLog } from './execution-log.js';
+import { otlpTraceExporter } from './otlp-traces.js';
+import { Metrics } from '../metrics/metrics.js';
+import { eventBusLagMetric, grpcCallMetrics, httpRequestMetrics, meteredBlobStore, storePoolMetric, workerMetrics } from '../metrics/door-metrics.js';
+import { schedulerMetrics } from '../metrics/scheduler-metrics.js';
+import { startMetricsServer } from '../metrics/metrics-server.js';
+import type { RunningMetricsServer } from '../metrics/metrics-server.js';
 import type { ServeOptions } from './config.js';
 
 // Where they were first defined; config.ts holds them now.
@@ -66,6 +73,10 @@ export interface RunningServer {
   readonly authMode: AuthMode;
   /** One line for people: the authentication mode and TLS. */
   readonly securitySummary: string;
+  /** The server's metrics (GET /metrics): other components register their gauges here. */
+  readonly metrics: Metrics;
+  /** The port of `--metrics-port`'s listener, when there is one. */
+  readonly metricsPort: number | undefined;
   /** Drains the local pool (running jobs finish), then stops serving. */
   close(): Promise<void>;
 }
@@ -104,7 +115,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger();
   const auth = opts.auth ?? Authenticator.open();
   const authMode = authModeOf(opts.host, auth, opts.insecureOpen ?? false);
+  const metrics = opts.metrics ?? new Metrics();
   const backends = await openBackends({
+    ...(opts.databaseUrl !== undefined ? { onEventLag: eventBusLagMetric(metrics) } : {}),
     dataDir: opts.dataDir,
     ...(opts.databaseUrl !== undefined ? { databaseUrl: opts.databaseUrl } : {}),
     ...(opts.blobsUrl !== undefined ? { blobsUrl: opts.blobsUrl } : {}),
@@ -113,6 +126,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     logger,
   });
   const { store, blobs, events } = backends;
+  // The fleet gauges read the scheduler, made below, when scraped.
+  let scheduler: Scheduler;
+  const schedulerObserver = schedulerMetrics(metrics, { status: () => scheduler.status(), workers: () => scheduler.workers() });
+  if (backends.poolStats) storePoolMetric(metrics, backends.poolStats);
+  const traces = opts.otlpTraces ? otlpTraceExporter(opts.otlpTraces, logger.child({ component: 'otlp' })) : undefined;
   // Undone in reverse if a later step fails (a port in use, no sandbox): a server that could not start
   // must not keep its database, workers or other listener open, or the process never exits.
   const started: Array<() => Promise<void>> = [async () => backends.close()];
@@ -120,9 +138,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     // The dashboard's charts; the scheduler feeds them, it samples the scheduler's queue.
     const liveStats: LiveStats = new LiveStats({ sample: async (): Promise<FleetStatus> => (await scheduler.status()).fleet, logger: logger.child({ component: 'live-stats' }) });
     const autoscaler = opts.autoscale ? createAutoscaler(opts.autoscale, opts.dataDir, logger) : undefined;
-    const scheduler = new Scheduler(store, blobs, events, opts.scheduler, Date.now, {
-      logger: logger.child({ component: 'scheduler' }),
-      observers: [...(opts.observers?.scheduler ?? []), liveStats.observer, ...(autoscaler ? [autoscaler.observer] : [])],
+    const schedulerLogger = logger.child({ component: 'scheduler' });
+    scheduler = new Scheduler(store, blobs, events, opts.scheduler, Date.now, {
+      logger: schedulerLogger,
+      observers: [schedulerObserver, executionLog(schedulerLogger), ...(traces ? [traces] : []), ...(opts.observers?.scheduler ?? []), liveStats.observer, ...(autoscaler ? [autoscaler.observer] : [])],
     });
     // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
     // rather than after their leases expire.
@@ -157,7 +176,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         platforms,
         logger: logger.child({ component: 'worker' }),
         onCancel: (workerId, listener) => scheduler.onCancel(workerId, listener),
-        observers: opts.observers?.worker ?? [],
+        observers: [workerMetrics(metrics), ...(opts.observers?.worker ?? [])],
         ...(opts.localPricePerHour !== undefined ? { pricePerHour: opts.localPricePerHour } : {}),
       });
       await localWorker.start();
@@ -173,9 +192,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     });
     started.push(() => comparisons.close());
 
+    // What comes in and goes out through the doors is counted; the local pool reads the store directly.
+    const doorBlobs = meteredBlobStore(metrics, blobs);
     const http = await buildHttpServer({
       scheduler,
-      blobs,
+      blobs: doorBlobs,
+      metrics,
+      onRequestDone: httpRequestMetrics(metrics),
       logger,
       policy: opts.policy,
       maxJsonBodyBytes: DEFAULT_MAX_JSON_BODY_BYTES,
@@ -195,7 +218,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     if (opts.grpcPort !== undefined) {
       grpc = await startGrpcServer({
         scheduler,
-        blobs,
+        blobs: doorBlobs,
+        onCallDone: grpcCallMetrics(metrics),
         actionCache: store.actionCache,
         policy: opts.policy,
         logger,
@@ -208,7 +232,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     }
     const scaler = autoscaler ? startAutoscaler(autoscaler, { scheduler, store, url }) : undefined;
     if (scaler) started.push(() => scaler.close());
-    logger.info({ url, grpcPort: grpc?.port, dataDir: opts.dataDir, workerSlots: opts.workerSlots }, 'remex serving');
+    let metricsServer: RunningMetricsServer | undefined;
+    if (opts.metricsPort !== undefined) {
+      const listening = (metricsServer = await startMetricsServer(metrics, opts.metricsHost ?? opts.host, opts.metricsPort));
+      started.push(() => listening.close());
+    }
+    logger.info({ url, grpcPort: grpc?.port, metricsPort: metricsServer?.port, dataDir: opts.dataDir, workerSlots: opts.workerSlots }, 'remex serving');
     const securitySummary = describeSecurity(authMode, auth, opts.host, opts.tls !== undefined);
     if (authMode === 'open-insecure') logger.warn({ authMode }, securitySummary);
     else logger.info({ authMode }, securitySummary);
@@ -227,6 +256,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       localWorker,
       authMode,
       securitySummary,
+      metrics,
+      metricsPort: metricsServer?.port,
       close: () =>
         (closing ??= (async () => {
           // The autoscaled workers drain first, while the server still answers them.
@@ -235,9 +266,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           await localWorker?.drain();
           await runRoot?.dispose().catch((err: unknown) => logger.warn({ err }, 'cannot remove the run directories'));
           await grpc?.close();
+          await metricsServer?.close();
           notifier.close();
           liveStats.close();
           await scheduler.close();
+          await traces?.close();
           await http.close();
           await backends.close();
         })()),

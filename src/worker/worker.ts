@@ -17,7 +17,8 @@ import { stageTree } from '../cas/tree.js';
 import { digestOf } from '../core/digest.js';
 import { isRemexError } from '../core/errors.js';
 import { MAX_PROGRESS_HISTORY, RESULTS_DIRECTORY } from '../core/model.js';
-import type { HostInfo, JobProgress, OutputStream, RunReport } from '../core/model.js';
+import type { HostInfo, JobProgress, OutputStream, RunReport, RunTimes } from '../core/model.js';
+import { traceIdOf } from '../core/trace-context.js';
 import type { Outcome } from '../store/ports.js';
 import type { Completion, CompletionSettlement, Lease, WorkerLink } from '../scheduler/worker-link.js';
 import type { PlatformSupport } from './emulation.js';
@@ -231,7 +232,7 @@ export class Worker {
       this.wakeLoop();
     };
     entry.done = this.runJob(entry, freeSlot)
-      .catch((err: unknown) => this.opts.logger.error({ err, jobId: lease.jobId }, 'job handling failed'))
+      .catch((err: unknown) => this.opts.logger.error({ err, ...runIds(lease) }, 'job handling failed'))
       .finally(() => {
         freeSlot();
         this.running.delete(lease.jobId);
@@ -285,7 +286,7 @@ export class Worker {
       // Synchronous: microseconds, where the thread-pool round trip costs more on a busy worker.
       runDir = mkdtempSync(join(this.opts.workRoot, 'run-'));
     } catch (err) {
-      this.opts.logger.error({ err, jobId: lease.jobId }, 'cannot make a run directory');
+      this.opts.logger.error({ err, ...runIds(lease) }, 'cannot make a run directory');
       runEnded();
       const outcome: Outcome = { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} cannot make a run directory` } };
       this.observer.runFinished?.(lease, outcome, null);
@@ -391,14 +392,16 @@ export class Worker {
         worker: this.opts.name,
         host: this.host,
       };
+      const t3 = performance.now();
       const state = result.cancelled ? 'cancelled' : result.timedOut ? 'timed_out' : 'completed';
       const ms = (a: number, b: number): number => Math.round((b - a) * 10) / 10;
-      const phases: RunPhases = { stageMs: ms(t0, t1), sandboxMs: ms(t1, t2), programWallMs: result.wallTimeMs, collectMs: ms(t2, performance.now()) };
-      this.opts.logger.debug({ jobId: lease.jobId, ...phases }, 'run phases');
+      const phases: RunPhases = { stageMs: ms(t0, t1), sandboxMs: ms(t1, t2), programWallMs: result.wallTimeMs, collectMs: ms(t2, t3) };
+      report.times = runTimes(t0, t1, t2, t3, result.wallTimeMs);
+      this.opts.logger.debug({ ...runIds(lease), ...phases }, 'run phases');
       return { outcome: { state, result: report }, phases };
     } catch (err) {
       if (isRemexError(err)) return { outcome: { state: 'failed', failure: { code: err.code, message: err.message } }, phases: null };
-      this.opts.logger.error({ err, jobId: lease.jobId }, 'run failed inside the worker');
+      this.opts.logger.error({ err, ...runIds(lease) }, 'run failed inside the worker');
       return { outcome: { state: 'failed', failure: { code: 'INTERNAL', message: `worker ${this.opts.name} could not run the job` } }, phases: null };
     }
   }
@@ -500,4 +503,26 @@ export class Worker {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The run's phases on the wall clock, from the monotonic marks taken as it went: staging began at t0 and
+ * ended at t1, the sandbox returned at t2 after a program of `programWallMs`, the outputs were stored at t3.
+ */
+function runTimes(t0: number, t1: number, t2: number, t3: number, programWallMs: number): RunTimes {
+  const epoch = (t: number): number => Math.round(performance.timeOrigin + t);
+  const programStarted = Math.max(t1, t2 - programWallMs);
+  return {
+    stagingStartedAtMs: epoch(t0),
+    stagedAtMs: epoch(t1),
+    programStartedAtMs: epoch(programStarted),
+    programEndedAtMs: epoch(Math.min(t2, programStarted + programWallMs)),
+    outputsStoredAtMs: epoch(t3),
+  };
+}
+
+/** What every log line about a run names: its job and, when the submitter's trace came with it, the trace. */
+function runIds(lease: Lease): { jobId: string; traceId?: string } {
+  const traceId = traceIdOf(lease.spec.traceparent);
+  return traceId ? { jobId: lease.jobId, traceId } : { jobId: lease.jobId };
 }

@@ -140,6 +140,17 @@ describe('multi-node: controllers on PostgreSQL + S3, workers over the network',
       assert.equal(v.code, 0);
       assert.deepEqual(v.stdout, [{ text: `arg1=n${i}` }], `execution ${i} carries its own program's result`);
     }
+    // Metrics: each controller counts the results it committed (together, each execution once); the fleet
+    // gauges and the store's connection pool show on either.
+    const scrapes = await Promise.all(urls.map(async (u) => (await fetch(`${u}/metrics`)).text()));
+    const completed = scrapes.map((text) => Number(/^remex_executions_total\{platform="x86_64-linux-cpu",outcome="completed"\} (\d+)$/m.exec(text)?.[1] ?? 0));
+    assert.equal(completed.reduce((a, b) => a + b, 0), 1000, `completed per controller: ${completed.join(', ')}`);
+    for (const text of scrapes) {
+      assert.match(text, /^remex_jobs_queued\{platform="x86_64-linux-cpu"\} 0$/m);
+      assert.match(text, /^remex_store_connections\{state="idle"\} \d+$/m);
+    }
+    // Each controller heard job changes of the other over NOTIFY, and measured how late they came.
+    for (const text of scrapes) assert.match(text, /^remex_event_bus_lag_seconds_count [1-9]\d*$/m);
   });
 
   test('SIGKILL of one controller mid-run: its workers move to the other, every client gets its result', async (t) => {

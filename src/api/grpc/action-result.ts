@@ -162,6 +162,16 @@ function metadataOf(report: RunReport, timing: ResultTiming | undefined): Execut
     meta.worker_completed_timestamp = timestampOf(timing.completedAtMs);
     meta.execution_completed_timestamp = timestampOf(timing.completedAtMs);
   }
+  // The worker's own marks, where it reported them: inputs fetched, the program's run, outputs uploaded.
+  const times = report.times;
+  if (times) {
+    meta.input_fetch_start_timestamp = timestampOf(times.stagingStartedAtMs);
+    meta.input_fetch_completed_timestamp = timestampOf(times.stagedAtMs);
+    meta.execution_start_timestamp = timestampOf(times.programStartedAtMs);
+    meta.execution_completed_timestamp = timestampOf(times.programEndedAtMs);
+    meta.output_upload_start_timestamp = timestampOf(times.programEndedAtMs);
+    meta.output_upload_completed_timestamp = timestampOf(times.outputsStoredAtMs);
+  }
   return meta;
 }
 

@@ -14,6 +14,7 @@ import type { BlobStore } from '../../cas/blob-store.js';
 import type { Digest } from '../../core/digest.js';
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { isTerminal } from '../../core/model.js';
+import { traceContextOf } from '../../core/trace-context.js';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import type { ActionCache, JobRecord } from '../../store/ports.js';
 import type { ExecutionPolicy } from '../execution-request.js';
@@ -58,8 +59,11 @@ export class ExecutionService {
     const mayHit = !plan.spec.doNotCache && !req.skip_cache_lookup && (await this.cachedResultUsable(instance, actionDigest));
     // A usable cached result needs no inputs; anything that will run needs them all.
     if (!mayHit) await checkInputs(plan.spec, blobs);
-    const { job } = await scheduler.submit({ actionDigest, instance, spec: plan.spec, priority, skipCacheLookup: req.skip_cache_lookup });
-    this.deps.logger.debug({ jobId: job.id, instance, cached: job.cached }, 'REAPI execute');
+    // The caller's trace (traceparent metadata, or a new one) goes with the job to its worker and into its log lines.
+    const trace = traceContextOf(ctx.metadata.get('traceparent').filter((v): v is string => typeof v === 'string'));
+    const spec = { ...plan.spec, traceparent: trace.traceparent };
+    const { job } = await scheduler.submit({ actionDigest, instance, spec, priority, skipCacheLookup: req.skip_cache_lookup });
+    this.deps.logger.debug({ jobId: job.id, traceId: trace.traceId, instance, cached: job.cached }, 'REAPI execute');
     await this.follow(job, plan.layout, { inlineStdout: req.inline_stdout, inlineStderr: req.inline_stderr }, sink, ctx);
   }
 

@@ -16,6 +16,8 @@ import type { ActionCache } from '../../store/ports.js';
 import type { ExecutionPolicy } from '../execution-request.js';
 import { ActionCacheService } from './action-cache-service.js';
 import { grpcAuthInterceptor } from './auth.js';
+import { callMetricsInterceptor } from './call-metrics.js';
+import type { CallRecorder } from './call-metrics.js';
 import { ByteStreamService } from './bytestream-service.js';
 import { CapabilitiesService } from './capabilities-service.js';
 import { CasService } from './cas-service.js';
@@ -54,6 +56,8 @@ export interface GrpcServerOptions {
   auth?: Authenticator;
   /** Serve over TLS with this certificate chain and key (PEM); default: plaintext. */
   tls?: { cert: Buffer; key: Buffer };
+  /** Told of every call that ended: its method path, status code name and latency (the request metrics). */
+  onCallDone?: CallRecorder;
 }
 
 export interface RunningGrpcServer {
@@ -96,7 +100,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     'grpc.enable_channelz': 0,
     'grpc.max_receive_message_length': messageBytes,
     'grpc.max_send_message_length': messageBytes,
-    ...(auth.enabled ? { interceptors: [grpcAuthInterceptor(auth, logger)] } : {}),
+    interceptors: [...(opts.onCallDone ? [callMetricsInterceptor(opts.onCallDone)] : []), ...(auth.enabled ? [grpcAuthInterceptor(auth, logger)] : [])],
   });
   const protos = reapiProtos();
   const add = (name: string, implement: (decoder: (method: string) => (bytes: Buffer) => unknown) => UntypedServiceImplementation): void => {

@@ -13,6 +13,7 @@ import { HASH_RE } from '../../core/digest.js';
 import { InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
 import { isTerminal } from '../../core/model.js';
 import type { ComparisonRunner } from '../../compare/runner.js';
+import { traceContextOf } from '../../core/trace-context.js';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import { buildExecution, parseExecutionRequest } from '../execution-request.js';
 import type { ExecutionPolicy } from '../execution-request.js';
@@ -49,6 +50,16 @@ export interface HttpServerOptions {
   autoscaler?: () => unknown;
   /** Runs comparisons (`/v1/comparisons`); without it those routes are absent. */
   comparisons?: ComparisonRunner;
+  /** Served as GET /metrics (behind a client token when tokens are on). */
+  metrics?: MetricsEndpoint;
+  /** Told of every answered request, by route pattern (for the request metrics). */
+  onRequestDone?: (method: string, route: string, statusCode: number, seconds: number) => void;
+}
+
+/** The Prometheus text of the server's metrics (metrics/metrics.ts's Metrics satisfies it). */
+export interface MetricsEndpoint {
+  readonly contentType: string;
+  render(): Promise<string>;
 }
 
 export interface TlsFiles {
@@ -87,6 +98,14 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   });
 
   registerHttpAuth(app, auth, opts.logger);
+  const onRequestDone = opts.onRequestDone;
+  if (onRequestDone) {
+    app.addHook('onResponse', async (req, reply) => {
+      onRequestDone(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    });
+  }
+  const metrics = opts.metrics;
+  if (metrics) app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
 
   app.get('/healthz', async () => ({ status: 'ok', ...opts.describe() }));
 
@@ -131,7 +150,11 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   app.post<{ Querystring: { wait?: string } }>('/v1/executions', async (req, reply) => {
     const request = parseExecutionRequest(req.body);
     const built = await buildExecution(request, blobs, opts.policy);
-    const submitted = await scheduler.submit({ ...built, instance: '' });
+    // The caller's trace (or a new one) goes with the job to its worker and into the log lines about it.
+    const trace = traceContextOf(req.headers.traceparent);
+    const submitted = await scheduler.submit({ ...built, spec: { ...built.spec, traceparent: trace.traceparent }, instance: '' });
+    req.log.debug({ requestId: req.id, traceId: trace.traceId, jobId: submitted.job.id, cached: submitted.cached, merged: submitted.merged }, 'execution submitted');
+    void reply.header('traceparent', trace.traceparent);
     const wait = req.query.wait === '1' || req.query.wait === 'true';
     if (wait && !isTerminal(submitted.job.state)) {
       const done = await scheduler.waitForTerminal(submitted.job.id, whenClientGone(reply));

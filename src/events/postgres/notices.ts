@@ -2,8 +2,9 @@
  * What a NOTIFY between controllers carries, encoded and decoded. A payload is at most
  * {@link MAX_PAYLOAD_BYTES} (PostgreSQL refuses 8000 bytes or more):
  *
- * - a job change: `{o, id, s, p?}` — the publishing bus, the job's id, its state and, when it waits for a
- *   worker, its platform; the receiver re-reads the job from the shared store (a job is too big to carry).
+ * - a job change: `{o, id, s, p?, t?}` — the publishing bus, the job's id, its state, when it waits for a
+ *   worker its platform, and when it was published (epoch ms, for the bus's lag); the receiver re-reads the
+ *   job from the shared store (a job is too big to carry).
  *   This is the shape of the releases before event kinds, which still read it.
  * - any other event: `{o, k, …}` — the event itself, its kind in `k`, a log chunk's bytes in base64. It
  *   has no `id`, so a controller of an earlier release ignores it. A log chunk too big for one payload is
@@ -22,12 +23,14 @@ export interface JobNotice {
   id: string;
   s: JobState;
   p?: string;
+  /** When it was published, epoch ms (absent from earlier releases' notices). */
+  t?: number;
 }
 
 export type OtherEvent = Exclude<BusEvent, { kind: 'job' }>;
 
 export type Decoded =
-  | { type: 'job'; origin: string; id: string; state: unknown; platform: unknown }
+  | { type: 'job'; origin: string; id: string; state: unknown; platform: unknown; sentAtMs: unknown }
   | { type: 'event'; origin: string; event: OtherEvent }
   /** A notice of a kind this release knows that fails its checks: worth reporting, unlike one of an unknown kind. */
   | { type: 'invalid'; origin: string; kind: string; reason: string };
@@ -72,13 +75,13 @@ export function decodeNotice(payload: string): Decoded | undefined {
     return undefined;
   }
   if (typeof raw !== 'object' || raw === null) return undefined;
-  const { o, k, id, s, p, ...rest } = raw as Record<string, unknown>;
+  const { o, k, id, s, p, t, ...rest } = raw as Record<string, unknown>;
   if (typeof o !== 'string') return undefined;
-  if (k === undefined) return typeof id === 'string' ? { type: 'job', origin: o, id, state: s, platform: p } : undefined;
+  if (k === undefined) return typeof id === 'string' ? { type: 'job', origin: o, id, state: s, platform: p, sentAtMs: t } : undefined;
   if (typeof k !== 'string' || !KINDS_IN_NOTICES.has(k)) return undefined;
   const invalid = (reason: string): Decoded => ({ type: 'invalid', origin: o, kind: k, reason });
   const fields: Record<string, unknown> = { ...rest, kind: k };
-  // `s`, `p` and `id` are a job notice's names; no other kind uses them, so they are not put back.
+  // `s`, `p`, `t` and `id` are a job notice's names; no other kind uses them, so they are not put back.
   if (k === 'log') {
     if (typeof fields.data !== 'string') return invalid('data is not base64 text');
     fields.data = Buffer.from(fields.data, 'base64');

@@ -54,6 +54,11 @@ export interface PostgresEventBusOptions {
   applicationName?: string;
   /** Connection losses, failed NOTIFYs, failed re-reads and notices that are not valid events; the bus carries on. Default: ignored. */
   onError?: (err: Error) => void;
+  /**
+   * Told, for each job change another controller announced, how long after its publish the notice arrived
+   * here (by the two controllers' clocks): the bus's lag between controllers.
+   */
+  onNoticeLag?: (ms: number) => void;
 }
 
 export const DEFAULT_EVENT_CHANNEL = 'remex_jobs';
@@ -153,7 +158,7 @@ export class PostgresEventBus implements EventBus {
     if (this.closed) return;
     this.deliver(job, true);
     const waiting = job.state === 'queued' && !opts.workerWoken;
-    const payload = encodeJobNotice({ o: this.origin, id: job.id, s: job.state, ...(waiting ? { p: job.platform } : {}) });
+    const payload = encodeJobNotice({ o: this.origin, id: job.id, s: job.state, ...(waiting ? { p: job.platform } : {}), t: Date.now() });
     if (payload === undefined) {
       this.onError(new Error(`job id too long to announce to other controllers (${job.id.length} characters)`));
       return;
@@ -236,6 +241,7 @@ export class PostgresEventBus implements EventBus {
       return;
     }
     if (notice.type === 'event') return this.local.deliver(notice.event, false);
+    if (typeof notice.sentAtMs === 'number') this.opts.onNoticeLag?.(Math.max(0, Date.now() - notice.sentAtMs));
     if (notice.state === 'queued' && typeof notice.platform === 'string') this.announceQueued(notice.platform);
     this.reread(notice.id);
   }

@@ -27,6 +27,12 @@ const MAX_TRANSIENT_ATTEMPTS = 5;
 /** Anything a statement can run on: the pool (autocommit) or a client inside a transaction. */
 export type Queryable = Pick<Pool, 'query'> | PoolClient;
 
+export interface PoolStats {
+  total: number;
+  idle: number;
+  waiting: number;
+}
+
 /** The pool, the quoted schema, and the two ways to run statements: autocommit, or a retried transaction. */
 export class PostgresDb {
   private readonly names = new Map<string, string>();
@@ -37,6 +43,11 @@ export class PostgresDb {
     /** Quoted identifier, ready to prefix table names. */
     readonly schema: string,
   ) {}
+
+  /** The pool's connections now: open, idle among them, and callers waiting for one (the store metrics). */
+  poolStats(): PoolStats {
+    return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
+  }
 
   /**
    * Connects and brings the schema up to date. Safe when several controllers start at once: migrations run

@@ -9,6 +9,7 @@ import type { ActionCache, ComparisonStore, JobStore, LeaderLease, Store, Worker
 import { PostgresActionCache } from './action-cache.js';
 import { PostgresComparisonStore } from './comparison-store.js';
 import { PostgresDb } from './connection.js';
+import type { PoolStats } from './connection.js';
 import { PostgresJobStore } from './job-store.js';
 import { PostgresWorkerRegistry } from './worker-registry.js';
 
@@ -69,6 +70,11 @@ export class PostgresStore implements Store {
       onConnectionError: opts.onConnectionError ?? (() => undefined),
     });
     return new PostgresStore(db, schema);
+  }
+
+  /** The connection pool now (open, idle, callers waiting). */
+  poolStats(): PoolStats {
+    return this.db.poolStats();
   }
 
   async close(): Promise<void> {

@@ -52,7 +52,10 @@ test('a worker event round-trips', () => {
 test('a job notice keeps the shape earlier releases read', () => {
   const payload = encodeJobNotice({ o: ORIGIN, id: 'job-1', s: 'queued', p: 'x86_64-linux-cpu' });
   assert.deepEqual(JSON.parse(payload ?? ''), { o: ORIGIN, id: 'job-1', s: 'queued', p: 'x86_64-linux-cpu' });
-  assert.deepEqual(decodeNotice(payload ?? ''), { type: 'job', origin: ORIGIN, id: 'job-1', state: 'queued', platform: 'x86_64-linux-cpu' });
+  assert.deepEqual(decodeNotice(payload ?? ''), { type: 'job', origin: ORIGIN, id: 'job-1', state: 'queued', platform: 'x86_64-linux-cpu', sentAtMs: undefined });
+  // The publish time (for the bus's lag) is one more field, which earlier releases' readers ignore.
+  const timed = encodeJobNotice({ o: ORIGIN, id: 'job-1', s: 'running', t: 1_700_000_000_123 });
+  assert.deepEqual(decodeNotice(timed ?? ''), { type: 'job', origin: ORIGIN, id: 'job-1', state: 'running', platform: undefined, sentAtMs: 1_700_000_000_123 });
   assert.equal(encodeJobNotice({ o: ORIGIN, id: 'j'.repeat(MAX_PAYLOAD_BYTES), s: 'queued' }), undefined);
 });
 
