@@ -23,6 +23,9 @@ import { BEARER_CHALLENGE, registerHttpAuth } from './auth.js';
 import { whenClientGone } from './client-gone.js';
 import { toProblem } from './problem.js';
 import { registerWorkerRoutes } from './worker-routes.js';
+import { registerLogRoutes } from './log-routes.js';
+import { EMPTY_LOG_STORE } from '../../logs/log-store.js';
+import type { LogStore } from '../../logs/log-store.js';
 
 export interface HttpServerOptions {
   scheduler: Scheduler;
@@ -35,6 +38,8 @@ export interface HttpServerOptions {
   describe: () => Record<string, unknown>;
   /** Token check for every route but /healthz (default: open). */
   auth?: Authenticator;
+  /** Running jobs' live logs (absent: a job's output is read from its result only). */
+  logs?: LogStore;
   /** Serve HTTPS (and WSS) with this certificate chain and key (PEM). */
   tls?: TlsFiles;
 }
@@ -151,8 +156,10 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   // ---- discovery ------------------------------------------------------------------------------------
   app.get('/v1/platforms', async () => scheduler.status());
 
+  const logs = opts.logs ?? EMPTY_LOG_STORE;
+  registerLogRoutes(app, { logs, blobs, events: scheduler.events, getJob: (id) => scheduler.get(id) });
   registerWorkerRoutes(app, scheduler);
-  attachEventRelay(app.server, scheduler, opts.logger, auth);
+  attachEventRelay(app.server, scheduler, opts.logger, auth, { logs, blobs });
   return app;
 }
 

@@ -7,8 +7,26 @@ import { z } from 'zod';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import { jobFailure, jobProgress, labels, parseWith, runReport } from '../schemas.js';
 import { whenClientGone } from './client-gone.js';
+import { MAX_LOG_CHUNK_BYTES } from '../../events/bus-events.js';
 
 const MAX_LEASE_WAIT_MS = 60_000;
+/** Live-log chunks in one call: a worker sends at most logBytesPerCall (1 MiB) in chunks of up to 64 KiB. */
+const MAX_LOG_CHUNKS_PER_CALL = 64;
+
+const logChunks = z.strictObject({
+  chunks: z
+    .array(
+      z.strictObject({
+        jobId: z.string().min(1).max(256),
+        attempt: z.number().int().min(1),
+        stream: z.enum(['stdout', 'stderr']),
+        offset: z.number().int().min(0),
+        // Base64 of 1 to MAX_LOG_CHUNK_BYTES bytes.
+        data: z.string().min(1).max(Math.ceil(MAX_LOG_CHUNK_BYTES / 3) * 4).base64(),
+      }),
+    )
+    .max(MAX_LOG_CHUNKS_PER_CALL),
+});
 
 const registration = z.strictObject({
   id: z.string().min(1).max(200).optional(),
@@ -55,6 +73,15 @@ export function registerWorkerRoutes(app: FastifyInstance, scheduler: Scheduler)
   app.post<{ Params: { id: string } }>('/v1/workers/:id/heartbeat', async (req) => {
     const { draining, held } = parseWith(heartbeatBody, req.body, 'heartbeat');
     return scheduler.heartbeat(req.params.id, draining, held);
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/workers/:id/logs', async (req) => {
+    const { chunks } = parseWith(logChunks, req.body, 'log chunks');
+    const stored = await scheduler.appendLogs(
+      req.params.id,
+      chunks.map((c) => ({ ...c, data: Buffer.from(c.data, 'base64') })),
+    );
+    return { stored };
   });
 
   app.post<{ Params: { id: string } }>('/v1/workers/:id/complete', async (req) => {
