@@ -31,6 +31,7 @@ export async function submitCommand(executable: string, args: string[], opts: Su
   const { client, submission } = await prepareSubmission(executable, args, { ...opts, ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}), noCache: !opts.cache }, opts.json);
   submission.progress = true;
   submission.results = true;
+  submission.logs = true;
   if (!opts.retry) submission.noRetry = true;
   if (opts.notify !== undefined) submission.notify = opts.notify;
   if (opts.name !== undefined) submission.name = opts.name;

@@ -16,6 +16,7 @@ import type { ServeFlags } from '../server/config.js';
 import { EXIT_REMEX_FAILURE } from './exit-codes.js';
 import { collectCommand } from './collect-command.js';
 import { cancelCommand, jobsCommand, statusCommand, submitCommand } from './job-commands.js';
+import { logsCommand } from './logs-command.js';
 import { runCommand, waitCommand } from './run-command.js';
 import { formatLabels, formatTable } from './table.js';
 
@@ -237,6 +238,14 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'no summary line on stderr', false)
     .action(async (id: string, o: { server: string; tokenFile?: string; caFile?: string; json: boolean; quiet: boolean }) => {
       process.exitCode = await waitCommand(clientOf(o), id, { json: o.json, quiet: o.quiet });
+    });
+
+  withClientOptions(program.command('logs').description("a job's stdout and stderr, each line tagged with its stream; --follow: as they come, until it ends").argument('<id>', 'job id'))
+    .option('-f, --follow', 'keep printing the output as it comes, until the job ends', false)
+    .option('--stream <stream>', 'only stdout or only stderr')
+    .action(async (id: string, o: { server: string; tokenFile?: string; caFile?: string; follow: boolean; stream?: string }) => {
+      if (o.stream !== undefined && o.stream !== 'stdout' && o.stream !== 'stderr') throw new InvalidArgumentError('--stream must be stdout or stderr');
+      process.exitCode = await logsCommand(clientOf(o), id, { follow: o.follow, ...(o.stream ? { stream: o.stream } : {}) });
     });
 
   withClientOptions(program.command('cancel').description('cancel a queued or running job').argument('<id>', 'job id')).action(
