@@ -8,6 +8,7 @@ import type { Scheduler } from '../../scheduler/scheduler.js';
 import { jobFailure, jobProgress, labels, parseWith, runReport } from '../schemas.js';
 import { whenClientGone } from './client-gone.js';
 import { MAX_LOG_CHUNK_BYTES } from '../../events/bus-events.js';
+import { InvalidArgumentError } from '../../core/errors.js';
 
 const MAX_LEASE_WAIT_MS = 60_000;
 /** Live-log chunks in one call: a worker sends at most logBytesPerCall (1 MiB) in chunks of up to 64 KiB. */
@@ -77,10 +78,10 @@ export function registerWorkerRoutes(app: FastifyInstance, scheduler: Scheduler)
 
   app.post<{ Params: { id: string } }>('/v1/workers/:id/logs', async (req) => {
     const { chunks } = parseWith(logChunks, req.body, 'log chunks');
-    const stored = await scheduler.appendLogs(
-      req.params.id,
-      chunks.map((c) => ({ ...c, data: Buffer.from(c.data, 'base64') })),
-    );
+    const decoded = chunks.map((c) => ({ ...c, data: Buffer.from(c.data, 'base64') }));
+    const bad = decoded.find((c) => c.data.byteLength === 0 || c.data.byteLength > MAX_LOG_CHUNK_BYTES);
+    if (bad) throw new InvalidArgumentError(`log chunks: each holds 1 to ${MAX_LOG_CHUNK_BYTES} bytes (one of ${bad.data.byteLength})`);
+    const stored = await scheduler.appendLogs(req.params.id, decoded);
     return { stored };
   });
 
