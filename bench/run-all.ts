@@ -5,6 +5,7 @@ import { benchGrpcActionCache } from './grpc-action-cache.js';
 import { benchGrpcByteStream } from './grpc-bytestream.js';
 import { benchGrpcFindMissing } from './grpc-find-missing.js';
 import { benchLongJobSupervision } from './long-job-supervision.js';
+import { benchLogLatency, benchLogThroughput } from './live-logs.js';
 import { benchPostgresDispatch } from './postgres-dispatch.js';
 import { benchQueueScale } from './queue-scale.js';
 
@@ -17,6 +18,8 @@ const benches: Record<string, () => Promise<boolean>> = {
   'bazel-build': benchBazelBuild,
   'postgres-dispatch': benchPostgresDispatch,
   'long-job-supervision': benchLongJobSupervision,
+  'log-latency': benchLogLatency,
+  'log-throughput': benchLogThroughput,
 };
 
 const only = process.argv.slice(2);

@@ -27,7 +27,7 @@ export class LogIntake {
   /** Stores the chunks in order and answers, per stream sent, how much the server holds. */
   async append(chunks: readonly LogChunk[]): Promise<LogAck[]> {
     const acks = new Map<string, LogAck>();
-    for (const chunk of chunks) {
+    for (const chunk of coalesce(chunks)) {
       const key = { jobId: chunk.jobId, attempt: chunk.attempt, stream: chunk.stream };
       const before = await this.store.size(key);
       const storedBytes = await this.store.append(key, chunk.offset, chunk.data);
@@ -45,4 +45,34 @@ export class LogIntake {
   close(): void {
     this.stopListening();
   }
+}
+
+/** The bytes end to end: a view when they lie end to end in one buffer already (a worker in this process), else a copy. */
+function joined(parts: readonly Uint8Array[]): Uint8Array {
+  const first = parts[0] as Uint8Array;
+  let end = first.byteOffset + first.byteLength;
+  for (const p of parts.slice(1)) {
+    if (p.buffer !== first.buffer || p.byteOffset !== end) return Buffer.concat(parts);
+    end += p.byteLength;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
+}
+
+/** Consecutive chunks of one stream that follow each other, as one (one write to the store, not one each). */
+function coalesce(chunks: readonly LogChunk[]): LogChunk[] {
+  const out: LogChunk[] = [];
+  let run: LogChunk[] = [];
+  const flush = (): void => {
+    const first = run[0];
+    if (!first) return;
+    out.push(run.length === 1 ? first : { ...first, data: joined(run.map((c) => c.data)) });
+    run = [];
+  };
+  for (const chunk of chunks) {
+    const last = run.at(-1);
+    if (last && !(last.jobId === chunk.jobId && last.attempt === chunk.attempt && last.stream === chunk.stream && last.offset + last.data.byteLength === chunk.offset)) flush();
+    run.push(chunk);
+  }
+  flush();
+  return out;
 }

@@ -48,7 +48,7 @@ export const DEFAULT_WORKER_TUNING: Readonly<WorkerTuning> = Object.freeze({
   giveUpAfterLeaseExpiryMs: 60_000,
   progressPollMs: 250,
   logPollMs: 100,
-  logBytesPerCall: 1024 * 1024,
+  logBytesPerCall: 4 * 1024 * 1024,
 });
 
 /** The defaults with the given values over them; an absent value keeps its default. */

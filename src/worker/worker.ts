@@ -355,6 +355,8 @@ export class Worker {
       if (logFiles) this.logShipper?.open(lease.jobId, lease.attempt, logFiles);
       const t1 = performance.now();
       let result: SandboxResult;
+      // The rest of a long job's log leaves while its output goes into the CAS; both end before the result.
+      let logsShipped: Promise<void> | undefined;
       try {
         result = await this.opts.sandbox.run({
           inputRoot,
@@ -370,7 +372,7 @@ export class Worker {
           outputFiles: logFiles,
         });
       } finally {
-        if (logFiles) await this.logShipper?.finish(lease.jobId);
+        if (logFiles) logsShipped = this.logShipper?.finish(lease.jobId);
         // The last lines are read, and the file goes before outputs are collected (it is not an output).
         if (channel) {
           await channel.close();
@@ -391,6 +393,7 @@ export class Worker {
         spec.results ? collectOutputs(inputRoot, '', [RESULTS_DIRECTORY], this.opts.blobs) : undefined,
       ]);
       if (results) outputs.directories.push(...results.directories);
+      await logsShipped;
       const report: RunReport = {
         exitCode: result.exitCode,
         signal: result.signal,

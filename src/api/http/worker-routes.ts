@@ -11,7 +11,7 @@ import { MAX_LOG_CHUNK_BYTES } from '../../events/bus-events.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 
 const MAX_LEASE_WAIT_MS = 60_000;
-/** Live-log chunks in one call: a worker sends at most logBytesPerCall (1 MiB) in chunks of up to 64 KiB. */
+/** Live-log chunks in one call: a worker sends at most logBytesPerCall (4 MiB) in chunks of up to 64 KiB. */
 const MAX_LOG_CHUNKS_PER_CALL = 64;
 
 const logChunks = z.strictObject({

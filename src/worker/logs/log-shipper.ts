@@ -110,15 +110,15 @@ export class LogShipper {
         s.fd ??= openIfThere(s.path);
         if (s.fd === null) continue;
         const size = fstatSync(s.fd).size;
-        for (let at = s.sent; at < size && budget > 0; ) {
-          const length = Math.min(MAX_LOG_CHUNK_BYTES, size - at, budget);
-          const data = Buffer.allocUnsafe(length);
-          const read = readSync(s.fd, data, 0, length, at);
-          if (read === 0) break;
-          chunks.push({ jobId: run.jobId, attempt: run.attempt, stream: s.stream, offset: at, data: data.subarray(0, read) });
-          at += read;
-          budget -= read;
+        if (size <= s.sent) continue;
+        // One read per stream; the chunks are views of it (a server in this process appends them as one).
+        const wanted = Math.min(size - s.sent, budget);
+        const data = Buffer.allocUnsafe(wanted);
+        const read = readSync(s.fd, data, 0, wanted, s.sent);
+        for (let i = 0; i < read; i += MAX_LOG_CHUNK_BYTES) {
+          chunks.push({ jobId: run.jobId, attempt: run.attempt, stream: s.stream, offset: s.sent + i, data: data.subarray(i, Math.min(read, i + MAX_LOG_CHUNK_BYTES)) });
         }
+        budget -= read;
       }
     }
     return chunks;
