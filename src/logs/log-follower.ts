@@ -34,6 +34,12 @@ export interface FollowOptions {
   /** Keep going until the job ends; otherwise end after what is stored now. */
   follow: boolean;
   onBytes(bytes: LogBytes): void;
+  /**
+   * Resolves when the reader can take more (its connection drained): awaited between reads of what is
+   * stored, so catching up on a long log holds at most a read ahead of a slow reader. Live chunks are not
+   * held back (the reader decides what a reader that falls too far behind gets).
+   */
+  ready?(): Promise<void> | undefined;
   /** The job as it stands when the follow starts, unless it has ended already or is unknown. */
   onStart?(job: JobRecord): void;
   /** A change of the job short of its end (following only). */
@@ -74,6 +80,8 @@ export function followLogs(sources: LogSources, jobId: string, opts: FollowOptio
   const catchUp = async (stream: LogStream, until = Number.MAX_SAFE_INTEGER): Promise<void> => {
     while (!stopped && seen[stream] < until) {
       const at = seen[stream];
+      await opts.ready?.();
+      if (stopped) return;
       const data = await sources.logs.read({ jobId, attempt, stream }, at, Math.min(MAX_LOG_CHUNK_BYTES, until - at));
       if (data.byteLength === 0) return;
       emit(stream, at, data);
@@ -92,6 +100,7 @@ export function followLogs(sources: LogSources, jobId: string, opts: FollowOptio
         for await (const piece of await sources.blobs.getStream(output.digest, { offset: at, limit: kept - at })) {
           for (let i = 0; i < piece.byteLength; i += MAX_LOG_CHUNK_BYTES) emit(stream, at + i, piece.subarray(i, i + MAX_LOG_CHUNK_BYTES));
           at += piece.byteLength;
+          await opts.ready?.();
           if (stopped) return;
         }
       }

@@ -6,10 +6,11 @@
  * job runs, its result once it ended), then, with `follow=1`, the output as it comes until the job ends.
  * `stream=stdout|stderr` picks one; `offset=N` starts there (in the run current when the call starts).
  */
+import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { NotFoundError } from '../../core/errors.js';
+import { NotFoundError, TooLargeError } from '../../core/errors.js';
 import type { LogStream } from '../../events/bus-events.js';
 import { followLogs, Utf8Chunks } from '../../logs/log-follower.js';
 import type { LogSources } from '../../logs/log-follower.js';
@@ -17,6 +18,9 @@ import { LOG_STREAMS } from '../../logs/log-store.js';
 import type { JobRecord } from '../../store/ports.js';
 import { parseWith } from '../schemas.js';
 import { whenClientGone } from './client-gone.js';
+
+/** Live output a reader may leave unread before it is cut off (it can ask again from its offset). */
+export const MAX_UNREAD_LOG_BYTES = 16 * 1024 * 1024;
 
 const logQuery = z.strictObject({
   stream: z.enum(['stdout', 'stderr']).optional(),
@@ -58,13 +62,19 @@ export function registerLogRoutes(app: FastifyInstance, sources: LogSources): vo
     const body = new PassThrough();
     const frames = new LogFrames(id);
     const write = (frame: object | null): void => {
-      if (frame) body.write(`${JSON.stringify(frame)}\n`);
+      if (!frame || body.destroyed) return;
+      body.write(`${JSON.stringify(frame)}\n`);
+      if (body.writableLength > MAX_UNREAD_LOG_BYTES) {
+        stop();
+        body.destroy(new TooLargeError(`log reader of ${id} too slow: over ${MAX_UNREAD_LOG_BYTES} bytes unread`));
+      }
     };
     const stop = followLogs(sources, id, {
       streams,
       ...(query.offset !== undefined ? { from: Object.fromEntries(streams.map((s) => [s, query.offset])) } : {}),
       follow: query.follow === '1' || query.follow === 'true',
       onBytes: ({ attempt, stream, offset, data }) => write(frames.frame(attempt, stream, offset, data)),
+      ready: () => (body.writableNeedDrain ? once(body, 'drain').then(() => undefined) : undefined),
       onEnd: (job) => {
         write(job ? endFrame(job) : { event: 'end', id, state: null });
         body.end();

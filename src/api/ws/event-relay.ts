@@ -37,6 +37,13 @@ import type { Problem } from '../http/problem.js';
 
 const MAX_SUBSCRIPTIONS_PER_SOCKET = 10_000;
 const MAX_FRAME_BYTES = 4096;
+/** Stored log a follower's socket may hold unsent before the relay waits for it to drain. */
+const MAX_BUFFERED_LOG_BYTES = 1024 * 1024;
+
+/** Resolves once the socket's unsent bytes are under the bound, or it closed. */
+async function drained(ws: WebSocket): Promise<void> {
+  while (ws.readyState === ws.OPEN && ws.bufferedAmount > MAX_BUFFERED_LOG_BYTES) await new Promise((r) => setTimeout(r, 20));
+}
 
 /** `server` is the HTTP or HTTPS server of the front door (both emit 'upgrade' alike). */
 export function attachEventRelay(
@@ -138,6 +145,8 @@ function serve(ws: WebSocket, scheduler: Scheduler, sources: LogSources, logger:
             const frame = frames.frame(attempt, stream, offset, data);
             if (frame) sendFrame(frame);
           },
+          // Catching up on a long stored log waits for the socket to drain rather than queueing all of it.
+          ready: () => (ws.bufferedAmount > MAX_BUFFERED_LOG_BYTES ? drained(ws) : undefined),
           onEnd: (job) => {
             if (job) return deliverOnce(id, job);
             subscriptions.delete(id);
