@@ -22,6 +22,8 @@ export interface SubmitOptions extends RunOptions {
   retry: boolean;
   /** `--notify URL`: the completion webhook. */
   notify?: string;
+  /** `--log-ceiling-mib N`: the live logs' ceiling per stream. */
+  logCeilingBytes?: number;
 }
 
 /** Uploads, queues, prints the id (or the view with --json) and returns at once. */
@@ -32,6 +34,7 @@ export async function submitCommand(executable: string, args: string[], opts: Su
   submission.progress = true;
   submission.results = true;
   submission.logs = true;
+  if (opts.logCeilingBytes !== undefined) submission.logCeilingBytes = opts.logCeilingBytes;
   if (!opts.retry) submission.noRetry = true;
   if (opts.notify !== undefined) submission.notify = opts.notify;
   if (opts.name !== undefined) submission.name = opts.name;

@@ -209,8 +209,9 @@ export function buildProgram(): Command {
     .option('--cache', 'accept a cached result of an identical earlier run (default: always run)', false)
     .option('--no-retry', 'run at most once: if its worker is lost, fail it as LOST rather than run it again (a benchmark may prefer that)')
     .option('--notify <url>', 'when the job ends, the server POSTs its result there, signed (X-Remex-Signature)')
+    .option('--log-ceiling-mib <n>', 'keep this many MiB of stdout and of stderr (default 256, at most the server\'s maximum); past it the job goes on', intOption)
     .option('--json', 'print the submitted job as JSON instead of its id', false)
-    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean; notify?: string }) => {
+    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean; notify?: string; logCeilingMib?: number }) => {
       process.exitCode = await submitCommand(executable, args, {
         ...runOptionsOf(o),
         noCache: !o.cache,
@@ -220,6 +221,7 @@ export function buildProgram(): Command {
         label: o.label,
         ...(o.name !== undefined ? { name: o.name } : {}),
         ...(o.maxRuntime !== undefined ? { maxRuntime: o.maxRuntime } : {}),
+        ...(o.logCeilingMib !== undefined ? { logCeilingBytes: o.logCeilingMib * 1024 * 1024 } : {}),
       });
     });
 

@@ -158,8 +158,11 @@ describe('live logs of long jobs', () => {
     });
     const cli = await remexCli(['logs', done.id, '--stream', 'stderr', '--server', ts.server.url]);
     assert.equal(cli.stdout, 'stderr| done\n');
-    // A ceiling above the server's maximum is refused, not lowered.
+    // A ceiling above the server's maximum is refused, not lowered (HTTP and remex submit).
     await assert.rejects(ts.client.submit({ executable: exe, logs: true, logCeilingBytes: 2 ** 31 }), { code: 'INVALID_ARGUMENT' });
+    const refused = await remexCli(['submit', compileC({ file: 'programs/log-lines.c' }, 'x86_64'), '--log-ceiling-mib', '2048', '--server', ts.server.url]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /logCeilingBytes 2147483648 is above this server's maximum 1073741824/);
   });
 
   test('an unknown job is a 404 on HTTP and a clear error from remex logs', async () => {
