@@ -8,6 +8,7 @@ import { benchGrpcByteStream } from './grpc-bytestream.js';
 import { benchGrpcFindMissing } from './grpc-find-missing.js';
 import { benchLongJobSupervision } from './long-job-supervision.js';
 import { benchMetricsCost } from './metrics-cost.js';
+import { benchLogLatency, benchLogThroughput } from './live-logs.js';
 import { benchPostgresDispatch } from './postgres-dispatch.js';
 import { benchQueueScale } from './queue-scale.js';
 
@@ -23,6 +24,8 @@ const benches: Record<string, () => Promise<boolean>> = {
   dashboard: benchDashboard,
   'compare-calibration': benchCompareCalibration,
   'metrics-cost': benchMetricsCost,
+  'log-latency': benchLogLatency,
+  'log-throughput': benchLogThroughput,
 };
 
 const only = process.argv.slice(2);

@@ -5,7 +5,9 @@
  * run's sandbox on request. Frames, little-endian, both ways: u32 length of what follows, u8 kind, u32 run
  * id, then the kind's fields (strings as u32 length + bytes). The layout is spawner-link.ts's.
  *
- * Requests on stdin:  1 spawn: u32 output bytes kept per stream, str stdin path ("" for /dev/null), str file,
+ * Requests on stdin:  1 spawn: u32 output bytes kept per stream, str stdin path ("" for /dev/null), str stdout
+ *                       file and str stderr file ("" for both: kept in memory; else each stream is written to
+ *                       its file, made afresh, up to the bytes kept, and the close frame holds none), str file,
  *                       u32 argc, str × argc (argv[0] included), u32 envc, str × envc ("NAME=VALUE"), str bwrap options
  *                       (written to the launcher's descriptor 3, then closed)
  *                     2 kill: SIGKILL the namespace's init and the launcher, unless the launcher was reaped
@@ -47,6 +49,7 @@ struct capture {
   char *data;
   uint32_t kept, capacity, limit;
   uint64_t total;
+  int file; /* where the kept bytes go instead of `data` (a long job's live log); -1: in memory */
 };
 
 struct run {
@@ -254,7 +257,9 @@ failed:;
 static void spawn(uint32_t id, struct reader *r) {
   uint32_t limit = get_u32(r);
   char *stdin_path = get_str(r, NULL);
+  char *out_paths[2] = {get_str(r, NULL), get_str(r, NULL)};
   char *file = get_str(r, NULL);
+  int out_files[2] = {-1, -1};
   char **argv = get_list(r);
   char **envp = get_list(r);
   uint32_t args_length = 0;
@@ -270,6 +275,14 @@ static void spawn(uint32_t id, struct reader *r) {
   if (in < 0) {
     send_failed(id, stdin_path[0] ? stdin_path : "/dev/null", errno);
     goto done;
+  }
+  for (int i = 0; i < 2; i++) {
+    if (!out_paths[i] || !out_paths[i][0]) continue;
+    out_files[i] = open(out_paths[i], O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out_files[i] < 0) {
+      send_failed(id, out_paths[i], errno);
+      goto done;
+    }
   }
   for (int i = 0; i <= STREAMS; i++) {
     if (pipe2(pipes[i], O_CLOEXEC) != 0) {
@@ -306,7 +319,13 @@ static void spawn(uint32_t id, struct reader *r) {
     pipes[i][0] = -1;
     fcntl(run->fds[i], F_SETFL, O_NONBLOCK);
   }
-  for (int i = 0; i < 2; i++) run->out[i].limit = limit < MAX_KEPT ? limit : MAX_KEPT;
+  for (int i = 0; i < 2; i++) {
+    /* A long job's output: a roomier pipe, so a fast writer and this reader switch less often. */
+    if (out_files[i] >= 0) fcntl(run->fds[i], F_SETPIPE_SZ, 1 << 20);
+    run->out[i].limit = limit < MAX_KEPT ? limit : MAX_KEPT;
+    run->out[i].file = out_files[i];
+    out_files[i] = -1;
+  }
   run->args_fd = pipes[3][1];
   pipes[3][1] = -1;
   fcntl(run->args_fd, F_SETFL, O_NONBLOCK);
@@ -326,6 +345,10 @@ done:
   }
   close_fd(&error_pipe[0]);
   close_fd(&error_pipe[1]);
+  for (int i = 0; i < 2; i++) {
+    close_fd(&out_files[i]);
+    free(out_paths[i]);
+  }
   free(stdin_path);
   free(file);
   free_list(argv);
@@ -401,6 +424,21 @@ static void capture(struct capture *c, const char *data, size_t length) {
   size_t room = c->limit - c->kept;
   size_t keep = length < room ? length : room;
   if (keep == 0) return;
+  if (c->file >= 0) {
+    /* A regular file: the write is whole unless the disk is full, and then the rest is only counted. */
+    for (size_t done = 0; done < keep;) {
+      ssize_t n = write(c->file, data + done, keep - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        c->kept += (uint32_t)done;
+        c->limit = c->kept;
+        return;
+      }
+      done += (size_t)n;
+    }
+    c->kept += (uint32_t)keep;
+    return;
+  }
   if (c->kept + keep > c->capacity) {
     /* Grown as output comes (most runs print little); if memory runs out, the rest is only counted. */
     uint64_t capacity = c->capacity ? c->capacity : READ_CHUNK;
@@ -436,8 +474,30 @@ static void note_init_pid(struct run *run, const char *data, size_t length) {
   if (p > digits && *p != '\0' && pid > 0) run->init_pid = (pid_t)pid;
 }
 
+/*
+ * A stream that goes to a file (a long job's log), while there is room under its bound: the pipe's pages
+ * are moved to the file by the kernel, no copy through here. Returns 0 when it did (or the pipe is empty
+ * for now), -1 when the plain read path must take over (no room left, or the file cannot splice).
+ */
+static int splice_to_file(struct run *run, int stream) {
+  struct capture *c = &run->out[stream];
+  size_t room = c->limit - c->kept;
+  if (c->file < 0 || room == 0) return -1;
+  ssize_t n = splice(run->fds[stream], NULL, c->file, NULL, room < (1u << 20) ? room : (1u << 20), SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+  if (n < 0) return -1;
+  if (n == 0) {
+    close_fd(&run->fds[stream]);
+    return 0;
+  }
+  c->total += (uint64_t)n;
+  c->kept += (uint32_t)n;
+  return 0;
+}
+
 static void read_stream(struct run *run, int stream) {
   static char buffer[READ_CHUNK];
+  if (stream != STATUS && splice_to_file(run, stream) == 0) return;
   ssize_t n = read(run->fds[stream], buffer, sizeof buffer);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
@@ -471,7 +531,7 @@ static void finish_if_done(struct run *run) {
   struct frame f = begin(EV_CLOSE, run->id);
   for (int i = 0; i < 2; i++) {
     put_u64(&f, run->out[i].total);
-    put_str(&f, run->out[i].data ? run->out[i].data : "", run->out[i].kept);
+    put_str(&f, run->out[i].data ? run->out[i].data : "", run->out[i].data ? run->out[i].kept : 0);
   }
   send_frame(&f);
   for (struct run **p = &runs; *p; p = &(*p)->next) {
@@ -481,6 +541,8 @@ static void finish_if_done(struct run *run) {
     }
   }
   close_fd(&run->args_fd);
+  close_fd(&run->out[0].file);
+  close_fd(&run->out[1].file);
   free(run->args);
   free(run->out[0].data);
   free(run->out[1].data);

@@ -12,6 +12,7 @@ import { InvalidArgumentError, MissingBlobsError, UnsupportedExecutableError } f
 import { detectExecutable, EXECUTABLE_HEADER_BYTES } from '../core/executable-format.js';
 import type { ResourceLimits } from '../core/limits.js';
 import type { ExecutionSpec } from '../core/model.js';
+import { DEFAULT_LOG_CEILING_BYTES, DEFAULT_MAX_LOG_CEILING_BYTES } from '../core/model.js';
 import { canonicalPlatform } from '../core/platform.js';
 import { digest, hash, labels, parseWith, resourceLimits, sizeBytes } from './schemas.js';
 
@@ -41,6 +42,10 @@ export const executionRequestSchema = z.strictObject({
   progress: z.boolean().default(false),
   /** Give the program a results directory (`REMEX_RESULTS`), collected whichever way the run ends. */
   results: z.boolean().default(false),
+  /** Stream stdout and stderr live and keep them in the CAS up to a ceiling (a long job); `remex submit` asks. */
+  logs: z.boolean().default(false),
+  /** The live log's ceiling per stream (bytes); implies `logs`. Default 256 MiB, at most the server's maximum. */
+  logCeilingBytes: z.number().int().positive().optional(),
   /** Run at most once: when its worker is lost the job fails as LOST instead of running again. */
   noRetry: z.boolean().default(false),
   /** Where the server POSTs the final result, signed (a webhook): an http(s) URL. */
@@ -59,6 +64,8 @@ export interface ExecutionPolicy {
   maxTimeoutMs: number;
   defaultLimits: ResourceLimits;
   maxLimits: ResourceLimits;
+  /** The highest live-log ceiling a job may ask for (DEFAULT_MAX_LOG_CEILING_BYTES when absent). */
+  maxLogCeilingBytes?: number;
 }
 
 export interface BuiltExecution {
@@ -84,6 +91,7 @@ export async function buildExecution(req: ExecutionRequest, blobs: BlobStore, po
   const timeoutMs = req.timeoutMs ?? policy.defaultTimeoutMs;
   if (timeoutMs > policy.maxTimeoutMs) throw new InvalidArgumentError(`timeoutMs ${timeoutMs} is above this server's maximum ${policy.maxTimeoutMs}`);
   const effective: ResourceLimits = { ...policy.defaultLimits, ...req.limits };
+  const logs = req.logs || req.logCeilingBytes !== undefined ? { ceilingBytes: logCeilingOf(req.logCeilingBytes, policy) } : undefined;
   for (const key of Object.keys(effective) as Array<keyof ResourceLimits>) {
     if (effective[key] > policy.maxLimits[key]) {
       throw new InvalidArgumentError(`limits.${key} ${effective[key]} is above this server's maximum ${policy.maxLimits[key]}`);
@@ -124,6 +132,7 @@ export async function buildExecution(req: ExecutionRequest, blobs: BlobStore, po
     doNotCache: req.doNotCache,
     ...(req.progress ? { progress: true } : {}),
     ...(req.results ? { results: true } : {}),
+    ...(logs ? { logs } : {}),
   };
   return {
     actionDigest: actionDigestOf(spec),
@@ -152,6 +161,8 @@ export function actionDigestOf(spec: ExecutionSpec): Digest {
     // The channel changes what the program sees (an environment variable, a file): part of the key when on.
     ...(spec.progress ? { progress: true } : {}),
     ...(spec.results ? { results: true } : {}),
+    // What is kept of the output depends on it (its ceiling, not limits.outputBytes).
+    ...(spec.logs ? { logs: spec.logs.ceilingBytes } : {}),
     limits: [
       spec.limits.memoryBytes,
       spec.limits.processes,
@@ -163,6 +174,13 @@ export function actionDigestOf(spec: ExecutionSpec): Digest {
     ],
   };
   return digestOf(JSON.stringify(key));
+}
+
+function logCeilingOf(asked: number | undefined, policy: ExecutionPolicy): number {
+  const max = policy.maxLogCeilingBytes ?? DEFAULT_MAX_LOG_CEILING_BYTES;
+  const ceiling = asked ?? Math.min(DEFAULT_LOG_CEILING_BYTES, max);
+  if (ceiling > max) throw new InvalidArgumentError(`logCeilingBytes ${ceiling} is above this server's maximum ${max}`);
+  return ceiling;
 }
 
 async function platformOf(executable: Digest, blobs: BlobStore): Promise<string> {

@@ -22,6 +22,8 @@ export interface SubmitOptions extends RunOptions {
   retry: boolean;
   /** `--notify URL`: the completion webhook. */
   notify?: string;
+  /** `--log-ceiling-mib N`: the live logs' ceiling per stream. */
+  logCeilingBytes?: number;
 }
 
 /** Uploads, queues, prints the id (or the view with --json) and returns at once. */
@@ -31,6 +33,8 @@ export async function submitCommand(executable: string, args: string[], opts: Su
   const { client, submission } = await prepareSubmission(executable, args, { ...opts, ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}), noCache: !opts.cache }, opts.json);
   submission.progress = true;
   submission.results = true;
+  submission.logs = true;
+  if (opts.logCeilingBytes !== undefined) submission.logCeilingBytes = opts.logCeilingBytes;
   if (!opts.retry) submission.noRetry = true;
   if (opts.notify !== undefined) submission.notify = opts.notify;
   if (opts.name !== undefined) submission.name = opts.name;

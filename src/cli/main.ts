@@ -18,6 +18,7 @@ import { EXIT_REMEX_FAILURE } from './exit-codes.js';
 import { collectCommand } from './collect-command.js';
 import { compareCommand, follow } from './compare-command.js';
 import { cancelCommand, jobsCommand, statusCommand, submitCommand } from './job-commands.js';
+import { logsCommand } from './logs-command.js';
 import { runCommand, waitCommand } from './run-command.js';
 import { formatTable } from './table.js';
 import { drainCommand, formatWorkers, withGeneration } from './worker-commands.js';
@@ -245,8 +246,9 @@ export function buildProgram(): Command {
     .option('--cache', 'accept a cached result of an identical earlier run (default: always run)', false)
     .option('--no-retry', 'run at most once: if its worker is lost, fail it as LOST rather than run it again (a benchmark may prefer that)')
     .option('--notify <url>', 'when the job ends, the server POSTs its result there, signed (X-Remex-Signature)')
+    .option('--log-ceiling-mib <n>', 'keep this many MiB of stdout and of stderr (default 256, at most the server\'s maximum); past it the job goes on', intOption)
     .option('--json', 'print the submitted job as JSON instead of its id', false)
-    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean; notify?: string }) => {
+    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean; notify?: string; logCeilingMib?: number }) => {
       process.exitCode = await submitCommand(executable, args, {
         ...runOptionsOf(o),
         noCache: !o.cache,
@@ -256,6 +258,7 @@ export function buildProgram(): Command {
         label: o.label,
         ...(o.name !== undefined ? { name: o.name } : {}),
         ...(o.maxRuntime !== undefined ? { maxRuntime: o.maxRuntime } : {}),
+        ...(o.logCeilingMib !== undefined ? { logCeilingBytes: o.logCeilingMib * 1024 * 1024 } : {}),
       });
     });
 
@@ -274,6 +277,14 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'no summary line on stderr', false)
     .action(async (id: string, o: { server: string; tokenFile?: string; caFile?: string; json: boolean; quiet: boolean }) => {
       process.exitCode = await waitCommand(clientOf(o), id, { json: o.json, quiet: o.quiet });
+    });
+
+  withClientOptions(program.command('logs').description("a job's stdout and stderr, each line tagged with its stream; --follow: as they come, until it ends").argument('<id>', 'job id'))
+    .option('-f, --follow', 'keep printing the output as it comes, until the job ends', false)
+    .option('--stream <stream>', 'only stdout or only stderr')
+    .action(async (id: string, o: { server: string; tokenFile?: string; caFile?: string; follow: boolean; stream?: string }) => {
+      if (o.stream !== undefined && o.stream !== 'stdout' && o.stream !== 'stderr') throw new InvalidArgumentError('--stream must be stdout or stderr');
+      process.exitCode = await logsCommand(clientOf(o), id, { follow: o.follow, ...(o.stream ? { stream: o.stream } : {}) });
     });
 
   withClientOptions(program.command('cancel').description('cancel a queued or running job').argument('<id>', 'job id')).action(

@@ -8,7 +8,7 @@
  */
 import { isRemexError } from '../core/errors.js';
 import { completeThenLease } from '../scheduler/worker-link.js';
-import type { CompleteAndLeaseReply, Completion, HeartbeatReply, Lease, WorkerLink, WorkerRegistration, WorkerSession } from '../scheduler/worker-link.js';
+import type { CompleteAndLeaseReply, Completion, HeartbeatReply, Lease, LogAck, LogChunk, WorkerLink, WorkerRegistration, WorkerSession } from '../scheduler/worker-link.js';
 import type { HeldLease } from '../store/ports.js';
 import type { RemexClient } from './remex-client.js';
 
@@ -80,6 +80,15 @@ export class HttpWorkerLink implements WorkerLink {
   complete(workerId: string, completion: Completion): Promise<void> {
     return this.session(async () => {
       await this.client.request('POST', `/v1/workers/${encodeURIComponent(workerId)}/complete`, completion, { idempotent: true, timeoutMs: CALL_TIMEOUT_MS });
+    });
+  }
+
+  appendLogs(workerId: string, chunks: readonly LogChunk[]): Promise<LogAck[]> {
+    const body = { chunks: chunks.map((c) => ({ ...c, data: Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength).toString('base64') })) };
+    return this.session(async () => {
+      // Idempotent by offset: a chunk sent again is stored once.
+      const reply = await this.client.request<{ stored: LogAck[] }>('POST', `/v1/workers/${encodeURIComponent(workerId)}/logs`, body, { idempotent: true, timeoutMs: CALL_TIMEOUT_MS });
+      return reply.stored;
     });
   }
 

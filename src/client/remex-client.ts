@@ -50,6 +50,9 @@ export interface ExecutionSubmission {
   progress?: boolean;
   /** Give the program a results directory (`REMEX_RESULTS`), collected whichever way the run ends. */
   results?: boolean;
+  /** Stream stdout and stderr live, kept in the CAS up to `logCeilingBytes` each (a long job; `remex logs`). */
+  logs?: boolean;
+  logCeilingBytes?: number;
   /** Run at most once: a lost worker fails it as LOST instead of running it again. */
   noRetry?: boolean;
   /** Where the server POSTs the final result (a signed webhook). */
@@ -87,6 +90,18 @@ export interface RequestOptions {
   /** Longest wait for the answer once connected (default: none). */
   timeoutMs?: number;
 }
+
+/** A frame of a job's output stream (`GET /v1/executions/<id>/logs`, the WebSocket's `follow`). */
+export type LogFrame =
+  | { event: 'log'; id: string; attempt: number; stream: 'stdout' | 'stderr'; offset: number; data: string }
+  | {
+      event: 'end';
+      id: string;
+      state: string | null;
+      attempt?: number;
+      stdout?: { totalBytes: number; keptBytes: number; truncated: boolean };
+      stderr?: { totalBytes: number; keptBytes: number; truncated: boolean };
+    };
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_RETRY_WINDOW_MS = 30_000;
@@ -256,6 +271,31 @@ export class RemexClient {
     if (q.after !== undefined) params.set('after', q.after);
     const search = params.toString();
     return this.request('GET', `/v1/executions${search ? `?${search}` : ''}`);
+  }
+
+  /**
+   * A job's output as the frames of `GET /v1/executions/<id>/logs` (log frames, then one end frame), parsed
+   * as they arrive; NotFoundError for an unknown job. `follow`: until the job ends.
+   */
+  async *logs(id: string, q: { follow?: boolean; stream?: 'stdout' | 'stderr'; offset?: number; signal?: AbortSignal } = {}): AsyncGenerator<LogFrame> {
+    const params = new URLSearchParams();
+    if (q.follow) params.set('follow', '1');
+    if (q.stream) params.set('stream', q.stream);
+    if (q.offset !== undefined) params.set('offset', String(q.offset));
+    const search = params.toString();
+    const res = await this.send(`/v1/executions/${encodeURIComponent(id)}/logs${search ? `?${search}` : ''}`, { method: 'GET', headers: {}, ...(q.signal ? { signal: q.signal } : {}) });
+    if (res.statusCode !== 200) await readJson(res);
+    let pending = '';
+    res.setEncoding('utf8');
+    for await (const text of res as AsyncIterable<string>) {
+      pending += text;
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        if (line.trim() !== '') yield JSON.parse(line) as LogFrame;
+      }
+    }
   }
 
   cancel(id: string): Promise<ExecutionView> {

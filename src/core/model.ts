@@ -76,7 +76,18 @@ export interface ExecutionSpec {
    * and into the log lines about it. Not part of the action (never in its digest).
    */
   traceparent?: string;
+  /**
+   * Stream stdout and stderr to the server while the program runs (a long job's live log: `remex logs
+   * --follow`, the WebSocket), each kept up to `ceilingBytes` — past it the run goes on, the rest counted and
+   * the result marked truncated — and stored in the CAS instead of the worker's memory. Absent: each stream
+   * is kept in memory up to `limits.outputBytes` and sent with the result.
+   */
+  logs?: { ceilingBytes: number };
 }
+
+/** A long job's ceiling per stream when it names none (`remex submit`), and the most a server allows unless configured. */
+export const DEFAULT_LOG_CEILING_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_MAX_LOG_CEILING_BYTES = 1024 * 1024 * 1024;
 
 /** Where a results directory sits in the input root, and how it shows among the output directories. */
 export const RESULTS_DIRECTORY = '.remex-results';

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import type { Logger } from 'pino';
 import type { Digest } from '../core/digest.js';
-import { ConflictError, isRemexError, MissingBlobsError, NotFoundError, RemexError, UnsupportedPlatformError } from '../core/errors.js';
+import { ConflictError, isRemexError, MissingBlobsError, NotFoundError, RemexError, UnavailableError, UnsupportedPlatformError } from '../core/errors.js';
 import { isCacheable, isTerminal } from '../core/model.js';
 import type { ExecutionSpec, RunReport } from '../core/model.js';
 import { DEFAULT_LEASE_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS } from '../core/defaults.js';
@@ -31,7 +31,8 @@ import type {
   WorkerRegistration,
   WorkerSession,
 } from './worker-link.js';
-import { completeThenLease, WORKER_PROTOCOL_FEATURES } from './worker-link.js';
+import { completeThenLease, LIVE_LOGS_FEATURE, WORKER_PROTOCOL_FEATURES } from './worker-link.js';
+import type { LogAck, LogChunk } from './worker-link.js';
 
 /** The part of the blob store the scheduler needs: whether inputs and cached outputs still exist. */
 export interface BlobPresence {
@@ -450,7 +451,7 @@ export class Scheduler implements WorkerLink {
     this.workerEvent(record.id, 'registered');
     // Jobs queued before this worker existed can now run.
     for (const p of record.platforms) this.wakeFor(p.platform);
-    return { workerId: record.id, leaseTimeoutMs: this.opts.leaseTimeoutMs, heartbeatIntervalMs: this.opts.heartbeatIntervalMs, features: [...WORKER_PROTOCOL_FEATURES] };
+    return { workerId: record.id, leaseTimeoutMs: this.opts.leaseTimeoutMs, heartbeatIntervalMs: this.opts.heartbeatIntervalMs, features: [...WORKER_PROTOCOL_FEATURES, ...(this.logIntake ? [LIVE_LOGS_FEATURE] : [])] };
   }
 
   async lease(workerId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Lease[]> {
@@ -508,6 +509,15 @@ export class Scheduler implements WorkerLink {
       for (const p of platforms) this.nothingUnattended.delete(p);
       throw err;
     }
+  }
+
+  /** Where running jobs' log chunks go (logs/log-intake.ts); set by the composition root. Without it no live logs are offered. */
+  logIntake: { append(chunks: readonly LogChunk[]): Promise<LogAck[]> } | undefined;
+
+  /** A worker's live-log chunks: stored and published by the log intake (workers are trusted with their jobs' logs). */
+  async appendLogs(_workerId: string, chunks: readonly LogChunk[]): Promise<LogAck[]> {
+    if (!this.logIntake) throw new UnavailableError('this server keeps no live logs');
+    return this.logIntake.append(chunks);
   }
 
   async heartbeat(workerId: string, draining: boolean, held?: readonly HeldLease[]): Promise<HeartbeatReply> {

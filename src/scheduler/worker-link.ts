@@ -23,6 +23,27 @@ export interface WorkerRegistration {
 export const WORKER_PROTOCOL_FEATURES = ['complete-and-lease'] as const;
 export type WorkerProtocolFeature = (typeof WORKER_PROTOCOL_FEATURES)[number];
 
+/** Offered besides, by a server that keeps live logs (one with a log intake): `appendLogs`. */
+export const LIVE_LOGS_FEATURE = 'live-logs';
+
+/** One chunk of a running job's output a worker sends: bytes `offset` on of one stream of one run. */
+export interface LogChunk {
+  jobId: string;
+  attempt: number;
+  stream: 'stdout' | 'stderr';
+  offset: number;
+  /** 1 to MAX_LOG_CHUNK_BYTES (events/bus-events.ts). */
+  data: Uint8Array;
+}
+
+/** How much of a stream the server holds after an `appendLogs`: the worker goes on from there. */
+export interface LogAck {
+  jobId: string;
+  attempt: number;
+  stream: 'stdout' | 'stderr';
+  storedBytes: number;
+}
+
 export interface WorkerSession {
   workerId: string;
   leaseTimeoutMs: number;
@@ -94,6 +115,12 @@ export interface WorkerLink {
    */
   completeAndLease(workerId: string, completions: readonly Completion[], max: number, waitMs: number, signal?: AbortSignal): Promise<CompleteAndLeaseReply>;
   unregister(workerId: string): Promise<void>;
+  /**
+   * Live logs (offered as {@link LIVE_LOGS_FEATURE}): stores the chunks, in order, and answers how much of
+   * each stream sent the server holds. Idempotent by offset; a chunk past the stored end is not stored (the
+   * answer says where to resume). Absent from links to servers without it.
+   */
+  appendLogs?(workerId: string, chunks: readonly LogChunk[]): Promise<LogAck[]>;
 }
 
 /**

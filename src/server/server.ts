@@ -14,6 +14,8 @@ import type { ActionCache } from '../store/ports.js';
 import type { BlobStore } from '../cas/blob-store.js';
 import { startGrpcServer } from '../api/grpc/grpc-server.js';
 import { WebhookNotifier } from '../api/webhook-notifier.js';
+import { FsLogStore } from '../logs/fs-log-store.js';
+import { LogIntake } from '../logs/log-intake.js';
 import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
 import { LiveStats } from '../api/live-stats.js';
@@ -145,6 +147,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     });
     // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
     // rather than after their leases expire.
+    // Running long jobs' live logs, kept on this controller's disk while they run (decision 0021).
+    const logs = new FsLogStore(join(opts.dataDir, 'logs'));
+    const logIntake = new LogIntake(logs, events, Date.now, (err, jobId) => logger.warn({ err, jobId }, 'cannot remove an ended job\'s live log'));
+    scheduler.logIntake = logIntake;
+    started.push(async () => {
+      logIntake.close();
+      await logs.close();
+    });
     const localPrefix = `local:${hostname()}:${opts.dataDir}:`;
     await scheduler.start({ releaseOwnerPrefix: localPrefix });
     started.push(() => scheduler.close());
@@ -204,6 +214,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       maxJsonBodyBytes: DEFAULT_MAX_JSON_BODY_BYTES,
       describe: () => ({ localWorkerSlots: opts.workerSlots, activeLocalJobs: localWorker?.activeJobs ?? 0 }),
       auth,
+      logs,
       ...(opts.tls ? { tls: opts.tls } : {}),
       liveStats,
       ...(autoscaler ? { autoscaler: () => autoscaler.state() } : {}),

@@ -28,6 +28,13 @@ export interface WorkerTuning {
    * 100 ms (bench/long-job-supervision).
    */
   progressPollMs: number;
+  /**
+   * How often a long job's log files are looked at for new output (one look for all of a worker's runs):
+   * half of it is what a line waits on average before it leaves (bench/log-latency).
+   */
+  logPollMs: number;
+  /** Live-log bytes read and sent in one call at most (all runs together): the worker's memory for logs. */
+  logBytesPerCall: number;
 }
 
 export const DEFAULT_WORKER_TUNING: Readonly<WorkerTuning> = Object.freeze({
@@ -40,6 +47,8 @@ export const DEFAULT_WORKER_TUNING: Readonly<WorkerTuning> = Object.freeze({
   giveUpAfterTries: 10,
   giveUpAfterLeaseExpiryMs: 60_000,
   progressPollMs: 250,
+  logPollMs: 100,
+  logBytesPerCall: 4 * 1024 * 1024,
 });
 
 /** The defaults with the given values over them; an absent value keeps its default. */

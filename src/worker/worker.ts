@@ -27,6 +27,9 @@ import type { Sandbox, SandboxResult } from './sandbox/sandbox.js';
 import { PROGRESS_ENV_VAR, ProgressChannel } from './progress/progress-channel.js';
 import { collectOutputs, createOutputParents, makeResultsDirectory, RESULTS_ENV_VAR } from './outputs.js';
 import { removeTree } from './remove-tree.js';
+import { LogShipper } from './logs/log-shipper.js';
+import { storeLogFile } from './logs/log-output.js';
+import { LIVE_LOGS_FEATURE } from '../scheduler/worker-link.js';
 import { workerTuning } from './config.js';
 import type { WorkerTuning } from './config.js';
 import type { RunPhases, WorkerObserver } from './observer.js';
@@ -104,6 +107,8 @@ export class Worker {
   private readonly observer: WorkerObserver;
   /** The machine, read once: it is the same for every run. */
   private readonly host: HostInfo;
+  /** Long jobs' live logs, when the server takes them (worker/logs/). */
+  private logShipper: LogShipper | undefined;
 
   constructor(private readonly opts: WorkerOptions) {
     this.tuning = workerTuning(opts);
@@ -143,6 +148,7 @@ export class Worker {
       ...(this.opts.instanceId !== undefined ? { instanceId: this.opts.instanceId } : {}),
     });
     this.workerId = session.workerId;
+    this.startLogShipper(session.features ?? []);
     this.opts.onCancel?.(session.workerId, (jobId) => this.running.get(jobId)?.abort.abort());
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.heartbeatIntervalMs = session.heartbeatIntervalMs;
@@ -168,6 +174,7 @@ export class Worker {
     await this.loopDone;
     await Promise.all([...this.running.values()].map((r) => r.done));
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.logShipper?.close();
     if (this.workerId) await this.opts.link.unregister(this.workerId).catch(() => undefined);
     this.observer.drained?.();
   }
@@ -344,8 +351,13 @@ export class Worker {
         await makeResultsDirectory(inputRoot, this.opts.sandbox.capabilities.programOwner);
         env[RESULTS_ENV_VAR] = posix.join(SANDBOX_ROOT, RESULTS_DIRECTORY);
       }
+      // A long job's output goes to files the log shipper sends on as they grow (decision 0021).
+      const logFiles = spec.logs ? { stdoutPath: join(runDir, 'stdout.log'), stderrPath: join(runDir, 'stderr.log'), limitBytes: spec.logs.ceilingBytes } : null;
+      if (logFiles) this.logShipper?.open(lease.jobId, lease.attempt, logFiles);
       const t1 = performance.now();
       let result: SandboxResult;
+      // The rest of a long job's log leaves while its output goes into the CAS; both end before the result.
+      let logsShipped: Promise<void> | undefined;
       try {
         result = await this.opts.sandbox.run({
           inputRoot,
@@ -358,8 +370,10 @@ export class Worker {
           limits: spec.limits,
           emulation: support.emulation,
           signal,
+          outputFiles: logFiles,
         });
       } finally {
+        if (logFiles) logsShipped = this.logShipper?.finish(lease.jobId);
         // The last lines are read, and the file goes before outputs are collected (it is not an output).
         if (channel) {
           await channel.close();
@@ -369,13 +383,18 @@ export class Worker {
       const t2 = performance.now();
       const inlineLimit = this.tuning.inlineOutputBytes;
       const [stdout, stderr, outputs, results] = await Promise.all([
-        this.storeOutput(result.stdout, result.stdoutTotalBytes, result.stdoutTruncated, inlineLimit),
-        this.storeOutput(result.stderr, result.stderrTotalBytes, result.stderrTruncated, inlineLimit),
+        logFiles
+          ? storeLogFile(this.opts.blobs, logFiles.stdoutPath, result.stdoutTotalBytes, result.stdoutTruncated, inlineLimit)
+          : this.storeOutput(result.stdout, result.stdoutTotalBytes, result.stdoutTruncated, inlineLimit),
+        logFiles
+          ? storeLogFile(this.opts.blobs, logFiles.stderrPath, result.stderrTotalBytes, result.stderrTruncated, inlineLimit)
+          : this.storeOutput(result.stderr, result.stderrTotalBytes, result.stderrTruncated, inlineLimit),
         collectOutputs(inputRoot, spec.command.workingDirectory, spec.command.outputPaths, this.opts.blobs),
         // The results directory, taken as the declared outputs are (nothing it holds is followed out of it).
         spec.results ? collectOutputs(inputRoot, '', [RESULTS_DIRECTORY], this.opts.blobs) : undefined,
       ]);
       if (results) outputs.directories.push(...results.directories);
+      await logsShipped;
       const report: RunReport = {
         exitCode: result.exitCode,
         signal: result.signal,
@@ -422,6 +441,18 @@ export class Worker {
           if (history.length > MAX_PROGRESS_HISTORY) history.shift();
         }
       },
+    });
+  }
+
+  /** Live logs go to the server when it takes them; a server without them gets a long job's output with its result only. */
+  private startLogShipper(features: readonly string[]): void {
+    const link = this.opts.link;
+    if (this.logShipper || !features.includes(LIVE_LOGS_FEATURE) || !link.appendLogs) return;
+    this.logShipper = new LogShipper({
+      send: (chunks) => (link.appendLogs as NonNullable<WorkerLink['appendLogs']>).call(link, this.workerId as string, chunks),
+      pollMs: this.tuning.logPollMs,
+      maxBytesPerCall: this.tuning.logBytesPerCall,
+      logger: this.opts.logger,
     });
   }
 

@@ -28,6 +28,9 @@ import { registerDashboard } from './dashboard-assets.js';
 import { toProblem } from './problem.js';
 import { registerComparisonRoutes } from './comparison-routes.js';
 import { registerWorkerRoutes } from './worker-routes.js';
+import { registerLogRoutes } from './log-routes.js';
+import { EMPTY_LOG_STORE } from '../../logs/log-store.js';
+import type { LogStore } from '../../logs/log-store.js';
 
 export interface HttpServerOptions {
   scheduler: Scheduler;
@@ -40,6 +43,8 @@ export interface HttpServerOptions {
   describe: () => Record<string, unknown>;
   /** Token check for every route but /healthz (default: open). */
   auth?: Authenticator;
+  /** Running jobs' live logs (absent: a job's output is read from its result only). */
+  logs?: LogStore;
   /** Serve HTTPS (and WSS) with this certificate chain and key (PEM). */
   tls?: TlsFiles;
   /** The dashboard's charts, pushed to its watchers (none: the charts stay empty). */
@@ -187,12 +192,14 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   app.get('/v1/platforms', async () => scheduler.status());
 
   if (opts.comparisons) registerComparisonRoutes(app, { runner: opts.comparisons, scheduler, blobs, policy: opts.policy });
+  const logs = opts.logs ?? EMPTY_LOG_STORE;
+  registerLogRoutes(app, { logs, blobs, events: scheduler.events, getJob: (id) => scheduler.get(id) });
   registerWorkerRoutes(app, scheduler);
   // The autoscaler's pools, their last decisions and reasons (issue 15); metrics may read the same state.
   const autoscaler = opts.autoscaler;
   if (autoscaler) app.get('/v1/autoscaler', async () => autoscaler());
   registerDashboard(app, opts.dashboardDir);
-  attachEventRelay(app.server, scheduler, opts.logger, auth, opts.liveStats);
+  attachEventRelay(app.server, scheduler, opts.logger, auth, { logs, blobs }, opts.liveStats);
   return app;
 }
 

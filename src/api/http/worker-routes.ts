@@ -7,8 +7,27 @@ import { z } from 'zod';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import { jobFailure, jobProgress, labels, parseWith, runReport } from '../schemas.js';
 import { whenClientGone } from './client-gone.js';
+import { MAX_LOG_CHUNK_BYTES } from '../../events/bus-events.js';
+import { InvalidArgumentError } from '../../core/errors.js';
 
 const MAX_LEASE_WAIT_MS = 60_000;
+/** Live-log chunks in one call: a worker sends at most logBytesPerCall (4 MiB) in chunks of up to 64 KiB. */
+const MAX_LOG_CHUNKS_PER_CALL = 64;
+
+const logChunks = z.strictObject({
+  chunks: z
+    .array(
+      z.strictObject({
+        jobId: z.string().min(1).max(256),
+        attempt: z.number().int().min(1),
+        stream: z.enum(['stdout', 'stderr']),
+        offset: z.number().int().min(0),
+        // Base64 of 1 to MAX_LOG_CHUNK_BYTES bytes.
+        data: z.string().min(1).max(Math.ceil(MAX_LOG_CHUNK_BYTES / 3) * 4).base64(),
+      }),
+    )
+    .max(MAX_LOG_CHUNKS_PER_CALL),
+});
 
 const registration = z.strictObject({
   id: z.string().min(1).max(200).optional(),
@@ -55,6 +74,15 @@ export function registerWorkerRoutes(app: FastifyInstance, scheduler: Scheduler)
   app.post<{ Params: { id: string } }>('/v1/workers/:id/heartbeat', async (req) => {
     const { draining, held } = parseWith(heartbeatBody, req.body, 'heartbeat');
     return scheduler.heartbeat(req.params.id, draining, held);
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/workers/:id/logs', async (req) => {
+    const { chunks } = parseWith(logChunks, req.body, 'log chunks');
+    const decoded = chunks.map((c) => ({ ...c, data: Buffer.from(c.data, 'base64') }));
+    const bad = decoded.find((c) => c.data.byteLength === 0 || c.data.byteLength > MAX_LOG_CHUNK_BYTES);
+    if (bad) throw new InvalidArgumentError(`log chunks: each holds 1 to ${MAX_LOG_CHUNK_BYTES} bytes (one of ${bad.data.byteLength})`);
+    const stored = await scheduler.appendLogs(req.params.id, decoded);
+    return { stored };
   });
 
   app.post<{ Params: { id: string } }>('/v1/workers/:id/complete', async (req) => {

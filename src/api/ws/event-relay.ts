@@ -5,7 +5,10 @@
  *
  * remex adds `follow: <id>`: every change of the execution as it happens, each a frame with an `event`
  * field — `{"event":"state","id","state","attempt","atMs"}` and `{"event":"progress","id","attempt",
- * "percent","message"?,"metrics"?,"atMs"}` — then the result as `subscribe` sends it, which ends the follow.
+ * "percent","message"?,"metrics"?,"atMs"}` and its output `{"event":"log","id","attempt","stream":"stdout"|"stderr",
+ * "offset","data"}` (data: UTF-8 text, offset: of its first byte in the stream; what was logged before the
+ * follow comes first, then the output as it comes, no byte twice, none missing) — then the result as
+ * `subscribe` sends it, which ends the follow.
  * Compiler Explorer's clients never send it, so their protocol is unchanged.
  *
  * The dashboard watches the fleet on the same socket: `watch: jobs|workers|stats` (dashboard-feed.ts).
@@ -28,6 +31,10 @@ import { isTerminal } from '../../core/model.js';
 import type { Scheduler } from '../../scheduler/scheduler.js';
 import type { JobRecord } from '../../store/ports.js';
 import { executionView } from '../execution-view.js';
+import { followLogs } from '../../logs/log-follower.js';
+import type { LogSources } from '../../logs/log-follower.js';
+import { LOG_STREAMS } from '../../logs/log-store.js';
+import { LogFrames } from '../http/log-routes.js';
 import { BEARER_CHALLENGE } from '../http/auth.js';
 import { toProblem } from '../http/problem.js';
 import type { Problem } from '../http/problem.js';
@@ -36,9 +43,24 @@ import { DashboardFeed } from './dashboard-feed.js';
 
 const MAX_SUBSCRIPTIONS_PER_SOCKET = 10_000;
 const MAX_FRAME_BYTES = 4096;
+/** Stored log a follower's socket may hold unsent before the relay waits for it to drain. */
+const MAX_BUFFERED_LOG_BYTES = 1024 * 1024;
+
+/** Resolves once the socket's unsent bytes are under the bound, or it closed. */
+async function drained(ws: WebSocket): Promise<void> {
+  while (ws.readyState === ws.OPEN && ws.bufferedAmount > MAX_BUFFERED_LOG_BYTES) await new Promise((r) => setTimeout(r, 20));
+}
 
 /** `server` is the HTTP or HTTPS server of the front door (both emit 'upgrade' alike). */
-export function attachEventRelay(server: Server, scheduler: Scheduler, logger: Logger, auth: Authenticator = Authenticator.open(), stats?: LiveStats): WebSocketServer {
+export function attachEventRelay(
+  server: Server,
+  scheduler: Scheduler,
+  logger: Logger,
+  auth: Authenticator,
+  logs: Pick<LogSources, 'logs' | 'blobs'>,
+  stats?: LiveStats,
+): WebSocketServer {
+  const sources: LogSources = { ...logs, events: scheduler.events, getJob: (id) => scheduler.get(id) };
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, handleProtocols: chooseProtocol });
   server.on('upgrade', (req, socket, head) => {
     if (new URL(req.url ?? '/', 'http://x').pathname !== '/v1/events') {
@@ -54,7 +76,7 @@ export function attachEventRelay(server: Server, scheduler: Scheduler, logger: L
       refuse(socket, problem);
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, scheduler, logger, stats));
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, scheduler, sources, logger, stats));
   });
   server.on('close', () => wss.close());
   return wss;
@@ -101,7 +123,7 @@ function errorFrame(code: ErrorCode, detail: string): string {
   return JSON.stringify({ error: { code, detail } });
 }
 
-function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger, stats: LiveStats | undefined): void {
+function serve(ws: WebSocket, scheduler: Scheduler, sources: LogSources, logger: Logger, stats: LiveStats | undefined): void {
   const subscriptions = new Map<string, () => void>();
   const feed = new DashboardFeed(ws, scheduler, stats, (detail) => ws.send(errorFrame('INVALID_ARGUMENT', detail)));
   const sendFrame = (frame: object): void => {
@@ -133,32 +155,44 @@ function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger, stats: LiveS
     if (subscriptions.size >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
       return ws.send(errorFrame('RESOURCE_EXHAUSTED', 'too many subscriptions on one socket'));
     }
-    // Subscribe first, then look: a result that lands in between is caught by one or the other.
     if (verb === 'follow') {
+      // The follower reads what is stored and listens for what comes, in order (logs/log-follower.ts).
+      const frames = new LogFrames(id);
       subscriptions.set(
         id,
-        scheduler.events.subscribeJobEvents(id, (event) => {
-          if (event.kind === 'job') return isTerminal(event.job.state) ? deliverOnce(id, event.job) : sendFrame(stateFrame(event.job));
-          if (event.kind === 'progress') {
-            const { jobId, attempt, percent, message, metrics, atMs } = event;
-            sendFrame({ event: 'progress', id: jobId, attempt, percent, ...(message !== undefined ? { message } : {}), ...(metrics ? { metrics } : {}), atMs });
-          }
+        followLogs(sources, id, {
+          streams: LOG_STREAMS,
+          follow: true,
+          onStart: (job) => sendFrame(stateFrame(job)),
+          onJob: (job) => sendFrame(stateFrame(job)),
+          onProgress: ({ jobId, attempt, percent, message, metrics, atMs }) =>
+            sendFrame({ event: 'progress', id: jobId, attempt, percent, ...(message !== undefined ? { message } : {}), ...(metrics ? { metrics } : {}), atMs }),
+          onBytes: ({ attempt, stream, offset, data }) => {
+            const frame = frames.frame(attempt, stream, offset, data);
+            if (frame) sendFrame(frame);
+          },
+          // Catching up on a long stored log waits for the socket to drain rather than queueing all of it.
+          ready: () => (ws.bufferedAmount > MAX_BUFFERED_LOG_BYTES ? drained(ws) : undefined),
+          onEnd: (job) => {
+            if (job) return deliverOnce(id, job);
+            subscriptions.delete(id);
+            if (ws.readyState === ws.OPEN) ws.send(errorFrame('NOT_FOUND', `no execution ${id}`));
+          },
+          onError: (err) => {
+            subscriptions.delete(id);
+            logger.warn({ err, id }, 'event relay follow failed');
+            if (ws.readyState === ws.OPEN) ws.send(errorFrame('INTERNAL', `following ${id} failed`));
+          },
         }),
       );
-    } else {
-      subscriptions.set(id, scheduler.events.subscribe(id, (job) => isTerminal(job.state) && deliverOnce(id, job)));
+      return;
     }
+    // Subscribe first, then look: a result that lands in between is caught by one or the other.
+    subscriptions.set(id, scheduler.events.subscribe(id, (job) => isTerminal(job.state) && deliverOnce(id, job)));
     scheduler
       .get(id)
       .then((job) => {
         if (job && isTerminal(job.state)) deliverOnce(id, job);
-        // A follower learns where the job stands now; an unknown id is said so rather than waited on.
-        else if (verb === 'follow' && job) sendFrame(stateFrame(job));
-        else if (verb === 'follow') {
-          subscriptions.get(id)?.();
-          subscriptions.delete(id);
-          if (ws.readyState === ws.OPEN) ws.send(errorFrame('NOT_FOUND', `no execution ${id}`));
-        }
       })
       .catch((err: unknown) => logger.warn({ err, id }, 'event relay lookup failed'));
   });

@@ -32,6 +32,13 @@ export interface SandboxRequest {
   limits: ResourceLimits;
   /** Run under qemu-user instead of natively. */
   emulation: EmulationSpec | null;
+  /**
+   * A long job's live log: stdout and stderr are written to these host files (made afresh; outside the input
+   * root) as they come, each up to `limitBytes`, instead of kept in memory; the result's `stdout` and
+   * `stderr` are then empty, with their totals and truncation as usual. Null or absent: kept in memory up
+   * to `limits.outputBytes`.
+   */
+  outputFiles?: { stdoutPath: string; stderrPath: string; limitBytes: number } | null;
   /** Aborting cancels the run: SIGTERM, grace, SIGKILL; the result then has `cancelled: true`. */
   signal?: AbortSignal;
 }

@@ -38,6 +38,8 @@ export interface SuperviseRequest {
   /** File the program reads as stdin; null: /dev/null. */
   stdinPath: string | null;
   outputBytes: number;
+  /** Write stdout and stderr (up to `outputBytes` each) to these files as they come, not to memory. */
+  outputFiles: { stdout: string; stderr: string } | null;
   timeoutMs: number;
   graceMs: number;
   signal?: AbortSignal;
@@ -65,9 +67,10 @@ export interface CapturedOutput {
   readonly truncated: boolean;
 }
 
-function capturedOutput(stream: CapturedStream): CapturedOutput {
+/** `keptLimit`: for output written to a file, the bytes it holds are the first `keptLimit` (none come back here). */
+function capturedOutput(stream: CapturedStream, keptLimit: number | null): CapturedOutput {
   const bytes = Buffer.from(stream.bytes.buffer, stream.bytes.byteOffset, stream.bytes.byteLength);
-  return { bytes: () => bytes, totalBytes: stream.totalBytes, truncated: stream.totalBytes > bytes.byteLength };
+  return { bytes: () => bytes, totalBytes: stream.totalBytes, truncated: stream.totalBytes > (keptLimit ?? bytes.byteLength) };
 }
 
 /** After the monitor exits, how long the output pipes may stay open before the tree is swept. */
@@ -112,6 +115,7 @@ class RunSupervisor {
           stdinPath: this.req.stdinPath,
           argsData: this.req.bwrapOptions.map((o) => `${o}\0`).join(''),
           outputBytes: this.req.outputBytes,
+          outputFiles: this.req.outputFiles,
         },
         {
           onSpawned: (pid) => this.resolveMonitorPid(pid),
@@ -235,8 +239,8 @@ class RunSupervisor {
       programStatus: this.programStatus,
       programEnd: this.programEnd,
       stopReason: this.stopReason,
-      stdout: capturedOutput(stdout),
-      stderr: capturedOutput(stderr),
+      stdout: capturedOutput(stdout, this.req.outputFiles ? this.req.outputBytes : null),
+      stderr: capturedOutput(stderr, this.req.outputFiles ? this.req.outputBytes : null),
       wallTimeMs: this.wallTimeMs || performance.now() - this.startedAtMs,
     };
   }

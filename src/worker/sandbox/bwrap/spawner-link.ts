@@ -239,6 +239,8 @@ export function encodeRequest(message: ToSpawner): Buffer {
   if (message.op === 'spawn') {
     u32(Math.min(message.outputBytes, OUTPUT_BYTES_MAX));
     str(message.stdinPath ?? '');
+    str(message.outputFiles?.stdout ?? '');
+    str(message.outputFiles?.stderr ?? '');
     str(message.file);
     list([message.file, ...message.args]); // argv, argv[0] included
     list(Object.entries(message.env).map(([name, value]) => `${name}=${value}`));

@@ -8,7 +8,7 @@
  * memory map of whoever forks, once per sandbox.
  */
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { findInheritedFds } from './inherited-fds.js';
 import { BoundedCapture } from './output-capture.js';
@@ -44,11 +44,14 @@ function stdio(stdinFd: number | null): StdioOptions {
 
 function start(msg: SpawnMessage): void {
   let stdinFd: number | null = null;
+  let files: [number, number] | undefined;
   let child: ChildProcess;
   try {
+    if (msg.outputFiles) files = [openOutputFile(msg.outputFiles.stdout), openOutputFile(msg.outputFiles.stderr)];
     if (msg.stdinPath !== null) stdinFd = openSync(msg.stdinPath, 'r');
     child = spawn(msg.file, msg.args, { stdio: stdio(stdinFd), env: msg.env });
   } catch (err) {
+    for (const fd of files ?? []) closeSync(fd);
     send({ ev: 'spawn-failed', id: msg.id, message: String(err) });
     return;
   } finally {
@@ -58,14 +61,15 @@ function start(msg: SpawnMessage): void {
   if (child.pid === undefined) {
     // spawn() reports exec failures (a missing shell, EAGAIN) by an 'error' event, never a pid.
     child.once('error', (err) => send({ ev: 'spawn-failed', id: msg.id, message: String(err) }));
+    for (const fd of files ?? []) closeSync(fd);
     return;
   }
   const entry: Launched = { child, initPid: null, exited: false };
   launched.set(msg.id, entry);
   send({ ev: 'spawned', id: msg.id, pid: child.pid });
 
-  const stdout = new BoundedCapture(msg.outputBytes);
-  const stderr = new BoundedCapture(msg.outputBytes);
+  const stdout = new BoundedCapture(msg.outputBytes, files?.[0]);
+  const stderr = new BoundedCapture(msg.outputBytes, files?.[1]);
   stdout.attach(child.stdout as Readable);
   stderr.attach(child.stderr as Readable);
   const args = child.stdio[ARGS_FD] as Writable & Readable;
@@ -87,6 +91,7 @@ function start(msg: SpawnMessage): void {
   });
   child.once('close', () => {
     launched.delete(msg.id);
+    for (const fd of files ?? []) closeSync(fd);
     send({
       ev: 'close',
       id: msg.id,
@@ -94,6 +99,11 @@ function start(msg: SpawnMessage): void {
       stderr: { bytes: stderr.bytes(), totalBytes: stderr.totalBytes },
     });
   });
+}
+
+/** A long job's log file, made afresh (as spawner.c makes it). */
+function openOutputFile(path: string): number {
+  return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
 }
 
 function signalQuietly(pid: number): void {

@@ -24,6 +24,11 @@ export interface SpawnMessage {
   argsData: string;
   /** Bytes of stdout and of stderr kept; the rest is counted. */
   outputBytes: number;
+  /**
+   * Files (made afresh, O_EXCL) the kept bytes of stdout and stderr are written to as they come, instead of
+   * being held and sent with 'close' (whose bytes are then empty): a long job's live log.
+   */
+  outputFiles: { stdout: string; stderr: string } | null;
 }
 
 /**

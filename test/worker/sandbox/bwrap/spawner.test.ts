@@ -34,7 +34,7 @@ function launch(spawner: Spawner, request: Partial<LaunchRequest> & { args: stri
     const statuses: BwrapStatus[] = [];
     let exit: Outcome['exit'] | null = null;
     const launched = spawner.launch(
-      { file: '/bin/sh', env: { PATH: '/usr/bin:/bin' }, stdinPath: null, argsData: '', outputBytes: 1024, ...request },
+      { file: '/bin/sh', env: { PATH: '/usr/bin:/bin' }, stdinPath: null, argsData: '', outputBytes: 1024, outputFiles: null, ...request },
       {
         onSpawned: (p) => {
           pid = p;
@@ -116,6 +116,24 @@ for (const { kind, execHelperPath } of KINDS) {
       const r = await launch(spawner, { args: ['-c', 'head -c 100000 /dev/zero; head -c 20 /dev/zero >&2'], outputBytes: 10 });
       assert.deepEqual([r.stdout.bytes.length, r.stdout.totalBytes, r.stderr.bytes.length, r.stderr.totalBytes], [10, 100000, 10, 20]);
       assert.deepEqual(r.exit, { code: 0, signal: null });
+    });
+
+    test('output to files (a long job\'s log) is written as it comes, up to the bound, and counted past it', async (t) => {
+      const spawner = ready(t);
+      if (!spawner) return;
+      const dir = scratch(t);
+      const files = { stdout: join(dir, 'stdout.log'), stderr: join(dir, 'stderr.log') };
+      // The first line is in the file while the program still runs: it waits until it sees it there.
+      const script = `echo first; while ! grep -q first ${files.stdout}; do sleep 0.01; done; head -c 100000 /dev/zero | tr '\\0' x; echo oops >&2`;
+      const r = await launch(spawner, { args: ['-c', script], outputBytes: 50_000, outputFiles: files });
+      assert.deepEqual(r.exit, { code: 0, signal: null });
+      assert.deepEqual([r.stdout.bytes.length, r.stdout.totalBytes, r.stderr.bytes.length, r.stderr.totalBytes], [0, 100_006, 0, 5]);
+      const out = readFileSync(files.stdout);
+      assert.equal(out.byteLength, 50_000);
+      assert.equal(out.subarray(0, 7).toString(), 'first\nx');
+      assert.equal(readFileSync(files.stderr, 'utf8'), 'oops\n');
+      // Made afresh: a file already there is refused, not appended to or followed.
+      await assert.rejects(launch(spawner, { args: ['-c', 'echo again'], outputFiles: files }));
     });
 
     test('megabytes of output within the bound arrive whole, runs side by side keep their own', async (t) => {

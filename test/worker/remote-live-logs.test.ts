@@ -1,0 +1,94 @@
+/**
+ * Live logs from a worker linked over HTTP (`remex worker`'s HttpWorkerLink and the `POST
+ * /v1/workers/<id>/logs` route), with a real sandbox and program: the lines reach a follower on the server
+ * while the program runs, and an answer lost after the server stored a chunk (a dying connection) makes the
+ * worker send it again — stored and heard once. The route refuses a chunk over the bound.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import pino from 'pino';
+import { FsBlobStore } from '../../src/cas/fs/fs-blob-store.js';
+import { RemoteBlobStore } from '../../src/cas/remote/remote-blob-store.js';
+import { HttpWorkerLink } from '../../src/client/http-worker-link.js';
+import { RemexClient } from '../../src/client/remex-client.js';
+import type { LogFrame } from '../../src/client/remex-client.js';
+import { digestOf } from '../../src/core/digest.js';
+import { UnavailableError } from '../../src/core/errors.js';
+import type { LogAck, LogChunk } from '../../src/scheduler/worker-link.js';
+import { detectPlatformSupport } from '../../src/worker/emulation.js';
+import { BwrapSandbox } from '../../src/worker/sandbox/bwrap/bwrap-sandbox.js';
+import { Worker } from '../../src/worker/worker.js';
+import { startTestServer } from '../helpers/server.js';
+import { compileC, requireTools } from '../helpers/tools.js';
+
+/** The real link; the answer of the second appendLogs call is lost after the server acted on it. */
+class LosingLink extends HttpWorkerLink {
+  calls = 0;
+
+  override async appendLogs(workerId: string, chunks: readonly LogChunk[]): Promise<LogAck[]> {
+    const acks = await super.appendLogs(workerId, chunks);
+    if (++this.calls === 2) throw new UnavailableError('connection reset before the answer arrived');
+    return acks;
+  }
+}
+
+describe('live logs over the worker protocol', () => {
+  test('a remote worker\'s lines reach a follower while the program runs; a chunk sent again is stored once', async (t) => {
+    if (!requireTools(t, 'bwrap', 'gcc')) return;
+    const ts = await startTestServer({ workerSlots: 0, scheduler: { acceptPlatforms: ['x86_64-linux-cpu'] } });
+    const workDir = mkdtempSync(join(tmpdir(), 'remex-remote-logs-'));
+    // Undone in reverse: the worker leaves before the server closes (its lease call would hold the server open).
+    const teardowns: Array<() => Promise<void> | void> = [() => ts.close(), () => rmSync(workDir, { recursive: true, force: true })];
+    t.after(async () => {
+      for (const undo of teardowns.reverse()) await undo();
+    });
+    const client = new RemexClient(ts.server.url);
+    const link = new LosingLink(client);
+    const sandbox = await BwrapSandbox.create({});
+    const worker = new Worker({
+      name: 'remote-logs',
+      slots: 1,
+      workRoot: join(workDir, 'runs'),
+      link,
+      blobs: new RemoteBlobStore(client, new FsBlobStore({ root: join(workDir, 'cache'), maxBlobBytes: 1 << 30, fsync: false })),
+      sandbox,
+      platforms: (await detectPlatformSupport({})).filter((p) => p.platform === 'x86_64-linux-cpu'),
+      logger: pino({ level: process.env.REMEX_TEST_LOG ?? 'silent' }),
+    });
+    await worker.start();
+    teardowns.push(async () => {
+      await worker.drain();
+      await sandbox.close();
+    });
+
+    const bytes = readFileSync(compileC({ file: 'programs/log-lines.c' }, 'x86_64'));
+    const exe = digestOf(bytes);
+    await ts.client.putBlob(exe, bytes);
+    const job = await ts.client.submit({ executable: exe, args: ['6', '150', 'hold'], logs: true, doNotCache: true });
+    const want = Array.from({ length: 6 }, (_, i) => `line ${i}\n`).join('');
+    let text = '';
+    let next = 0;
+    for await (const frame of ts.client.logs(job.id, { follow: true, stream: 'stdout' })) {
+      if (frame.event !== 'log') continue;
+      assert.equal(frame.offset, next, 'no gap, no byte twice');
+      next += Buffer.byteLength(frame.data);
+      text += frame.data;
+      if (text === want) break;
+    }
+    assert.equal((await ts.client.getExecution(job.id)).state, 'running');
+    assert.ok(link.calls >= 3, 'the call whose answer was lost was followed by others');
+    await ts.client.cancel(job.id);
+    const all: LogFrame[] = [];
+    for await (const frame of ts.client.logs(job.id, { follow: true, stream: 'stdout' })) all.push(frame);
+    assert.equal(all.filter((f) => f.event === 'log').map((f) => (f.event === 'log' ? f.data : '')).join(''), want);
+
+    // The route checks what it is given.
+    const workerId = worker.id as string;
+    const tooBig = Buffer.alloc(64 * 1024 + 1).toString('base64');
+    await assert.rejects(client.request('POST', `/v1/workers/${workerId}/logs`, { chunks: [{ jobId: job.id, attempt: 1, stream: 'stdout', offset: 0, data: tooBig }] }), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(client.request('POST', `/v1/workers/${workerId}/logs`, { chunks: [{ jobId: job.id, attempt: 1, stream: 'stdin', offset: 0, data: 'eA==' }] }), { code: 'INVALID_ARGUMENT' });
+  });
+});
