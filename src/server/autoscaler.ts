@@ -13,6 +13,7 @@ import type { WorkerProvider } from '../autoscale/provider.js';
 import { SqliteLeaderLease } from '../store/sqlite/leader-lease.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { Store } from '../store/ports.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 /** bin/remex.js, from dist/src/server/. */
 export const REMEX_BIN = resolve(import.meta.dirname, '..', '..', '..', 'bin', 'remex.js');
@@ -41,4 +42,32 @@ export function startAutoscaler(autoscaler: Autoscaler, deps: { scheduler: Sched
     servers: () => [deps.url],
   });
   return { close: () => autoscaler.close() };
+}
+
+/**
+ * The autoscaler's pools as gauges (docs/metrics.md): what it wants and what it has, read from its state at
+ * each scrape; only the leader's are non-zero, so a sum over controllers is the fleet's.
+ */
+export function autoscalerMetrics(metrics: Metrics, autoscaler: Autoscaler): void {
+  const pools = () => (autoscaler.state().leader ? autoscaler.state().pools : []);
+  metrics.gauge({
+    name: 'remex_autoscaler_desired_workers',
+    help: 'Workers the autoscaler wants in each pool (its last decision; the leader only).',
+    labelNames: ['pool'],
+    read: (set) => {
+      for (const p of pools()) set({ pool: p.name }, p.desired);
+    },
+  });
+  metrics.gauge({
+    name: 'remex_autoscaler_actual_workers',
+    help: 'Workers of each pool registered and taking work, plus those asked for and still starting (the leader only).',
+    labelNames: ['pool', 'state'],
+    read: (set) => {
+      for (const p of pools()) {
+        set({ pool: p.name, state: 'active' }, p.active);
+        set({ pool: p.name, state: 'starting' }, p.starting);
+        set({ pool: p.name, state: 'draining' }, p.draining);
+      }
+    },
+  });
 }

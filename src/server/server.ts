@@ -40,7 +40,7 @@ import type { ServeOptions } from './config.js';
 export { DEFAULT_MAX_BLOB_BYTES, DEFAULT_POLICY } from './config.js';
 export type { ServeOptions } from './config.js';
 import { chooseRunRoot } from './run-root.js';
-import { createAutoscaler, startAutoscaler } from './autoscaler.js';
+import { autoscalerMetrics, createAutoscaler, startAutoscaler } from './autoscaler.js';
 import type { RunRoot } from './run-root.js';
 
 /**
@@ -140,6 +140,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     // The dashboard's charts; the scheduler feeds them, it samples the scheduler's queue.
     const liveStats: LiveStats = new LiveStats({ sample: async (): Promise<FleetStatus> => (await scheduler.status()).fleet, logger: logger.child({ component: 'live-stats' }) });
     const autoscaler = opts.autoscale ? createAutoscaler(opts.autoscale, opts.dataDir, logger) : undefined;
+    if (autoscaler) autoscalerMetrics(metrics, autoscaler);
     const schedulerLogger = logger.child({ component: 'scheduler' });
     scheduler = new Scheduler(store, blobs, events, opts.scheduler, Date.now, {
       logger: schedulerLogger,
