@@ -164,6 +164,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       maxJsonBodyBytes: DEFAULT_MAX_JSON_BODY_BYTES,
       describe: () => ({ localWorkerSlots: opts.workerSlots, activeLocalJobs: localWorker?.activeJobs ?? 0 }),
       auth,
+      actionCache: store.actionCache,
       ...(opts.tls ? { tls: opts.tls } : {}),
     });
     started.push(() => http.close());
