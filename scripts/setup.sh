@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(
   gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+  zstd curl
 )
 EXTRA_PACKAGES=(${REMEX_EXTRA_DEBIAN_PACKAGES:-})
 
