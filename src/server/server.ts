@@ -16,6 +16,7 @@ import { startGrpcServer } from '../api/grpc/grpc-server.js';
 import { WebhookNotifier } from '../api/webhook-notifier.js';
 import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
+import { JobInputPins } from './job-pins.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { openBackends } from './backends.js';
 import { detectPlatformSupport } from '../worker/emulation.js';
@@ -106,6 +107,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     ...(opts.blobsUrl !== undefined ? { blobsUrl: opts.blobsUrl } : {}),
     maxBlobBytes: opts.maxBlobBytes,
     ...(opts.casFsync !== undefined ? { casFsync: opts.casFsync } : {}),
+    ...(opts.casMaxBytes !== undefined ? { casMaxBytes: opts.casMaxBytes } : {}),
+    ...(opts.casGraceMs !== undefined ? { casGraceMs: opts.casGraceMs } : {}),
     logger,
   });
   const { store, blobs, events } = backends;
@@ -122,6 +125,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const localPrefix = `local:${hostname()}:${opts.dataDir}:`;
     await scheduler.start({ releaseOwnerPrefix: localPrefix });
     started.push(() => scheduler.close());
+    // Eviction keeps what queued and running jobs need (a capped filesystem CAS asks when it evicts).
+    backends.pins.bind(new JobInputPins(store.jobs, blobs));
     const notifier = new WebhookNotifier(events, { secret: opts.webhookSecret ?? (await keptWebhookSecret(opts.dataDir)), logger: logger.child({ component: 'webhooks' }) });
     started.push(async () => notifier.close());
 

@@ -15,7 +15,8 @@
  * Bodies are taken whatever their Content-Type (Bazel sends none that matters; `curl -T` none at all).
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { BlobStore } from '../../cas/blob-store.js';
 import type { Digest } from '../../core/digest.js';
 import { digestOf, EMPTY_DIGEST, formatDigest, HASH_RE } from '../../core/digest.js';
@@ -65,6 +66,25 @@ export function bodyStream(body: unknown): AsyncIterable<Uint8Array> {
   return (async function* () {})();
 }
 
+/**
+ * Streams a request body into the store. When the store gives up early (a full disk, bytes past the
+ * digest's size), the rest of the body is still read and dropped, so the client, still sending, gets the
+ * error response rather than a reset connection.
+ */
+export async function storeBody(blobs: BlobStore, digest: Digest, body: unknown): Promise<void> {
+  const source = bodyStream(body);
+  if (!(source instanceof Readable)) return blobs.putStream(digest, source);
+  try {
+    await blobs.putStream(digest, source.iterator({ destroyOnReturn: false }));
+  } catch (err) {
+    if (!source.readableEnded && !source.destroyed) {
+      source.resume();
+      await finished(source).catch(() => undefined);
+    }
+    throw err;
+  }
+}
+
 export function registerHttpCacheRoutes(app: FastifyInstance, deps: HttpCacheDeps): void {
   const { blobs, actionCache } = deps;
   const codec = reapiProtos().codec<ActionResult, ActionResultOut>('build.bazel.remote.execution.v2.ActionResult');
@@ -77,7 +97,7 @@ export function registerHttpCacheRoutes(app: FastifyInstance, deps: HttpCacheDep
       (body as Partial<Readable>).resume?.();
       return reply.status(200).send();
     }
-    await blobs.putStream(digest, body);
+    await storeBody(blobs, digest, req.body);
     return reply.status(200).send();
   });
 

@@ -22,7 +22,7 @@ import { attachEventRelay } from '../ws/event-relay.js';
 import type { ActionCache } from '../../store/ports.js';
 import { BEARER_CHALLENGE, registerHttpAuth } from './auth.js';
 import { whenClientGone } from './client-gone.js';
-import { acceptAnyBody, blobLength, bodyStream, registerHttpCacheRoutes } from './http-cache-routes.js';
+import { acceptAnyBody, blobLength, bodyStream, registerHttpCacheRoutes, storeBody } from './http-cache-routes.js';
 import { toProblem } from './problem.js';
 import { registerWorkerRoutes } from './worker-routes.js';
 
@@ -94,7 +94,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
         (body as Partial<Readable>).resume?.();
         return reply.status(200).send({ digest, stored: false });
       }
-      await blobs.putStream(digest, body);
+      await storeBody(blobs, digest, req.body);
       return reply.status(201).send({ digest, stored: true });
     });
     if (opts.actionCache) registerHttpCacheRoutes(blobRoutes, { blobs, actionCache: opts.actionCache });
