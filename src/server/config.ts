@@ -52,6 +52,8 @@ export interface ServeOptions {
   casMaxBytes?: number;
   /** With a cap: a blob used or reported present less than this long ago is never evicted. */
   casGraceMs?: number;
+  /** Finished jobs are removed this long after they finished (default 7 days: server/retention.ts). */
+  retainMs?: number;
   /** `postgres://…`: share jobs, cache and registry with other controllers; absent: SQLite in `dataDir`. */
   databaseUrl?: string;
   /** `s3://bucket/prefix?endpoint=…` or a directory: the blob store; absent: `<dataDir>/cas`. */
@@ -108,6 +110,7 @@ export interface ServeFlags {
   casFsync: boolean;
   casMaxBytes?: string;
   casGrace?: string;
+  retain?: string;
   runDirectories: 'auto' | 'data-dir';
   clientTokenFile?: string;
   workerTokenFile?: string;
@@ -163,6 +166,7 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     casFsync: flags.casFsync,
     ...(flags.casMaxBytes !== undefined ? { casMaxBytes: parseSize(flags.casMaxBytes, '--cas-max-bytes') } : {}),
     ...(flags.casGrace !== undefined ? { casGraceMs: parseDuration(flags.casGrace, '--cas-grace') } : {}),
+    ...(flags.retain !== undefined ? { retainMs: parseDuration(flags.retain, '--retain') } : {}),
     runDirectories: flags.runDirectories,
     ...(flags.pricePerHour !== undefined ? { localPricePerHour: flags.pricePerHour } : {}),
     ...webhookSecretOf(flags.webhookSecretFile, env),

@@ -17,6 +17,7 @@ import { WebhookNotifier } from '../api/webhook-notifier.js';
 import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
 import { JobInputPins } from './job-pins.js';
+import { DEFAULT_RETAIN_MS, RetentionSweep } from './retention.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { openBackends } from './backends.js';
 import { detectPlatformSupport } from '../worker/emulation.js';
@@ -127,6 +128,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     started.push(() => scheduler.close());
     // Eviction keeps what queued and running jobs need (a capped filesystem CAS asks when it evicts).
     backends.pins.bind(new JobInputPins(store.jobs, blobs));
+    const retention = new RetentionSweep(store.jobs, { retainMs: opts.retainMs ?? DEFAULT_RETAIN_MS, logger: logger.child({ component: 'retention' }) });
+    retention.start();
+    started.push(() => retention.close());
     const notifier = new WebhookNotifier(events, { secret: opts.webhookSecret ?? (await keptWebhookSecret(opts.dataDir)), logger: logger.child({ component: 'webhooks' }) });
     started.push(async () => notifier.close());
 
