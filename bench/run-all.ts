@@ -3,6 +3,8 @@ import { benchBazelBuild } from './bazel-build.js';
 import { benchExecutionLatency } from './execution-latency.js';
 import { benchGrpcActionCache } from './grpc-action-cache.js';
 import { benchGrpcByteStream } from './grpc-bytestream.js';
+import { benchGrpcCompression } from './grpc-compression.js';
+import { benchCasEviction } from './cas-eviction.js';
 import { benchGrpcFindMissing } from './grpc-find-missing.js';
 import { benchLongJobSupervision } from './long-job-supervision.js';
 import { benchPostgresDispatch } from './postgres-dispatch.js';
@@ -14,6 +16,8 @@ const benches: Record<string, () => Promise<boolean>> = {
   'grpc-action-cache': benchGrpcActionCache,
   'grpc-bytestream': benchGrpcByteStream,
   'grpc-find-missing': benchGrpcFindMissing,
+  'grpc-compression': benchGrpcCompression,
+  'cas-eviction': benchCasEviction,
   'bazel-build': benchBazelBuild,
   'postgres-dispatch': benchPostgresDispatch,
   'long-job-supervision': benchLongJobSupervision,
