@@ -14,7 +14,9 @@ import { FsBlobStore } from '../../../src/cas/fs/fs-blob-store.js';
 import type { Digest } from '../../../src/core/digest.js';
 import { digestOf } from '../../../src/core/digest.js';
 import { InsufficientStorageError, isRemexError } from '../../../src/core/errors.js';
-import { startTestServer } from '../../helpers/server.js';
+import { randomUUID } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import { call, msg, startGrpcHarness } from '../../api/grpc/harness.js';
 import { IN_CI } from '../../helpers/tools.js';
 
 const KiB = 1024;
@@ -189,8 +191,9 @@ describe('a full filesystem', () => {
     stores.length = 0;
     rmSync(join(dir, 'capped'), { recursive: true, force: true });
 
-    // Through a real server: HTTP 507, and the server serves reads after it.
-    const ts = await startTestServer({ workerSlots: 0, blobsUrl: join(dir, 'server') });
+    // Through a real server: HTTP 507, gRPC RESOURCE_EXHAUSTED, and the server serves reads after them.
+    const h = await startGrpcHarness({}, { workerSlots: 0, blobsUrl: join(dir, 'server') });
+    const ts = h.ts;
     try {
       const kept = blob(20, 2 * MiB);
       const keptUrl = `${ts.server.url}/v1/blobs/sha256/${digestOf(kept).hash}`;
@@ -201,8 +204,21 @@ describe('a full filesystem', () => {
       assert.equal(((await res.json()) as { code: string }).code, 'RESOURCE_EXHAUSTED');
       assert.equal((await fetch(`${ts.server.url}/v1/blobs/sha256/${digestOf(tooMuch).hash}`, { method: 'HEAD' })).status, 404);
       assert.deepEqual(Buffer.from(await (await fetch(keptUrl)).arrayBuffer()), kept);
+      const grpcTooMuch = blob(22, 3 * MiB);
+      const gd = digestOf(grpcTooMuch);
+      const failed = await call(h.clients.cas, h.clients.cas.batchUpdateBlobs, { requests: [{ digest: msg(gd), data: grpcTooMuch }] });
+      assert.equal(failed.responses[0]?.status?.code, status.RESOURCE_EXHAUSTED);
+      const written = new Promise<unknown>((resolve) => {
+        const stream = h.clients.bytestream.write((err) => resolve(err));
+        stream.write({ resource_name: `uploads/${randomUUID()}/blobs/${gd.hash}/${gd.sizeBytes}`, write_offset: 0, data: grpcTooMuch, finish_write: true });
+        stream.end();
+      });
+      assert.equal(((await written) as { code?: number } | null)?.code, status.RESOURCE_EXHAUSTED);
+      const missing = await call(h.clients.cas, h.clients.cas.findMissingBlobs, { blob_digests: [msg(gd)] });
+      assert.equal(missing.missing_blob_digests.length, 1, 'nothing of it is visible');
+      assert.deepEqual(Buffer.from(await (await fetch(keptUrl)).arrayBuffer()), kept);
     } finally {
-      await ts.close();
+      await h.close();
     }
   });
 });
