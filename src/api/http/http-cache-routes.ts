@@ -10,7 +10,7 @@
  * gRPC client can name it), with size 0: HTTP and gRPC clients do not share action-cache entries. An entry
  * is stored as the gRPC door stores a client's UpdateActionResult (action-result.ts), with the paths as
  * given (Bazel's are relative to the execution root), every blob it names present; a GET checks the blobs
- * again and drops an entry whose blobs are gone, as the gRPC door does.
+ * again and drops an entry whose blobs are gone, as the gRPC door does (decision 0035).
  *
  * Bodies are taken whatever their Content-Type (Bazel sends none that matters; `curl -T` none at all).
  */

@@ -30,7 +30,7 @@
  * least recently used blobs are removed until it is at {@link EVICT_TO} of the cap, never one used (stored,
  * read, or reported present by has/findMissing) less than `evictionGraceMs` ago — REAPI clients upload
  * or check, then execute — nor one the pin source names (a queued or running job's inputs). Pinned
- * blobs may keep the store over its cap; nothing else does.
+ * blobs may keep the store over its cap; nothing else does (decision 0034).
  *
  * A full disk (ENOSPC, a full SQLite database): the write fails with InsufficientStorageError
  * (RESOURCE_EXHAUSTED, HTTP 507) and leaves nothing visible, as every failed write does; with a cap,
