@@ -230,11 +230,13 @@ export class FsBlobStore implements BlobStore {
     }
     // Bytes in memory can be written again once eviction has made room on a full disk.
     await this.withSpace(digest, true, async () => {
-      if (isPackable(digest)) this.packPut(digest, data);
-      else
-        await this.writeAtomically(digest, async (handle) => {
-          await handle.writeFile(data);
-        });
+      if (isPackable(digest)) {
+        this.packPut(digest, data);
+        return;
+      }
+      await this.writeAtomically(digest, async (handle) => {
+        await handle.writeFile(data);
+      });
     });
   }
 
@@ -252,8 +254,7 @@ export class FsBlobStore implements BlobStore {
       await this.withSpace(digest, true, async () => this.packPut(digest, data));
       return;
     }
-    // A stream is read once: on a full disk it fails after eviction has made room for the client's retry.
-    await this.withSpace(digest, false, () => this.writeAtomically(digest, async (handle) => {
+    const write = async (handle: FileHandle): Promise<void> => {
       const counter = new VerifyingCounter(digest);
       for await (const raw of source) {
         const chunk = asBytes(raw);
@@ -268,7 +269,9 @@ export class FsBlobStore implements BlobStore {
         }
       }
       counter.finish();
-    }));
+    };
+    // A stream is read once: on a full disk it fails after eviction has made room for the client's retry.
+    await this.withSpace(digest, false, () => this.writeAtomically(digest, write));
   }
 
   async putFile(path: string): Promise<Digest> {
