@@ -5,6 +5,8 @@ import { benchCompareCalibration } from './compare-calibration.js';
 import { benchExecutionLatency } from './execution-latency.js';
 import { benchGrpcActionCache } from './grpc-action-cache.js';
 import { benchGrpcByteStream } from './grpc-bytestream.js';
+import { benchGrpcCompression } from './grpc-compression.js';
+import { benchCasEviction } from './cas-eviction.js';
 import { benchGrpcFindMissing } from './grpc-find-missing.js';
 import { benchLongJobSupervision } from './long-job-supervision.js';
 import { benchMetricsCost } from './metrics-cost.js';
@@ -18,6 +20,8 @@ const benches: Record<string, () => Promise<boolean>> = {
   'grpc-action-cache': benchGrpcActionCache,
   'grpc-bytestream': benchGrpcByteStream,
   'grpc-find-missing': benchGrpcFindMissing,
+  'grpc-compression': benchGrpcCompression,
+  'cas-eviction': benchCasEviction,
   'bazel-build': benchBazelBuild,
   'postgres-dispatch': benchPostgresDispatch,
   'long-job-supervision': benchLongJobSupervision,

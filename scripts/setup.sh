@@ -14,6 +14,7 @@ DEBIAN_PACKAGES=(
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
   chromium
   prometheus
+  zstd curl
 )
 EXTRA_PACKAGES=(${REMEX_EXTRA_DEBIAN_PACKAGES:-})
 

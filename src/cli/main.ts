@@ -105,6 +105,9 @@ export function buildProgram(): Command {
     .option('--database <url>', 'postgres://… shared by several controllers (default: SQLite in --data)')
     .option('--blobs <url>', 's3://bucket/prefix?endpoint=… or a directory (default: <data>/cas)')
     .option('--cas-fsync', 'fsync every blob of a filesystem CAS before it is visible (slower; see docs/decisions/0009)', false)
+    .option('--cas-max-bytes <size>', 'keep a filesystem CAS under this size (500M, 20G…), evicting least recently used blobs (default: no cap; see docs/deploy.md)')
+    .option('--retain <duration>', 'keep finished jobs (and their results) this long, then remove them (default 7d)')
+    .option('--cas-grace <duration>', 'with --cas-max-bytes: never evict a blob used or reported present less than this long ago (90s, 10m…; default 10m)')
     .addOption(
       new Option('--run-directories <where>', 'where local runs are staged: auto (a private tmpfs directory under /dev/shm when roomy, else <data>/runs) or data-dir (see docs/decisions/0012)')
         .choices(['auto', 'data-dir'])

@@ -131,6 +131,13 @@ export class TooLargeError extends RemexError {
   }
 }
 
+/** The store's disk is full (ENOSPC) even after eviction: nothing of the write is visible. HTTP 507. */
+export class InsufficientStorageError extends RemexError {
+  constructor(message: string, options?: RemexErrorOptions) {
+    super('RESOURCE_EXHAUSTED', message, options);
+  }
+}
+
 /** A state change that lost a race: a stale lease or attempt, a job no longer in the expected state. */
 export class ConflictError extends RemexError {
   constructor(message: string, options?: RemexErrorOptions) {

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../cas/blob-store.js';
+import { LatePins } from '../cas/fs/blob-usage.js';
 import { FsBlobStore } from '../cas/fs/fs-blob-store.js';
 import { S3BlobStore } from '../cas/s3/s3-blob-store.js';
 import { InvalidArgumentError } from '../core/errors.js';
@@ -27,6 +28,9 @@ export interface BackendOptions {
   maxBlobBytes: number;
   /** fsync each blob of a filesystem CAS before it becomes visible (see docs/decisions/0009-cas-durability.md). */
   casFsync?: boolean;
+  /** Cap of a filesystem CAS (see FsBlobStore's eviction); ignored for S3 (its lifecycle rules do that: docs/deploy.md). */
+  casMaxBytes?: number;
+  casGraceMs?: number;
   logger: Logger;
   /** Told how late each job change announced by another controller arrived (PostgreSQL's event bus). */
   onEventLag?: (ms: number) => void;
@@ -40,14 +44,17 @@ export interface Backends {
   shared: boolean;
   /** The database's connection pool now (PostgreSQL; SQLite has none). */
   poolStats?: () => PoolStats;
+  /** What a capped filesystem CAS must not evict: bound by the server once its scheduler exists. */
+  pins: LatePins;
   close(): Promise<void>;
 }
 
 export async function openBackends(opts: BackendOptions): Promise<Backends> {
-  const blobs = await openBlobs(opts);
+  const pins = new LatePins();
+  const blobs = await openBlobs(opts, pins);
   if (opts.databaseUrl === undefined) {
     const store = withRecentActionResults(new SqliteStore({ path: join(opts.dataDir, 'remex.db') }));
-    return { store, blobs, events: new InMemoryEventBus(), shared: false, close: () => closeAll(store, blobs) };
+    return { store, blobs, events: new InMemoryEventBus(), shared: false, pins, close: () => closeAll(store, blobs) };
   }
   if (!/^postgres(ql)?:\/\//.test(opts.databaseUrl)) throw new InvalidArgumentError('--database must be a postgres:// URL');
   const log = opts.logger.child({ component: 'postgres' });
@@ -66,6 +73,7 @@ export async function openBackends(opts: BackendOptions): Promise<Backends> {
     events,
     shared: true,
     poolStats: () => postgres.poolStats(),
+    pins,
     close: async () => {
       await events.close();
       await closeAll(store, blobs);
@@ -73,11 +81,13 @@ export async function openBackends(opts: BackendOptions): Promise<Backends> {
   };
 }
 
-async function openBlobs(opts: BackendOptions): Promise<BlobStore> {
+async function openBlobs(opts: BackendOptions, pins: LatePins): Promise<BlobStore> {
   const url = opts.blobsUrl;
   const fsync = opts.casFsync ?? false;
-  if (url === undefined) return new FsBlobStore({ root: join(opts.dataDir, 'cas'), maxBlobBytes: opts.maxBlobBytes, fsync });
+  const eviction = opts.casMaxBytes !== undefined ? { maxBytes: opts.casMaxBytes, pins, ...(opts.casGraceMs !== undefined ? { evictionGraceMs: opts.casGraceMs } : {}) } : {};
+  if (url === undefined) return new FsBlobStore({ root: join(opts.dataDir, 'cas'), maxBlobBytes: opts.maxBlobBytes, fsync, ...eviction });
   if (url.startsWith('s3://')) {
+    if (opts.casMaxBytes !== undefined) throw new InvalidArgumentError('--cas-max-bytes caps a filesystem CAS; an S3 bucket is kept in size by its lifecycle rules (docs/deploy.md)');
     const store = S3BlobStore.fromUrl(url, { maxBlobBytes: opts.maxBlobBytes });
     // A wrong bucket would otherwise make every blob look absent: fail at start instead.
     await store.checkAccess();
@@ -85,7 +95,7 @@ async function openBlobs(opts: BackendOptions): Promise<BlobStore> {
   }
   const root = url.startsWith('file://') ? new URL(url).pathname : url;
   if (root === '' || /^[a-z0-9+.-]+:\/\//i.test(root)) throw new InvalidArgumentError(`--blobs ${JSON.stringify(url)}: expected s3://…, file:///… or a directory`);
-  return new FsBlobStore({ root, maxBlobBytes: opts.maxBlobBytes, fsync });
+  return new FsBlobStore({ root, maxBlobBytes: opts.maxBlobBytes, fsync, ...eviction });
 }
 
 async function closeAll(store: Store, blobs: BlobStore): Promise<void> {

@@ -54,6 +54,12 @@ export interface ServeOptions {
   maxBlobBytes: number;
   /** fsync every blob of a filesystem CAS (default off: see docs/decisions/0009-cas-durability.md). */
   casFsync?: boolean;
+  /** Cap of a filesystem CAS, bytes: least recently used blobs are evicted past it (default: none). */
+  casMaxBytes?: number;
+  /** With a cap: a blob used or reported present less than this long ago is never evicted. */
+  casGraceMs?: number;
+  /** Finished jobs are removed this long after they finished (default 7 days: server/retention.ts). */
+  retainMs?: number;
   /** `postgres://…`: share jobs, cache and registry with other controllers; absent: SQLite in `dataDir`. */
   databaseUrl?: string;
   /** `s3://bucket/prefix?endpoint=…` or a directory: the blob store; absent: `<dataDir>/cas`. */
@@ -97,6 +103,8 @@ export interface ServeOptions {
   otlpTraces?: OtlpTraceOptions;
 }
 
+import { parseDuration, parseSize } from './cas-options.js';
+
 // The flag defaults live apart, where the CLI reads them without loading the server.
 export { defaultSlots, SERVE_DEFAULTS, WORKER_DEFAULTS } from './defaults.js';
 
@@ -116,6 +124,9 @@ export interface ServeFlags {
   database?: string;
   blobs?: string;
   casFsync: boolean;
+  casMaxBytes?: string;
+  casGrace?: string;
+  retain?: string;
   runDirectories: 'auto' | 'data-dir';
   clientTokenFile?: string;
   workerTokenFile?: string;
@@ -178,6 +189,9 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     ...(flags.database !== undefined ? { databaseUrl: flags.database } : {}),
     ...(flags.blobs !== undefined ? { blobsUrl: flags.blobs } : {}),
     casFsync: flags.casFsync,
+    ...(flags.casMaxBytes !== undefined ? { casMaxBytes: parseSize(flags.casMaxBytes, '--cas-max-bytes') } : {}),
+    ...(flags.casGrace !== undefined ? { casGraceMs: parseDuration(flags.casGrace, '--cas-grace') } : {}),
+    ...(flags.retain !== undefined ? { retainMs: parseDuration(flags.retain, '--retain') } : {}),
     runDirectories: flags.runDirectories,
     ...(flags.pricePerHour !== undefined ? { localPricePerHour: flags.pricePerHour } : {}),
     ...(flags.autoscale !== undefined ? { autoscale: loadAutoscaleConfig(flags.autoscale) } : {}),

@@ -20,6 +20,8 @@ import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
 import { LiveStats } from '../api/live-stats.js';
 import { ComparisonRunner } from '../compare/runner.js';
+import { JobInputPins } from './job-pins.js';
+import { DEFAULT_RETAIN_MS, RetentionSweep } from './retention.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import type { FleetStatus } from '../scheduler/scheduler.js';
 import { openBackends } from './backends.js';
@@ -125,6 +127,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     ...(opts.blobsUrl !== undefined ? { blobsUrl: opts.blobsUrl } : {}),
     maxBlobBytes: opts.maxBlobBytes,
     ...(opts.casFsync !== undefined ? { casFsync: opts.casFsync } : {}),
+    ...(opts.casMaxBytes !== undefined ? { casMaxBytes: opts.casMaxBytes } : {}),
+    ...(opts.casGraceMs !== undefined ? { casGraceMs: opts.casGraceMs } : {}),
     logger,
   });
   const { store, blobs, events } = backends;
@@ -161,6 +165,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     started.push(() => scheduler.close());
     liveStats.start();
     started.push(async () => liveStats.close());
+    // Eviction keeps what queued and running jobs need (a capped filesystem CAS asks when it evicts).
+    backends.pins.bind(new JobInputPins(store.jobs, blobs));
+    const retention = new RetentionSweep(store.jobs, { retainMs: opts.retainMs ?? DEFAULT_RETAIN_MS, logger: logger.child({ component: 'retention' }) });
+    retention.start();
+    started.push(() => retention.close());
     const notifier = new WebhookNotifier(events, { secret: opts.webhookSecret ?? (await keptWebhookSecret(opts.dataDir)), logger: logger.child({ component: 'webhooks' }) });
     started.push(async () => notifier.close());
 
@@ -216,6 +225,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       describe: () => ({ localWorkerSlots: opts.workerSlots, activeLocalJobs: localWorker?.activeJobs ?? 0 }),
       auth,
       logs,
+      actionCache: store.actionCache,
       ...(opts.tls ? { tls: opts.tls } : {}),
       liveStats,
       ...(autoscaler ? { autoscaler: () => autoscaler.state() } : {}),

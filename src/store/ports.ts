@@ -138,6 +138,8 @@ export interface JobStore {
   runningCounts(): Promise<Map<string, number>>;
   /** Running jobs per lease owner (worker id). */
   runningByWorker(): Promise<Map<string, number>>;
+  /** Removes up to `limit` finished jobs completed before `cutoffMs` (`remex serve --retain`); how many went. */
+  deleteFinishedBefore(cutoffMs: number, limit: number): Promise<number>;
 }
 
 export interface ActionCache {

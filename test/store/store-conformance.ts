@@ -102,6 +102,28 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
       return job;
     }
 
+    describe('jobs: retention', () => {
+      test('deleteFinishedBefore removes finished jobs completed before the cutoff, in batches, and never a queued or running one', async () => {
+        const old = [];
+        for (let i = 0; i < 3; i++) {
+          const job = await enqueue({ label: `old-${i}` });
+          await store.jobs.fail(job.id, { code: 'INTERNAL', message: 'boom' }, T0 + 10);
+          old.push(job.id);
+        }
+        const recent = await enqueue({ label: 'recent' });
+        await store.jobs.cancel(recent.id, T0 + 1000);
+        const queued = await enqueue({ label: 'queued' });
+        const running = await enqueue({ label: 'running', platform: ARM });
+        await claimOne('w1', T0, [ARM]);
+
+        assert.equal(await store.jobs.deleteFinishedBefore(T0 + 500, 2), 2);
+        assert.equal(await store.jobs.deleteFinishedBefore(T0 + 500, 2), 1);
+        assert.equal(await store.jobs.deleteFinishedBefore(T0 + 500, 2), 0);
+        for (const id of old) assert.equal(await store.jobs.get(id), undefined);
+        for (const id of [recent.id, queued.id, running.id]) assert.ok(await store.jobs.get(id), `${id} kept`);
+      });
+    });
+
     describe('jobs: enqueue and get', () => {
       test('round trip keeps every field and the spec JSON intact', async () => {
         const spec = makeSpec({ label: 'round-trip', platform: ARM, stdin: 'some stdin' });

@@ -29,8 +29,9 @@ export class CapabilitiesService {
         max_batch_total_size_bytes: this.deps.maxBatchBytes,
         // Input symlinks must stay inside the input root (cas/tree.ts), so absolute targets are refused.
         symlink_absolute_path_strategy: 'DISALLOWED',
-        supported_compressors: [],
-        supported_batch_update_compressors: [],
+        // zstd in ByteStream's compressed-blobs and in batches (cas/zstd.ts, decision 0033).
+        supported_compressors: ['ZSTD'],
+        supported_batch_update_compressors: ['ZSTD'],
         max_cas_blob_size_bytes: this.deps.maxBlobBytes,
       },
       execution_capabilities: {

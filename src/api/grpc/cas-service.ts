@@ -6,6 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { BlobStore } from '../../cas/blob-store.js';
+import { compressZstdBytes, decompressZstdBytes } from '../../cas/zstd.js';
 import type { Digest } from '../../core/digest.js';
 import { formatDigest } from '../../core/digest.js';
 import { InvalidArgumentError, isRemexError, NotFoundError, TooLargeError } from '../../core/errors.js';
@@ -63,9 +64,10 @@ export class CasService {
     const responses = await Promise.all(
       req.requests.map(async (r, i) => {
         try {
-          if (r.compressor !== 'IDENTITY' && (r.compressor as unknown) !== 0) throw new InvalidArgumentError(`compressor ${String(r.compressor)} is not supported`);
           const digest = fromProtoDigest(r.digest, `requests[${i}].digest`);
-          await this.deps.blobs.put(digest, r.data);
+          if (!isZstd(r.compressor) && !isIdentity(r.compressor)) throw new InvalidArgumentError(`compressor ${String(r.compressor)} is not supported (supported: IDENTITY, ZSTD)`);
+          const data = isZstd(r.compressor) ? await decompressZstdBytes(r.data, digest.sizeBytes, `requests[${i}].data`) : r.data;
+          await this.deps.blobs.put(digest, data);
           return { digest: toProtoDigest(digest), status: OK_STATUS };
         } catch (err) {
           return { digest: r.digest ?? null, status: toRpcStatus(err, this.deps.logger) };
@@ -83,6 +85,8 @@ export class CasService {
     if (total > this.deps.maxBatchBytes) {
       throw new InvalidArgumentError(`batch of ${total} bytes is over this server's limit of ${this.deps.maxBatchBytes} (max_batch_total_size_bytes); use ByteStream Read`);
     }
+    // Compressed replies when the client accepts zstd (a blob stored either way is served either way).
+    const zstd = req.acceptable_compressors.some(isZstd);
     const responses: BatchReadBlobsResponse['responses'] = new Array(digests.length);
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -91,7 +95,9 @@ export class CasService {
         const digest = digests[i] as Digest;
         try {
           const data = await this.deps.blobs.get(digest);
-          responses[i] = { digest: toProtoDigest(digest), data, compressor: 'IDENTITY', status: OK_STATUS };
+          responses[i] = zstd
+            ? { digest: toProtoDigest(digest), data: compressZstdBytes(data), compressor: 'ZSTD', status: OK_STATUS }
+            : { digest: toProtoDigest(digest), data, compressor: 'IDENTITY', status: OK_STATUS };
         } catch (err) {
           responses[i] = { digest: toProtoDigest(digest), data: Buffer.alloc(0), compressor: 'IDENTITY', status: toRpcStatus(err, this.deps.logger) };
         }
@@ -162,6 +168,15 @@ export class CasService {
       throw err;
     }
   }
+}
+
+/** Compressor.Value as decoded: its name (the loader's enum option), or its number from hand-made messages. */
+function isZstd(compressor: unknown): boolean {
+  return compressor === 'ZSTD' || compressor === 1;
+}
+
+function isIdentity(compressor: unknown): boolean {
+  return compressor === 'IDENTITY' || compressor === 0;
 }
 
 function pageToken(root: Digest, position: number): string {

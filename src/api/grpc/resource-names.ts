@@ -2,34 +2,41 @@
  * ByteStream resource names as REAPI defines them:
  *   read:  {instance/}blobs/{hash}/{size}
  *   write: {instance/}uploads/{uuid}/blobs/{hash}/{size}{/optional metadata}
- * A `sha256/` digest-function segment before the hash is tolerated. Compressed forms
- * (`compressed-blobs/{compressor}/…`) are UNIMPLEMENTED: the capabilities advertise no compressor.
+ * and their compressed forms, `compressed-blobs/{compressor}/{hash}/{size}` in place of
+ * `blobs/{hash}/{size}`, where the digest is of the uncompressed bytes (zstd only: the capabilities
+ * advertise it). A `sha256/` digest-function segment before the hash is tolerated.
  */
 import type { Digest } from '../../core/digest.js';
 import { validateDigest } from '../../core/digest.js';
-import { InvalidArgumentError, RemexError } from '../../core/errors.js';
+import { InvalidArgumentError } from '../../core/errors.js';
+
+/** The compressors served, by their name in resource names (REAPI's Compressor.Value, lower case). */
+export const RESOURCE_COMPRESSORS = ['zstd'] as const;
+export type ResourceCompressor = (typeof RESOURCE_COMPRESSORS)[number];
 
 export interface BlobResource {
   instance: string;
   digest: Digest;
+  /** Set for a `compressed-blobs/…` name: the bytes on the wire are compressed so. */
+  compressor?: ResourceCompressor;
 }
 
 export interface UploadResource extends BlobResource {
   uploadId: string;
 }
 
-/** Parses a Read resource name; InvalidArgumentError (UNIMPLEMENTED for compressed blobs) otherwise. */
+/** Parses a Read resource name; InvalidArgumentError otherwise (an unknown compressor included). */
 export function parseReadResource(name: string): BlobResource {
   const segments = name.split('/');
   const at = segments.findIndex((s) => s === 'blobs' || s === 'compressed-blobs');
   if (at < 0) throw bad(name, 'expected {instance/}blobs/{hash}/{size}');
-  if (segments[at] === 'compressed-blobs') throw compressed(name);
-  const { digest, rest } = digestAfter(segments.slice(at + 1), name);
+  const compressor = segments[at] === 'compressed-blobs' ? compressorOf(segments[at + 1], name) : undefined;
+  const { digest, rest } = digestAfter(segments.slice(at + (compressor ? 2 : 1)), name);
   if (rest.length > 0) throw bad(name, 'unexpected segments after the size');
-  return { instance: segments.slice(0, at).join('/'), digest };
+  return { instance: segments.slice(0, at).join('/'), digest, ...(compressor ? { compressor } : {}) };
 }
 
-/** Parses a Write resource name; InvalidArgumentError (UNIMPLEMENTED for compressed blobs) otherwise. */
+/** Parses a Write resource name; InvalidArgumentError otherwise (an unknown compressor included). */
 export function parseWriteResource(name: string): UploadResource {
   const segments = name.split('/');
   const at = segments.indexOf('uploads');
@@ -37,11 +44,11 @@ export function parseWriteResource(name: string): UploadResource {
   const uploadId = segments[at + 1];
   if (!uploadId) throw bad(name, 'no upload id after "uploads/"');
   const kind = segments[at + 2];
-  if (kind === 'compressed-blobs') throw compressed(name);
-  if (kind !== 'blobs') throw bad(name, 'expected "blobs/" after the upload id');
+  if (kind !== 'blobs' && kind !== 'compressed-blobs') throw bad(name, 'expected "blobs/" or "compressed-blobs/" after the upload id');
+  const compressor = kind === 'compressed-blobs' ? compressorOf(segments[at + 3], name) : undefined;
   // Anything after the size is optional metadata, which REAPI lets servers ignore.
-  const { digest } = digestAfter(segments.slice(at + 3), name);
-  return { instance: segments.slice(0, at).join('/'), uploadId, digest };
+  const { digest } = digestAfter(segments.slice(at + (compressor ? 4 : 3)), name);
+  return { instance: segments.slice(0, at).join('/'), uploadId, digest, ...(compressor ? { compressor } : {}) };
 }
 
 /** REAPI's lower-case DigestFunction names, as they may appear in resource names. */
@@ -68,6 +75,8 @@ function bad(name: string, reason: string): InvalidArgumentError {
   return new InvalidArgumentError(`bad resource name ${JSON.stringify(name)}: ${reason}`);
 }
 
-function compressed(name: string): RemexError {
-  return new RemexError('UNIMPLEMENTED', `compressed blobs are not supported (resource ${JSON.stringify(name)}); use the uncompressed "blobs/" form`);
+function compressorOf(segment: string | undefined, name: string): ResourceCompressor {
+  const found = RESOURCE_COMPRESSORS.find((c) => c === segment);
+  if (!found) throw bad(name, `compressor ${JSON.stringify(segment ?? '')} is not supported (this server compresses with ${RESOURCE_COMPRESSORS.join(', ')})`);
+  return found;
 }

@@ -4,11 +4,16 @@
  * open, parked with the bytes it has taken so far (its committed size), so a later Write of the same
  * resource can resume at that offset. A parked upload nobody resumes within `idleMs` is abandoned: its
  * putStream fails and nothing of it becomes visible.
+ *
+ * A compressed upload (`compressed-blobs/zstd/…`) is decompressed between the channel and the store,
+ * bounded by the digest's size; its offsets and committed size count the compressed bytes.
  */
 import type { BlobStore } from '../../cas/blob-store.js';
+import { decompressZstd, maxCompressedBytes } from '../../cas/zstd.js';
 import type { Digest } from '../../core/digest.js';
 import { formatDigest } from '../../core/digest.js';
 import { InvalidArgumentError, RemexError } from '../../core/errors.js';
+import type { ResourceCompressor } from './resource-names.js';
 
 export const DEFAULT_UPLOAD_IDLE_MS = 60_000;
 
@@ -102,13 +107,19 @@ export class UploadSession {
   readonly stored: Promise<void>;
   private idleTimer: NodeJS.Timeout | undefined;
 
+  /** Most bytes this upload may send: the digest's size, or zstd's bound for it when compressed. */
+  private readonly maxBytes: number;
+
   constructor(
     readonly key: string,
     readonly digest: Digest,
     blobs: BlobStore,
     private readonly onGone: (session: UploadSession) => void,
+    readonly compressor?: ResourceCompressor,
   ) {
-    this.stored = blobs.putStream(digest, this.channel);
+    this.maxBytes = compressor ? maxCompressedBytes(digest.sizeBytes) : digest.sizeBytes;
+    const what = `the zstd upload of ${formatDigest(digest)}`;
+    this.stored = blobs.putStream(digest, compressor ? decompressZstd(this.channel, digest.sizeBytes, what) : this.channel);
     // The error is reported to whichever Write awaits it; an abandoned upload's failure is expected.
     this.stored.catch(() => undefined).finally(() => this.onGone(this));
   }
@@ -118,8 +129,8 @@ export class UploadSession {
     if (this.owner !== owner) throw new RemexError('ABORTED', `another Write stream took over the upload of ${formatDigest(this.digest)}`);
     if (offset !== this.committed) throw new InvalidArgumentError(`write_offset ${offset} is not the committed size ${this.committed}`);
     if (data.byteLength === 0) return;
-    if (this.committed + data.byteLength > this.digest.sizeBytes) {
-      const err = new InvalidArgumentError(`upload of ${formatDigest(this.digest)} sent more than ${this.digest.sizeBytes} bytes`);
+    if (this.committed + data.byteLength > this.maxBytes) {
+      const err = new InvalidArgumentError(`upload of ${formatDigest(this.digest)} sent more than ${this.maxBytes} ${this.compressor ? 'compressed ' : ''}bytes`);
       this.abandon(err);
       throw err;
     }
@@ -168,11 +179,17 @@ export class UploadSessions {
   }
 
   /** A fresh upload under `key`, replacing (and abandoning) any earlier one. */
-  start(key: string, digest: Digest): UploadSession {
+  start(key: string, digest: Digest, compressor?: ResourceCompressor): UploadSession {
     this.sessions.get(key)?.abandon(new RemexError('ABORTED', 'upload restarted from offset 0'));
-    const session = new UploadSession(key, digest, this.blobs, (s) => {
-      if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
-    });
+    const session = new UploadSession(
+      key,
+      digest,
+      this.blobs,
+      (s) => {
+        if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+      },
+      compressor,
+    );
     this.sessions.set(key, session);
     return session;
   }

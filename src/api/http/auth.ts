@@ -23,6 +23,8 @@ export function routeScopes(route: string | undefined, method = 'GET'): readonly
   if (OPERATOR_ROUTES.has(`${method} ${route}`)) return OPERATOR;
   if (route === '/v1/workers' || route?.startsWith('/v1/workers/')) return WORKER;
   if (route?.startsWith('/v1/blobs/')) return BLOBS;
+  // Bazel's HTTP cache protocol (http-cache-routes.ts): blobs and action results, as a client's.
+  if (route?.startsWith('/cas/') || route?.startsWith('/ac/')) return BLOBS;
   return CLIENT;
 }
 

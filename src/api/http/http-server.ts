@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { Authenticator } from '../../auth/tokens.js';
 import type { BlobStore } from '../../cas/blob-store.js';
 import { HASH_RE } from '../../core/digest.js';
-import { InvalidArgumentError, NotFoundError, TooLargeError } from '../../core/errors.js';
+import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { isTerminal } from '../../core/model.js';
 import type { ComparisonRunner } from '../../compare/runner.js';
 import { traceContextOf } from '../../core/trace-context.js';
@@ -25,6 +25,8 @@ import type { LiveStats } from '../live-stats.js';
 import { BEARER_CHALLENGE, registerHttpAuth } from './auth.js';
 import { whenClientGone } from './client-gone.js';
 import { registerDashboard } from './dashboard-assets.js';
+import type { ActionCache } from '../../store/ports.js';
+import { acceptAnyBody, blobLength, bodyStream, registerHttpCacheRoutes, storeBody } from './http-cache-routes.js';
 import { toProblem } from './problem.js';
 import { registerComparisonRoutes } from './comparison-routes.js';
 import { registerWorkerRoutes } from './worker-routes.js';
@@ -59,6 +61,8 @@ export interface HttpServerOptions {
   metrics?: MetricsEndpoint;
   /** Told of every answered request, by route pattern (for the request metrics). */
   onRequestDone?: (method: string, route: string, statusCode: number, seconds: number) => void;
+  /** The action cache: given, Bazel's HTTP cache protocol is served at /cas/… and /ac/… (http-cache-routes.ts). */
+  actionCache?: ActionCache;
 }
 
 /** The Prometheus text of the server's metrics (metrics/metrics.ts's Metrics satisfies it). */
@@ -88,7 +92,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
     genReqId: () => randomUUID(),
   }) as unknown as FastifyInstance;
 
-  // Blob bodies are streamed into the store as they arrive, never buffered whole.
+  // Blob bodies are streamed into the store as they arrive, never buffered whole (see acceptAnyBody).
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 
   app.setErrorHandler((err, req, reply) => {
@@ -115,21 +119,21 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   app.get('/healthz', async () => ({ status: 'ok', ...opts.describe() }));
 
   // ---- blobs ----------------------------------------------------------------------------------------
-  app.put<{ Params: { hash: string } }>('/v1/blobs/sha256/:hash', async (req, reply) => {
-    const hash = blobHash(req.params.hash);
-    const length = Number(req.headers['content-length']);
-    if (!Number.isSafeInteger(length) || length < 0) throw new InvalidArgumentError('PUT of a blob needs a Content-Length header');
-    if (length > blobs.maxBlobBytes) throw new TooLargeError(`blob of ${length} bytes is over the limit of ${blobs.maxBlobBytes}`);
-    if (typeof req.body !== 'object' || req.body === null || !('pipe' in req.body)) {
-      throw new InvalidArgumentError('PUT of a blob needs Content-Type: application/octet-stream');
-    }
-    const digest = { hash, sizeBytes: length };
-    if (await blobs.has(digest)) {
-      (req.body as Readable).resume();
-      return reply.status(200).send({ digest, stored: false });
-    }
-    await blobs.putStream(digest, req.body as Readable);
-    return reply.status(201).send({ digest, stored: true });
+  // Blob PUTs take their body whatever its Content-Type (`curl -T` sends none, `--data-binary` a form
+  // type): in a context of their own, so the JSON routes keep their parser.
+  await app.register(async (blobRoutes) => {
+    acceptAnyBody(blobRoutes);
+    blobRoutes.put<{ Params: { hash: string } }>('/v1/blobs/sha256/:hash', async (req, reply) => {
+      const digest = { hash: blobHash(req.params.hash), sizeBytes: blobLength(req.headers, blobs) };
+      const body = bodyStream(req.body);
+      if (await blobs.has(digest)) {
+        (body as Partial<Readable>).resume?.();
+        return reply.status(200).send({ digest, stored: false });
+      }
+      await storeBody(blobs, digest, req.body);
+      return reply.status(201).send({ digest, stored: true });
+    });
+    if (opts.actionCache) registerHttpCacheRoutes(blobRoutes, { blobs, actionCache: opts.actionCache });
   });
 
   app.head<{ Params: { hash: string } }>('/v1/blobs/sha256/:hash', async (req, reply) => {

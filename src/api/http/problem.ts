@@ -4,7 +4,7 @@
  * with a request id, and its stack stays in the log.
  */
 import type { ErrorCode } from '../../core/errors.js';
-import { RemexError, TooLargeError } from '../../core/errors.js';
+import { InsufficientStorageError, RemexError, TooLargeError } from '../../core/errors.js';
 
 const STATUS: Record<ErrorCode, number> = {
   INVALID_ARGUMENT: 400,
@@ -52,6 +52,7 @@ export function toProblem(err: unknown, requestId: string): Problem {
     detail = err.message;
     details = err.details;
     if (err instanceof TooLargeError) status = 413;
+    if (err instanceof InsufficientStorageError) status = 507;
   } else if (isFrameworkError(err)) {
     const s = err.statusCode as number;
     status = s;

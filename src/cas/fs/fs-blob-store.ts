@@ -24,18 +24,29 @@
  * trust it while its inode, size and mtime are unchanged (see `identity`). A store opened afresh, after a
  * crash say, has verified nothing. A blob whose bytes do not match its name is deleted, never served; the
  * next upload replaces it.
+ *
+ * Eviction (`maxBytes`, `remex serve --cas-max-bytes`): the blobs' sizes and last uses are kept in memory
+ * (blob-usage.ts, learnt when the store opens). Before a write would take the store past its cap, the
+ * least recently used blobs are removed until it is at {@link EVICT_TO} of the cap, never one used (stored,
+ * read, or reported present by has/findMissing) less than `evictionGraceMs` ago — REAPI clients upload
+ * or check, then execute — nor one the pin source names (a queued or running job's inputs). Pinned
+ * blobs may keep the store over its cap; nothing else does (decision 0034).
+ *
+ * A full disk (ENOSPC, a full SQLite database): the write fails with InsufficientStorageError
+ * (RESOURCE_EXHAUSTED, HTTP 507) and leaves nothing visible, as every failed write does; with a cap,
+ * eviction runs first and a write from memory is tried once more. Reads go on.
  */
 import { randomBytes } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import { closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { chmod, copyFile, link, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setImmediate } from 'node:timers/promises';
 import type { Digest } from '../../core/digest.js';
 import { DigestBuilder, digestEquals, EMPTY_DIGEST, isValidHash, validateDigest } from '../../core/digest.js';
-import { InternalError, InvalidArgumentError } from '../../core/errors.js';
+import { InsufficientStorageError, InternalError, InvalidArgumentError } from '../../core/errors.js';
 import { alreadyExists, blobNotFound, corruptBlobRemoved, corruptBlobStreamed } from '../blob-errors.js';
 import type { BlobStore, ByteRange, MaterializeOptions } from '../blob-store.js';
 import {
@@ -57,6 +68,8 @@ import {
   writeNewFileSync,
 } from '../blob-support.js';
 import { VerifiedMemo } from '../verified-memo.js';
+import { BlobUsage } from './blob-usage.js';
+import type { PinSource } from './blob-usage.js';
 import { PACKED_MAX_BYTES, SmallBlobPack } from './small-blob-pack.js';
 
 export interface FsBlobStoreOptions {
@@ -68,7 +81,20 @@ export interface FsBlobStoreOptions {
   fsync?: boolean;
   /** Blobs remembered as verified, so whole and ranged reads and materialize do not rehash them (default 100 000). */
   verifiedMemoEntries?: number;
+  /** Keep the blobs under this many bytes in all, evicting the least recently used (default: no cap). */
+  maxBytes?: number;
+  /** With a cap: never evict a blob used less than this long ago (default {@link DEFAULT_EVICTION_GRACE_MS}). */
+  evictionGraceMs?: number;
+  /** With a cap: blobs never evicted whatever their age (a queued or running job's inputs). */
+  pins?: PinSource;
+  /** The clock of last uses (tests). */
+  now?: () => number;
 }
+
+/** How long a blob stays safe from eviction after it was last used: 10 minutes. */
+export const DEFAULT_EVICTION_GRACE_MS = 10 * 60_000;
+/** An eviction pass frees down to this share of the cap, so passes (and their pin lookups) stay rare. */
+export const EVICT_TO = 0.9;
 
 const BLOB_MODE = 0o444;
 /** Where this store keeps blobs, for the corrupt-blob errors. */
@@ -95,16 +121,44 @@ export class FsBlobStore implements BlobStore {
   private tmpReady: Promise<void> | undefined;
   private readonly shardsReady = new Set<string>();
   private readonly pack: SmallBlobPack;
+  /** Set with a cap: what is stored and when it was last used. */
+  private readonly usage: BlobUsage | undefined;
+  private readonly usageReady: Promise<void> | undefined;
+  private evicting: Promise<void> | undefined;
+  private readonly maxBytes: number | undefined;
+  private readonly graceMs: number;
+  private readonly pins: PinSource | undefined;
+  private readonly now: () => number;
 
   constructor(opts: FsBlobStoreOptions) {
     this.root = opts.root;
-    this.maxBlobBytes = checkMaxBlobBytes(opts.maxBlobBytes);
+    if (opts.maxBytes !== undefined && !(Number.isSafeInteger(opts.maxBytes) && opts.maxBytes > 0)) {
+      throw new InvalidArgumentError(`the store's cap must be a positive number of bytes, not ${opts.maxBytes}`);
+    }
+    // A blob larger than the whole store could never be kept: refused as too large (and advertised so).
+    this.maxBlobBytes = checkMaxBlobBytes(Math.min(opts.maxBlobBytes, opts.maxBytes ?? Number.POSITIVE_INFINITY));
+    this.maxBytes = opts.maxBytes;
+    this.graceMs = opts.evictionGraceMs ?? DEFAULT_EVICTION_GRACE_MS;
+    this.pins = opts.pins;
+    this.now = opts.now ?? Date.now;
     this.fsync = opts.fsync ?? true;
     this.verified = new VerifiedMemo(opts.verifiedMemoEntries ?? 100_000);
     this.tmpDir = join(opts.root, 'tmp');
     this.blobDir = join(opts.root, 'sha256');
     // Checked before this instance writes anything: a root with blobs already may hold small ones as files.
     this.pack = new SmallBlobPack({ root: opts.root, fsync: this.fsync, smallFilesBefore: existsSync(this.blobDir) });
+    if (opts.maxBytes !== undefined) {
+      this.usage = new BlobUsage();
+      this.usageReady = this.learnUsage(this.usage);
+      // Awaited by every write; observed here so a failure is not unhandled meanwhile.
+      this.usageReady.catch(() => undefined);
+    }
+  }
+
+  /** Bytes held, as eviction counts them (undefined without a cap). */
+  async usedBytes(): Promise<number | undefined> {
+    await this.usageReady;
+    return this.usage?.bytes;
   }
 
   /** Closes the small-blob database; the store is unusable afterwards. */
@@ -120,7 +174,10 @@ export class FsBlobStore implements BlobStore {
 
   async has(d: Digest): Promise<boolean> {
     const digest = validateDigest(d);
-    return isEmptyDigest(digest) || this.isPresent(digest);
+    if (isEmptyDigest(digest)) return true;
+    const present = this.isPresent(digest);
+    if (present) this.usage?.touch(digest.hash, this.now());
+    return present;
   }
 
   async sizeOf(hash: string): Promise<number | undefined> {
@@ -154,6 +211,12 @@ export class FsBlobStore implements BlobStore {
         if (!this.isFilePresent(d)) missing.push(d);
       }
     }
+    // Reported present: safe from eviction for the grace period (the client will use them next).
+    if (this.usage) {
+      const now = this.now();
+      const absent = new Set(missing.map((d) => d.hash));
+      for (const d of unique) if (!absent.has(d.hash)) this.usage.touch(d.hash, now);
+    }
     return missing;
   }
 
@@ -161,29 +224,37 @@ export class FsBlobStore implements BlobStore {
     const digest = checkDigestForWrite(d, this.maxBlobBytes);
     verifyBytes(digest, data);
     // The synchronous stat (see isPresent): most small puts (Directory blobs of every submit) find the blob stored.
-    if (isEmptyDigest(digest) || this.isPresent(digest)) return;
-    if (isPackable(digest)) {
-      this.pack.put(digest.hash, data);
+    if (isEmptyDigest(digest) || this.isPresent(digest)) {
+      this.usage?.touch(digest.hash, this.now());
       return;
     }
-    await this.writeAtomically(digest, async (handle) => {
-      await handle.writeFile(data);
+    // Bytes in memory can be written again once eviction has made room on a full disk.
+    await this.withSpace(digest, true, async () => {
+      if (isPackable(digest)) {
+        this.packPut(digest, data);
+        return;
+      }
+      await this.writeAtomically(digest, async (handle) => {
+        await handle.writeFile(data);
+      });
     });
   }
 
   async putStream(d: Digest, source: AsyncIterable<Uint8Array>): Promise<void> {
     const digest = checkDigestForWrite(d, this.maxBlobBytes);
     if (isEmptyDigest(digest) || this.isPresent(digest)) {
+      this.usage?.touch(digest.hash, this.now());
       // Still read and check it: the caller learns of bad bytes whether or not the store needed them.
       await drainVerifying(digest, source);
       return;
     }
     if (isPackable(digest)) {
       // At most 64 KiB: gathered, verified, then stored in one statement (an overlong stream is stopped).
-      this.pack.put(digest.hash, await readVerified(digest, source));
+      const data = await readVerified(digest, source);
+      await this.withSpace(digest, true, async () => this.packPut(digest, data));
       return;
     }
-    await this.writeAtomically(digest, async (handle) => {
+    const write = async (handle: FileHandle): Promise<void> => {
       const counter = new VerifyingCounter(digest);
       for await (const raw of source) {
         const chunk = asBytes(raw);
@@ -198,7 +269,9 @@ export class FsBlobStore implements BlobStore {
         }
       }
       counter.finish();
-    });
+    };
+    // A stream is read once: on a full disk it fails after eviction has made room for the client's retry.
+    await this.withSpace(digest, false, () => this.writeAtomically(digest, write));
   }
 
   async putFile(path: string): Promise<Digest> {
@@ -211,20 +284,25 @@ export class FsBlobStore implements BlobStore {
     if (small) {
       // Its digest is of exactly these bytes, so there is nothing left to verify.
       const digest = digestOfBytes(small);
-      if (!isEmptyDigest(digest) && !this.isPresent(digest)) this.pack.put(digest.hash, small);
+      if (!isEmptyDigest(digest) && !this.isPresent(digest)) await this.withSpace(digest, true, async () => this.packPut(digest, small));
+      else this.usage?.touch(digest.hash, this.now());
       return digest;
     }
+    await this.makeRoom(source.size);
     const tmp = await this.newTempPath('file');
     let published = false;
     try {
       // Copy first (a clone where the filesystem can), then hash the copy: the digest is of exactly the
       // bytes stored, even if the source changes meanwhile.
-      await copyFile(path, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+      await copyFile(path, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE).catch(async (err: unknown) => {
+        if (isDiskFull(err)) await this.freeAfterDiskFull(source.size);
+        throw diskFullOr(err);
+      });
       const handle = await open(tmp, 'r');
       try {
         const digest = await hashHandle(handle, source.size, (size) => checkFileSize(path, size, this.maxBlobBytes));
         if (isEmptyDigest(digest) || this.isPresent(digest)) return digest;
-        if (this.fsync) await handle.sync();
+        if (this.fsync) await handle.sync().catch((err: unknown) => Promise.reject(diskFullOr(err)));
         await handle.chmod(BLOB_MODE);
         await this.publish(tmp, digest);
         published = true;
@@ -241,6 +319,7 @@ export class FsBlobStore implements BlobStore {
   async get(d: Digest): Promise<Buffer> {
     const digest = validateDigest(d);
     if (isEmptyDigest(digest)) return Buffer.alloc(0);
+    this.usage?.touch(digest.hash, this.now());
     const packed = this.packed(digest);
     if (packed) return packed;
     const { handle } = await this.openBlob(digest);
@@ -265,6 +344,7 @@ export class FsBlobStore implements BlobStore {
       if (!(await this.has(digest))) throw blobNotFound(digest);
       return Readable.from([], { objectMode: false });
     }
+    this.usage?.touch(digest.hash, this.now());
     const packed = this.packed(digest);
     if (packed) return Readable.from([packed.subarray(start, end)], { objectMode: false });
     const { handle, st } = await this.openBlob(digest);
@@ -294,6 +374,7 @@ export class FsBlobStore implements BlobStore {
       await writeNewFile(destPath, new Uint8Array(0), mode);
       return;
     }
+    this.usage?.touch(digest.hash, this.now());
     const packed = this.packed(digest);
     if (packed) {
       // At most 64 KiB, usually into a run directory being staged: synchronous, as stageTree's mkdirs are.
@@ -506,6 +587,7 @@ export class FsBlobStore implements BlobStore {
     // the file reads back what was written. Synchronous, as isPresent: its inode is in memory.
     const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
     if (st) this.verified.add(digest.hash, identity(st));
+    this.usage?.add(digest.hash, digest.sizeBytes, this.now());
   }
 
   private async newTempPath(label: string): Promise<string> {
@@ -523,7 +605,112 @@ export class FsBlobStore implements BlobStore {
   private async evict(digest: Digest): Promise<void> {
     this.verified.delete(digest.hash);
     this.pack.delete(digest.hash);
+    this.usage?.remove(digest.hash);
     await unlink(this.pathOf(digest.hash)).catch(ifMissing(undefined));
+  }
+
+  // ---- eviction and a full disk -----------------------------------------------------------------------
+
+  /** Stores a small blob in the pack and counts it. */
+  private packPut(digest: Digest, data: Uint8Array): void {
+    this.pack.put(digest.hash, data);
+    this.usage?.add(digest.hash, digest.sizeBytes, this.now());
+  }
+
+  /**
+   * Runs a write after making room for it under the cap. On a full disk: eviction frees what it may,
+   * then a `repeatable` write (its bytes are in memory) is tried once more; otherwise, or when that fails
+   * too, InsufficientStorageError. The write itself leaves nothing visible when it fails.
+   */
+  private async withSpace(digest: Digest, repeatable: boolean, write: () => Promise<void>): Promise<void> {
+    await this.makeRoom(digest.sizeBytes);
+    try {
+      await write();
+      return;
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      const freed = await this.freeAfterDiskFull(digest.sizeBytes);
+      if (!repeatable || freed === 0) throw diskFullOr(err);
+    }
+    await write().catch((err: unknown) => Promise.reject(diskFullOr(err)));
+  }
+
+  /** Under a cap: evicts least recently used blobs until `incoming` more bytes fit (see the module comment). */
+  private async makeRoom(incoming: number): Promise<void> {
+    if (!this.usage || this.maxBytes === undefined) return;
+    await this.usageReady;
+    if (this.usage.bytes + incoming <= this.maxBytes) return;
+    const target = Math.max(0, Math.floor(this.maxBytes * EVICT_TO) - incoming);
+    await this.evictDownTo(target);
+  }
+
+  /** The disk is full: frees the incoming size and a tenth of what is held, if eviction may. Bytes freed. */
+  private async freeAfterDiskFull(incoming: number): Promise<number> {
+    if (!this.usage) return 0;
+    await this.usageReady;
+    const before = this.usage.bytes;
+    await this.evictDownTo(Math.max(0, before - incoming - Math.ceil(before / 10)));
+    return before - this.usage.bytes;
+  }
+
+  /** One eviction pass at a time; callers arriving meanwhile wait for it, then try their own. */
+  private async evictDownTo(target: number): Promise<void> {
+    while (this.evicting) await this.evicting;
+    const usage = this.usage;
+    if (!usage || usage.bytes <= target) return;
+    const pass = (async () => {
+      const pinned = (await this.pins?.pinnedHashes()) ?? new Set<string>();
+      const usedBefore = this.now() - this.graceMs;
+      const victims: Array<[string, number]> = [];
+      let bytes = usage.bytes;
+      for (const [hash, entry] of usage.oldestFirst()) {
+        if (bytes <= target) break;
+        // Oldest use first: every blob after this one was used within the grace period too.
+        if (entry.usedAtMs > usedBefore) break;
+        if (pinned.has(hash)) continue;
+        victims.push([hash, entry.size]);
+        bytes -= entry.size;
+      }
+      for (const [hash, size] of victims) await this.remove(hash, size);
+    })();
+    this.evicting = pass;
+    try {
+      await pass;
+    } finally {
+      this.evicting = undefined;
+    }
+  }
+
+  /** Removes one blob for eviction. A reader that has it open keeps reading (the inode lives on). */
+  private async remove(hash: string, size: number): Promise<void> {
+    this.usage?.remove(hash);
+    this.verified.delete(hash);
+    if (size > 0 && size <= PACKED_MAX_BYTES) {
+      this.pack.delete(hash);
+      if (!this.pack.smallFilesPossible) return;
+    }
+    await unlink(this.pathOf(hash)).catch(ifMissing(undefined));
+  }
+
+  /**
+   * What the store holds, learnt when it opens: packed rows first (their last use is unknown: they go
+   * first), then files by their access time.
+   */
+  private async learnUsage(usage: BlobUsage): Promise<void> {
+    const found: Array<{ hash: string; size: number; usedAtMs: number }> = [];
+    for (const { hash, size } of this.pack.allSizes()) found.push({ hash, size, usedAtMs: 0 });
+    const shards = await readdir(this.blobDir).catch(ifMissing([] as string[]));
+    for (const shard of shards) {
+      const names = await readdir(join(this.blobDir, shard)).catch(ifMissing([] as string[]));
+      for (const name of names) {
+        if (!isValidHash(name)) continue;
+        const st = await stat(join(this.blobDir, shard, name)).catch(ifMissing(undefined));
+        if (st?.isFile()) found.push({ hash: name, size: st.size, usedAtMs: st.atimeMs });
+      }
+    }
+    found.sort((a, b) => a.usedAtMs - b.usedAtMs);
+    // Blobs stored or used while this ran are already counted, as the most recent.
+    usage.addOlder(found);
   }
 
 }
@@ -618,6 +805,17 @@ function isPackable(digest: Digest): boolean {
 
 function digestOfBytes(data: Uint8Array): Digest {
   return new DigestBuilder().update(data).digest();
+}
+
+/** A write refused for want of space: ENOSPC, a quota, or SQLite's "database or disk is full". */
+function isDiskFull(err: unknown): boolean {
+  return isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT') || (err as { code?: unknown } | null)?.code === 'SQLITE_FULL';
+}
+
+/** A full disk as InsufficientStorageError; any other error as it is. */
+function diskFullOr(err: unknown): unknown {
+  if (!isDiskFull(err)) return err;
+  return new InsufficientStorageError('the blob store is out of disk space; nothing of this blob was stored', { cause: err });
 }
 
 function isMissing(err: unknown): boolean {

@@ -52,6 +52,7 @@ export class SmallBlobPack {
         data: Database.Statement<[string], { data: Buffer }>;
         insert: Database.Statement<[string, Buffer]>;
         remove: Database.Statement<[string]>;
+        all: Database.Statement<[], { hash: string; size: number }>;
       }
     | undefined;
   private closed = false;
@@ -104,6 +105,11 @@ export class SmallBlobPack {
     // better-sqlite3 binds Buffers (a view, no copy), not other Uint8Arrays.
     this.prepared().insert.run(hash, Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
     this.remember(hash, data.byteLength);
+  }
+
+  /** Every row's hash and size, for the store's usage accounting (reads only the record headers). */
+  *allSizes(): Generator<{ hash: string; size: number }> {
+    yield* this.prepared().all.iterate();
   }
 
   delete(hash: string): void {
@@ -164,6 +170,7 @@ export class SmallBlobPack {
         // the row is missing or of the wrong size (damaged), so an upload heals it.
         insert: db.prepare<[string, Buffer]>('INSERT INTO blobs (hash, data) VALUES (?, ?) ON CONFLICT (hash) DO UPDATE SET data = excluded.data'),
         remove: db.prepare<[string]>('DELETE FROM blobs WHERE hash = ?'),
+        all: db.prepare<[], { hash: string; size: number }>('SELECT hash, length(data) AS size FROM blobs'),
       };
     } catch (err) {
       db.close();

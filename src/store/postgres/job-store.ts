@@ -201,6 +201,8 @@ export class PostgresJobStore implements JobStore {
       depths: `SELECT platform, count(*) AS n FROM ${jobs} WHERE state = 'queued' GROUP BY platform`,
       running: `SELECT platform, count(*) AS n FROM ${jobs} WHERE state = 'running' GROUP BY platform`,
       byWorker: `SELECT lease_owner AS owner, count(*) AS n FROM ${jobs} WHERE state = 'running' GROUP BY lease_owner`,
+      deleteFinished: `DELETE FROM ${jobs} WHERE seq IN (SELECT seq FROM ${jobs}
+        WHERE state IN ('completed', 'timed_out', 'cancelled', 'failed') AND completed_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING seq`,
     };
     this.inserts = new StatementBatcher({
       retryAlone: refusedByDatabase,
@@ -405,6 +407,10 @@ export class PostgresJobStore implements JobStore {
 
   async runningByWorker(): Promise<Map<string, number>> {
     return countsBy(await this.db.query<{ owner: string; n: string }>(this.sql.byWorker), (r) => r.owner);
+  }
+
+  async deleteFinishedBefore(cutoffMs: number, limit: number): Promise<number> {
+    return (await this.db.query<{ seq: string }>(this.sql.deleteFinished, [cutoffMs, limit])).length;
   }
 }
 

@@ -122,6 +122,8 @@ export class SqliteJobStore implements JobStore {
         WHERE state = 'running' GROUP BY platform`),
       byWorker: prepare<{ owner: string; n: number }>(`SELECT lease_owner AS owner, count(*) AS n FROM jobs
         WHERE state = 'running' GROUP BY lease_owner`),
+      deleteFinished: prepare<never>(`DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
+        WHERE state IN ('completed', 'timed_out', 'cancelled', 'failed') AND completed_at < ? LIMIT ?)`),
     };
   }
 
@@ -260,5 +262,9 @@ export class SqliteJobStore implements JobStore {
 
   async runningByWorker(): Promise<Map<string, number>> {
     return new Map(this.s.byWorker.all().map((r) => [r.owner, r.n]));
+  }
+
+  async deleteFinishedBefore(cutoffMs: number, limit: number): Promise<number> {
+    return this.s.deleteFinished.run(cutoffMs, limit).changes;
   }
 }

@@ -11,7 +11,7 @@ import { parseReadResource, parseWriteResource } from '../../../src/api/grpc/res
 import { grpcCode } from '../../../src/api/grpc/status.js';
 import { digestOf, EMPTY_DIGEST } from '../../../src/core/digest.js';
 import type { JobFailureCode } from '../../../src/core/errors.js';
-import { InvalidArgumentError, JOB_FAILURE_CODES, RemexError, UnsupportedPlatformError } from '../../../src/core/errors.js';
+import { InvalidArgumentError, JOB_FAILURE_CODES, UnsupportedPlatformError } from '../../../src/core/errors.js';
 import type { RunReport } from '../../../src/core/model.js';
 
 const X = digestOf('x');
@@ -56,14 +56,17 @@ describe('ByteStream resource names', () => {
     assert.deepEqual(parseWriteResource(`main/uploads/u/blobs/${h}/1/meta/data`), { instance: 'main', uploadId: 'u', digest: X });
   });
 
-  test('refuse malformed names; compressed blobs are UNIMPLEMENTED', () => {
+  test('refuse malformed names and compressors other than zstd; read compressed-blobs/zstd names', () => {
     for (const name of ['', `blobs/${h}`, `blobs/${h}/1/extra`, `blobs/${h}/-1`, `blobs/${h}/1.5`, `blobs/${h.toUpperCase()}/1`, `blobs/md5/${h}/1`]) {
       assert.throws(() => parseReadResource(name), InvalidArgumentError, name);
     }
     assert.throws(() => parseWriteResource(`uploads/u/${h}/1`), InvalidArgumentError);
     assert.throws(() => parseWriteResource(`blobs/${h}/1`), InvalidArgumentError);
-    assert.throws(() => parseReadResource(`compressed-blobs/zstd/${h}/1`), (err) => err instanceof RemexError && err.code === 'UNIMPLEMENTED');
-    assert.throws(() => parseWriteResource(`uploads/u/compressed-blobs/zstd/${h}/1`), (err) => err instanceof RemexError && err.code === 'UNIMPLEMENTED');
+    assert.throws(() => parseReadResource(`compressed-blobs/deflate/${h}/1`), /compressor "deflate" is not supported/);
+    assert.throws(() => parseWriteResource(`uploads/u/compressed-blobs/gzip/${h}/1`), /compressor "gzip" is not supported/);
+    assert.throws(() => parseReadResource(`compressed-blobs/${h}/1`), InvalidArgumentError);
+    assert.deepEqual(parseReadResource(`i/compressed-blobs/zstd/${h}/1`), { instance: 'i', digest: X, compressor: 'zstd' });
+    assert.deepEqual(parseWriteResource(`uploads/u/compressed-blobs/zstd/sha256/${h}/1/meta`), { instance: '', uploadId: 'u', digest: X, compressor: 'zstd' });
   });
 });
 

@@ -69,6 +69,7 @@ async function fsHandle(opts: Omit<FsBlobStoreOptions, 'root'>): Promise<BlobSto
 
 blobStoreConformance('fs', ({ maxBlobBytes }) => fsHandle({ maxBlobBytes }), { tamperable: true });
 blobStoreConformance('fs without fsync', ({ maxBlobBytes }) => fsHandle({ maxBlobBytes, fsync: false, verifiedMemoEntries: 0 }), { tamperable: true });
+blobStoreConformance('fs with a cap', ({ maxBlobBytes }) => fsHandle({ maxBlobBytes, maxBytes: 1024 ** 4 }), { tamperable: true });
 
 describe('FsBlobStore', () => {
   let root: string;
