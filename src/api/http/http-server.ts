@@ -22,6 +22,7 @@ import { attachEventRelay } from '../ws/event-relay.js';
 import { BEARER_CHALLENGE, registerHttpAuth } from './auth.js';
 import { whenClientGone } from './client-gone.js';
 import { toProblem } from './problem.js';
+import { recordRoutes } from './route-table.js';
 import { registerWorkerRoutes } from './worker-routes.js';
 
 export interface HttpServerOptions {
@@ -59,6 +60,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
     bodyLimit: opts.maxJsonBodyBytes,
     genReqId: () => randomUUID(),
   }) as unknown as FastifyInstance;
+  recordRoutes(app);
 
   // Blob bodies are streamed into the store as they arrive, never buffered whole.
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));

@@ -18,6 +18,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
+import { peerAddress, refusalLogLevel } from '../../auth/failed-attempts.js';
 import { Authenticator } from '../../auth/tokens.js';
 import type { ErrorCode } from '../../core/errors.js';
 import { isTerminal } from '../../core/model.js';
@@ -40,11 +41,11 @@ export function attachEventRelay(server: Server, scheduler: Scheduler, logger: L
       return;
     }
     try {
-      auth.authorize(req.headers.authorization, ['client']);
+      auth.authorize(req.headers.authorization, ['client'], peerAddress(req.socket.remoteAddress));
     } catch (err) {
       const problem = toProblem(err, randomUUID());
       if (problem.status >= 500) logger.error({ err, route: '/v1/events', requestId: problem.body.requestId }, 'event relay upgrade failed');
-      else logger.warn({ route: '/v1/events', remote: req.socket.remoteAddress, code: problem.body.code }, 'event relay upgrade refused');
+      else logger[refusalLogLevel(err)]({ route: '/v1/events', remote: req.socket.remoteAddress, code: problem.body.code }, 'event relay upgrade refused');
       refuse(socket, problem);
       return;
     }
