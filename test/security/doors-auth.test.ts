@@ -12,72 +12,15 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { WebSocket } from 'ws';
-import { reapiProtos } from '../../src/api/grpc/protos.js';
 import { routesOf } from '../../src/api/http/route-table.js';
 import { Authenticator } from '../../src/auth/tokens.js';
+import { bearerMetadata, callRaw, protoMethods } from '../helpers/grpc-raw.js';
 import { newToken } from '../helpers/remex-cli.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
 
 const OPEN_HTTP = new Set(['/healthz']);
 const OPEN_GRPC_SERVICE = 'grpc.health.v1.Health';
-
-interface GrpcMethod {
-  path: string;
-  requestStream: boolean;
-  responseStream: boolean;
-}
-
-/** Every method of every service in the loaded protos (served or not). */
-function protoMethods(): GrpcMethod[] {
-  const methods: GrpcMethod[] = [];
-  for (const definition of Object.values(reapiProtos().packageDefinition)) {
-    if ('format' in definition) continue; // a message or enum type
-    for (const m of Object.values(definition as Record<string, Partial<GrpcMethod>>)) {
-      if (typeof m.path === 'string') methods.push({ path: m.path, requestStream: m.requestStream === true, responseStream: m.responseStream === true });
-    }
-  }
-  return methods;
-}
-
-/** Calls a method with an empty request; resolves with its status code, or 'served' when it answers data. */
-function callRaw(client: grpc.Client, m: GrpcMethod, metadata: grpc.Metadata): Promise<grpc.status | 'served'> {
-  const id = (b: Buffer): Buffer => b;
-  const empty = Buffer.alloc(0);
-  const deadline = Date.now() + 20_000;
-  return new Promise((resolve) => {
-    const done = (err: grpc.ServiceError | null): void => resolve(err ? err.code : grpc.status.OK);
-    if (!m.requestStream && !m.responseStream) {
-      client.makeUnaryRequest(m.path, id, id, empty, metadata, { deadline }, done);
-    } else if (!m.requestStream) {
-      const call = client.makeServerStreamRequest(m.path, id, id, empty, metadata, { deadline });
-      call.on('data', () => {
-        resolve('served');
-        call.cancel();
-      });
-      call.on('error', (err: grpc.ServiceError) => resolve(err.code));
-      call.on('end', () => resolve(grpc.status.OK));
-    } else if (!m.responseStream) {
-      const call = client.makeClientStreamRequest(m.path, id, id, metadata, { deadline }, done);
-      call.end();
-    } else {
-      const call = client.makeBidiStreamRequest(m.path, id, id, metadata, { deadline });
-      call.on('data', () => {
-        resolve('served');
-        call.cancel();
-      });
-      call.on('error', (err: grpc.ServiceError) => resolve(err.code));
-      call.on('end', () => resolve(grpc.status.OK));
-      call.end();
-    }
-  });
-}
-
-function bearerMetadata(token?: string): grpc.Metadata {
-  const md = new grpc.Metadata();
-  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
-  return md;
-}
 
 /** A concrete path for a Fastify route pattern. */
 function concrete(url: string): string {

@@ -138,6 +138,9 @@ function serve(ws: WebSocket, scheduler: Scheduler, logger: Logger): void {
       })
       .catch((err: unknown) => logger.warn({ err, id }, 'event relay lookup failed'));
   });
+  // A frame over maxPayload or a protocol violation: ws closes the socket (1009, 1002) and emits 'error',
+  // which without a listener would be thrown and end the whole server (found by fuzzing).
+  ws.on('error', (err) => logger.debug({ err }, 'event relay socket closed on a protocol error'));
   ws.on('close', () => {
     for (const stop of subscriptions.values()) stop();
     subscriptions.clear();
