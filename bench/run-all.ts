@@ -1,5 +1,6 @@
 /** `npm run bench`: every benchmark, each printing its figures and ratios to a floor from the same run. */
 import { benchBazelBuild } from './bazel-build.js';
+import { benchCliStart } from './cli-start.js';
 import { benchExecutionLatency } from './execution-latency.js';
 import { benchGrpcActionCache } from './grpc-action-cache.js';
 import { benchGrpcByteStream } from './grpc-bytestream.js';
@@ -17,6 +18,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'bazel-build': benchBazelBuild,
   'postgres-dispatch': benchPostgresDispatch,
   'long-job-supervision': benchLongJobSupervision,
+  'cli-start': benchCliStart,
 };
 
 const only = process.argv.slice(2);

@@ -4,8 +4,10 @@
  * the server's modules (imported when they run): every other command is a client and starts quickly.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
-import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
+import type * as Commander from 'commander';
+import type { Command } from 'commander';
 import { parseTokenList, readOwnToken } from '../auth/tokens.js';
 import { InvalidArgumentError, RemexError } from '../core/errors.js';
 import { RemexClient } from '../client/remex-client.js';
@@ -14,10 +16,13 @@ import { parseLabels } from '../core/labels.js';
 import { defaultSlots, SERVE_DEFAULTS, WORKER_DEFAULTS } from '../server/defaults.js';
 import type { ServeFlags } from '../server/config.js';
 import { EXIT_REMEX_FAILURE } from './exit-codes.js';
-import { collectCommand } from './collect-command.js';
-import { cancelCommand, jobsCommand, statusCommand, submitCommand } from './job-commands.js';
-import { runCommand, waitCommand } from './run-command.js';
 import { formatLabels, formatTable } from './table.js';
+
+// commander is CommonJS: required, it loads as it is; imported, Node first scans it for its exports.
+const { Command: CommandClass, InvalidArgumentError: CommanderArgumentError, Option } = createRequire(import.meta.url)('commander') as typeof Commander;
+// Each command's module is loaded when that command runs (a client command loads only the client).
+const runCommands = () => import('./run-command.js');
+const jobCommands = () => import('./job-commands.js');
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
 
@@ -70,8 +75,20 @@ function ownToken(file: string | undefined, envName: string): string | undefined
   return token;
 }
 
+/** The version in remex's package.json (dist/src/cli/ is three levels below it). */
+function remexVersion(): string {
+  try {
+    const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof version === 'string' ? version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function buildProgram(): Command {
-  const program = new Command('remex').description('Run programs on the worker of the right platform, sandboxed, native or emulated.');
+  const program = new CommandClass('remex')
+    .description('Run programs on the worker of the right platform, sandboxed, native or emulated.')
+    .version(remexVersion(), '-V, --version', 'print the version of remex');
 
   program
     .command('serve')
@@ -198,7 +215,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result object as JSON instead of the program\'s output', false)
     .option('--no-cache', 'neither use nor store a cached result')
     .action(async (executable: string, args: string[], o: RunFlags & { cache: boolean }) => {
-      process.exitCode = await runCommand(executable, args, { ...runOptionsOf(o), noCache: !o.cache });
+      process.exitCode = await (await runCommands()).runCommand(executable, args, { ...runOptionsOf(o), noCache: !o.cache });
     });
 
   withRunOptions(program.command('submit').description('queue an executable to run remotely and exit at once, printing the job id (fire and forget)'))
@@ -210,7 +227,7 @@ export function buildProgram(): Command {
     .option('--notify <url>', 'when the job ends, the server POSTs its result there, signed (X-Remex-Signature)')
     .option('--json', 'print the submitted job as JSON instead of its id', false)
     .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean; notify?: string }) => {
-      process.exitCode = await submitCommand(executable, args, {
+      process.exitCode = await (await jobCommands()).submitCommand(executable, args, {
         ...runOptionsOf(o),
         noCache: !o.cache,
         cache: o.cache,
@@ -229,19 +246,19 @@ export function buildProgram(): Command {
   withClientOptions(program.command('status').description('where a job stands: state, platform, worker, times, exit').argument('<id>', 'job id (as submit printed it)'))
     .option('--json', 'print JSON', false)
     .action(async (id: string, o: { server: string; tokenFile?: string; caFile?: string; json: boolean }) => {
-      process.exitCode = await statusCommand(clientOf(o), id, o.json);
+      process.exitCode = await (await jobCommands()).statusCommand(clientOf(o), id, o.json);
     });
 
   withClientOptions(program.command('wait').description("wait for a job to end and exit with its program's exit code, as run does").argument('<id>', 'job id'))
     .option('--json', 'print the result as JSON', false)
     .option('-q, --quiet', 'no summary line on stderr', false)
     .action(async (id: string, o: { server: string; tokenFile?: string; caFile?: string; json: boolean; quiet: boolean }) => {
-      process.exitCode = await waitCommand(clientOf(o), id, { json: o.json, quiet: o.quiet });
+      process.exitCode = await (await runCommands()).waitCommand(clientOf(o), id, { json: o.json, quiet: o.quiet });
     });
 
   withClientOptions(program.command('cancel').description('cancel a queued or running job').argument('<id>', 'job id')).action(
     async (id: string, o: { server: string; tokenFile?: string; caFile?: string }) => {
-      process.exitCode = await cancelCommand(clientOf(o), id);
+      process.exitCode = await (await jobCommands()).cancelCommand(clientOf(o), id);
     },
   );
 
@@ -253,7 +270,7 @@ export function buildProgram(): Command {
     .option('--name <name>', 'only jobs of this name')
     .option('--since <duration>', 'only jobs created within this duration: 90s, 45m, 4h')
     .action(async (o: { server: string; tokenFile?: string; caFile?: string; out: string; force: boolean; label: string[]; state?: string; name?: string; since?: string }) => {
-      process.exitCode = await collectCommand(clientOf(o), {
+      process.exitCode = await (await import('./collect-command.js')).collectCommand(clientOf(o), {
         out: resolve(o.out),
         force: o.force,
         label: o.label,
@@ -271,7 +288,7 @@ export function buildProgram(): Command {
     .option('--limit <n>', 'at most this many', intOption, 100)
     .option('--json', 'print JSON', false)
     .action(async (o: { server: string; tokenFile?: string; caFile?: string; state?: string; label: string[]; name?: string; since?: string; limit: number; json: boolean }) => {
-      process.exitCode = await jobsCommand(clientOf(o), {
+      process.exitCode = await (await jobCommands()).jobsCommand(clientOf(o), {
         label: o.label,
         limit: o.limit,
         json: o.json,
