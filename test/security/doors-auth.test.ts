@@ -27,10 +27,13 @@ function concrete(url: string): string {
   return url.replace(/:hash\b/g, '0'.repeat(64)).replace(/:[A-Za-z_]+/g, 'x').replace(/\*/g, 'x');
 }
 
+let lastRetryAfter: string | undefined;
+
 function wsStatus(url: string, path: string, headers: Record<string, string>): Promise<number> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${url.replace(/^http/, 'ws')}${path}`, { headers });
     ws.on('unexpected-response', (_req, res: IncomingMessage) => {
+      lastRetryAfter = res.headers['retry-after'];
       resolve(res.statusCode ?? 0);
       ws.terminate();
     });
@@ -164,6 +167,7 @@ describe('failed token attempts are rate-limited per address', () => {
     assert.equal(valid.status, 429, 'a valid token is not even looked at from a limited address');
     assert.equal((await fetch(`${ts.server.url}/healthz`)).status, 200, '/healthz stays open');
     assert.equal(await wsStatus(ts.server.url, '/v1/events', { authorization: `Bearer ${clientToken}` }), 429, 'the WebSocket door shares the count');
+    assert.ok(Number(lastRetryAfter) > 0, 'the refused upgrade says when to retry');
 
     const client = new grpc.Client(`127.0.0.1:${ts.server.grpcPort}`, grpc.credentials.createInsecure());
     try {

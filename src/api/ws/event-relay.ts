@@ -64,6 +64,7 @@ function refuse(socket: Duplex, problem: Problem): void {
   socket.end(
     `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? 'Error'}\r\n` +
       (problem.status === 401 ? `WWW-Authenticate: ${BEARER_CHALLENGE}\r\n` : '') +
+      (typeof problem.body.details?.retryAfterMs === 'number' ? `Retry-After: ${Math.ceil(problem.body.details.retryAfterMs / 1000)}\r\n` : '') +
       `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
