@@ -7,12 +7,16 @@
  * without a response is a {@link TransportError} whose `phase` tells the failover logic whether the
  * request may have been processed ('sent') or surely was not ('connect').
  */
-import http from 'node:http';
+import type * as Http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import type https from 'node:https';
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+
+// Required, not imported: an ESM import of node:http reads every export, and on Node 24 one of them loads
+// TLS, which a plain-HTTP command never needs (node:https itself is required on the first https:// call).
+const http = createRequire(import.meta.url)('node:http') as typeof Http;
 
 /** A body that can be sent again (string, bytes, a stream factory) or once (a web stream). */
 export type RequestBody = string | Uint8Array | (() => Readable) | ReadableStream<Uint8Array>;
