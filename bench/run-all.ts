@@ -2,6 +2,7 @@
 import { benchBazelBuild } from './bazel-build.js';
 import { benchDashboard } from './dashboard.js';
 import { benchCompareCalibration } from './compare-calibration.js';
+import { benchCliStart } from './cli-start.js';
 import { benchExecutionLatency } from './execution-latency.js';
 import { benchGrpcActionCache } from './grpc-action-cache.js';
 import { benchGrpcByteStream } from './grpc-bytestream.js';
@@ -30,6 +31,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'metrics-cost': benchMetricsCost,
   'log-latency': benchLogLatency,
   'log-throughput': benchLogThroughput,
+  'cli-start': benchCliStart,
 };
 
 const only = process.argv.slice(2);

@@ -8,6 +8,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { InvalidArgumentError, RemexError } from '../core/errors.js';
+import { FailedAttempts } from './failed-attempts.js';
+import type { FailedAttemptOptions } from './failed-attempts.js';
 
 /** Who a token speaks for: a client (submit, read, events) or a worker (the worker protocol). */
 export type Scope = 'client' | 'worker';
@@ -111,21 +113,27 @@ const NEEDED: Record<Scope, string> = {
  * controller with client tokens but no worker tokens serves only its local pool).
  */
 export class Authenticator {
+  /** Failed attempts per remote address (see failed-attempts.ts), shared by every door of this server. */
+  private readonly failures: FailedAttempts;
+
   private constructor(
     private readonly hashes: Readonly<Record<Scope, readonly Buffer[]>>,
     readonly enabled: boolean,
-  ) {}
+    failedAttempts: FailedAttemptOptions = {},
+  ) {
+    this.failures = new FailedAttempts(failedAttempts);
+  }
 
   static open(): Authenticator {
     return new Authenticator({ client: [], worker: [] }, false);
   }
 
   /** Keeps only the SHA-256 of each token. At least one token in all is required. */
-  static fromTokens(tokens: { client?: readonly string[]; worker?: readonly string[] }): Authenticator {
+  static fromTokens(tokens: { client?: readonly string[]; worker?: readonly string[] }, failedAttempts?: FailedAttemptOptions): Authenticator {
     const client = [...new Set(tokens.client ?? [])].map(sha256);
     const worker = [...new Set(tokens.worker ?? [])].map(sha256);
     if (client.length + worker.length === 0) throw new InvalidArgumentError('authentication needs at least one token');
-    return new Authenticator({ client, worker }, true);
+    return new Authenticator({ client, worker }, true, failedAttempts);
   }
 
   /** How many tokens each scope accepts (for the start-up log). */
@@ -149,9 +157,24 @@ export class Authenticator {
    * Checks the Authorization header of a request that needs one of `allowed`. Throws
    * UnauthenticatedError (no token, malformed, unknown token) or PermissionDeniedError (a valid token of
    * another kind). Open: never throws.
+   *
+   * With `remote` (the caller's address), failed attempts are counted for it: past the limit it gets
+   * TooManyFailedAttemptsError (RESOURCE_EXHAUSTED) before its token is looked at. A valid token of the
+   * wrong kind is not a failed attempt.
    */
-  authorize(header: string | string[] | undefined, allowed: readonly Scope[]): void {
+  authorize(header: string | string[] | undefined, allowed: readonly Scope[], remote?: string): void {
     if (!this.enabled) return;
+    if (remote === undefined) return this.check(header, allowed);
+    this.failures.check(remote);
+    try {
+      this.check(header, allowed);
+    } catch (err) {
+      if (err instanceof UnauthenticatedError) this.failures.fail(remote);
+      throw err;
+    }
+  }
+
+  private check(header: string | string[] | undefined, allowed: readonly Scope[]): void {
     const token = bearerToken(header);
     if (token === undefined) {
       throw new UnauthenticatedError(`this server requires authentication: send "Authorization: Bearer <token>" with ${allowed.map((s) => NEEDED[s]).join(' or ')}`);

@@ -42,7 +42,7 @@ export interface TreeListing {
 
 /** Bounds on a tree, against Directory blobs that reference one another to expand into a huge tree. */
 export interface TreeLimits {
-  /** Files, directories and symlinks in all (default 1 000 000). */
+  /** Files, directories and symlinks in all (default 500 000). */
   maxEntries?: number;
   /** Directory levels below the root (default 256). */
   maxDepth?: number;
@@ -56,7 +56,7 @@ export interface StageOptions extends TreeLimits {
   shareStoredFiles?: boolean;
 }
 
-export const DEFAULT_TREE_LIMITS: Readonly<Required<TreeLimits>> = Object.freeze({ maxEntries: 1_000_000, maxDepth: 256 });
+export const DEFAULT_TREE_LIMITS: Readonly<Required<TreeLimits>> = Object.freeze({ maxEntries: 500_000, maxDepth: 256 });
 
 /** Mode of staged executable files, other files, and directories. */
 export const EXECUTABLE_MODE = 0o755;
@@ -247,13 +247,18 @@ async function collectTree(
       fetched,
       missing,
     );
+    // The whole level is counted before any of it is expanded: Directory blobs that name one another many
+    // times (a 1000 × 1000 fan-out of one blob is 1 000 000 entries) are refused before any listing is built.
+    for (const { digest } of level) {
+      const dir = fetched.get(digestKey(digest));
+      if (dir) entries += dir.files.length + dir.directories.length + dir.symlinks.length;
+    }
+    if (entries > maxEntries) throw new TooLargeError(`input tree has more than ${maxEntries} entries`, { details: { maxEntries } });
     const next: typeof level = [];
     for (const { path, digest } of level) {
       const dir = fetched.get(digestKey(digest));
       if (!dir) continue;
       validateDirectory(dir, path);
-      entries += dir.files.length + dir.directories.length + dir.symlinks.length;
-      if (entries > maxEntries) throw new TooLargeError(`input tree has more than ${maxEntries} entries`, { details: { maxEntries } });
       const at = (name: string): string => (path === '' ? name : `${path}/${name}`);
       for (const f of dir.files) listing.files.push({ path: at(f.name), digest: f.digest, isExecutable: f.isExecutable });
       for (const s of dir.symlinks) listing.symlinks.push({ path: at(s.name), target: s.target });

@@ -4,8 +4,10 @@
  * the server's modules (imported when they run): every other command is a client and starts quickly.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
-import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
+import type * as Commander from 'commander';
+import type { Command, Option as OptionType } from 'commander';
 import { parseTokenList, readOwnToken } from '../auth/tokens.js';
 import { InvalidArgumentError, RemexError } from '../core/errors.js';
 import { RemexClient } from '../client/remex-client.js';
@@ -15,13 +17,14 @@ import { defaultSlots, LOG_FORMATS, LOG_LEVELS, SERVE_DEFAULTS, WORKER_DEFAULTS 
 import type { LogFormat } from '../server/defaults.js';
 import type { ServeFlags } from '../server/config.js';
 import { EXIT_REMEX_FAILURE } from './exit-codes.js';
-import { collectCommand } from './collect-command.js';
-import { compareCommand, follow } from './compare-command.js';
-import { cancelCommand, jobsCommand, statusCommand, submitCommand } from './job-commands.js';
-import { logsCommand } from './logs-command.js';
-import { runCommand, waitCommand } from './run-command.js';
 import { formatTable } from './table.js';
-import { drainCommand, formatWorkers, withGeneration } from './worker-commands.js';
+
+// commander is CommonJS: required, it loads as it is; imported, Node first scans it for its exports.
+const { Command: CommandClass, InvalidArgumentError: CommanderArgumentError, Option } = createRequire(import.meta.url)('commander') as typeof Commander;
+// Each command's module is loaded when that command runs (a client command loads only the client).
+const runCommands = () => import('./run-command.js');
+const jobCommands = () => import('./job-commands.js');
+const workerCommands = () => import('./worker-commands.js');
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
 
@@ -75,18 +78,31 @@ function ownToken(file: string | undefined, envName: string): string | undefined
 }
 
 /** `--log-level` of serve and worker (REMEX_LOG_LEVEL when not given). */
-function logLevelOption(): Option {
+function logLevelOption(): OptionType {
   return new Option('--log-level <level>', 'least severe log lines written').choices(LOG_LEVELS).env('REMEX_LOG_LEVEL').default('info');
 }
 
 /** `--log-format`: readable lines on a terminal, JSON lines elsewhere, unless told. */
-function logFormatOption(): Option {
+function logFormatOption(): OptionType {
   return new Option('--log-format <format>', 'auto (readable on a terminal, else JSON lines), json or pretty').choices(LOG_FORMATS).default('auto');
+}
+
+/** The version in remex's package.json (dist/src/cli/ is three levels below it). */
+function remexVersion(): string {
+  try {
+    const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof version === 'string' ? version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 export function buildProgram(): Command {
   // Positional options: `remex worker drain --generation G` is the subcommand's, not `remex worker`'s own flag.
-  const program = new Command('remex').enablePositionalOptions().description('Run programs on the worker of the right platform, sandboxed, native or emulated.');
+  const program = new CommandClass('remex')
+    .enablePositionalOptions()
+    .description('Run programs on the worker of the right platform, sandboxed, native or emulated.')
+    .version(remexVersion(), '-V, --version', 'print the version of remex');
 
   program
     .command('serve')
@@ -152,7 +168,7 @@ export function buildProgram(): Command {
     .addOption(logLevelOption())
     .addOption(logFormatOption())
     .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; generation?: string; instanceId?: string; pricePerHour?: number; tokenFile?: string; caFile?: string; logLevel: string; logFormat: LogFormat }) => {
-      const labels = withGeneration(parseLabels(o.label, '--label'), o.generation);
+      const labels = (await workerCommands()).withGeneration(parseLabels(o.label, '--label'), o.generation);
       const [{ createLogger }, { startRemoteWorker }] = await Promise.all([import('../server/logger.js'), import('../server/remote-worker.js')]);
       const logger = createLogger({ level: o.logLevel, format: o.logFormat });
       const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
@@ -190,7 +206,7 @@ export function buildProgram(): Command {
     .action(async (name: string | undefined, o: { server: string; generation?: string; force: boolean; tokenFile?: string; caFile?: string }) => {
       const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
       const client = new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined });
-      process.stdout.write(await drainCommand(client, { ...(name !== undefined ? { name } : {}), ...(o.generation !== undefined ? { generation: o.generation } : {}), force: o.force }));
+      process.stdout.write(await (await workerCommands()).drainCommand(client, { ...(name !== undefined ? { name } : {}), ...(o.generation !== undefined ? { generation: o.generation } : {}), force: o.force }));
     });
 
   /** The options `run` and `submit` share. */
@@ -239,7 +255,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result object as JSON instead of the program\'s output', false)
     .option('--no-cache', 'neither use nor store a cached result')
     .action(async (executable: string, args: string[], o: RunFlags & { cache: boolean }) => {
-      process.exitCode = await runCommand(executable, args, { ...runOptionsOf(o), noCache: !o.cache });
+      process.exitCode = await (await runCommands()).runCommand(executable, args, { ...runOptionsOf(o), noCache: !o.cache });
     });
 
   withRunOptions(program.command('submit').description('queue an executable to run remotely and exit at once, printing the job id (fire and forget)'))
@@ -252,7 +268,7 @@ export function buildProgram(): Command {
     .option('--log-ceiling-mib <n>', 'keep this many MiB of stdout and of stderr (default 256, at most the server\'s maximum); past it the job goes on', intOption)
     .option('--json', 'print the submitted job as JSON instead of its id', false)
     .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean; notify?: string; logCeilingMib?: number }) => {
-      process.exitCode = await submitCommand(executable, args, {
+      process.exitCode = await (await jobCommands()).submitCommand(executable, args, {
         ...runOptionsOf(o),
         noCache: !o.cache,
         cache: o.cache,
@@ -272,14 +288,14 @@ export function buildProgram(): Command {
   withClientOptions(program.command('status').description('where a job stands: state, platform, worker, times, exit').argument('<id>', 'job id (as submit printed it)'))
     .option('--json', 'print JSON', false)
     .action(async (id: string, o: { server: string; tokenFile?: string; caFile?: string; json: boolean }) => {
-      process.exitCode = await statusCommand(clientOf(o), id, o.json);
+      process.exitCode = await (await jobCommands()).statusCommand(clientOf(o), id, o.json);
     });
 
   withClientOptions(program.command('wait').description("wait for a job to end and exit with its program's exit code, as run does").argument('<id>', 'job id'))
     .option('--json', 'print the result as JSON', false)
     .option('-q, --quiet', 'no summary line on stderr', false)
     .action(async (id: string, o: { server: string; tokenFile?: string; caFile?: string; json: boolean; quiet: boolean }) => {
-      process.exitCode = await waitCommand(clientOf(o), id, { json: o.json, quiet: o.quiet });
+      process.exitCode = await (await runCommands()).waitCommand(clientOf(o), id, { json: o.json, quiet: o.quiet });
     });
 
   withClientOptions(program.command('logs').description("a job's stdout and stderr, each line tagged with its stream; --follow: as they come, until it ends").argument('<id>', 'job id'))
@@ -287,12 +303,12 @@ export function buildProgram(): Command {
     .option('--stream <stream>', 'only stdout or only stderr')
     .action(async (id: string, o: { server: string; tokenFile?: string; caFile?: string; follow: boolean; stream?: string }) => {
       if (o.stream !== undefined && o.stream !== 'stdout' && o.stream !== 'stderr') throw new InvalidArgumentError('--stream must be stdout or stderr');
-      process.exitCode = await logsCommand(clientOf(o), id, { follow: o.follow, ...(o.stream ? { stream: o.stream } : {}) });
+      process.exitCode = await (await import('./logs-command.js')).logsCommand(clientOf(o), id, { follow: o.follow, ...(o.stream ? { stream: o.stream } : {}) });
     });
 
   withClientOptions(program.command('cancel').description('cancel a queued or running job').argument('<id>', 'job id')).action(
     async (id: string, o: { server: string; tokenFile?: string; caFile?: string }) => {
-      process.exitCode = await cancelCommand(clientOf(o), id);
+      process.exitCode = await (await jobCommands()).cancelCommand(clientOf(o), id);
     },
   );
 
@@ -325,7 +341,7 @@ export function buildProgram(): Command {
         o: { server: string; tokenFile?: string; caFile?: string; repeat: number; warmup: number; baseline?: string; source?: string; cflags: string; platforms?: string; timeout?: number; stdin?: string; env: string[]; file: string[]; allowDifferentOutput: boolean; json: boolean; csv?: string; html?: string; detach: boolean; show?: string; quiet: boolean },
       ) => {
         if (o.show !== undefined) {
-          process.exitCode = await follow(clientOf(o), o.show, o, false);
+          process.exitCode = await (await import('./compare-command.js')).follow(clientOf(o), o.show, o, false);
           return;
         }
         // Entries are TRIPLE=PATH; the operands after `--` (commander passes them on with the entries) are the program's arguments.
@@ -334,7 +350,7 @@ export function buildProgram(): Command {
         const specs = entries.slice(0, entries.length - argCount);
         const args = entries.slice(entries.length - argCount);
         const token = ownToken(o.tokenFile, 'REMEX_TOKEN');
-        process.exitCode = await compareCommand(specs, args, {
+        process.exitCode = await (await import('./compare-command.js')).compareCommand(specs, args, {
           server: o.server,
           ...(token !== undefined ? { token } : {}),
           ...(o.caFile !== undefined ? { ca: readPem(o.caFile, 'CA file') } : {}),
@@ -364,7 +380,7 @@ export function buildProgram(): Command {
     .option('--name <name>', 'only jobs of this name')
     .option('--since <duration>', 'only jobs created within this duration: 90s, 45m, 4h')
     .action(async (o: { server: string; tokenFile?: string; caFile?: string; out: string; force: boolean; label: string[]; state?: string; name?: string; since?: string }) => {
-      process.exitCode = await collectCommand(clientOf(o), {
+      process.exitCode = await (await import('./collect-command.js')).collectCommand(clientOf(o), {
         out: resolve(o.out),
         force: o.force,
         label: o.label,
@@ -382,7 +398,7 @@ export function buildProgram(): Command {
     .option('--limit <n>', 'at most this many', intOption, 100)
     .option('--json', 'print JSON', false)
     .action(async (o: { server: string; tokenFile?: string; caFile?: string; state?: string; label: string[]; name?: string; since?: string; limit: number; json: boolean }) => {
-      process.exitCode = await jobsCommand(clientOf(o), {
+      process.exitCode = await (await jobCommands()).jobsCommand(clientOf(o), {
         label: o.label,
         limit: o.limit,
         json: o.json,
@@ -429,7 +445,7 @@ export function buildProgram(): Command {
         process.stdout.write(`${JSON.stringify(workers, null, 2)}\n`);
         return;
       }
-      process.stdout.write(formatWorkers(workers));
+      process.stdout.write((await workerCommands()).formatWorkers(workers));
     });
 
   program

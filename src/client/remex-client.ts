@@ -13,8 +13,10 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
-import { WebSocket } from 'ws';
+import type * as Ws from 'ws';
+import type { WebSocket } from 'ws';
 import type { ExecutionView } from '../api/execution-view.js';
 import type { Digest } from '../core/digest.js';
 import { DigestBuilder } from '../core/digest.js';
@@ -333,7 +335,10 @@ export class RemexClient {
 
   /** Opens the current controller's event relay with this client's token and trusted CA. */
   openEvents(): WebSocket {
-    return new WebSocket(this.eventsUrl, {
+    // Loaded when first needed, by require (ws is CommonJS; an ESM import of it runs the CommonJS export
+    // scanner over its nine files): a `remex run` answered at once never pays for it.
+    const { WebSocket: WebSocketClass } = loadWs();
+    return new WebSocketClass(this.eventsUrl, {
       headers: this.#token !== undefined ? { authorization: `Bearer ${this.#token}` } : {},
       ...(this.#ca !== undefined ? { ca: this.#ca } : {}),
       handshakeTimeout: this.connectTimeoutMs,
@@ -477,4 +482,9 @@ async function readJson(res: IncomingMessage): Promise<unknown> {
   const problem = (body ?? {}) as ProblemBody;
   const code = (problem.code ?? (status === 401 ? 'UNAUTHENTICATED' : status === 403 ? 'PERMISSION_DENIED' : status >= 500 ? 'INTERNAL' : 'INVALID_ARGUMENT')) as ErrorCode;
   throw new RemexError(code, problem.detail ?? `HTTP ${status}`, problem.details ? { details: problem.details } : {});
+}
+
+let ws: typeof Ws | undefined;
+function loadWs(): typeof Ws {
+  return (ws ??= createRequire(import.meta.url)('ws') as typeof Ws);
 }

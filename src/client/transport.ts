@@ -7,11 +7,16 @@
  * without a response is a {@link TransportError} whose `phase` tells the failover logic whether the
  * request may have been processed ('sent') or surely was not ('connect').
  */
-import http from 'node:http';
+import type * as Http from 'node:http';
 import type { IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
+import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+
+// Required, not imported: an ESM import of node:http reads every export, and on Node 24 one of them loads
+// TLS, which a plain-HTTP command never needs (node:https itself is required on the first https:// call).
+const http = createRequire(import.meta.url)('node:http') as typeof Http;
 
 /** A body that can be sent again (string, bytes, a stream factory) or once (a web stream). */
 export type RequestBody = string | Uint8Array | (() => Readable) | ReadableStream<Uint8Array>;
@@ -75,23 +80,29 @@ export class HttpTransport {
   // Idle kept-alive connections are closed after IDLE_SOCKET_MS, before common server and proxy
   // keep-alive timeouts, so a request rarely meets a connection the server is closing.
   private readonly httpAgent = new http.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS });
-  private readonly httpsAgent: https.Agent;
+  // node:https (and TLS with it) is loaded with the first https:// request: a command that talks plain
+  // HTTP starts without it.
+  private httpsAgent: https.Agent | undefined;
 
-  constructor(private readonly opts: TransportOptions) {
-    this.httpsAgent = new https.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS, ...(opts.ca !== undefined ? { ca: opts.ca } : {}) });
+  constructor(private readonly opts: TransportOptions) {}
+
+  private https(): { module: typeof https; agent: https.Agent } {
+    const module = createRequire(import.meta.url)('node:https') as typeof https;
+    this.httpsAgent ??= new module.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS, ...(this.opts.ca !== undefined ? { ca: this.opts.ca } : {}) });
+    return { module, agent: this.httpsAgent };
   }
 
   /** Resolves with the response as soon as its headers arrive (any status); the caller reads the body. */
   request(url: URL, r: TransportRequest): Promise<IncomingMessage> {
-    const secure = url.protocol === 'https:';
+    const tls = url.protocol === 'https:' ? this.https() : undefined;
     return new Promise((resolve, reject) => {
       let connected = false;
       let settled = false;
       let bodyError: unknown;
-      const req = (secure ? https : http).request(url, {
+      const req = (tls ? tls.module : http).request(url, {
         method: r.method,
         headers: r.headers,
-        agent: secure ? this.httpsAgent : this.httpAgent,
+        agent: tls ? tls.agent : this.httpAgent,
         ...(r.signal ? { signal: r.signal } : {}),
       });
       let timer: NodeJS.Timeout | undefined = setTimeout(
@@ -108,7 +119,7 @@ export class HttpTransport {
       };
       req.on('socket', (socket) => {
         if (req.reusedSocket || !socket.connecting) onConnected();
-        else socket.once(secure ? 'secureConnect' : 'connect', onConnected);
+        else socket.once(tls ? 'secureConnect' : 'connect', onConnected);
       });
       req.on('response', (res) => {
         settled = true;
@@ -150,7 +161,7 @@ export class HttpTransport {
   /** Closes idle kept-alive connections. */
   close(): void {
     this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+    this.httpsAgent?.destroy();
   }
 }
 

@@ -8,6 +8,7 @@
 import { ServerInterceptingCall } from '@grpc/grpc-js';
 import type { ServerInterceptor } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { peerAddress, refusalLogLevel } from '../../auth/failed-attempts.js';
 import type { Authenticator } from '../../auth/tokens.js';
 import { isRemexError } from '../../core/errors.js';
 import { toCallStatus } from './status.js';
@@ -23,10 +24,10 @@ export function grpcAuthInterceptor(auth: Authenticator, logger: Logger): Server
             if (method.path.startsWith(OPEN_PREFIX)) return pass(metadata);
             const values = metadata.get('authorization').filter((v): v is string => typeof v === 'string');
             try {
-              auth.authorize(values.length > 0 ? values : undefined, ['client']);
+              auth.authorize(values.length > 0 ? values : undefined, ['client'], peerAddress(call.getPeer()));
             } catch (err) {
               // Anything but a refusal is a fault of the check itself: the converter logs it, the caller sees INTERNAL.
-              if (isRemexError(err)) logger.warn({ method: method.path, peer: call.getPeer(), code: err.code }, 'gRPC call refused');
+              if (isRemexError(err)) logger[refusalLogLevel(err)]({ method: method.path, peer: call.getPeer(), code: err.code }, 'gRPC call refused');
               call.sendStatus(toCallStatus(err, logger));
               return;
             }

@@ -8,6 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { refusalLogLevel, TooManyFailedAttemptsError } from '../../auth/failed-attempts.js';
 import type { Authenticator, Scope } from '../../auth/tokens.js';
 import { isRemexError } from '../../core/errors.js';
 
@@ -31,17 +32,21 @@ export function routeScopes(route: string | undefined, method = 'GET'): readonly
 /** The WWW-Authenticate challenge sent with every 401 (RFC 6750). */
 export const BEARER_CHALLENGE = 'Bearer realm="remex"';
 
-/** Checks every request before its body is read; refusals are logged without any header value. */
+/**
+ * Checks every request before its body is read; refusals are logged without any header value. Failed
+ * attempts count against the caller's address (429 with Retry-After past the limit: failed-attempts.ts).
+ */
 export function registerHttpAuth(app: FastifyInstance, auth: Authenticator, logger: Logger): void {
   if (!auth.enabled) return;
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', async (req, reply) => {
     const route = req.routeOptions.url;
     const scopes = routeScopes(route, req.method);
     if (!scopes) return;
     try {
-      auth.authorize(req.headers.authorization, scopes);
+      auth.authorize(req.headers.authorization, scopes, req.ip);
     } catch (err) {
-      if (isRemexError(err)) logger.warn({ method: req.method, route: route ?? null, remote: req.ip, code: err.code }, 'request refused');
+      if (isRemexError(err)) logger[refusalLogLevel(err)]({ method: req.method, route: route ?? null, remote: req.ip, code: err.code }, 'request refused');
+      if (err instanceof TooManyFailedAttemptsError) void reply.header('retry-after', Math.ceil(err.retryAfterMs / 1000));
       throw err;
     }
   });

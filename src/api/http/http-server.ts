@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import Fastify, { LogController } from 'fastify';
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import { Authenticator } from '../../auth/tokens.js';
 import type { BlobStore } from '../../cas/blob-store.js';
@@ -29,6 +29,7 @@ import type { ActionCache } from '../../store/ports.js';
 import { acceptAnyBody, blobLength, bodyStream, registerHttpCacheRoutes, storeBody } from './http-cache-routes.js';
 import { toProblem } from './problem.js';
 import { registerComparisonRoutes } from './comparison-routes.js';
+import { recordRoutes } from './route-table.js';
 import { registerWorkerRoutes } from './worker-routes.js';
 import { registerLogRoutes } from './log-routes.js';
 import { EMPTY_LOG_STORE } from '../../logs/log-store.js';
@@ -90,7 +91,16 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.maxJsonBodyBytes,
     genReqId: () => randomUUID(),
+    // A URL the router refuses (bad percent-encoding, a path parameter past 100 characters) is answered
+    // here, before any route or hook: as a problem like every other refusal (fuzzing found Fastify's own
+    // JSON, which echoed the path, on these).
+    frameworkErrors: (err, req, rawReply) => {
+      const problem = toProblem(err, String(req.id));
+      // The option's reply type is the generic default one; the problem is what every refusal sends.
+      void (rawReply as unknown as FastifyReply).status(problem.status).type('application/problem+json').send(problem.body);
+    },
   }) as unknown as FastifyInstance;
+  recordRoutes(app);
 
   // Blob bodies are streamed into the store as they arrive, never buffered whole (see acceptAnyBody).
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));

@@ -58,6 +58,9 @@ export function toProblem(err: unknown, requestId: string): Problem {
     status = s;
     code = s === 413 ? 'RESOURCE_EXHAUSTED' : s === 404 ? 'NOT_FOUND' : 'INVALID_ARGUMENT';
     detail = err.message ?? 'bad request';
+    // The router's refusals of a URL name the whole URL; say what is wrong instead.
+    if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') detail = 'a path segment is too long (at most 100 characters)';
+    if (err.code === 'FST_ERR_BAD_URL') detail = 'the URL is not valid (malformed percent-encoding)';
   }
   status ??= STATUS[code];
   return {

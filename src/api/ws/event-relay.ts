@@ -25,6 +25,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
+import { peerAddress, refusalLogLevel } from '../../auth/failed-attempts.js';
 import { Authenticator } from '../../auth/tokens.js';
 import type { ErrorCode } from '../../core/errors.js';
 import { isTerminal } from '../../core/model.js';
@@ -68,11 +69,11 @@ export function attachEventRelay(
       return;
     }
     try {
-      auth.authorize(req.headers.authorization ?? authorizationFromProtocols(req.headers['sec-websocket-protocol']), ['client']);
+      auth.authorize(req.headers.authorization ?? authorizationFromProtocols(req.headers['sec-websocket-protocol']), ['client'], peerAddress(req.socket.remoteAddress));
     } catch (err) {
       const problem = toProblem(err, randomUUID());
       if (problem.status >= 500) logger.error({ err, route: '/v1/events', requestId: problem.body.requestId }, 'event relay upgrade failed');
-      else logger.warn({ route: '/v1/events', remote: req.socket.remoteAddress, code: problem.body.code }, 'event relay upgrade refused');
+      else logger[refusalLogLevel(err)]({ route: '/v1/events', remote: req.socket.remoteAddress, code: problem.body.code }, 'event relay upgrade refused');
       refuse(socket, problem);
       return;
     }
@@ -108,6 +109,7 @@ function refuse(socket: Duplex, problem: Problem): void {
   socket.end(
     `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? 'Error'}\r\n` +
       (problem.status === 401 ? `WWW-Authenticate: ${BEARER_CHALLENGE}\r\n` : '') +
+      (typeof problem.body.details?.retryAfterMs === 'number' ? `Retry-After: ${Math.ceil(problem.body.details.retryAfterMs / 1000)}\r\n` : '') +
       `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
@@ -196,6 +198,9 @@ function serve(ws: WebSocket, scheduler: Scheduler, sources: LogSources, logger:
       })
       .catch((err: unknown) => logger.warn({ err, id }, 'event relay lookup failed'));
   });
+  // A frame over maxPayload or a protocol violation: ws closes the socket (1009, 1002) and emits 'error',
+  // which without a listener would be thrown and end the whole server (found by fuzzing).
+  ws.on('error', (err) => logger.debug({ err }, 'event relay socket closed on a protocol error'));
   ws.on('close', () => {
     feed.close();
     for (const stop of subscriptions.values()) stop();
