@@ -18,13 +18,13 @@ import { DigestBuilder, formatDigest } from '../core/digest.js';
 import { formatDuration } from '../core/duration.js';
 import { InternalError, InvalidArgumentError } from '../core/errors.js';
 import { parseLabels } from '../core/labels.js';
-import { RESULTS_DIRECTORY } from '../core/model.js';
+import { RESULTS_DIRECTORY, TERMINAL_STATES } from '../core/model.js';
 import type { Directory } from '../core/model.js';
 import type { ExecutionListQuery, RemexClient } from '../client/remex-client.js';
 import { formatCost } from './job-commands.js';
 import { formatTable } from './table.js';
 
-const FINISHED = ['completed', 'timed_out', 'cancelled', 'failed'];
+const FINISHED: readonly string[] = TERMINAL_STATES;
 
 export interface CollectOptions {
   out: string;

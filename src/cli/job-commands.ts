@@ -20,6 +20,8 @@ export interface SubmitOptions extends RunOptions {
   cache: boolean;
   /** `--no-retry`: run at most once. */
   retry: boolean;
+  /** `--failsafe`: past max-runtime, how long before the failsafe layers end the run as emergency_stopped (`90s`). */
+  failsafe?: string;
   /** `--notify URL`: the completion webhook. */
   notify?: string;
 }
@@ -28,10 +30,13 @@ export interface SubmitOptions extends RunOptions {
 export async function submitCommand(executable: string, args: string[], opts: SubmitOptions): Promise<number> {
   const labels = parseLabels(opts.label, '--label');
   const timeoutSeconds = opts.maxRuntime !== undefined ? parseDuration(opts.maxRuntime, '--max-runtime') / 1000 : opts.timeoutSeconds;
+  // Parsed before anything is uploaded: a bad duration costs nothing.
+  const failsafeMs = opts.failsafe !== undefined ? parseDuration(opts.failsafe, '--failsafe') : undefined;
   const { client, submission } = await prepareSubmission(executable, args, { ...opts, ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}), noCache: !opts.cache }, opts.json);
   submission.progress = true;
   submission.results = true;
   if (!opts.retry) submission.noRetry = true;
+  if (failsafeMs !== undefined) submission.failsafeMs = failsafeMs;
   if (opts.notify !== undefined) submission.notify = opts.notify;
   if (opts.name !== undefined) submission.name = opts.name;
   if (Object.keys(labels).length > 0) submission.labels = labels;

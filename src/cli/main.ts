@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { parseLabels } from '../core/labels.js';
 import { defaultSlots, SERVE_DEFAULTS, WORKER_DEFAULTS } from '../server/defaults.js';
 import type { ServeFlags } from '../server/config.js';
-import { EXIT_REMEX_FAILURE } from './exit-codes.js';
+import { EXIT_REMEX_FAILURE, EXIT_WORKER_UNFIT } from './exit-codes.js';
 import { collectCommand } from './collect-command.js';
 import { cancelCommand, jobsCommand, statusCommand, submitCommand } from './job-commands.js';
 import { runCommand, waitCommand } from './run-command.js';
@@ -86,6 +86,7 @@ export function buildProgram(): Command {
     .option('--accept-platform <triple>', 'accept jobs for a platform before any worker serves it (repeatable)', collect, [])
     .option('--lease-timeout <seconds>', 'lease length; a worker silent this long loses its jobs', numberOption, SERVE_DEFAULTS.leaseTimeoutSeconds)
     .option('--max-attempts <n>', 'attempts a job gets when its workers are lost, before it fails as LOST', intOption, SERVE_DEFAULTS.maxAttempts)
+    .option('--failsafe <duration>', "a job's failsafe when it has none: past its max-runtime, how long before the failsafe layers end it (default 60s)")
     .option('--database <url>', 'postgres://… shared by several controllers (default: SQLite in --data)')
     .option('--blobs <url>', 's3://bucket/prefix?endpoint=… or a directory (default: <data>/cas)')
     .option('--cas-fsync', 'fsync every blob of a filesystem CAS before it is visible (slower; see docs/decisions/0009)', false)
@@ -125,7 +126,9 @@ export function buildProgram(): Command {
     .addOption(new Option('--instance-id <id>', "the provider's id of this machine or process (set by an autoscaler)").env('REMEX_INSTANCE_ID'))
     .addOption(new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE'))
     .addOption(caFileOption())
-    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; instanceId?: string; pricePerHour?: number; tokenFile?: string; caFile?: string }) => {
+    // For the failsafe tests only (docs/long-jobs.md): a named fault, injected in the real sandbox.
+    .addOption(new Option('--inject-fault <fault>', 'test only: make every run fail this way').choices(['supervisor-hangs']).hideHelp())
+    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; instanceId?: string; pricePerHour?: number; tokenFile?: string; caFile?: string; injectFault?: 'supervisor-hangs' }) => {
       const labels = parseLabels(o.label, '--label');
       const [{ createLogger }, { startRemoteWorker }] = await Promise.all([import('../server/logger.js'), import('../server/remote-worker.js')]);
       const logger = createLogger();
@@ -147,6 +150,9 @@ export function buildProgram(): Command {
           // The log is written asynchronously: flushed first, or its last lines are lost.
           logger.flush(() => process.exit(0));
         },
+        // Its runs outlive their kill: it left the server, and exits for its supervisor to replace it.
+        onUnfit: () => logger.flush(() => process.exit(EXIT_WORKER_UNFIT)),
+        ...(o.injectFault !== undefined ? { injectFault: o.injectFault } : {}),
       });
       process.stdout.write(`remex worker ${worker.id ?? ''} serving ${o.server}\n`);
       onTerminate(logger, () => worker.drain());
@@ -207,9 +213,10 @@ export function buildProgram(): Command {
     .option('--max-runtime <duration>', 'execution time limit as a duration: 90s, 45m, 4h (instead of --timeout)')
     .option('--cache', 'accept a cached result of an identical earlier run (default: always run)', false)
     .option('--no-retry', 'run at most once: if its worker is lost, fail it as LOST rather than run it again (a benchmark may prefer that)')
+    .option('--failsafe <duration>', "past --max-runtime, how long before the failsafe layers end the job as emergency_stopped (default: the server's)")
     .option('--notify <url>', 'when the job ends, the server POSTs its result there, signed (X-Remex-Signature)')
     .option('--json', 'print the submitted job as JSON instead of its id', false)
-    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean; notify?: string }) => {
+    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean; notify?: string; failsafe?: string }) => {
       process.exitCode = await submitCommand(executable, args, {
         ...runOptionsOf(o),
         noCache: !o.cache,
@@ -219,6 +226,7 @@ export function buildProgram(): Command {
         label: o.label,
         ...(o.name !== undefined ? { name: o.name } : {}),
         ...(o.maxRuntime !== undefined ? { maxRuntime: o.maxRuntime } : {}),
+        ...(o.failsafe !== undefined ? { failsafe: o.failsafe } : {}),
       });
     });
 
@@ -264,7 +272,7 @@ export function buildProgram(): Command {
     });
 
   withClientOptions(program.command('jobs').description('list jobs, newest first: id, name, platform, state, started, runtime, labels'))
-    .option('--state <states>', 'only these states, comma-separated (queued,running,completed,timed_out,cancelled,failed)')
+    .option('--state <states>', 'only these states, comma-separated (queued,running,completed,timed_out,cancelled,failed,emergency_stopped)')
     .option('--label <K=V>', 'only jobs with this label (repeatable: all must match)', collect, [])
     .option('--name <name>', 'only jobs of this name')
     .option('--since <duration>', 'only jobs created within this duration: 90s, 45m, 4h')

@@ -71,6 +71,12 @@ export interface ExecutionSpec {
    * directory whichever way the run ends (a timeout included).
    */
   results?: boolean;
+  /**
+   * How long past `timeoutMs` the run may go on before the failsafe layers take over (the worker's
+   * watchdog, then the server): a run still there is `emergency_stopped`. Counts the grace period in.
+   * Absent: the server's default (docs/long-jobs.md, "Failsafe layers").
+   */
+  failsafeMs?: number;
 }
 
 /** Where a results directory sits in the input root, and how it shows among the output directories. */
@@ -163,11 +169,21 @@ export function costOf(report: Pick<RunReport, 'wallTimeMs' | 'host'>): number |
 /**
  * Job states. `queued` → `running` (leased to a worker for one attempt) → one terminal state.
  * An expired lease puts a running job back to `queued` with attempt + 1, or fails it as lost.
+ * `emergency_stopped`: the run outlived its max-runtime + failsafe, so a failsafe layer (the worker's
+ * watchdog, or the server when its worker went silent) ended it without a result.
  */
-export const JOB_STATES = ['queued', 'running', 'completed', 'timed_out', 'cancelled', 'failed'] as const;
+export const JOB_STATES = ['queued', 'running', 'completed', 'timed_out', 'cancelled', 'failed', 'emergency_stopped'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
-export const TERMINAL_STATES: readonly JobState[] = ['completed', 'timed_out', 'cancelled', 'failed'];
+export const TERMINAL_STATES: readonly JobState[] = ['completed', 'timed_out', 'cancelled', 'failed', 'emergency_stopped'];
+
+/** A run's failsafe when the submitter gave none: past max-runtime, how long before the failsafe layers act. */
+export const DEFAULT_FAILSAFE_MS = 60_000;
+
+/** When a run still going is for the failsafe layers: its start + max-runtime + failsafe. */
+export function failsafeDeadlineMs(spec: Pick<ExecutionSpec, 'timeoutMs' | 'failsafeMs'>, startedAtMs: number, defaultFailsafeMs = DEFAULT_FAILSAFE_MS): number {
+  return startedAtMs + spec.timeoutMs + (spec.failsafeMs ?? defaultFailsafeMs);
+}
 
 export function isTerminal(state: JobState): boolean {
   return TERMINAL_STATES.includes(state);

@@ -12,8 +12,8 @@ import pino from 'pino';
 import type { Logger } from 'pino';
 import type { Digest } from '../core/digest.js';
 import { ConflictError, isRemexError, MissingBlobsError, NotFoundError, UnsupportedPlatformError } from '../core/errors.js';
-import { isCacheable, isTerminal } from '../core/model.js';
-import type { ExecutionSpec, RunReport } from '../core/model.js';
+import { DEFAULT_FAILSAFE_MS, failsafeDeadlineMs, isCacheable, isTerminal } from '../core/model.js';
+import type { ExecutionSpec, JobFailure, RunReport } from '../core/model.js';
 import { DEFAULT_LEASE_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS } from '../core/defaults.js';
 import { checkLabels } from '../core/labels.js';
 import { fanOut } from '../core/observers.js';
@@ -48,7 +48,12 @@ export interface SchedulerOptions {
   reaperIntervalMs: number;
   /** Platforms accepted even before any worker has offered them (workers expected to join). */
   acceptPlatforms: readonly string[];
+  /** A job's failsafe when its spec has none: past max-runtime + this, the failsafe layers end it. */
+  failsafeMs: number;
 }
+
+/** Running jobs the server's failsafe layer looks at in one reaper pass, at most. */
+const OVERDUE_BATCH = 100;
 
 /** What the scheduler reports to: its log, and the observers of metrics, timelines and scaling. */
 export interface SchedulerObservation {
@@ -66,6 +71,7 @@ export const DEFAULT_SCHEDULER_OPTIONS: Readonly<SchedulerOptions> = Object.free
   workerSilenceMs: 15_000,
   reaperIntervalMs: 1_000,
   acceptPlatforms: [],
+  failsafeMs: DEFAULT_FAILSAFE_MS,
 });
 
 export interface SubmitRequest {
@@ -273,7 +279,7 @@ export class Scheduler implements WorkerLink {
     }
     const { job, merged } = enqueued;
     if (taker && !merged) {
-      taker.hand([leaseOf(job)]);
+      taker.hand([this.leaseOf(job)]);
       this.observer.jobLeased?.(job, 'handed');
       this.publish(job);
     } else {
@@ -481,7 +487,7 @@ export class Scheduler implements WorkerLink {
             this.observer.jobLeased?.(job, 'claimed');
             this.publish(job);
           }
-          return claimed.map(leaseOf);
+          return claimed.map((job) => this.leaseOf(job));
         }
         if (seqBefore !== this.workSeq && deadline > this.now() && !signal?.aborted && !this.closed) continue;
       }
@@ -515,7 +521,8 @@ export class Scheduler implements WorkerLink {
     const touched = await this.store.workers.touch(workerId, nowMs, draining ? 'draining' : undefined);
     if (!touched) {
       this.liveWorkers.delete(workerId);
-      return { cancel: [], known: false };
+      // A worker declared gone lost its leases with it: whatever it still runs is no longer its to run.
+      return { cancel: (held ?? []).map((h) => h.jobId), known: false };
     }
     const live = this.liveWorkers.get(workerId);
     if (live && draining) {
@@ -529,8 +536,13 @@ export class Scheduler implements WorkerLink {
     }
     const { cancelRequested, renewedIds } = await this.store.jobs.renewLeases(workerId, nowMs + this.opts.leaseTimeoutMs, held);
     this.publishProgress(held, renewedIds);
+    // A lease it holds that was not renewed is no longer its (requeued after it went quiet, emergency-stopped
+    // by the failsafe layer): it stops that run now rather than finish a result nobody will take.
+    const renewed = new Set(renewedIds);
+    const revoked = (held ?? []).filter((h) => !renewed.has(h.jobId)).map((h) => h.jobId);
+    const cancel = revoked.length > 0 ? [...cancelRequested, ...revoked] : cancelRequested;
     // A drain ordered on any controller reaches the worker here, until it says it drains.
-    return { cancel: cancelRequested, known: true, ...(touched.drainRequested && !draining ? { drain: true } : {}) };
+    return { cancel, known: true, ...(touched.drainRequested && !draining ? { drain: true } : {}) };
   }
 
   /**
@@ -700,11 +712,44 @@ export class Scheduler implements WorkerLink {
       this.observer.workerGone?.(id, 'silent');
       this.workerEvent(id, 'gone');
     }
+    // Before leases are released or expired: a silent worker's run past its failsafe deadline is stopped,
+    // not run again.
+    await this.stopOverdue(nowMs, new Set(gone));
     if (gone.length > 0) this.publishExpiry(await this.store.jobs.releaseLeasesOf(gone, nowMs, this.opts.maxAttempts));
     this.publishExpiry(await this.store.jobs.expireLeases(nowMs, this.opts.maxAttempts));
   }
-}
 
-function leaseOf(job: JobRecord): Lease {
-  return { jobId: job.id, attempt: job.attempt, spec: job.spec, leaseExpiresAtMs: job.leaseExpiresAtMs ?? 0 };
+  /**
+   * The server's failsafe layer (layer 4, docs/long-jobs.md): a job still running past its start +
+   * max-runtime + failsafe is `emergency_stopped` and its lease revoked — at once when its worker is silent
+   * (lease expired, or declared gone), otherwise a lease's length later, the time its worker's own watchdog
+   * had to report. The worker hears at its next heartbeat that the lease is no longer its, and kills the run.
+   * Compare-and-set on the lease like any finish, so two controllers never both stop it.
+   */
+  private async stopOverdue(nowMs: number, goneWorkers: ReadonlySet<string>): Promise<void> {
+    for (const job of await this.store.jobs.overdue(nowMs, this.opts.failsafeMs, OVERDUE_BATCH)) {
+      const owner = job.leaseOwner;
+      if (owner === null || job.startedAtMs === null) continue;
+      const silent = (job.leaseExpiresAtMs ?? 0) < nowMs || goneWorkers.has(owner);
+      const deadlineMs = failsafeDeadlineMs(job.spec, job.startedAtMs, this.opts.failsafeMs);
+      if (!silent && nowMs <= deadlineMs + this.opts.leaseTimeoutMs) continue;
+      const failure: JobFailure = {
+        code: 'DEADLINE_EXCEEDED',
+        message: `emergency stop by the server: still running ${deadlineMs - job.startedAtMs} ms after it started (max-runtime + failsafe)${
+          silent ? ' with no word from its worker' : ', and its worker did not stop it'
+        }; its lease is revoked`,
+      };
+      const stopped = await this.store.jobs.finish({ id: job.id, attempt: job.attempt, workerId: owner, outcome: { state: 'emergency_stopped', failure }, nowMs });
+      if (!stopped) continue;
+      this.logger.warn({ jobId: job.id, workerId: owner, silent }, 'job past its failsafe deadline: emergency-stopped, its lease revoked');
+      this.observer.jobFinished?.(stopped);
+      this.publish(stopped);
+      // An in-process worker stops it now; a remote one at its next heartbeat.
+      this.cancelHooks.get(owner)?.(job.id);
+    }
+  }
+
+  private leaseOf(job: JobRecord): Lease {
+    return { jobId: job.id, attempt: job.attempt, spec: job.spec, leaseExpiresAtMs: job.leaseExpiresAtMs ?? 0, failsafeMs: job.spec.failsafeMs ?? this.opts.failsafeMs };
+  }
 }

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { ExecutionPolicy } from '../api/execution-request.js';
 import { Authenticator, parseTokenList, readOwnToken, readTokenFile } from '../auth/tokens.js';
 import { InvalidArgumentError } from '../core/errors.js';
+import { parseDuration } from '../core/duration.js';
 import { DEFAULT_LIMITS, DEFAULT_TIMEOUT_MS } from '../core/limits.js';
 import { DEFAULT_SCHEDULER_OPTIONS } from '../scheduler/scheduler.js';
 import type { SchedulerOptions } from '../scheduler/scheduler.js';
@@ -108,6 +109,8 @@ export interface ServeFlags {
   tlsKey?: string;
   pricePerHour?: number;
   webhookSecretFile?: string;
+  /** A job's failsafe when its submitter gave none (`90s`, `5m`): past max-runtime, the failsafe layers end it. */
+  failsafe?: string;
 }
 
 const serveFlagsSchema = z
@@ -159,7 +162,11 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     ...(flags.grpc ? { grpcPort: flags.grpcPort } : {}),
     ...(flags.instanceName.length ? { instanceNames: flags.instanceName } : {}),
     policy: DEFAULT_POLICY,
-    scheduler: { ...schedulerTimings(flags.acceptPlatform, flags.leaseTimeout), maxAttempts: Math.max(1, flags.maxAttempts) },
+    scheduler: {
+      ...schedulerTimings(flags.acceptPlatform, flags.leaseTimeout),
+      maxAttempts: Math.max(1, flags.maxAttempts),
+      ...(flags.failsafe !== undefined ? { failsafeMs: parseDuration(flags.failsafe, '--failsafe') } : {}),
+    },
     logger,
     auth,
     insecureOpen: flags.insecureOpen,

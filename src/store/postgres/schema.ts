@@ -88,4 +88,10 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN notify_url text;
   `,
+  // 7: the state emergency_stopped (a run a failsafe layer ended).
+  `
+  ALTER TABLE jobs DROP CONSTRAINT jobs_state_check;
+  ALTER TABLE jobs ADD CONSTRAINT jobs_state_check
+    CHECK (state IN ('queued','running','completed','timed_out','cancelled','failed','emergency_stopped'));
+  `,
 ];
