@@ -80,8 +80,8 @@ interface Running {
   outOfService?: Promise<void>;
 }
 
-/** A watchdog timer that fires this late was not run in time: this process was stopped (SIGSTOP) or starved. */
-const WATCHDOG_LATE_MS = 1_000;
+/** After the watchdog orders a kill: the grace period, and this much more, before the run counts as outliving it. */
+const WATCHDOG_KILL_MARGIN_MS = 1_000;
 /** setTimeout fires at once for longer delays. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -368,34 +368,32 @@ export class Worker {
   }
 
   /**
-   * The watchdog of one run, apart from its supervisor (layer 3): a run still going at max-runtime +
-   * failsafe (at least the grace period) is given up on, with the failure to report; null when the run
-   * ended first. A timer that fires late means this process was not running (SIGSTOP): the run's own
-   * supervisor, whose timers fire now too, and the server's word at the next heartbeat get a failsafe
-   * period from now before the watchdog judges.
+   * The watchdog of one run, apart from its supervisor (layer 3): at max-runtime + failsafe (at least the
+   * grace period) it orders the kill itself and gives it a grace period and a second more; a run still going
+   * then has outlived its kill, and is given up on with the failure to report. Null when the run ended first.
+   * Ordering the kill before judging also covers a worker that was not running (SIGSTOP): its supervisor's
+   * timers and this one fire together when it runs again, and the supervisor gets its chance.
    */
   private watchdog(entry: Running, run: Promise<unknown>): Promise<JobFailure | null> {
     const { lease } = entry;
-    const failsafeMs = Math.max(lease.failsafeMs ?? lease.spec.failsafeMs ?? this.tuning.failsafeMs, this.tuning.graceMs);
+    const { graceMs } = this.tuning;
+    const failsafeMs = Math.max(lease.failsafeMs ?? lease.spec.failsafeMs ?? this.tuning.failsafeMs, graceMs);
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
-      const arm = (delayMs: number): void => {
-        const dueAt = performance.now() + delayMs;
-        timer = setTimeout(() => {
-          if (performance.now() - dueAt > WATCHDOG_LATE_MS) return arm(failsafeMs);
-          entry.abort.abort();
-          resolve({
-            code: 'DEADLINE_EXCEEDED',
-            message: `emergency stop by worker ${this.opts.name}: the run was still going ${lease.spec.timeoutMs + failsafeMs} ms after it started (max-runtime + failsafe); its slot is out of service until it ends`,
-          });
-        }, Math.min(delayMs, MAX_TIMER_MS));
-      };
-      arm(lease.spec.timeoutMs + failsafeMs);
       const ended = (): void => {
         clearTimeout(timer);
         resolve(null);
       };
       run.then(ended, ended);
+      timer = setTimeout(() => {
+        entry.abort.abort();
+        timer = setTimeout(() => {
+          resolve({
+            code: 'DEADLINE_EXCEEDED',
+            message: `emergency stop by worker ${this.opts.name}: the run was still going ${lease.spec.timeoutMs + failsafeMs} ms after it started (max-runtime + failsafe) and outlived its kill; its slot is out of service until it ends`,
+          });
+        }, graceMs + WATCHDOG_KILL_MARGIN_MS);
+      }, Math.min(lease.spec.timeoutMs + failsafeMs, MAX_TIMER_MS));
     });
   }
 
@@ -550,8 +548,14 @@ export class Worker {
       const reply = await this.opts.link.completeAndLease(this.workerId as string, batch.map((u) => u.completion), 0, 0);
       this.settle(batch, reply.settled);
     } catch (err) {
-      if (isRemexError(err, 'NOT_FOUND') && !this.draining) await this.register().catch(() => undefined);
-      this.sendFailed(batch, err);
+      if (isRemexError(err, 'NOT_FOUND') && this.draining) {
+        // Forgot by the server while leaving (declared gone): it released every lease this worker held, so
+        // these results are stale. Registering again only to hear so would undo the leaving.
+        this.settle(batch, batch.map((u) => ({ jobId: u.completion.jobId, attempt: u.completion.attempt, status: 'stale', message: 'this worker is no longer registered' })));
+      } else {
+        if (isRemexError(err, 'NOT_FOUND')) await this.register().catch(() => undefined);
+        this.sendFailed(batch, err);
+      }
     }
     if (this.unsent.length > 0) this.dispatchUnsent();
   }
@@ -587,6 +591,7 @@ export class Worker {
       return u.settled();
     }
     const pause = Math.min(maxRetryDelayMs, retryDelayMs * 2 ** Math.min(u.tries - 1, 4));
+    this.opts.logger.debug({ err, jobId: u.completion.jobId, tries: u.tries, retryInMs: pause }, 'result not settled; sending it again');
     this.observer.callFailed?.('complete', err, pause);
     setTimeout(() => {
       this.unsent.push(u);

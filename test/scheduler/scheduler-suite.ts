@@ -755,6 +755,39 @@ export function schedulerSuite(on: SchedulerBackend): void {
         assert.equal(done?.result?.worker, survivor.id);
       });
 
+      test('a silent worker\'s job past max-runtime + failsafe is emergency_stopped, not requeued; the worker hears to stop it', async () => {
+        // Leases are long: the failsafe deadline (100 ms + 100 ms) passes before anything else frees the job.
+        const h = await harness({ ...FAST, leaseTimeoutMs: 30_000, workerSilenceMs: 300 });
+        const silent = await addWorker(h, { id: 'silent', heartbeat: false });
+        const r = await submit(h, { ...spec(), timeoutMs: 100, failsafeMs: 100 });
+        const lease = await leaseOne(h, silent.id);
+        assert.equal(lease.failsafeMs, 100);
+        const stopped = await terminal(h, r.job.id);
+        assert.equal(stopped.state, 'emergency_stopped');
+        assert.equal(stopped.failure?.code, 'DEADLINE_EXCEEDED');
+        assert.match(stopped.failure?.message ?? '', /still running 200 ms after it started .* with no word from its worker; its lease is revoked/);
+        assert.deepEqual(statesOf(h, r.job.id), ['queued', 'running', 'emergency_stopped']);
+        // It comes back: whatever it holds is no longer its, and its late result is refused.
+        assert.deepEqual(await h.scheduler.heartbeat(silent.id, false, [{ jobId: lease.jobId, attempt: lease.attempt }]), { cancel: [r.job.id], known: false });
+        await assert.rejects(complete(h, silent.id, lease, { state: 'completed', result: storedReport(h) }), ConflictError);
+        assert.equal((await h.scheduler.get(r.job.id))?.state, 'emergency_stopped');
+      });
+
+      test('a heartbeating worker whose run outlives max-runtime + failsafe + a lease is emergency_stopped, and its heartbeat says to stop', async () => {
+        const h = await harness({ ...FAST, leaseTimeoutMs: 300, workerSilenceMs: 30_000, failsafeMs: 100 });
+        const w = await addWorker(h, { id: 'stuck' });
+        // No failsafe of its own: the server's default (100 ms) applies.
+        const r = await submit(h, { ...spec(), timeoutMs: 100 });
+        const lease = await leaseOne(h, w.id);
+        assert.equal(lease.failsafeMs, 100);
+        const stopped = await terminal(h, r.job.id, 5_000);
+        assert.equal(stopped.state, 'emergency_stopped');
+        assert.match(stopped.failure?.message ?? '', /and its worker did not stop it; its lease is revoked/);
+        assert.ok((stopped.completedAtMs ?? 0) - (stopped.startedAtMs ?? 0) >= 500, 'not before start + 100 + 100 + the lease');
+        const reply = await h.scheduler.heartbeat(w.id, false, [{ jobId: lease.jobId, attempt: lease.attempt }]);
+        assert.deepEqual(reply, { cancel: [r.job.id], known: true });
+      });
+
       test('after maxAttempts lost workers the job fails as LOST', async () => {
         const h = await harness({ ...FAST, maxAttempts: 2 });
         const w1 = await addWorker(h, { id: 'first', heartbeat: false });
