@@ -7,6 +7,7 @@ import type { ExecutionView } from '../api/execution-view.js';
 import { formatDuration, parseDuration } from '../core/duration.js';
 import { parseLabels } from '../core/labels.js';
 import type { ExecutionListQuery, RemexClient } from '../client/remex-client.js';
+import { costSums, formatCostSums } from './cost-sums.js';
 import { prepareSubmission } from './run-command.js';
 import { formatLabels, formatTable } from './table.js';
 import type { RunOptions } from './run-command.js';
@@ -116,8 +117,7 @@ export async function jobsCommand(client: RemexClient, opts: JobsOptions): Promi
   const rows = jobs.map((v) => [v.id, v.name ?? '', v.platform + (v.emulated ? '*' : ''), v.state, progressOf(v, 24), v.startedAt ?? '', runtimeOf(v), v.cost === null ? '' : formatCost(v.cost), formatLabels(v.labels)]);
   process.stdout.write(formatTable(['ID', 'NAME', 'PLATFORM', 'STATE', 'PROGRESS', 'STARTED', 'RUNTIME', 'COST', 'LABELS'], rows));
   if (jobs.some((v) => v.emulated)) process.stdout.write('* emulated (qemu-user)\n');
-  const priced = jobs.filter((v) => v.cost !== null);
-  if (priced.length > 0) process.stdout.write(`cost of the ${priced.length} priced job${priced.length === 1 ? '' : 's'} listed: ${formatCost(priced.reduce((sum, v) => sum + (v.cost ?? 0), 0))}\n`);
+  process.stdout.write(formatCostSums(costSums(jobs), formatCost));
   return 0;
 }
 

@@ -87,6 +87,7 @@ export function buildProgram(): Command {
     .option('--lease-timeout <seconds>', 'lease length; a worker silent this long loses its jobs', numberOption, SERVE_DEFAULTS.leaseTimeoutSeconds)
     .option('--max-attempts <n>', 'attempts a job gets when its workers are lost, before it fails as LOST', intOption, SERVE_DEFAULTS.maxAttempts)
     .option('--failsafe <duration>', "a job's failsafe when it has none: past its max-runtime, how long before the failsafe layers end it (default 60s)")
+    .option('--platform-price <platform=price>', 'price per hour of that platform\'s workers that set none, for the cost of each job (repeatable)', collect, [])
     .option('--database <url>', 'postgres://… shared by several controllers (default: SQLite in --data)')
     .option('--blobs <url>', 's3://bucket/prefix?endpoint=… or a directory (default: <data>/cas)')
     .option('--cas-fsync', 'fsync every blob of a filesystem CAS before it is visible (slower; see docs/decisions/0009)', false)

@@ -155,7 +155,10 @@ export interface HostInfo {
   kernel: string;
   /** The worker's slots: a run's share of the machine is one of them. */
   slots: number;
-  /** What the worker costs per hour (the operator's unit: dollars, say); null when not set. */
+  /**
+   * What the worker costs per hour (the operator's unit: dollars, say): its own price, else its platform's
+   * default in the server's configuration (filled in when the result is committed); null when neither is set.
+   */
   pricePerHour: number | null;
 }
 

@@ -18,7 +18,7 @@ import { DEFAULT_LEASE_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS } from '../core/defaults
 import { checkLabels } from '../core/labels.js';
 import { fanOut } from '../core/observers.js';
 import { canonicalPlatform } from '../core/platform.js';
-import type { HeldLease, JobQuery, JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
+import type { HeldLease, JobQuery, JobRecord, LeaseExpiry, Outcome, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
 import type { EventBus, PublishOptions } from '../events/event-bus.js';
 import type { WorkerEventState } from '../events/bus-events.js';
 import type { SchedulerObserver } from './observer.js';
@@ -50,6 +50,8 @@ export interface SchedulerOptions {
   acceptPlatforms: readonly string[];
   /** A job's failsafe when its spec has none: past max-runtime + this, the failsafe layers end it. */
   failsafeMs: number;
+  /** Price per hour by platform, for results of workers that report none (the operator's unit). */
+  platformPrices: Readonly<Record<string, number>>;
 }
 
 /** Running jobs the server's failsafe layer looks at in one reaper pass, at most. */
@@ -72,6 +74,7 @@ export const DEFAULT_SCHEDULER_OPTIONS: Readonly<SchedulerOptions> = Object.free
   reaperIntervalMs: 1_000,
   acceptPlatforms: [],
   failsafeMs: DEFAULT_FAILSAFE_MS,
+  platformPrices: {},
 });
 
 export interface SubmitRequest {
@@ -176,7 +179,11 @@ export class Scheduler implements WorkerLink {
     this.observer = fanOut(observation.observers ?? [], (err, method) => this.logger.error({ err, method }, 'a scheduler observer failed'));
     const merged = { ...DEFAULT_SCHEDULER_OPTIONS, ...opts };
     // Compiled once: a malformed platform is a start-up error, not a failure of every submit.
-    this.opts = { ...merged, acceptPlatforms: merged.acceptPlatforms.map(canonicalPlatform) };
+    this.opts = {
+      ...merged,
+      acceptPlatforms: merged.acceptPlatforms.map(canonicalPlatform),
+      platformPrices: Object.fromEntries(Object.entries(merged.platformPrices).map(([p, price]) => [canonicalPlatform(p), price])),
+    };
     // With a bus shared by several controllers, a job queued (or requeued) on another one must wake a
     // worker long-polling here. A spurious wake-up costs one empty claim.
     this.stopWatchingQueue = events.onQueuedElsewhere((platform) => {
@@ -564,7 +571,7 @@ export class Scheduler implements WorkerLink {
   }
 
   async complete(workerId: string, c: Completion): Promise<void> {
-    const job = await this.store.jobs.finish({ id: c.jobId, attempt: c.attempt, workerId, outcome: c.outcome, nowMs: this.now() });
+    const job = await this.store.jobs.finish({ id: c.jobId, attempt: c.attempt, workerId, outcome: await this.priced(c), nowMs: this.now() });
     if (!job) {
       throw new ConflictError(`lease of job ${c.jobId} attempt ${c.attempt} is no longer held by worker ${workerId}; result discarded`);
     }
@@ -747,6 +754,20 @@ export class Scheduler implements WorkerLink {
       // An in-process worker stops it now; a remote one at its next heartbeat.
       this.cancelHooks.get(owner)?.(job.id);
     }
+  }
+
+  /**
+   * A result whose worker reports no price takes its platform's default price (`remex serve
+   * --platform-price`), so its cost shows. The job is read for its platform only then: a fleet priced by
+   * its workers, or not at all, pays nothing for it.
+   */
+  private async priced(c: Completion): Promise<Outcome> {
+    const { outcome } = c;
+    if (!('result' in outcome) || !outcome.result.host || outcome.result.host.pricePerHour !== null) return outcome;
+    if (Object.keys(this.opts.platformPrices).length === 0) return outcome;
+    const job = await this.store.jobs.get(c.jobId);
+    const price = job ? this.opts.platformPrices[job.platform] : undefined;
+    return price === undefined ? outcome : { ...outcome, result: { ...outcome.result, host: { ...outcome.result.host, pricePerHour: price } } };
   }
 
   private leaseOf(job: JobRecord): Lease {

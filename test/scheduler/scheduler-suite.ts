@@ -788,6 +788,22 @@ export function schedulerSuite(on: SchedulerBackend): void {
         assert.deepEqual(reply, { cancel: [r.job.id], known: true });
       });
 
+      test('a result whose worker reports no price takes its platform\'s default; a priced worker keeps its own', async () => {
+        const h = await harness({ ...SLOW, platformPrices: { [X86]: 0.36 } });
+        const w = await addWorker(h, { id: 'priced-by-server' });
+        const host = { cpuModel: 'cpu', cores: 2, memoryBytes: 1 << 30, kernel: 'Linux 6 x86_64', slots: 2, pricePerHour: null };
+        const unpriced = await submit(h, spec({ label: 'unpriced' }));
+        await complete(h, w.id, await leaseOne(h, w.id), { state: 'completed', result: storedReport(h, { host }) });
+        assert.equal((await h.scheduler.get(unpriced.job.id))?.result?.host?.pricePerHour, 0.36);
+        const own = await submit(h, spec({ label: 'own price' }));
+        await complete(h, w.id, await leaseOne(h, w.id), { state: 'completed', result: storedReport(h, { host: { ...host, pricePerHour: 0.5 } }) });
+        assert.equal((await h.scheduler.get(own.job.id))?.result?.host?.pricePerHour, 0.5);
+        const armWorker = await addWorker(h, { id: 'arm', platforms: [ARM] });
+        const arm = await submit(h, spec({ label: 'other platform', platform: ARM }));
+        await complete(h, armWorker.id, await leaseOne(h, armWorker.id), { state: 'completed', result: storedReport(h, { host }) });
+        assert.equal((await h.scheduler.get(arm.job.id))?.result?.host?.pricePerHour, null, 'no default for that platform');
+      });
+
       test('after maxAttempts lost workers the job fails as LOST', async () => {
         const h = await harness({ ...FAST, maxAttempts: 2 });
         const w1 = await addWorker(h, { id: 'first', heartbeat: false });
