@@ -78,6 +78,8 @@ interface Running {
   progressSent: boolean;
   /** Set when the watchdog gave up on the run: its slot stays out of service until this settles. */
   outOfService?: Promise<void>;
+  /** The run is over (its result may still be travelling): nothing left to stop. */
+  ended?: boolean;
 }
 
 /** After the watchdog orders a kill: the grace period, and this much more, before the run counts as outliving it. */
@@ -283,7 +285,7 @@ export class Worker {
       // server): the run stops now, whatever else the reply says.
       for (const jobId of reply.cancel) {
         const r = this.running.get(jobId);
-        if (!r || r.abort.signal.aborted) continue;
+        if (!r || r.ended || r.abort.signal.aborted) continue;
         this.opts.logger.info({ jobId }, 'the server says to stop this run (cancelled, or its lease is no longer this worker\'s)');
         r.abort.abort();
       }
@@ -324,6 +326,7 @@ export class Worker {
     let lingering: Promise<void> | undefined;
     try {
       const executed = await this.execute(entry, runDir);
+      entry.ended = true;
       const { outcome, phases } = executed;
       lingering = executed.lingering;
       // The slot is free while the result travels: the next lease call can carry it. A run the watchdog
