@@ -11,11 +11,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { RemexClient } from '../../src/client/remex-client.js';
 import type { ExecutionView } from '../../src/api/execution-view.js';
 import { EXIT_TIMED_OUT, EXIT_WORKER_UNFIT } from '../../src/cli/exit-codes.js';
+import { digestOf } from '../../src/core/digest.js';
+import { isRemexError } from '../../src/core/errors.js';
 import { eventually, processesWithMarker, spawnRemex, waitForOutput } from '../helpers/processes.js';
 import { remexCli, serveInTempDir } from '../helpers/remex-cli.js';
 import type { ServeFixture } from '../helpers/remex-cli.js';
@@ -45,6 +48,24 @@ describe('failsafe layers', () => {
   after(async () => {
     client?.close();
     await fx?.stop();
+  });
+
+  test('a bad --failsafe is refused before anything is uploaded or queued; so is a bad failsafeMs over HTTP', async (t) => {
+    if (!requireTools(t, 'gcc')) return;
+    const sleepy = compileC({ file: 'programs/sleepy.c' }, 'x86_64');
+    const before = (await client.listExecutions({ limit: 1000 })).executions.length;
+    for (const bad of ['soon', '0s', '-5m']) {
+      const r = await remexCli(['submit', '--server', fx.url, '--max-runtime', '1s', '--failsafe', bad, sleepy]);
+      assert.equal(r.code, 125, r.stderr);
+      assert.match(r.stderr, /--failsafe/);
+    }
+    const exe = readFileSync(sleepy);
+    const digest = digestOf(exe);
+    await client.putBlob(digest, exe);
+    for (const failsafeMs of [0, -1, 1.5]) {
+      await assert.rejects(client.submit({ executable: digest, failsafeMs }), (err: unknown) => isRemexError(err, 'INVALID_ARGUMENT') && /failsafeMs/.test((err as Error).message));
+    }
+    assert.equal((await client.listExecutions({ limit: 1000 })).executions.length, before, 'nothing queued');
   });
 
   test('layers 1 and 2: a program that ignores SIGTERM is SIGKILLed with its tree after the grace period', async (t) => {
