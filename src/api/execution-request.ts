@@ -29,6 +29,8 @@ export const executionRequestSchema = z.strictObject({
   stdinDigest: digest.optional(),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are [A-Za-z_][A-Za-z0-9_]*'), z.string()).default({}),
   timeoutMs: z.number().int().positive().optional(),
+  /** How long past timeoutMs the failsafe layers wait before they end the run as emergency_stopped (server default otherwise). */
+  failsafeMs: z.number().int().positive().max(7 * 24 * 3_600_000).optional(),
   limits: resourceLimits.partial().default({}),
   /** Files to collect after the run, relative to the working directory. */
   outputPaths: z.array(z.string().min(1).max(4096)).max(1024).default([]),
@@ -133,6 +135,7 @@ export async function buildExecution(req: ExecutionRequest, blobs: BlobStore, po
     ...(req.progress ? { progress: true } : {}),
     ...(req.results ? { results: true } : {}),
     ...(logs ? { logs } : {}),
+    ...(req.failsafeMs !== undefined ? { failsafeMs: req.failsafeMs } : {}),
   };
   return {
     actionDigest: actionDigestOf(spec),

@@ -18,13 +18,14 @@ import { DigestBuilder, formatDigest } from '../core/digest.js';
 import { formatDuration } from '../core/duration.js';
 import { InternalError, InvalidArgumentError } from '../core/errors.js';
 import { parseLabels } from '../core/labels.js';
-import { RESULTS_DIRECTORY } from '../core/model.js';
+import { RESULTS_DIRECTORY, TERMINAL_STATES } from '../core/model.js';
 import type { Directory } from '../core/model.js';
 import type { ExecutionListQuery, RemexClient } from '../client/remex-client.js';
+import { costSums, formatCostSums } from './cost-sums.js';
 import { formatCost } from './job-commands.js';
 import { formatTable } from './table.js';
 
-const FINISHED = ['completed', 'timed_out', 'cancelled', 'failed'];
+const FINISHED: readonly string[] = TERMINAL_STATES;
 
 export interface CollectOptions {
   out: string;
@@ -210,7 +211,6 @@ function summaryTable(jobs: readonly CollectedJob[]): string {
   ]);
   let text = formatTable(header, rows);
   if (jobs.some((j) => j.emulated)) text += '* emulated (qemu-user): not a hardware figure\n';
-  const priced = jobs.filter((j) => j.cost !== null);
-  if (priced.length > 0) text += `cost of the ${priced.length} priced job${priced.length === 1 ? '' : 's'}: ${formatCost(priced.reduce((sum, j) => sum + (j.cost ?? 0), 0))}\n`;
+  text += formatCostSums(costSums(jobs), formatCost);
   return text;
 }

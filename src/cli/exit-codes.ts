@@ -7,3 +7,8 @@ export const EXIT_TIMED_OUT = 124;
 export const EXIT_REMEX_FAILURE = 125;
 /** A program ended by signal N exits 128 + N, as in a shell. */
 export const EXIT_SIGNAL_BASE = 128;
+/**
+ * `remex worker` could not kill its runs (no slot left in service): it left the server and exits so its
+ * supervisor replaces it. EX_SOFTWARE of sysexits.h.
+ */
+export const EXIT_WORKER_UNFIT = 70;

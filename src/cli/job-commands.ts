@@ -7,6 +7,7 @@ import type { ExecutionView } from '../api/execution-view.js';
 import { formatDuration, parseDuration } from '../core/duration.js';
 import { parseLabels } from '../core/labels.js';
 import type { ExecutionListQuery, RemexClient } from '../client/remex-client.js';
+import { costSums, formatCostSums } from './cost-sums.js';
 import { prepareSubmission } from './run-command.js';
 import { formatLabels, formatTable } from './table.js';
 import type { RunOptions } from './run-command.js';
@@ -20,6 +21,8 @@ export interface SubmitOptions extends RunOptions {
   cache: boolean;
   /** `--no-retry`: run at most once. */
   retry: boolean;
+  /** `--failsafe`: past max-runtime, how long before the failsafe layers end the run as emergency_stopped (`90s`). */
+  failsafe?: string;
   /** `--notify URL`: the completion webhook. */
   notify?: string;
   /** `--log-ceiling-mib N`: the live logs' ceiling per stream. */
@@ -30,12 +33,15 @@ export interface SubmitOptions extends RunOptions {
 export async function submitCommand(executable: string, args: string[], opts: SubmitOptions): Promise<number> {
   const labels = parseLabels(opts.label, '--label');
   const timeoutSeconds = opts.maxRuntime !== undefined ? parseDuration(opts.maxRuntime, '--max-runtime') / 1000 : opts.timeoutSeconds;
+  // Parsed before anything is uploaded: a bad duration costs nothing.
+  const failsafeMs = opts.failsafe !== undefined ? parseDuration(opts.failsafe, '--failsafe') : undefined;
   const { client, submission } = await prepareSubmission(executable, args, { ...opts, ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}), noCache: !opts.cache }, opts.json);
   submission.progress = true;
   submission.results = true;
   submission.logs = true;
   if (opts.logCeilingBytes !== undefined) submission.logCeilingBytes = opts.logCeilingBytes;
   if (!opts.retry) submission.noRetry = true;
+  if (failsafeMs !== undefined) submission.failsafeMs = failsafeMs;
   if (opts.notify !== undefined) submission.notify = opts.notify;
   if (opts.name !== undefined) submission.name = opts.name;
   if (Object.keys(labels).length > 0) submission.labels = labels;
@@ -115,8 +121,7 @@ export async function jobsCommand(client: RemexClient, opts: JobsOptions): Promi
   const rows = jobs.map((v) => [v.id, v.name ?? '', v.platform + (v.emulated ? '*' : ''), v.state, progressOf(v, 24), v.startedAt ?? '', runtimeOf(v), v.cost === null ? '' : formatCost(v.cost), formatLabels(v.labels)]);
   process.stdout.write(formatTable(['ID', 'NAME', 'PLATFORM', 'STATE', 'PROGRESS', 'STARTED', 'RUNTIME', 'COST', 'LABELS'], rows));
   if (jobs.some((v) => v.emulated)) process.stdout.write('* emulated (qemu-user)\n');
-  const priced = jobs.filter((v) => v.cost !== null);
-  if (priced.length > 0) process.stdout.write(`cost of the ${priced.length} priced job${priced.length === 1 ? '' : 's'} listed: ${formatCost(priced.reduce((sum, v) => sum + (v.cost ?? 0), 0))}\n`);
+  process.stdout.write(formatCostSums(costSums(jobs), formatCost));
   return 0;
 }
 

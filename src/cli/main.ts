@@ -16,7 +16,7 @@ import { parseLabels } from '../core/labels.js';
 import { defaultSlots, LOG_FORMATS, LOG_LEVELS, SERVE_DEFAULTS, WORKER_DEFAULTS } from '../server/defaults.js';
 import type { LogFormat } from '../server/defaults.js';
 import type { ServeFlags } from '../server/config.js';
-import { EXIT_REMEX_FAILURE } from './exit-codes.js';
+import { EXIT_REMEX_FAILURE, EXIT_WORKER_UNFIT } from './exit-codes.js';
 import { formatTable } from './table.js';
 
 // commander is CommonJS: required, it loads as it is; imported, Node first scans it for its exports.
@@ -118,6 +118,8 @@ export function buildProgram(): Command {
     .option('--accept-platform <triple>', 'accept jobs for a platform before any worker serves it (repeatable)', collect, [])
     .option('--lease-timeout <seconds>', 'lease length; a worker silent this long loses its jobs', numberOption, SERVE_DEFAULTS.leaseTimeoutSeconds)
     .option('--max-attempts <n>', 'attempts a job gets when its workers are lost, before it fails as LOST', intOption, SERVE_DEFAULTS.maxAttempts)
+    .option('--failsafe <duration>', "a job's failsafe when it has none: past its max-runtime, how long before the failsafe layers end it (default 60s)")
+    .option('--platform-price <platform=price>', 'price per hour of that platform\'s workers that set none, for the cost of each job (repeatable)', collect, [])
     .option('--database <url>', 'postgres://… shared by several controllers (default: SQLite in --data)')
     .option('--blobs <url>', 's3://bucket/prefix?endpoint=… or a directory (default: <data>/cas)')
     .option('--cas-fsync', 'fsync every blob of a filesystem CAS before it is visible (slower; see docs/decisions/0009)', false)
@@ -165,9 +167,11 @@ export function buildProgram(): Command {
     .addOption(new Option('--instance-id <id>', "the provider's id of this machine or process (set by an autoscaler)").env('REMEX_INSTANCE_ID'))
     .addOption(new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE'))
     .addOption(caFileOption())
+    // For the failsafe tests only (docs/long-jobs.md): a named fault, injected in the real sandbox.
+    .addOption(new Option('--inject-fault <fault>', 'test only: make every run fail this way').choices(['supervisor-hangs']).hideHelp())
     .addOption(logLevelOption())
     .addOption(logFormatOption())
-    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; generation?: string; instanceId?: string; pricePerHour?: number; tokenFile?: string; caFile?: string; logLevel: string; logFormat: LogFormat }) => {
+    .action(async (o: { server: string; slots: number; name: string; workDir: string; platform: string[]; label: string[]; generation?: string; instanceId?: string; pricePerHour?: number; tokenFile?: string; caFile?: string; logLevel: string; logFormat: LogFormat; injectFault?: 'supervisor-hangs' }) => {
       const labels = (await workerCommands()).withGeneration(parseLabels(o.label, '--label'), o.generation);
       const [{ createLogger }, { startRemoteWorker }] = await Promise.all([import('../server/logger.js'), import('../server/remote-worker.js')]);
       const logger = createLogger({ level: o.logLevel, format: o.logFormat });
@@ -189,6 +193,9 @@ export function buildProgram(): Command {
           // The log is written asynchronously: flushed first, or its last lines are lost.
           logger.flush(() => process.exit(0));
         },
+        // Its runs outlive their kill: it left the server, and exits for its supervisor to replace it.
+        onUnfit: () => logger.flush(() => process.exit(EXIT_WORKER_UNFIT)),
+        ...(o.injectFault !== undefined ? { injectFault: o.injectFault } : {}),
       });
       process.stdout.write(`remex worker ${worker.id ?? ''} serving ${o.server}\n`);
       onTerminate(logger, () => worker.drain());
@@ -264,10 +271,11 @@ export function buildProgram(): Command {
     .option('--max-runtime <duration>', 'execution time limit as a duration: 90s, 45m, 4h (instead of --timeout)')
     .option('--cache', 'accept a cached result of an identical earlier run (default: always run)', false)
     .option('--no-retry', 'run at most once: if its worker is lost, fail it as LOST rather than run it again (a benchmark may prefer that)')
+    .option('--failsafe <duration>', "past --max-runtime, how long before the failsafe layers end the job as emergency_stopped (default: the server's)")
     .option('--notify <url>', 'when the job ends, the server POSTs its result there, signed (X-Remex-Signature)')
     .option('--log-ceiling-mib <n>', 'keep this many MiB of stdout and of stderr (default 256, at most the server\'s maximum); past it the job goes on', intOption)
     .option('--json', 'print the submitted job as JSON instead of its id', false)
-    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean; notify?: string; logCeilingMib?: number }) => {
+    .action(async (executable: string, args: string[], o: RunFlags & { name?: string; label: string[]; maxRuntime?: string; cache: boolean; retry: boolean; notify?: string; logCeilingMib?: number; failsafe?: string }) => {
       process.exitCode = await (await jobCommands()).submitCommand(executable, args, {
         ...runOptionsOf(o),
         noCache: !o.cache,
@@ -278,6 +286,7 @@ export function buildProgram(): Command {
         ...(o.name !== undefined ? { name: o.name } : {}),
         ...(o.maxRuntime !== undefined ? { maxRuntime: o.maxRuntime } : {}),
         ...(o.logCeilingMib !== undefined ? { logCeilingBytes: o.logCeilingMib * 1024 * 1024 } : {}),
+        ...(o.failsafe !== undefined ? { failsafe: o.failsafe } : {}),
       });
     });
 
@@ -391,7 +400,7 @@ export function buildProgram(): Command {
     });
 
   withClientOptions(program.command('jobs').description('list jobs, newest first: id, name, platform, state, started, runtime, labels'))
-    .option('--state <states>', 'only these states, comma-separated (queued,running,completed,timed_out,cancelled,failed)')
+    .option('--state <states>', 'only these states, comma-separated (queued,running,completed,timed_out,cancelled,failed,emergency_stopped)')
     .option('--label <K=V>', 'only jobs with this label (repeatable: all must match)', collect, [])
     .option('--name <name>', 'only jobs of this name')
     .option('--since <duration>', 'only jobs created within this duration: 90s, 45m, 4h')

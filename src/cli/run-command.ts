@@ -203,6 +203,10 @@ async function report(client: RemexClient, v: ExecutionView, opts: Pick<RunOptio
     case 'cancelled':
       say('execution was cancelled');
       return EXIT_REMEX_FAILURE;
+    case 'emergency_stopped':
+      // It ran past its max-runtime and could not be stopped cleanly: a timeout to a script, with no result.
+      say(`emergency-stopped on ${v.platform}: ${v.failure?.message ?? 'a failsafe layer ended it'}`);
+      return EXIT_TIMED_OUT;
     default:
       say(`execution failed: ${v.failure?.code ?? 'UNKNOWN'}: ${v.failure?.message ?? ''}`);
       return EXIT_REMEX_FAILURE;

@@ -41,6 +41,8 @@ export interface ExecutionSubmission {
   stdinDigest?: Digest;
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** Past timeoutMs, how long before the failsafe layers end the run as emergency_stopped. */
+  failsafeMs?: number;
   limits?: Record<string, number>;
   outputPaths?: string[];
   priority?: number;

@@ -50,7 +50,7 @@ export interface RunRecord {
   round: number;
   warmup: boolean;
   jobId: string;
-  state: 'completed' | 'timed_out' | 'cancelled' | 'failed';
+  state: 'completed' | 'timed_out' | 'cancelled' | 'failed' | 'emergency_stopped';
   exitCode: number | null;
   signal: string | null;
   /** Why remex could not run it, or the program's failure in words. */

@@ -83,6 +83,12 @@ export interface ExecutionSpec {
    * is kept in memory up to `limits.outputBytes` and sent with the result.
    */
   logs?: { ceilingBytes: number };
+  /**
+   * How long past `timeoutMs` the run may go on before the failsafe layers take over (the worker's
+   * watchdog, then the server): a run still there is `emergency_stopped`. Counts the grace period in.
+   * Absent: the server's default (docs/long-jobs.md, "Failsafe layers").
+   */
+  failsafeMs?: number;
 }
 
 /** A long job's ceiling per stream when it names none (`remex submit`), and the most a server allows unless configured. */
@@ -183,7 +189,10 @@ export interface HostInfo {
   kernel: string;
   /** The worker's slots: a run's share of the machine is one of them. */
   slots: number;
-  /** What the worker costs per hour (the operator's unit: dollars, say); null when not set. */
+  /**
+   * What the worker costs per hour (the operator's unit: dollars, say): its own price, else its platform's
+   * default in the server's configuration (filled in when the result is committed); null when neither is set.
+   */
   pricePerHour: number | null;
 }
 
@@ -197,11 +206,21 @@ export function costOf(report: Pick<RunReport, 'wallTimeMs' | 'host'>): number |
 /**
  * Job states. `queued` → `running` (leased to a worker for one attempt) → one terminal state.
  * An expired lease puts a running job back to `queued` with attempt + 1, or fails it as lost.
+ * `emergency_stopped`: the run outlived its max-runtime + failsafe, so a failsafe layer (the worker's
+ * watchdog, or the server when its worker went silent) ended it without a result.
  */
-export const JOB_STATES = ['queued', 'running', 'completed', 'timed_out', 'cancelled', 'failed'] as const;
+export const JOB_STATES = ['queued', 'running', 'completed', 'timed_out', 'cancelled', 'failed', 'emergency_stopped'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
-export const TERMINAL_STATES: readonly JobState[] = ['completed', 'timed_out', 'cancelled', 'failed'];
+export const TERMINAL_STATES: readonly JobState[] = ['completed', 'timed_out', 'cancelled', 'failed', 'emergency_stopped'];
+
+/** A run's failsafe when the submitter gave none: past max-runtime, how long before the failsafe layers act. */
+export const DEFAULT_FAILSAFE_MS = 60_000;
+
+/** When a run still going is for the failsafe layers: its start + max-runtime + failsafe. */
+export function failsafeDeadlineMs(spec: Pick<ExecutionSpec, 'timeoutMs' | 'failsafeMs'>, startedAtMs: number, defaultFailsafeMs = DEFAULT_FAILSAFE_MS): number {
+  return startedAtMs + spec.timeoutMs + (spec.failsafeMs ?? defaultFailsafeMs);
+}
 
 export function isTerminal(state: JobState): boolean {
   return TERMINAL_STATES.includes(state);

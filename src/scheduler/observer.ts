@@ -15,7 +15,7 @@ export interface SchedulerObserver {
   jobMerged?(job: JobRecord): void;
   /** A job went to a worker: claimed from the queue, or handed to a waiting worker as it was inserted. */
   jobLeased?(job: JobRecord, how: 'claimed' | 'handed'): void;
-  /** A job reached a terminal state (completed, timed_out, cancelled, failed). */
+  /** A job reached a terminal state (completed, timed_out, cancelled, failed, emergency_stopped). */
   jobFinished?(job: JobRecord): void;
   workerRegistered?(worker: WorkerRecord): void;
   /** A worker said it drains: it finishes what it holds and takes nothing more. */

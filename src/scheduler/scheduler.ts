@@ -12,13 +12,13 @@ import pino from 'pino';
 import type { Logger } from 'pino';
 import type { Digest } from '../core/digest.js';
 import { ConflictError, isRemexError, MissingBlobsError, NotFoundError, RemexError, UnavailableError, UnsupportedPlatformError } from '../core/errors.js';
-import { isCacheable, isTerminal } from '../core/model.js';
-import type { ExecutionSpec, RunReport } from '../core/model.js';
+import { DEFAULT_FAILSAFE_MS, failsafeDeadlineMs, isCacheable, isTerminal } from '../core/model.js';
+import type { ExecutionSpec, JobFailure, RunReport } from '../core/model.js';
 import { DEFAULT_LEASE_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS } from '../core/defaults.js';
 import { checkLabels } from '../core/labels.js';
 import { fanOut } from '../core/observers.js';
 import { canonicalPlatform } from '../core/platform.js';
-import type { HeldLease, JobQuery, JobRecord, LeaseExpiry, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
+import type { HeldLease, JobQuery, JobRecord, LeaseExpiry, Outcome, PlatformOffer, Store, WorkerRecord } from '../store/ports.js';
 import type { EventBus, PublishOptions } from '../events/event-bus.js';
 import type { WorkerEventState } from '../events/bus-events.js';
 import type { SchedulerObserver } from './observer.js';
@@ -49,7 +49,14 @@ export interface SchedulerOptions {
   reaperIntervalMs: number;
   /** Platforms accepted even before any worker has offered them (workers expected to join). */
   acceptPlatforms: readonly string[];
+  /** A job's failsafe when its spec has none: past max-runtime + this, the failsafe layers end it. */
+  failsafeMs: number;
+  /** Price per hour by platform, for results of workers that report none (the operator's unit). */
+  platformPrices: Readonly<Record<string, number>>;
 }
+
+/** Running jobs the server's failsafe layer looks at in one reaper pass, at most. */
+const OVERDUE_BATCH = 100;
 
 /** What the scheduler reports to: its log, and the observers of metrics, timelines and scaling. */
 export interface SchedulerObservation {
@@ -67,6 +74,8 @@ export const DEFAULT_SCHEDULER_OPTIONS: Readonly<SchedulerOptions> = Object.free
   workerSilenceMs: 15_000,
   reaperIntervalMs: 1_000,
   acceptPlatforms: [],
+  failsafeMs: DEFAULT_FAILSAFE_MS,
+  platformPrices: {},
 });
 
 export interface SubmitRequest {
@@ -171,7 +180,11 @@ export class Scheduler implements WorkerLink {
     this.observer = fanOut(observation.observers ?? [], (err, method) => this.logger.error({ err, method }, 'a scheduler observer failed'));
     const merged = { ...DEFAULT_SCHEDULER_OPTIONS, ...opts };
     // Compiled once: a malformed platform is a start-up error, not a failure of every submit.
-    this.opts = { ...merged, acceptPlatforms: merged.acceptPlatforms.map(canonicalPlatform) };
+    this.opts = {
+      ...merged,
+      acceptPlatforms: merged.acceptPlatforms.map(canonicalPlatform),
+      platformPrices: Object.fromEntries(Object.entries(merged.platformPrices).map(([p, price]) => [canonicalPlatform(p), price])),
+    };
     // With a bus shared by several controllers, a job queued (or requeued) on another one must wake a
     // worker long-polling here. A spurious wake-up costs one empty claim.
     this.stopWatchingQueue = events.onQueuedElsewhere((platform) => {
@@ -274,7 +287,7 @@ export class Scheduler implements WorkerLink {
     }
     const { job, merged } = enqueued;
     if (taker && !merged) {
-      taker.hand([leaseOf(job)]);
+      taker.hand([this.leaseOf(job)]);
       this.observer.jobLeased?.(job, 'handed');
       this.publish(job);
     } else {
@@ -482,7 +495,7 @@ export class Scheduler implements WorkerLink {
             this.observer.jobLeased?.(job, 'claimed');
             this.publish(job);
           }
-          return claimed.map(leaseOf);
+          return claimed.map((job) => this.leaseOf(job));
         }
         if (seqBefore !== this.workSeq && deadline > this.now() && !signal?.aborted && !this.closed) continue;
       }
@@ -525,7 +538,8 @@ export class Scheduler implements WorkerLink {
     const touched = await this.store.workers.touch(workerId, nowMs, draining ? 'draining' : undefined);
     if (!touched) {
       this.liveWorkers.delete(workerId);
-      return { cancel: [], known: false };
+      // A worker declared gone lost its leases with it: whatever it still runs is no longer its to run.
+      return { cancel: (held ?? []).map((h) => h.jobId), known: false };
     }
     const live = this.liveWorkers.get(workerId);
     if (live && draining) {
@@ -539,8 +553,13 @@ export class Scheduler implements WorkerLink {
     }
     const { cancelRequested, renewedIds } = await this.store.jobs.renewLeases(workerId, nowMs + this.opts.leaseTimeoutMs, held);
     this.publishProgress(held, renewedIds);
+    // A lease it holds that was not renewed is no longer its (requeued after it went quiet, emergency-stopped
+    // by the failsafe layer): it stops that run now rather than finish a result nobody will take.
+    const renewed = new Set(renewedIds);
+    const revoked = (held ?? []).filter((h) => !renewed.has(h.jobId)).map((h) => h.jobId);
+    const cancel = revoked.length > 0 ? [...cancelRequested, ...revoked] : cancelRequested;
     // A drain ordered on any controller reaches the worker here, until it says it drains.
-    return { cancel: cancelRequested, known: true, ...(touched.drainRequested && !draining ? { drain: true } : {}) };
+    return { cancel, known: true, ...(touched.drainRequested && !draining ? { drain: true } : {}) };
   }
 
   /**
@@ -583,7 +602,7 @@ export class Scheduler implements WorkerLink {
   }
 
   async complete(workerId: string, c: Completion): Promise<void> {
-    const job = await this.store.jobs.finish({ id: c.jobId, attempt: c.attempt, workerId, outcome: c.outcome, nowMs: this.now() });
+    const job = await this.store.jobs.finish({ id: c.jobId, attempt: c.attempt, workerId, outcome: await this.priced(c), nowMs: this.now() });
     if (!job) {
       throw new ConflictError(`lease of job ${c.jobId} attempt ${c.attempt} is no longer held by worker ${workerId}; result discarded`);
     }
@@ -731,11 +750,58 @@ export class Scheduler implements WorkerLink {
       this.observer.workerGone?.(id, 'silent');
       this.workerEvent(id, 'gone');
     }
+    // Before leases are released or expired: a silent worker's run past its failsafe deadline is stopped,
+    // not run again.
+    await this.stopOverdue(nowMs, new Set(gone));
     if (gone.length > 0) this.publishExpiry(await this.store.jobs.releaseLeasesOf(gone, nowMs, this.opts.maxAttempts));
     this.publishExpiry(await this.store.jobs.expireLeases(nowMs, this.opts.maxAttempts));
   }
-}
 
-function leaseOf(job: JobRecord): Lease {
-  return { jobId: job.id, attempt: job.attempt, spec: job.spec, leaseExpiresAtMs: job.leaseExpiresAtMs ?? 0 };
+  /**
+   * The server's failsafe layer (layer 4, docs/long-jobs.md): a job still running past its start +
+   * max-runtime + failsafe is `emergency_stopped` and its lease revoked — at once when its worker is silent
+   * (lease expired, or declared gone), otherwise a lease's length later, the time its worker's own watchdog
+   * had to report. The worker hears at its next heartbeat that the lease is no longer its, and kills the run.
+   * Compare-and-set on the lease like any finish, so two controllers never both stop it.
+   */
+  private async stopOverdue(nowMs: number, goneWorkers: ReadonlySet<string>): Promise<void> {
+    for (const job of await this.store.jobs.overdue(nowMs, this.opts.failsafeMs, OVERDUE_BATCH)) {
+      const owner = job.leaseOwner;
+      if (owner === null || job.startedAtMs === null) continue;
+      const silent = (job.leaseExpiresAtMs ?? 0) < nowMs || goneWorkers.has(owner);
+      const deadlineMs = failsafeDeadlineMs(job.spec, job.startedAtMs, this.opts.failsafeMs);
+      if (!silent && nowMs <= deadlineMs + this.opts.leaseTimeoutMs) continue;
+      const failure: JobFailure = {
+        code: 'DEADLINE_EXCEEDED',
+        message: `emergency stop by the server: still running ${deadlineMs - job.startedAtMs} ms after it started (max-runtime + failsafe)${
+          silent ? ' with no word from its worker' : ', and its worker did not stop it'
+        }; its lease is revoked`,
+      };
+      const stopped = await this.store.jobs.finish({ id: job.id, attempt: job.attempt, workerId: owner, outcome: { state: 'emergency_stopped', failure }, nowMs });
+      if (!stopped) continue;
+      this.logger.warn({ jobId: job.id, workerId: owner, silent }, 'job past its failsafe deadline: emergency-stopped, its lease revoked');
+      this.observer.jobFinished?.(stopped);
+      this.publish(stopped);
+      // An in-process worker stops it now; a remote one at its next heartbeat.
+      this.cancelHooks.get(owner)?.(job.id);
+    }
+  }
+
+  /**
+   * A result whose worker reports no price takes its platform's default price (`remex serve
+   * --platform-price`), so its cost shows. The job is read for its platform only then: a fleet priced by
+   * its workers, or not at all, pays nothing for it.
+   */
+  private async priced(c: Completion): Promise<Outcome> {
+    const { outcome } = c;
+    if (!('result' in outcome) || !outcome.result.host || outcome.result.host.pricePerHour !== null) return outcome;
+    if (Object.keys(this.opts.platformPrices).length === 0) return outcome;
+    const job = await this.store.jobs.get(c.jobId);
+    const price = job ? this.opts.platformPrices[job.platform] : undefined;
+    return price === undefined ? outcome : { ...outcome, result: { ...outcome.result, host: { ...outcome.result.host, pricePerHour: price } } };
+  }
+
+  private leaseOf(job: JobRecord): Lease {
+    return { jobId: job.id, attempt: job.attempt, spec: job.spec, leaseExpiresAtMs: job.leaseExpiresAtMs ?? 0, failsafeMs: job.spec.failsafeMs ?? this.opts.failsafeMs };
+  }
 }

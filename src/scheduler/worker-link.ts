@@ -57,10 +57,18 @@ export interface Lease {
   attempt: number;
   spec: ExecutionSpec;
   leaseExpiresAtMs: number;
+  /**
+   * The run's failsafe: its spec's, else the server's default. Past max-runtime + this, the worker's
+   * watchdog reports the run `emergency_stopped` (absent from older servers: the worker's default).
+   */
+  failsafeMs?: number;
 }
 
 export interface HeartbeatReply {
-  /** Jobs the worker holds whose cancellation was requested: stop them and complete as cancelled. */
+  /**
+   * Jobs the worker holds that it must stop: their cancellation was requested (complete them as cancelled),
+   * or their lease is no longer its (requeued, or emergency-stopped by the server: the result will be stale).
+   */
   cancel: string[];
   /** False when the server no longer knows this worker (it was declared gone): register again. */
   known: boolean;

@@ -11,6 +11,8 @@ import { z } from 'zod';
 import type { ExecutionPolicy } from '../api/execution-request.js';
 import { Authenticator, parseTokenList, readOwnToken, readTokenFile } from '../auth/tokens.js';
 import { InvalidArgumentError } from '../core/errors.js';
+import { parseDuration } from '../core/duration.js';
+import { canonicalPlatform } from '../core/platform.js';
 import { DEFAULT_LIMITS, DEFAULT_TIMEOUT_MS } from '../core/limits.js';
 import { DEFAULT_SCHEDULER_OPTIONS } from '../scheduler/scheduler.js';
 import type { SchedulerOptions } from '../scheduler/scheduler.js';
@@ -103,7 +105,7 @@ export interface ServeOptions {
   otlpTraces?: OtlpTraceOptions;
 }
 
-import { parseDuration, parseSize } from './cas-options.js';
+import { parseSize } from './cas-options.js';
 
 // The flag defaults live apart, where the CLI reads them without loading the server.
 export { defaultSlots, SERVE_DEFAULTS, WORKER_DEFAULTS } from './defaults.js';
@@ -140,6 +142,10 @@ export interface ServeFlags {
   metricsHost?: string;
   logLevel?: string;
   logFormat?: LogFormat;
+  /** A job's failsafe when its submitter gave none (`90s`, `5m`): past max-runtime, the failsafe layers end it. */
+  failsafe?: string;
+  /** `PLATFORM=PRICE` (repeatable): the price per hour of a platform's workers that report none. */
+  platformPrice?: string[];
 }
 
 const serveFlagsSchema = z
@@ -202,7 +208,12 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     ...(otlpTraces ? { otlpTraces } : {}),
     ...(flags.instanceName.length ? { instanceNames: flags.instanceName } : {}),
     policy: DEFAULT_POLICY,
-    scheduler: { ...schedulerTimings(flags.acceptPlatform, flags.leaseTimeout), maxAttempts: Math.max(1, flags.maxAttempts) },
+    scheduler: {
+      ...schedulerTimings(flags.acceptPlatform, flags.leaseTimeout),
+      maxAttempts: Math.max(1, flags.maxAttempts),
+      ...(flags.failsafe !== undefined ? { failsafeMs: parseDuration(flags.failsafe, '--failsafe') } : {}),
+      ...(flags.platformPrice?.length ? { platformPrices: platformPrices(flags.platformPrice) } : {}),
+    },
     logger,
     auth,
     insecureOpen: flags.insecureOpen,
@@ -260,3 +271,19 @@ function serverTokens(file: string | undefined, envName: string, env: NodeJS.Pro
  * server: losing a blob to a crash costs a download, not data (so it is not fsynced either).
  */
 export const REMOTE_WORKER_CACHE_MAX_BLOB_BYTES = 64 * GiB;
+
+/** `--platform-price x86_64-linux-cpu=0.0336` (repeatable) → a price per canonical platform; a bad entry is named. */
+export function platformPrices(entries: readonly string[]): Record<string, number> {
+  const prices: Record<string, number> = {};
+  for (const entry of entries) {
+    const at = entry.lastIndexOf('=');
+    const price = Number(entry.slice(at + 1));
+    if (at <= 0 || entry.slice(at + 1).trim() === '' || !Number.isFinite(price) || price < 0) {
+      throw new InvalidArgumentError(`--platform-price ${JSON.stringify(entry)}: give PLATFORM=PRICE, the price a number, 0 or more (x86_64-linux-cpu=0.0336)`);
+    }
+    const platform = canonicalPlatform(entry.slice(0, at));
+    if (platform in prices) throw new InvalidArgumentError(`--platform-price: ${platform} is given twice`);
+    prices[platform] = price;
+  }
+  return prices;
+}

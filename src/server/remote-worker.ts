@@ -14,6 +14,7 @@ import { detectPlatformSupport } from '../worker/emulation.js';
 import { BwrapSandbox } from '../worker/sandbox/bwrap/bwrap-sandbox.js';
 import { Worker } from '../worker/worker.js';
 import type { WorkerObserver } from '../worker/observer.js';
+import type { InjectedFault } from '../worker/sandbox/sandbox.js';
 import { REMOTE_WORKER_CACHE_MAX_BLOB_BYTES } from './config.js';
 
 export interface RemoteWorkerOptions {
@@ -35,6 +36,10 @@ export interface RemoteWorkerOptions {
   observers?: readonly WorkerObserver[];
   /** The server ordered a drain; called once it has ended (the CLI exits then). */
   onDrainedByOrder?: () => void;
+  /** No slot is left in service (its runs outlive their kill); called once it has left the server (the CLI exits non-zero). */
+  onUnfit?: () => void;
+  /** A fault injected on purpose, for the failsafe tests (worker/config.ts); never in service. */
+  injectFault?: InjectedFault;
 }
 
 export interface RunningRemoteWorker {
@@ -74,6 +79,8 @@ export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<Runn
     ...(opts.pricePerHour !== undefined ? { pricePerHour: opts.pricePerHour } : {}),
     ...(opts.observers ? { observers: opts.observers } : {}),
     onDrainOrdered: () => void drain(worker).then(() => opts.onDrainedByOrder?.()),
+    onUnfit: (left) => void left.finally(() => opts.onUnfit?.()),
+    ...(opts.injectFault ? { injectFault: opts.injectFault } : {}),
   });
   await worker.start();
   return {

@@ -92,7 +92,7 @@ export interface HeldLease {
 /** How a lease ends: the run's report, or why remex could not run it. */
 export type Outcome =
   | { state: 'completed' | 'timed_out' | 'cancelled'; result: RunReport }
-  | { state: 'failed' | 'cancelled'; failure: JobFailure };
+  | { state: 'failed' | 'cancelled' | 'emergency_stopped'; failure: JobFailure };
 
 export interface LeaseExpiry {
   requeued: JobRecord[];
@@ -132,6 +132,11 @@ export interface JobStore {
    * rest while attempt < maxAttempts, and fails the others as lost.
    */
   expireLeases(nowMs: number, maxAttempts: number): Promise<LeaseExpiry>;
+  /**
+   * Running jobs past their failsafe deadline at `nowMs`: started + the spec's `timeoutMs` + its `failsafeMs`
+   * (`defaultFailsafeMs` where it has none). For the server's failsafe layer; at most `limit`, oldest first.
+   */
+  overdue(nowMs: number, defaultFailsafeMs: number, limit: number): Promise<JobRecord[]>;
   /** Expires at once the leases of every running job these workers hold (their process is known gone), as expireLeases does. */
   releaseLeasesOf(workerIds: readonly string[] | { prefix: string }, nowMs: number, maxAttempts: number): Promise<LeaseExpiry>;
   queueDepths(): Promise<Map<string, number>>;

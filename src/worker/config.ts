@@ -3,6 +3,8 @@
  * same numbers; flags override some of them (src/server/config.ts).
  */
 import { DEFAULT_GRACE_MS } from '../core/limits.js';
+import { DEFAULT_FAILSAFE_MS } from '../core/model.js';
+import type { InjectedFault } from './sandbox/sandbox.js';
 
 export interface WorkerTuning {
   /** Outputs up to this size travel inline in the result as well as in the CAS. */
@@ -35,6 +37,13 @@ export interface WorkerTuning {
   logPollMs: number;
   /** Live-log bytes read and sent in one call at most (all runs together): the worker's memory for logs. */
   logBytesPerCall: number;
+  /** A run's failsafe when its lease names none (older servers): past max-runtime, when the watchdog acts. */
+  failsafeMs: number;
+  /**
+   * A fault injected on purpose, to test the failsafe layers with a real sandbox (`supervisor-hangs`:
+   * every run's supervisor ignores its timeout, cancel and kill). Null in service.
+   */
+  injectFault: InjectedFault | null;
 }
 
 export const DEFAULT_WORKER_TUNING: Readonly<WorkerTuning> = Object.freeze({
@@ -49,14 +58,17 @@ export const DEFAULT_WORKER_TUNING: Readonly<WorkerTuning> = Object.freeze({
   progressPollMs: 250,
   logPollMs: 100,
   logBytesPerCall: 4 * 1024 * 1024,
+  failsafeMs: DEFAULT_FAILSAFE_MS,
+  injectFault: null,
 });
 
 /** The defaults with the given values over them; an absent value keeps its default. */
 export function workerTuning(overrides: Partial<WorkerTuning>): WorkerTuning {
   const tuning: WorkerTuning = { ...DEFAULT_WORKER_TUNING };
-  for (const key of Object.keys(DEFAULT_WORKER_TUNING) as Array<keyof WorkerTuning>) {
+  const take = <K extends keyof WorkerTuning>(key: K): void => {
     const value = overrides[key];
     if (value !== undefined) tuning[key] = value;
-  }
+  };
+  for (const key of Object.keys(DEFAULT_WORKER_TUNING) as Array<keyof WorkerTuning>) take(key);
   return tuning;
 }

@@ -5,6 +5,10 @@
  * `remex serve` (linked to the scheduler directly) and as `remex worker` (linked over HTTP).
  *
  * Drain (SIGTERM): take no new jobs, finish the running ones, commit them, unregister.
+ *
+ * Failsafe (docs/long-jobs.md): a watchdog apart from the run's supervisor reports a run still going at
+ * max-runtime + failsafe `emergency_stopped` and keeps its slot out of service until the run ends; a worker
+ * with no slot left in service cannot kill its runs — it stops taking work and says so (`onUnfit`).
  */
 import { mkdtempSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -17,7 +21,7 @@ import { stageTree } from '../cas/tree.js';
 import { digestOf } from '../core/digest.js';
 import { isRemexError } from '../core/errors.js';
 import { MAX_PROGRESS_HISTORY, RESULTS_DIRECTORY } from '../core/model.js';
-import type { HostInfo, JobProgress, OutputStream, RunReport, RunTimes } from '../core/model.js';
+import type { HostInfo, JobFailure, JobProgress, OutputStream, RunReport, RunTimes } from '../core/model.js';
 import { traceIdOf } from '../core/trace-context.js';
 import type { Outcome } from '../store/ports.js';
 import type { Completion, CompletionSettlement, Lease, WorkerLink } from '../scheduler/worker-link.js';
@@ -61,6 +65,12 @@ export interface WorkerOptions extends Partial<WorkerTuning> {
   onDrainOrdered?: (drained: Promise<void>) => void;
   /** What this worker costs per hour (the operator's unit), reported with every run for its cost. */
   pricePerHour?: number;
+  /**
+   * Called once no slot is left in service (every one holds a run that outlived its kill): the worker has
+   * stopped taking work and is leaving the server. `remex worker` then exits non-zero, so its supervisor
+   * (systemd, the autoscaler) replaces it.
+   */
+  onUnfit?: (left: Promise<void>) => void;
 }
 
 interface Running {
@@ -70,7 +80,16 @@ interface Running {
   /** The program's latest progress, and whether a heartbeat has carried it yet. */
   progress?: JobProgress;
   progressSent: boolean;
+  /** Set when the watchdog gave up on the run: its slot stays out of service until this settles. */
+  outOfService?: Promise<void>;
+  /** The run is over (its result may still be travelling): nothing left to stop. */
+  ended?: boolean;
 }
+
+/** After the watchdog orders a kill: the grace period, and this much more, before the run counts as outliving it. */
+const WATCHDOG_KILL_MARGIN_MS = 1_000;
+/** setTimeout fires at once for longer delays. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A finished lease's result waiting to be sent (again). */
 interface Unsent {
@@ -93,8 +112,10 @@ export class Worker {
   private heartbeatIntervalMs = 0;
   /** Leases held: running, or finished with their result not yet settled (still renewed by heartbeats). */
   private readonly running = new Map<string, Running>();
-  /** Slots in use: runs not yet finished. */
+  /** Slots in use: runs not yet finished (those out of service included). */
   private busySlots = 0;
+  /** Slots whose run outlived the watchdog: held until that run ends, if it ever does. */
+  private slotsOutOfService = 0;
   private readonly unsent: Unsent[] = [];
   private loopState: LoopState = 'resting';
   private draining = false;
@@ -241,7 +262,9 @@ export class Worker {
     entry.done = this.runJob(entry, freeSlot)
       .catch((err: unknown) => this.opts.logger.error({ err, ...runIds(lease) }, 'job handling failed'))
       .finally(() => {
-        freeSlot();
+        // A run the watchdog gave up on gives its slot back only when it ends.
+        if (entry.outOfService) void entry.outOfService.finally(freeSlot);
+        else freeSlot();
         this.running.delete(lease.jobId);
       });
   }
@@ -266,12 +289,19 @@ export class Worker {
         const r = entries[i] as Running;
         if (h.progress !== undefined && r.progress === h.progress) r.progressSent = true;
       });
+      // Cancelled, or no longer this worker's lease (requeued while it was silent, emergency-stopped by the
+      // server): the run stops now, whatever else the reply says.
+      for (const jobId of reply.cancel) {
+        const r = this.running.get(jobId);
+        if (!r || r.ended || r.abort.signal.aborted) continue;
+        this.opts.logger.info({ jobId }, 'the server says to stop this run (cancelled, or its lease is no longer this worker\'s)');
+        r.abort.abort();
+      }
       if (!reply.known && !this.draining) {
         this.opts.logger.warn('server forgot this worker; registering again');
         await this.register();
         return;
       }
-      for (const jobId of reply.cancel) this.running.get(jobId)?.abort.abort();
       if (reply.drain && !this.draining) {
         this.opts.logger.info({ running: this.busySlots }, 'the server asked this worker to drain: finishing what it holds, taking nothing new');
         const drained = this.drain();
@@ -301,10 +331,16 @@ export class Worker {
       return;
     }
     let committed: Promise<void> | undefined;
+    let lingering: Promise<void> | undefined;
     try {
-      const { outcome, phases } = await this.execute(entry, runDir);
-      // The slot is free while the result travels: the next lease call can carry it.
-      runEnded();
+      const executed = await this.execute(entry, runDir);
+      entry.ended = true;
+      const { outcome, phases } = executed;
+      lingering = executed.lingering;
+      // The slot is free while the result travels: the next lease call can carry it. A run the watchdog
+      // gave up on keeps it (startJob gives it back when the run ends).
+      if (lingering) this.takeOutOfService(entry, lingering);
+      else runEnded();
       this.observer.runFinished?.(lease, outcome, phases);
       // The program's last progress (read when it ended) reaches the server while the lease is still
       // this worker's: one heartbeat before the result, only for a run whose channel has news.
@@ -313,16 +349,67 @@ export class Worker {
       // settlement may come back later still, with the answer to a lease call that waited for work.
       committed = this.commit(lease, outcome);
     } finally {
-      // Node's recursive rm is the second try; a run directory neither removes stays until the run root is emptied.
-      await removeTree(runDir)
-        .catch(() => rm(runDir, { recursive: true, force: true }))
-        .catch((err: unknown) => this.opts.logger.warn({ err, runDir }, 'cannot remove a run directory'));
+      // Node's recursive rm is the second try; a run directory neither removes stays until the run root is
+      // emptied. A run still going keeps its directory until it ends.
+      const removed = (): Promise<void> =>
+        removeTree(runDir)
+          .catch(() => rm(runDir, { recursive: true, force: true }))
+          .catch((err: unknown) => this.opts.logger.warn({ err, runDir }, 'cannot remove a run directory'));
+      if (lingering) void lingering.then(removed);
+      else await removed();
     }
     await committed;
   }
 
+  /**
+   * The watchdog gave up on this run: its slot stays out of service until the run ends. With no slot left
+   * in service the worker cannot kill its runs: it stops taking work and leaves (layer 5).
+   */
+  private takeOutOfService(entry: Running, lingering: Promise<void>): void {
+    this.slotsOutOfService++;
+    entry.outOfService = lingering.then(() => {
+      this.slotsOutOfService--;
+      this.opts.logger.info({ jobId: entry.lease.jobId }, 'the run the watchdog gave up on has ended: its slot is back in service');
+    });
+    this.opts.logger.error({ jobId: entry.lease.jobId, outOfService: this.slotsOutOfService, slots: this.opts.slots }, 'run outlived its kill: emergency-stopped, its slot out of service');
+    if (this.slotsOutOfService >= this.opts.slots && !this.draining) {
+      this.opts.logger.fatal({ slots: this.opts.slots }, 'no slot left in service (this worker cannot kill its runs): taking no more work, leaving');
+      this.opts.onUnfit?.(this.drain());
+    }
+  }
+
+  /**
+   * The watchdog of one run, apart from its supervisor (layer 3): at max-runtime + failsafe (at least the
+   * grace period) it orders the kill itself and gives it a grace period and a second more; a run still going
+   * then has outlived its kill, and is given up on with the failure to report. Null when the run ended first.
+   * Ordering the kill before judging also covers a worker that was not running (SIGSTOP): its supervisor's
+   * timers and this one fire together when it runs again, and the supervisor gets its chance.
+   */
+  private watchdog(entry: Running, run: Promise<unknown>): Promise<JobFailure | null> {
+    const { lease } = entry;
+    const { graceMs } = this.tuning;
+    const failsafeMs = Math.max(lease.failsafeMs ?? lease.spec.failsafeMs ?? this.tuning.failsafeMs, graceMs);
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const ended = (): void => {
+        clearTimeout(timer);
+        resolve(null);
+      };
+      run.then(ended, ended);
+      timer = setTimeout(() => {
+        entry.abort.abort();
+        timer = setTimeout(() => {
+          resolve({
+            code: 'DEADLINE_EXCEEDED',
+            message: `emergency stop by worker ${this.opts.name}: the run was still going ${lease.spec.timeoutMs + failsafeMs} ms after it started (max-runtime + failsafe) and outlived its kill; its slot is out of service until it ends`,
+          });
+        }, graceMs + WATCHDOG_KILL_MARGIN_MS);
+      }, Math.min(lease.spec.timeoutMs + failsafeMs, MAX_TIMER_MS));
+    });
+  }
+
   /** Runs one lease and describes how it ended, with where its time went once the program ran; never throws. */
-  private async execute(entry: Running, runDir: string): Promise<{ outcome: Outcome; phases: RunPhases | null }> {
+  private async execute(entry: Running, runDir: string): Promise<{ outcome: Outcome; phases: RunPhases | null; lingering?: Promise<void> }> {
     const { lease } = entry;
     const { signal } = entry.abort;
     const { spec } = lease;
@@ -355,31 +442,42 @@ export class Worker {
       const logFiles = spec.logs ? { stdoutPath: join(runDir, 'stdout.log'), stderrPath: join(runDir, 'stderr.log'), limitBytes: spec.logs.ceilingBytes } : null;
       if (logFiles) this.logShipper?.open(lease.jobId, lease.attempt, logFiles);
       const t1 = performance.now();
-      let result: SandboxResult;
       // The rest of a long job's log leaves while its output goes into the CAS; both end before the result.
       let logsShipped: Promise<void> | undefined;
-      try {
-        result = await this.opts.sandbox.run({
-          inputRoot,
-          workingDirectory: spec.command.workingDirectory,
-          argv: [program, ...args],
-          env,
-          stdinPath,
-          timeoutMs: spec.timeoutMs,
-          graceMs: this.tuning.graceMs,
-          limits: spec.limits,
-          emulation: support.emulation,
-          signal,
-          outputFiles: logFiles,
-        });
-      } finally {
-        if (logFiles) logsShipped = this.logShipper?.finish(lease.jobId);
-        // The last lines are read, and the file goes before outputs are collected (it is not an output).
-        if (channel) {
-          await channel.close();
-          await rm(channel.path, { force: true }).catch(() => undefined);
+      const run = (async (): Promise<SandboxResult> => {
+        try {
+          return await this.opts.sandbox.run({
+            inputRoot,
+            workingDirectory: spec.command.workingDirectory,
+            argv: [program, ...args],
+            env,
+            stdinPath,
+            timeoutMs: spec.timeoutMs,
+            graceMs: this.tuning.graceMs,
+            limits: spec.limits,
+            emulation: support.emulation,
+            signal,
+            outputFiles: logFiles,
+            ...(this.tuning.injectFault ? { fault: this.tuning.injectFault } : {}),
+          });
+        } finally {
+          if (logFiles) logsShipped = this.logShipper?.finish(lease.jobId);
+          // The last lines are read, and the file goes before outputs are collected (it is not an output).
+          if (channel) {
+            await channel.close();
+            await rm(channel.path, { force: true }).catch(() => undefined);
+          }
         }
+      })();
+      const givenUp = await this.watchdog(entry, run);
+      if (givenUp) {
+        const lingering = run.then(
+          () => undefined,
+          () => undefined,
+        );
+        return { outcome: { state: 'emergency_stopped', failure: givenUp }, phases: null, lingering };
       }
+      const result = await run;
       const t2 = performance.now();
       const inlineLimit = this.tuning.inlineOutputBytes;
       const [stdout, stderr, outputs, results] = await Promise.all([
@@ -487,8 +585,14 @@ export class Worker {
       const reply = await this.opts.link.completeAndLease(this.workerId as string, batch.map((u) => u.completion), 0, 0);
       this.settle(batch, reply.settled);
     } catch (err) {
-      if (isRemexError(err, 'NOT_FOUND') && !this.draining) await this.register().catch(() => undefined);
-      this.sendFailed(batch, err);
+      if (isRemexError(err, 'NOT_FOUND') && this.draining) {
+        // Forgot by the server while leaving (declared gone): it released every lease this worker held, so
+        // these results are stale. Registering again only to hear so would undo the leaving.
+        this.settle(batch, batch.map((u) => ({ jobId: u.completion.jobId, attempt: u.completion.attempt, status: 'stale', message: 'this worker is no longer registered' })));
+      } else {
+        if (isRemexError(err, 'NOT_FOUND')) await this.register().catch(() => undefined);
+        this.sendFailed(batch, err);
+      }
     }
     if (this.unsent.length > 0) this.dispatchUnsent();
   }
@@ -524,6 +628,7 @@ export class Worker {
       return u.settled();
     }
     const pause = Math.min(maxRetryDelayMs, retryDelayMs * 2 ** Math.min(u.tries - 1, 4));
+    this.opts.logger.debug({ err, jobId: u.completion.jobId, tries: u.tries, retryInMs: pause }, 'result not settled; sending it again');
     this.observer.callFailed?.('complete', err, pause);
     setTimeout(() => {
       this.unsent.push(u);

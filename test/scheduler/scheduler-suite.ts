@@ -755,6 +755,55 @@ export function schedulerSuite(on: SchedulerBackend): void {
         assert.equal(done?.result?.worker, survivor.id);
       });
 
+      test('a silent worker\'s job past max-runtime + failsafe is emergency_stopped, not requeued; the worker hears to stop it', async () => {
+        // Leases are long: the failsafe deadline (100 ms + 100 ms) passes before anything else frees the job.
+        const h = await harness({ ...FAST, leaseTimeoutMs: 30_000, workerSilenceMs: 300 });
+        const silent = await addWorker(h, { id: 'silent', heartbeat: false });
+        const r = await submit(h, { ...spec(), timeoutMs: 100, failsafeMs: 100 });
+        const lease = await leaseOne(h, silent.id);
+        assert.equal(lease.failsafeMs, 100);
+        const stopped = await terminal(h, r.job.id);
+        assert.equal(stopped.state, 'emergency_stopped');
+        assert.equal(stopped.failure?.code, 'DEADLINE_EXCEEDED');
+        assert.match(stopped.failure?.message ?? '', /still running 200 ms after it started .* with no word from its worker; its lease is revoked/);
+        assert.deepEqual(statesOf(h, r.job.id), ['queued', 'running', 'emergency_stopped']);
+        // It comes back: whatever it holds is no longer its, and its late result is refused.
+        assert.deepEqual(await h.scheduler.heartbeat(silent.id, false, [{ jobId: lease.jobId, attempt: lease.attempt }]), { cancel: [r.job.id], known: false });
+        await assert.rejects(complete(h, silent.id, lease, { state: 'completed', result: storedReport(h) }), ConflictError);
+        assert.equal((await h.scheduler.get(r.job.id))?.state, 'emergency_stopped');
+      });
+
+      test('a heartbeating worker whose run outlives max-runtime + failsafe + a lease is emergency_stopped, and its heartbeat says to stop', async () => {
+        const h = await harness({ ...FAST, leaseTimeoutMs: 300, workerSilenceMs: 30_000, failsafeMs: 100 });
+        const w = await addWorker(h, { id: 'stuck' });
+        // No failsafe of its own: the server's default (100 ms) applies.
+        const r = await submit(h, { ...spec(), timeoutMs: 100 });
+        const lease = await leaseOne(h, w.id);
+        assert.equal(lease.failsafeMs, 100);
+        const stopped = await terminal(h, r.job.id, 5_000);
+        assert.equal(stopped.state, 'emergency_stopped');
+        assert.match(stopped.failure?.message ?? '', /and its worker did not stop it; its lease is revoked/);
+        assert.ok((stopped.completedAtMs ?? 0) - (stopped.startedAtMs ?? 0) >= 500, 'not before start + 100 + 100 + the lease');
+        const reply = await h.scheduler.heartbeat(w.id, false, [{ jobId: lease.jobId, attempt: lease.attempt }]);
+        assert.deepEqual(reply, { cancel: [r.job.id], known: true });
+      });
+
+      test('a result whose worker reports no price takes its platform\'s default; a priced worker keeps its own', async () => {
+        const h = await harness({ ...SLOW, platformPrices: { [X86]: 0.36 } });
+        const w = await addWorker(h, { id: 'priced-by-server' });
+        const host = { cpuModel: 'cpu', cores: 2, memoryBytes: 1 << 30, kernel: 'Linux 6 x86_64', slots: 2, pricePerHour: null };
+        const unpriced = await submit(h, spec({ label: 'unpriced' }));
+        await complete(h, w.id, await leaseOne(h, w.id), { state: 'completed', result: storedReport(h, { host }) });
+        assert.equal((await h.scheduler.get(unpriced.job.id))?.result?.host?.pricePerHour, 0.36);
+        const own = await submit(h, spec({ label: 'own price' }));
+        await complete(h, w.id, await leaseOne(h, w.id), { state: 'completed', result: storedReport(h, { host: { ...host, pricePerHour: 0.5 } }) });
+        assert.equal((await h.scheduler.get(own.job.id))?.result?.host?.pricePerHour, 0.5);
+        const armWorker = await addWorker(h, { id: 'arm', platforms: [ARM] });
+        const arm = await submit(h, spec({ label: 'other platform', platform: ARM }));
+        await complete(h, armWorker.id, await leaseOne(h, armWorker.id), { state: 'completed', result: storedReport(h, { host }) });
+        assert.equal((await h.scheduler.get(arm.job.id))?.result?.host?.pricePerHour, null, 'no default for that platform');
+      });
+
       test('after maxAttempts lost workers the job fails as LOST', async () => {
         const h = await harness({ ...FAST, maxAttempts: 2 });
         const w1 = await addWorker(h, { id: 'first', heartbeat: false });

@@ -69,3 +69,18 @@ test('bad flags are refused naming the flag', () => {
   refused({ grpcPort: 65_536 }, /^--grpc-port: /);
   refused({ leaseTimeout: 0 }, /^--lease-timeout: /);
 });
+
+test('--failsafe and --platform-price reach the scheduler; bad ones are refused naming the flag', () => {
+  const c = serveConfig(flags({ failsafe: '90s', platformPrice: ['x86_64-linux-cpu=0.0336', 'aarch64-linux-cpu=0.02'] }), {}, quiet);
+  assert.equal(c.scheduler.failsafeMs, 90_000);
+  assert.deepEqual(c.scheduler.platformPrices, { 'x86_64-linux-cpu': 0.0336, 'aarch64-linux-cpu': 0.02 });
+  const refusals: Array<[Partial<ServeFlags>, RegExp]> = [
+    [{ failsafe: 'soon' }, /--failsafe "soon": not a duration/],
+    [{ platformPrice: ['x86_64-linux-cpu'] }, /--platform-price "x86_64-linux-cpu": give PLATFORM=PRICE/],
+    [{ platformPrice: ['x86_64-linux-cpu=-1'] }, /--platform-price "x86_64-linux-cpu=-1": give PLATFORM=PRICE/],
+    [{ platformPrice: ['x86_64-linux-cpu=1', 'x86_64-linux-cpu=2'] }, /--platform-price: x86_64-linux-cpu is given twice/],
+  ];
+  for (const [over, message] of refusals) {
+    assert.throws(() => serveConfig(flags(over), {}, quiet), (err: unknown) => isRemexError(err, 'INVALID_ARGUMENT') && message.test((err as Error).message));
+  }
+});

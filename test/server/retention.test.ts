@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import pino from 'pino';
-import { parseDuration, parseSize } from '../../src/server/cas-options.js';
+import { parseDuration } from '../../src/core/duration.js';
+import { parseSize } from '../../src/server/cas-options.js';
 import { RetentionSweep } from '../../src/server/retention.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { actionDigestOf, makeReport, makeSpec, X86 } from '../store/fixtures.js';
@@ -52,7 +53,6 @@ test('--cas-max-bytes, --cas-grace and --retain parse sizes and durations, and r
   assert.equal(parseSize('4096', '--cas-max-bytes'), 4096);
   assert.equal(parseDuration('7d', '--retain'), 7 * DAY);
   assert.equal(parseDuration('10m', '--cas-grace'), 600_000);
-  assert.equal(parseDuration('90', '--cas-grace'), 90_000);
   for (const bad of ['', '0', '-1G', 'lots', '5X']) assert.throws(() => parseSize(bad, '--cas-max-bytes'), /--cas-max-bytes: expected a size/);
-  for (const bad of ['', 'soon', '3w', '-1d']) assert.throws(() => parseDuration(bad, '--retain'), /--retain: expected a duration/);
+  for (const bad of ['', 'soon', '3w', '-1d']) assert.throws(() => parseDuration(bad, '--retain'), /--retain "[^"]*": /);
 });

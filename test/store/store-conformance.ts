@@ -691,6 +691,33 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
       });
     });
 
+    describe('jobs: the failsafe deadline', () => {
+      test('overdue lists running jobs past start + timeout + failsafe (its own, else the default); finish ends one emergency_stopped', async () => {
+        // makeSpec's timeout is 5 s; one job names a failsafe of 2 s, the other takes the default of 10 s.
+        const own = await enqueue({ spec: { ...makeSpec({ label: 'failsafe-own' }), failsafeMs: 2_000 } });
+        const byDefault = await enqueue({ label: 'failsafe-default' });
+        await enqueue({ label: 'failsafe-queued' });
+        const [a, b] = await store.jobs.claim({ platforms: [X86], workerId: 'w1', max: 2, leaseMs: LEASE_MS, nowMs: T0 });
+        assert.deepEqual([a?.id, b?.id], [own.id, byDefault.id]);
+        assert.deepEqual(await store.jobs.overdue(T0 + 7_000, 10_000, 10), [], 'not past 5 s + 2 s yet');
+        assert.deepEqual((await store.jobs.overdue(T0 + 7_001, 10_000, 10)).map((j) => j.id), [own.id]);
+        assert.deepEqual((await store.jobs.overdue(T0 + 15_001, 10_000, 10)).map((j) => j.id).sort(), [own.id, byDefault.id].sort());
+        assert.equal((await store.jobs.overdue(T0 + 15_001, 10_000, 1)).length, 1, 'at most the limit');
+
+        const failure = { code: 'DEADLINE_EXCEEDED' as const, message: 'emergency stop' };
+        const stopped = await store.jobs.finish({ id: own.id, attempt: 1, workerId: 'w1', outcome: { state: 'emergency_stopped', failure }, nowMs: T0 + 7_001 });
+        assert.equal(stopped?.state, 'emergency_stopped');
+        assert.deepEqual(stopped?.failure, failure);
+        assert.equal(stopped?.leaseOwner, null);
+        assert.equal(stopped?.completedAtMs, T0 + 7_001);
+        assert.deepEqual(await store.jobs.get(own.id), stopped);
+        // Terminal: the worker's late result is stale, and it is overdue no more.
+        assert.equal(await store.jobs.finish({ id: own.id, attempt: 1, workerId: 'w1', outcome: { state: 'completed', result: makeReport() }, nowMs: T0 + 8_000 }), undefined);
+        assert.deepEqual((await store.jobs.overdue(T0 + 15_001, 10_000, 10)).map((j) => j.id), [byDefault.id]);
+        assert.deepEqual((await store.jobs.list({ limit: 10, states: ['emergency_stopped'] })).map((j) => j.id), [own.id]);
+      });
+    });
+
     describe('jobs: lease expiry and release', () => {
       test('expireLeases requeues an expired lease, then fails it as LOST after maxAttempts', async () => {
         const queued = await enqueue();

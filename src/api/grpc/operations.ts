@@ -63,6 +63,9 @@ function statusOf(job: JobRecord): Status {
       return { code: GrpcStatus.DEADLINE_EXCEEDED, message: `execution timed out after ${job.spec.timeoutMs} ms; the output so far is in the result` };
     case 'cancelled':
       return { code: GrpcStatus.CANCELLED, message: 'execution cancelled' };
+    case 'emergency_stopped':
+      // Past its timeout and the failsafe after it: no result, as a timeout that could not be ended cleanly.
+      return { code: GrpcStatus.DEADLINE_EXCEEDED, message: job.failure?.message ?? 'execution emergency-stopped by a failsafe layer' };
     case 'failed':
       return { code: grpcCode(job.failure?.code ?? 'INTERNAL'), message: job.failure?.message ?? 'remex could not run the action' };
     default:

@@ -49,7 +49,7 @@ const completionBody = z.strictObject({
   attempt: z.number().int().min(1),
   outcome: z.union([
     z.strictObject({ state: z.enum(['completed', 'timed_out', 'cancelled']), result: runReport }),
-    z.strictObject({ state: z.enum(['failed', 'cancelled']), failure: jobFailure }),
+    z.strictObject({ state: z.enum(['failed', 'cancelled', 'emergency_stopped']), failure: jobFailure }),
   ]),
 });
 const leaseBody = z

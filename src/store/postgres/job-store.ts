@@ -196,6 +196,11 @@ export class PostgresJobStore implements JobStore {
           failure = CASE WHEN no_retry THEN $3::json ELSE $2::json END
         WHERE seq IN (SELECT seq FROM ${jobs} WHERE state = 'running' AND lease_expires_at < $1 FOR UPDATE SKIP LOCKED)
         RETURNING ${JOB_COLUMNS}`,
+      // The running rows are few (a fleet's slots), and the partial index on running jobs finds them.
+      overdue: `SELECT ${JOB_COLUMNS} FROM ${jobs}
+        WHERE state = 'running' AND lease_expires_at IS NOT NULL
+          AND started_at + (spec->>'timeoutMs')::int8 + coalesce((spec->>'failsafeMs')::int8, $1) < $2
+        ORDER BY started_at LIMIT $3`,
       expireOwners: `UPDATE ${jobs} SET lease_expires_at = 0 WHERE state = 'running' AND lease_owner = ANY($1::text[])`,
       expireOwnerPrefix: `UPDATE ${jobs} SET lease_expires_at = 0 WHERE state = 'running' AND starts_with(lease_owner, $1)`,
       depths: `SELECT platform, count(*) AS n FROM ${jobs} WHERE state = 'queued' GROUP BY platform`,
@@ -387,6 +392,10 @@ export class PostgresJobStore implements JobStore {
     const failed = await this.db.query<JobRow>(this.sql.expiredFail, [nowMs, JSON.stringify(lostFailure(maxAttempts)), JSON.stringify(LOST_NO_RETRY)], c);
     const inOrder = (rows: JobRow[]) => rows.sort((a, b) => int(a.seq) - int(b.seq)).map(toJob);
     return { requeued: inOrder(requeued), failed: inOrder(failed), cancelled: inOrder(cancelled) };
+  }
+
+  async overdue(nowMs: number, defaultFailsafeMs: number, limit: number): Promise<JobRecord[]> {
+    return (await this.db.query<JobRow>(this.sql.overdue, [defaultFailsafeMs, nowMs, limit])).map(toJob);
   }
 
   async releaseLeasesOf(workerIds: readonly string[] | { prefix: string }, nowMs: number, maxAttempts: number): Promise<LeaseExpiry> {

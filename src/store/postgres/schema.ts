@@ -98,4 +98,10 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     document    json NOT NULL
   );
   `,
+  // 8: the state emergency_stopped (a run a failsafe layer ended).
+  `
+  ALTER TABLE jobs DROP CONSTRAINT jobs_state_check;
+  ALTER TABLE jobs ADD CONSTRAINT jobs_state_check
+    CHECK (state IN ('queued','running','completed','timed_out','cancelled','failed','emergency_stopped'));
+  `,
 ];

@@ -113,6 +113,11 @@ export class SqliteJobStore implements JobStore {
       expiredFail: prepare<JobRow>(`UPDATE jobs SET state = 'failed', completed_at = ?, lease_owner = NULL,
           lease_expires_at = NULL, failure = CASE WHEN no_retry = 1 THEN ? ELSE ? END
         WHERE state = 'running' AND lease_expires_at < ? RETURNING ${JOB_COLUMNS}`),
+      // The running rows are few (a fleet's slots), and the partial index on running jobs finds them.
+      overdue: prepare<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs
+        WHERE state = 'running' AND lease_expires_at IS NOT NULL
+          AND started_at + json_extract(spec, '$.timeoutMs') + coalesce(json_extract(spec, '$.failsafeMs'), ?) < ?
+        ORDER BY started_at LIMIT ?`),
       expireOwner: prepare(`UPDATE jobs SET lease_expires_at = 0 WHERE state = 'running' AND lease_owner = ?`),
       expireOwnerPrefix: prepare(`UPDATE jobs SET lease_expires_at = 0
         WHERE state = 'running' AND substr(lease_owner, 1, ?) = ?`),
@@ -242,6 +247,10 @@ export class SqliteJobStore implements JobStore {
       const failed = this.s.expiredFail.all(nowMs, JSON.stringify(LOST_NO_RETRY), JSON.stringify(lostFailure(maxAttempts)), nowMs).map(toJob);
       return { requeued, failed, cancelled };
     })();
+  }
+
+  async overdue(nowMs: number, defaultFailsafeMs: number, limit: number): Promise<JobRecord[]> {
+    return this.s.overdue.all(defaultFailsafeMs, nowMs, limit).map(toJob);
   }
 
   async releaseLeasesOf(workerIds: readonly string[] | { prefix: string }, nowMs: number, maxAttempts: number): Promise<LeaseExpiry> {

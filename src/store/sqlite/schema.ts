@@ -89,4 +89,51 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     document    TEXT NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 8: the state `emergency_stopped` (a run a failsafe layer ended). SQLite cannot alter a CHECK: the table is
+  // rebuilt with the same columns, rows and indexes (the seq counter goes with the rename).
+  `
+  CREATE TABLE jobs_v8 (
+    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                TEXT NOT NULL UNIQUE,
+    instance          TEXT NOT NULL,
+    action_hash       TEXT NOT NULL,
+    action_size       INTEGER NOT NULL,
+    platform          TEXT NOT NULL,
+    state             TEXT NOT NULL CHECK (state IN ('queued','running','completed','timed_out','cancelled','failed','emergency_stopped')),
+    attempt           INTEGER NOT NULL DEFAULT 0,
+    priority          INTEGER NOT NULL DEFAULT 0,
+    mergeable         INTEGER NOT NULL,
+    spec              TEXT NOT NULL,
+    created_at        INTEGER NOT NULL,
+    queued_at         INTEGER NOT NULL,
+    started_at        INTEGER,
+    completed_at      INTEGER,
+    queue_time_ms     INTEGER NOT NULL DEFAULT 0,
+    lease_owner       TEXT,
+    lease_expires_at  INTEGER,
+    cancel_requested  INTEGER NOT NULL DEFAULT 0,
+    cached            INTEGER NOT NULL DEFAULT 0,
+    result            TEXT,
+    failure           TEXT,
+    name              TEXT,
+    labels            TEXT NOT NULL DEFAULT '{}',
+    progress          TEXT,
+    no_retry          INTEGER NOT NULL DEFAULT 0,
+    notify_url        TEXT
+  );
+  INSERT INTO jobs_v8 (seq, id, instance, action_hash, action_size, platform, state, attempt, priority, mergeable, spec,
+      created_at, queued_at, started_at, completed_at, queue_time_ms, lease_owner, lease_expires_at, cancel_requested,
+      cached, result, failure, name, labels, progress, no_retry, notify_url)
+    SELECT seq, id, instance, action_hash, action_size, platform, state, attempt, priority, mergeable, spec,
+      created_at, queued_at, started_at, completed_at, queue_time_ms, lease_owner, lease_expires_at, cancel_requested,
+      cached, result, failure, name, labels, progress, no_retry, notify_url FROM jobs;
+  DROP TABLE jobs;
+  ALTER TABLE jobs_v8 RENAME TO jobs;
+  CREATE INDEX jobs_queue ON jobs (platform, priority, seq) WHERE state = 'queued';
+  CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'running';
+  CREATE INDEX jobs_owner ON jobs (lease_owner) WHERE state = 'running';
+  CREATE UNIQUE INDEX jobs_inflight ON jobs (instance, action_hash, action_size)
+    WHERE mergeable = 1 AND state IN ('queued','running');
+  CREATE INDEX jobs_name ON jobs (name) WHERE name IS NOT NULL;
+  `,
 ];

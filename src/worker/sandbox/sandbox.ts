@@ -41,7 +41,15 @@ export interface SandboxRequest {
   outputFiles?: { stdoutPath: string; stderrPath: string; limitBytes: number } | null;
   /** Aborting cancels the run: SIGTERM, grace, SIGKILL; the result then has `cancelled: true`. */
   signal?: AbortSignal;
+  /** A fault injected on purpose, to test the layers above (the worker's watchdog); never set in service. */
+  fault?: InjectedFault;
 }
+
+/**
+ * Named faults a test injects through the worker's tuning. `supervisor-hangs`: the run's supervisor never
+ * stops the run — no timeout, no cancel, no kill — so it returns only if the program ends on its own.
+ */
+export type InjectedFault = 'supervisor-hangs';
 
 export interface SandboxResult {
   exitCode: number | null;

@@ -97,6 +97,33 @@ describe('SqliteStore specifics', () => {
     }
   });
 
+  test('migration 8 rebuilds the jobs table for emergency_stopped, keeping every row, index and the seq counter', async () => {
+    const path = dbPath();
+    const raw = new Database(path);
+    for (const m of SQLITE_MIGRATIONS.slice(0, 7)) raw.exec(m);
+    raw.pragma('user_version = 7');
+    const kept = 'job-before-migration-7';
+    const spec = makeSpec({ label: kept });
+    const action = actionDigestOf(spec);
+    raw
+      .prepare(`INSERT INTO jobs (id, instance, action_hash, action_size, platform, state, mergeable, spec, created_at, queued_at, labels)
+        VALUES (?, '', ?, ?, ?, 'queued', 1, ?, ?, ?, '{"suite":"old"}')`)
+      .run(kept, action.hash, action.sizeBytes, X86, JSON.stringify(spec), T0, T0);
+    raw.close();
+    const store = new SqliteStore({ path });
+    try {
+      assert.deepEqual([(await store.jobs.get(kept))?.state, (await store.jobs.get(kept))?.labels], ['queued', { suite: 'old' }]);
+      const [claimed] = await store.jobs.claim({ platforms: [X86], workerId: 'w1', max: 1, leaseMs: 1_000, nowMs: T0 });
+      assert.equal(claimed?.id, kept);
+      const stopped = await store.jobs.finish({ id: kept, attempt: 1, workerId: 'w1', outcome: { state: 'emergency_stopped', failure: { code: 'DEADLINE_EXCEEDED', message: 'x' } }, nowMs: T0 + 1 });
+      assert.equal(stopped?.state, 'emergency_stopped');
+      const later = (await store.jobs.enqueue(newJob('after-migration-7'))).job;
+      assert.deepEqual((await store.jobs.list({ limit: 2 })).map((j) => j.id), [later.id, kept], 'newer rows still sort after the old ones');
+    } finally {
+      await store.close();
+    }
+  });
+
   test('two connections to one file never hand one job to two workers', async () => {
     const path = dbPath();
     const a = new SqliteStore({ path });

@@ -235,6 +235,7 @@ export class BwrapSandbox implements Sandbox {
       timeoutMs: req.timeoutMs,
       graceMs: req.graceMs,
       ...(req.signal ? { signal: req.signal } : {}),
+      ...(req.fault ? { fault: req.fault } : {}),
       tree: cgroup ? cgroupTree(cgroup) : namespaceTree,
       limitWatch: cgroup ? this.limitWatch(cgroup, limits) : null,
     });

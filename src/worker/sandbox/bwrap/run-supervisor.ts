@@ -15,6 +15,7 @@ import { LAUNCHER_ENV, type LauncherCommand } from './launcher.js';
 import type { ProcessTree } from './process-tree.js';
 import type { LaunchedProcess, Spawner } from './spawner.js';
 import type { BwrapStatus, CapturedStream } from './spawner-protocol.js';
+import type { InjectedFault } from '../sandbox.js';
 
 export type ExactProgramEnd = NonNullable<BwrapStatus['programEnd']>;
 
@@ -45,6 +46,8 @@ export interface SuperviseRequest {
   signal?: AbortSignal;
   tree: ProcessTree;
   limitWatch: LimitWatch | null;
+  /** A test's injected fault (sandbox.ts): `supervisor-hangs` makes {@link RunSupervisor.stop} do nothing. */
+  fault?: InjectedFault;
 }
 
 export interface SupervisedRun {
@@ -180,7 +183,7 @@ class RunSupervisor {
 
   /** Stops the run for `reason`; graceful: SIGTERM everything, SIGKILL after the grace period. */
   private stop(reason: StopReason, graceful: boolean): void {
-    if (this.stopReason || this.monitorExit) return;
+    if (this.stopReason || this.monitorExit || this.req.fault === 'supervisor-hangs') return;
     this.stopReason = reason;
     if (!graceful || this.req.graceMs <= 0) {
       void this.killTree();
