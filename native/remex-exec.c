@@ -265,8 +265,8 @@ static int run_program(char **program, int status_fd) {
 }
 
 /*
- * A seccomp filter for the program, installed after the uid switch (bwrap has set no-new-privs, which
- * lets an unprivileged process install one; it is inherited by every child and survives exec):
+ * A seccomp filter for the program, installed after the uid switch with no-new-privs (which bwrap has
+ * set already, and which lets an unprivileged process install one); inherited by every child, kept across exec:
  *  - kernel keyrings (add_key, request_key, keyctl) fail with ENOSYS, as under qemu-user: keyrings are not
  *    namespaced, and every run shares the sandbox uid's user keyring, so a key one run left was read by
  *    the next (the hostile battery's keyrings case);
@@ -329,6 +329,7 @@ static void deny_shared_kernel_state(void) {
     {RET, 0, 0, ALLOW},
   };
   struct bpf_program program = {(unsigned short)(sizeof insns / sizeof insns[0]), insns};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(SETUP_FAILED, "no-new-privs", strerror(errno));
   if (prctl(PR_SET_SECCOMP, 2 /* SECCOMP_MODE_FILTER */, &program, 0, 0) != 0) fail(SETUP_FAILED, "seccomp", strerror(errno));
 }
 #else
