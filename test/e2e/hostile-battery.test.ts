@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,7 +88,7 @@ const CASES: Case[] = [
     name: 'mount, remount and unshare attempts are denied',
     check(v, seen) {
       completed(v);
-      denied(seen, 'mount_tmpfs', 'remount_root_rw', 'umount_proc', 'unshare_mount', 'unshare_net', 'setns_init_mnt');
+      denied(seen, 'mount_tmpfs', 'remount_root_rw', 'umount_proc', 'unshare_mount', 'unshare_net', 'open_init_mnt_ns');
       assert.equal(seen.unshare_user, 'denied', 'no new user namespace (its capabilities open every other namespace)');
       assert.equal(seen.clone_newuser, 'denied');
     },
@@ -123,7 +123,7 @@ const CASES: Case[] = [
     name: 'argv and environment beyond the kernel limit are refused at submission, clearly',
     async check(v, _seen, ctx) {
       completed(v);
-      const executable = executables.get(ctx.isa)!;
+      const executable = (await executables.get(ctx.isa))!;
       const tooLong = Array.from({ length: 12 }, (_, i) => `${i}`.padEnd(100 * KiB, 'a'));
       await assert.rejects(ts.client.submit({ executable, args: ['sizes', ...tooLong] }), { code: 'INVALID_ARGUMENT', message: /arguments and environment are \d+ bytes together; the most is 1048576/ });
       await assert.rejects(ts.client.submit({ executable, args: ['sizes'], env: { HUGE: 'ü'.repeat(70 * KiB) } }), { code: 'INVALID_ARGUMENT', message: /environment variable HUGE .* is 143365 bytes/ });
@@ -145,7 +145,7 @@ const CASES: Case[] = [
     name: 'output symlinks and links pointing out of the sandbox are not followed',
     args: (ctx) => ['symlink-out', ctx.canary],
     submission: () => ({ outputPaths: ['out-passwd', 'out-host', 'out-up', 'out-hard', 'out-root', 'outdir'] }),
-    async check(v, seen, ctx) {
+    async check(v, seen) {
       completed(v);
       assert.equal(seen.symlink_passwd, 'ok');
       denied(seen, 'hardlink_passwd');
@@ -155,7 +155,6 @@ const CASES: Case[] = [
       const tree = decodeTree(await ts.client.getBlob({ hash: dirs[0]!.treeDigest.hash, sizeBytes: dirs[0]!.treeDigest.sizeBytes }));
       assert.deepEqual(tree.root.files.map((f) => f.name), ['real.txt']);
       assert.deepEqual(tree.root.symlinks, [], 'symlinks leaving the tree are left out');
-      assert.equal(ctx.canary.length > 0, true);
     },
   },
   {
@@ -201,7 +200,15 @@ let ts: TestServer;
 let hostDir: string;
 let canary: string;
 const CANARY_TEXT = `canary ${randomUUID()}\n`;
-const executables = new Map<Isa, Digest>();
+/** battery.c built for each platform and uploaded, once (the cases of a platform start together). */
+const executables = new Map<Isa, Promise<Digest>>();
+
+async function uploadProgram(isa: Isa): Promise<Digest> {
+  const bytes = readFileSync(compileC({ file: 'hostile/battery.c' }, isa));
+  const d = digestOf(bytes);
+  await ts.client.putBlob(d, bytes);
+  return d;
+}
 
 function lines(v: SubmittedExecution): Record<string, string> {
   const out: Record<string, string> = {};
@@ -210,7 +217,7 @@ function lines(v: SubmittedExecution): Record<string, string> {
 }
 
 async function runCase(ctx: Context, mode: string, args?: string[], extra: Partial<ExecutionSubmission> = {}, timeoutMs = 5_000): Promise<SubmittedExecution> {
-  const executable = executables.get(ctx.isa);
+  const executable = await executables.get(ctx.isa);
   assert.ok(executable, `${ctx.isa} program built`);
   return ts.client.submit(
     { executable, args: [...(args ?? [mode]), ctx.marker], timeoutMs, limits: LIMITS, doNotCache: true, ...extra },
@@ -237,14 +244,10 @@ for (const isa of PLATFORMS) {
     for (const c of CASES) {
       test(c.name, async (t) => {
         if (!requireTools(t, ...tools)) return;
-        if (!executables.has(isa)) {
-          const path = compileC({ file: 'hostile/battery.c' }, isa);
-          const d = digestOf(readFileSync(path));
-          await ts.client.putBlob(d, readFileSync(path));
-          executables.set(isa, d);
-        }
+        if (!executables.has(isa)) executables.set(isa, uploadProgram(isa));
         const ctx: Context = { isa, marker: `remex-marker-${randomUUID()}`, canary };
-        const casBefore = statSync(join(ts.dataDir, 'cas', 'sha256', INPUT_DIGEST.hash.slice(0, 2), INPUT_DIGEST.hash));
+        const casPath = join(ts.dataDir, 'cas', 'sha256', INPUT_DIGEST.hash.slice(0, 2), INPUT_DIGEST.hash);
+        const casBefore = await stat(casPath);
         const v = await runCase(ctx, c.mode, c.args ? c.args(ctx) : undefined, c.submission?.(ctx) ?? {}, c.timeoutMs);
         assert.equal(v.platform, `${isa}-linux-cpu`);
         await c.check(v, lines(v), ctx);
@@ -252,7 +255,6 @@ for (const isa of PLATFORMS) {
         assert.deepEqual(await processesWithMarker(ctx.marker), [], 'no process of the run is left');
         // No host file changed: the canary, and the CAS file of the input.
         assert.equal(await readFile(canary, 'utf8'), CANARY_TEXT);
-        const casPath = join(ts.dataDir, 'cas', 'sha256', INPUT_DIGEST.hash.slice(0, 2), INPUT_DIGEST.hash);
         const casAfter = await stat(casPath);
         assert.deepEqual([casAfter.mode, casAfter.size, casAfter.mtimeMs], [casBefore.mode, casBefore.size, casBefore.mtimeMs]);
         assert.deepEqual(digestOf(await readFile(casPath)), INPUT_DIGEST, 'the CAS file of the input is unchanged');
