@@ -15,7 +15,8 @@
  *     Inside the sandbox, as root with only the capabilities the switch needs, executed through
  *     /proc/self/fd/FD (so nothing is mounted for it): closes every descriptor above 2 (FD among them),
  *     drops supplementary groups, switches to GID then UID (which clears those capabilities), clears the
- *     inheritable set, replaces the environment with the COUNT assignments and execs PROGRAM, looked up
+ *     inheritable set, installs a seccomp filter denying kernel keyrings and new user namespaces (see
+ *     deny_shared_kernel_state), replaces the environment with the COUNT assignments and execs PROGRAM, looked up
  *     in that environment's PATH as env(1) does (a file without "#!" runs through /bin/sh). Nothing of the request reaches a privileged process: the assignments are
  *     arguments here and become the environment only after the switch. Exit status 125 if the switch
  *     fails, 127 if PROGRAM is not found, 126 if it cannot be run.
@@ -41,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -262,6 +264,78 @@ static int run_program(char **program, int status_fd) {
   return error == ENOENT ? NOT_FOUND : CANNOT_RUN;
 }
 
+/*
+ * A seccomp filter for the program, installed after the uid switch with no-new-privs (which bwrap has
+ * set already, and which lets an unprivileged process install one); inherited by every child, kept across exec:
+ *  - kernel keyrings (add_key, request_key, keyctl) fail with ENOSYS, as under qemu-user: keyrings are not
+ *    namespaced, and every run shares the sandbox uid's user keyring, so a key one run left was read by
+ *    the next (the hostile battery's keyrings case);
+ *  - a new user namespace (unshare or clone with CLONE_NEWUSER) fails with EPERM: the privileged sandbox
+ *    runs in the host's user namespace, and a new one gives the program every capability over namespaces
+ *    of its own, a large kernel surface; clone3, whose flags the filter cannot read, fails with ENOSYS,
+ *    on which the C libraries fall back to clone.
+ * Any other architecture's system call convention (i386's int 0x80, x32) is refused with ENOSYS, so the
+ * numbers checked are the only ones. Hosts other than these four run without the filter.
+ */
+#if defined(__x86_64__)
+#define FILTER_ARCH 0xc000003eu /* AUDIT_ARCH_X86_64 */
+#elif defined(__aarch64__)
+#define FILTER_ARCH 0xc00000b7u /* AUDIT_ARCH_AARCH64 */
+#elif defined(__riscv) && __riscv_xlen == 64
+#define FILTER_ARCH 0xc00000f3u /* AUDIT_ARCH_RISCV64 */
+#elif defined(__arm__)
+#define FILTER_ARCH 0x40000028u /* AUDIT_ARCH_ARM */
+#endif
+
+#ifdef FILTER_ARCH
+/* Classic BPF as the kernel's <linux/filter.h> and <linux/seccomp.h> define it (musl ships neither). */
+struct bpf_insn {
+  uint16_t code;
+  uint8_t jt, jf;
+  uint32_t k;
+};
+struct bpf_program {
+  unsigned short len;
+  struct bpf_insn *insns;
+};
+enum { LOAD = 0x20, JEQ = 0x15, JSET = 0x45, JGE = 0x35, RET = 0x06 };
+enum { NR = 0, ARCH = 4, ARG0_LOW = 16 };
+#define ALLOW 0x7fff0000u
+#define ERRNO(e) (0x00050000u | (e))
+#define NEWUSER 0x10000000u /* CLONE_NEWUSER */
+
+static void deny_shared_kernel_state(void) {
+  struct bpf_insn insns[] = {
+    {LOAD, 0, 0, ARCH},
+    {JEQ, 1, 0, FILTER_ARCH},
+    {RET, 0, 0, ERRNO(ENOSYS)},
+    {LOAD, 0, 0, NR},
+#ifdef __x86_64__
+    {JGE, 8, 0, 0x40000000u}, /* x32 */
+#else
+    {JEQ, 0, 0, 0xffffffffu}, /* (no x32 here: a no-op keeps the jumps below the same) */
+#endif
+    {JEQ, 7, 0, SYS_add_key},
+    {JEQ, 6, 0, SYS_request_key},
+    {JEQ, 5, 0, SYS_keyctl},
+    {JEQ, 6, 0, SYS_clone3},
+    {JEQ, 1, 0, SYS_unshare},
+    {JEQ, 0, 5, SYS_clone},
+    {LOAD, 0, 0, ARG0_LOW},
+    {JSET, 1, 3, NEWUSER},
+    {RET, 0, 0, ERRNO(ENOSYS)},
+    {RET, 0, 0, ERRNO(EPERM)},
+    {RET, 0, 0, ERRNO(ENOSYS)},
+    {RET, 0, 0, ALLOW},
+  };
+  struct bpf_program program = {(unsigned short)(sizeof insns / sizeof insns[0]), insns};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(SETUP_FAILED, "no-new-privs", strerror(errno));
+  if (prctl(PR_SET_SECCOMP, 2 /* SECCOMP_MODE_FILTER */, &program, 0, 0) != 0) fail(SETUP_FAILED, "seccomp", strerror(errno));
+}
+#else
+static void deny_shared_kernel_state(void) {}
+#endif
+
 static int run_as(int argc, char **argv) {
   int status_fd = -1;
   if (argc >= 2 && strcmp(argv[0], "-s") == 0) {
@@ -292,6 +366,7 @@ static int run_as(int argc, char **argv) {
   struct { uint32_t version; int pid; } header = {0x20080522, 0};
   struct { uint32_t effective, permitted, inheritable; } none[2] = {{0, 0, 0}, {0, 0, 0}};
   if (syscall(SYS_capset, &header, none) != 0) fail(SETUP_FAILED, "capset", strerror(errno));
+  deny_shared_kernel_state();
 
   if (clearenv() != 0) fail(SETUP_FAILED, "clearenv", NULL);
   for (long long k = 0; k < count; k++) {

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { BlobStore } from '../cas/blob-store.js';
 import { buildInputTree } from '../cas/tree.js';
 import type { Digest } from '../core/digest.js';
+import { checkCommandLine } from '../core/command-line.js';
 import { digestOf } from '../core/digest.js';
 import { InvalidArgumentError, MissingBlobsError, UnsupportedExecutableError } from '../core/errors.js';
 import { detectExecutable, EXECUTABLE_HEADER_BYTES } from '../core/executable-format.js';
@@ -99,6 +100,11 @@ export async function buildExecution(req: ExecutionRequest, blobs: BlobStore, po
       throw new InvalidArgumentError(`limits.${key} ${effective[key]} is above this server's maximum ${policy.maxLimits[key]}`);
     }
   }
+
+  checkCommandLine(
+    [`./${req.executableName}`, ...req.args],
+    Object.entries(req.env).map(([name, value]) => ({ name, value })),
+  );
 
   const inputs = [
     { path: req.executableName, digest: req.executable, isExecutable: true },

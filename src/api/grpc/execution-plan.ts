@@ -7,6 +7,7 @@
  */
 import type { BlobStore } from '../../cas/blob-store.js';
 import { validateInputPath, walkTree } from '../../cas/tree.js';
+import { checkCommandLine } from '../../core/command-line.js';
 import type { Digest } from '../../core/digest.js';
 import { InvalidArgumentError, MissingBlobsError } from '../../core/errors.js';
 import type { ExecutionSpec } from '../../core/model.js';
@@ -64,6 +65,7 @@ function specOf(action: ActionOut, command: CommandOut, inputRootDigest: Digest,
     if (name === '' || name.includes('=') || name.includes('\0')) throw new InvalidArgumentError(`invalid environment variable name ${JSON.stringify(name)}`);
     if (value.includes('\0')) throw new InvalidArgumentError(`environment variable ${name} contains a NUL byte`);
   }
+  checkCommandLine(command.arguments, command.environment_variables);
   if (command.output_node_properties.length > 0) {
     throw new InvalidArgumentError(`output node properties are not supported (asked for ${command.output_node_properties.join(', ')})`);
   }

@@ -439,7 +439,7 @@ describe('REAPI execution over gRPC', () => {
     await expectCode(collect(h.clients.exec.execute({ action_digest: msg(badWd) })), status.INVALID_ARGUMENT);
   });
 
-  test('requests out of bounds are INVALID_ARGUMENT: priority, timeout, paths, digests', async (t) => {
+  test('requests out of bounds are INVALID_ARGUMENT: priority, timeout, paths, digests, a command line exec would refuse', async (t) => {
     if (!needTools(t)) return;
     const { action } = await makeAction(h, { args: ['./tool', 'print', 'bounds'], inputRoot: toolRoot });
     await expectCode(collect(h.clients.exec.execute({ action_digest: msg(action), execution_policy: { priority: 5000 } })), status.INVALID_ARGUMENT);
@@ -451,6 +451,8 @@ describe('REAPI execution over gRPC', () => {
     await expectCode(collect(h.clients.exec.execute({ action_digest: msg(escape) })), status.INVALID_ARGUMENT);
     const { action: empty } = await makeAction(h, { args: [], inputRoot: toolRoot });
     await expectCode(collect(h.clients.exec.execute({ action_digest: msg(empty) })), status.INVALID_ARGUMENT);
+    const { action: huge } = await makeAction(h, { args: ['./tool', ...Array.from({ length: 12 }, () => 'a'.repeat(100 * 1024))], inputRoot: toolRoot });
+    await expectCode(collect(h.clients.exec.execute({ action_digest: msg(huge) })), status.INVALID_ARGUMENT);
     const [notAnAction] = (await upload(h, Buffer.from([0x0a, 0x05, 0x01]))) as [Digest];
     await expectCode(collect(h.clients.exec.execute({ action_digest: msg(notAnAction) })), status.INVALID_ARGUMENT);
   });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { BUILT_EXEC_HELPER } from '../../../../src/worker/sandbox/bwrap/host-layout.js';
-import { IN_CI, requireExecHelper } from '../../../helpers/tools.js';
+import { IN_CI, requireExecHelper, requireTools } from '../../../helpers/tools.js';
 
 interface Ran {
   status: number | null;
@@ -140,6 +140,19 @@ describe('remex-exec as', () => {
     const denied = helper(['as', '65534', '65534', '0', join(dir, 'plain')]);
     assert.equal(denied.status, 126);
     assert.match(denied.stderr, /plain: Permission denied/);
+  });
+
+  test('the program gets no new user namespace; fork still works', (t) => {
+    if (!requireExecHelper(t) || !requireRoot(t) || !requireTools(t, 'unshare', 'sh')) return;
+    const env = 'PATH=/usr/bin:/bin';
+    const userns = helper(['as', '65534', '65534', '1', env, 'unshare', '--user', 'true']);
+    assert.notEqual(userns.status, 0);
+    assert.match(userns.stderr, /Operation not permitted/);
+    // clone(CLONE_NEWUSER) and the keyrings are attacked end to end in test/e2e/hostile-battery.
+    const plain = helper(['as', '65534', '65534', '1', env, 'unshare', '--ipc', 'true']);
+    assert.notEqual(plain.status, 0, 'other namespaces stay denied by the missing capability');
+    const ok = helper(['as', '65534', '65534', '1', env, 'sh', '-c', 'true & wait; echo forked']);
+    assert.deepEqual([ok.status, ok.stdout], [0, 'forked\n'], ok.stderr);
   });
 
   test('-s: waits for the program and reports its own end on that descriptor, which the program does not hold', (t) => {
