@@ -7,6 +7,7 @@ import { benchGrpcFindMissing } from './grpc-find-missing.js';
 import { benchLongJobSupervision } from './long-job-supervision.js';
 import { benchPostgresDispatch } from './postgres-dispatch.js';
 import { benchQueueScale } from './queue-scale.js';
+import { benchSoak } from './soak.js';
 
 const benches: Record<string, () => Promise<boolean>> = {
   'execution-latency': benchExecutionLatency,
@@ -17,6 +18,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'bazel-build': benchBazelBuild,
   'postgres-dispatch': benchPostgresDispatch,
   'long-job-supervision': benchLongJobSupervision,
+  soak: benchSoak,
 };
 
 const only = process.argv.slice(2);
