@@ -115,6 +115,9 @@ export interface SoakReport {
   rssGrowth: number;
   p99SecondMs: number;
   p99LastMs: number;
+  /** The same without the timeouts (their latency is mostly the 300 ms timeout itself). */
+  quickP99SecondMs: number;
+  quickP99LastMs: number;
   baseline: Holdings;
   peak: Holdings;
   after: Holdings;
@@ -415,6 +418,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       rssGrowth: rssLastMb / rssSecondMb - 1,
       p99SecondMs: p99(inWindow(w, 2 * w)),
       p99LastMs: p99(inWindow(last - w, last)),
+      quickP99SecondMs: p99(inWindow(w, 2 * w).filter((d) => d.kind !== 'timeout')),
+      quickP99LastMs: p99(inWindow(last - w, last).filter((d) => d.kind !== 'timeout')),
       baseline,
       peak,
       after,
@@ -444,6 +449,7 @@ export function judgeSoak(r: SoakReport, log: (line: string) => void = (line) =>
   log(`  unexpected results ${wrongCount} ${JSON.stringify(r.wrong)}${r.firstError ? `; first: ${r.firstError}` : ''} ${verdict(wrongCount === 0)}`);
   log(`  RSS second ${w} ${r.rssSecondMb.toFixed(1)} MB, last ${w} ${r.rssLastMb.toFixed(1)} MB: growth ${(r.rssGrowth * 100).toFixed(1)}% (target < 10%) ${verdict(rssOk)}`);
   log(`  p99 second ${w} ${r.p99SecondMs.toFixed(0)} ms, last ${w} ${r.p99LastMs.toFixed(0)} ms: ${(r.p99LastMs / r.p99SecondMs).toFixed(2)}× (target ≤ 1.2×) ${verdict(p99Ok)}`);
+  log(`  (without the timeouts: p99 second ${w} ${r.quickP99SecondMs.toFixed(0)} ms, last ${w} ${r.quickP99LastMs.toFixed(0)} ms: ${(r.quickP99LastMs / r.quickP99SecondMs).toFixed(2)}×)`);
   for (const k of Object.keys(r.baseline) as Array<keyof Holdings>) {
     log(`  ${k}: baseline ${r.baseline[k]}, peak ${r.peak[k]}, after ${r.after[k]} ${verdict(r.after[k] <= r.baseline[k])}`);
   }
