@@ -118,6 +118,8 @@ export interface SoakReport {
   /** The same without the timeouts (their latency is mostly the 300 ms timeout itself). */
   quickP99SecondMs: number;
   quickP99LastMs: number;
+  /** Latency over the whole run by kind (cancellations: submit to the cancel's answer), ms. */
+  byKind: Partial<Record<SoakKind, { n: number; p50: number; p99: number; max: number }>>;
   baseline: Holdings;
   peak: Holdings;
   after: Holdings;
@@ -420,6 +422,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       p99LastMs: p99(inWindow(last - w, last)),
       quickP99SecondMs: p99(inWindow(w, 2 * w).filter((d) => d.kind !== 'timeout')),
       quickP99LastMs: p99(inWindow(last - w, last).filter((d) => d.kind !== 'timeout')),
+      byKind: Object.fromEntries(
+        [...new Set(done.map((d) => d.kind))].map((kind) => {
+          const ms = done.filter((d) => d.kind === kind).map((d) => d.end - d.due);
+          return [kind, { n: ms.length, p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms) }];
+        }),
+      ),
       baseline,
       peak,
       after,
@@ -450,6 +458,7 @@ export function judgeSoak(r: SoakReport, log: (line: string) => void = (line) =>
   log(`  RSS second ${w} ${r.rssSecondMb.toFixed(1)} MB, last ${w} ${r.rssLastMb.toFixed(1)} MB: growth ${(r.rssGrowth * 100).toFixed(1)}% (target < 10%) ${verdict(rssOk)}`);
   log(`  p99 second ${w} ${r.p99SecondMs.toFixed(0)} ms, last ${w} ${r.p99LastMs.toFixed(0)} ms: ${(r.p99LastMs / r.p99SecondMs).toFixed(2)}× (target ≤ 1.2×) ${verdict(p99Ok)}`);
   log(`  (without the timeouts: p99 second ${w} ${r.quickP99SecondMs.toFixed(0)} ms, last ${w} ${r.quickP99LastMs.toFixed(0)} ms: ${(r.quickP99LastMs / r.quickP99SecondMs).toFixed(2)}×)`);
+  for (const [kind, x] of Object.entries(r.byKind)) log(`    ${kind}: ${x.n} runs, p50 ${x.p50.toFixed(0)} ms, p99 ${x.p99.toFixed(0)} ms, max ${x.max.toFixed(0)} ms`);
   for (const k of Object.keys(r.baseline) as Array<keyof Holdings>) {
     log(`  ${k}: baseline ${r.baseline[k]}, peak ${r.peak[k]}, after ${r.after[k]} ${verdict(r.after[k] <= r.baseline[k])}`);
   }
