@@ -5,8 +5,9 @@
  * The mix, in a fixed cycle of 20: native x86_64 runs (7), an aarch64 run under qemu-user (2), the same
  * action again for an action-cache hit (4), a program sleeping past its timeout (1), one exiting non-zero
  * (2), one printing ~1 MB (2), and cancellations (2: one at once, of a job still queued when the slots
- * are busy, else just handed to one; one of a running job). The load is open loop: execution i is due at start + i/rate whatever became of the earlier ones,
- * and its latency counts from when it was due, so a server falling behind shows as latency.
+ * are busy, else just handed to one; one of a running job). The load is open loop: execution i is due
+ * at start + i/rate whatever became of the earlier ones, and its latency counts from when it was due, so
+ * a server falling behind shows as latency.
  *
  * Judged (the issue's targets): RSS growth after warm-up < 10% (the mean of the last window against the
  * second's); p99 latency of the last window ≤ 1.2× the second window's; open descriptors, threads, run
