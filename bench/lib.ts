@@ -39,11 +39,11 @@ const SERVE_NODE_ARGS = (process.env.BENCH_SERVE_NODE_ARGS ?? '').split(/\s+/).f
 const SERVE_LOG = process.env.BENCH_SERVE_LOG;
 const SERVE_LOG_LEVEL = process.env.BENCH_SERVE_LOG_LEVEL ?? 'warn';
 
-/** `remex serve --port 0 --grpc-port 0 …args` in its own process; resolves once it prints its addresses. */
-export async function startServe(args: string[]): Promise<ServeProcess> {
+/** `remex serve --port 0 --grpc-port 0 …args` in its own process (`opts.env` added to its environment); resolves once it prints its addresses. */
+export async function startServe(args: string[], opts: { env?: Record<string, string> } = {}): Promise<ServeProcess> {
   const child = spawn(process.execPath, [...SERVE_NODE_ARGS, REMEX_BIN, 'serve', '--port', '0', '--grpc-port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, REMEX_LOG_LEVEL: SERVE_LOG_LEVEL },
+    env: { ...process.env, REMEX_LOG_LEVEL: SERVE_LOG_LEVEL, ...opts.env },
   });
   let out = '';
   const capture = (d: Buffer): void => {

@@ -14,6 +14,7 @@ import { benchMetricsCost } from './metrics-cost.js';
 import { benchLogLatency, benchLogThroughput } from './live-logs.js';
 import { benchPostgresDispatch } from './postgres-dispatch.js';
 import { benchQueueScale } from './queue-scale.js';
+import { benchSoak } from './soak.js';
 
 const benches: Record<string, () => Promise<boolean>> = {
   'execution-latency': benchExecutionLatency,
@@ -32,6 +33,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'log-latency': benchLogLatency,
   'log-throughput': benchLogThroughput,
   'cli-start': benchCliStart,
+  soak: benchSoak,
 };
 
 const only = process.argv.slice(2);

@@ -57,8 +57,7 @@ export async function chooseRunRoot(opts: RunRootOptions): Promise<RunRoot> {
   if (free < minFree) return onDisk(`${tmpfsDir} has ${Math.floor(free / 2 ** 20)} MiB free, under ${Math.floor(minFree / 2 ** 20)} MiB`);
 
   const uid = process.getuid?.() ?? 0;
-  const tag = createHash('sha256').update(resolve(opts.dataDir)).digest('hex').slice(0, 16);
-  const path = join(tmpfsDir, `remex-runs-${uid}-${tag}`);
+  const path = tmpfsRunRootPath(opts.dataDir, tmpfsDir);
   try {
     await mkdir(path, { mode: 0o700 });
   } catch (err) {
@@ -70,4 +69,10 @@ export async function chooseRunRoot(opts: RunRootOptions): Promise<RunRoot> {
     await Promise.all((await readdir(path)).map((name) => rm(join(path, name), { recursive: true, force: true })));
   }
   return { path, kind: 'tmpfs', dispose: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** The tmpfs run directory `chooseRunRoot` picks for a data directory (when it picks tmpfs). */
+export function tmpfsRunRootPath(dataDir: string, tmpfsDir: string = DEFAULT_TMPFS_DIR): string {
+  const tag = createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 16);
+  return join(tmpfsDir, `remex-runs-${process.getuid?.() ?? 0}-${tag}`);
 }
