@@ -19,7 +19,8 @@ import { newToken } from '../helpers/remex-cli.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
 
-const OPEN_HTTP = new Set(['/healthz']);
+// Open on purpose: health, and the dashboard's page and assets (they hold no data; the page asks for a token).
+const OPEN_HTTP = new Set(['/healthz', '/', '/assets/:name']);
 const OPEN_GRPC_SERVICE = 'grpc.health.v1.Health';
 
 /** A concrete path for a Fastify route pattern. */
