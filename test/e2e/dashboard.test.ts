@@ -214,10 +214,10 @@ describe('the web dashboard in a real browser', () => {
       assert.equal(await cell('median'), `${e.wallTimeMs!.median.toFixed(1)} ms`);
       const i = e.wallTimeMs!.medianInterval;
       assert.equal(await cell('interval'), i ? `[${i.low.toFixed(1)} ms, ${i.high.toFixed(1)} ms]` : '');
-      assert.equal(await cell('cost'), e.cost!.perRun.median.toFixed(6));
+      assert.equal(await cell('cost'), e.cost!.per1000Runs.median.toPrecision(3));
       if (e.label === doc.report.baseline) assert.equal(await cell('ratio'), 'baseline');
       else assert.match((await cell('ratio')) ?? '', new RegExp(`^${e.vsBaseline!.estimate.toFixed(3)} `));
-      assert.equal(await page.textContent(`#entries tr[data-label="${e.label}"] td:nth-child(2)`), 'native');
+      assert.equal(await page.textContent(`#entries tr[data-label="${e.label}"] td:nth-child(3)`), 'native');
     }
     assert.equal(await page.locator('#outputs-differ').count(), 0, 'the same program gives the same output');
     assert.equal(await page.locator('#comparison-chart g[data-label]').count(), entries.length);

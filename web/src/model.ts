@@ -181,7 +181,7 @@ export interface ComparisonEntry {
   wallTimeMs: Summary | null;
   vsBaseline: RatioView | null;
   rank: number | null;
-  cost: { perRun: Summary; vsCheapest: RatioView | null } | null;
+  cost: { perRun: Summary; per1000Runs: { median: number; interval: Interval | null }; vsCheapest: RatioView | null } | null;
   outputDigest: string | null;
   outputsVary: boolean;
 }

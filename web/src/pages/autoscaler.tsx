@@ -50,7 +50,7 @@ export function AutoscalerPage() {
           </p>
           {p.lastDecision && (
             <p class="last">
-              last decision {new Date(p.lastDecision.atMs).toLocaleTimeString()}: {p.lastDecision.direction} to {p.lastDecision.desired} — {p.lastDecision.reason}
+              last decision {new Date(p.lastDecision.atMs).toLocaleTimeString()}: {p.lastDecision.reason}
             </p>
           )}
           <table class="decisions">

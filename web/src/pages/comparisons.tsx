@@ -77,7 +77,8 @@ function interval(i: { low: number; high: number } | null | undefined, fmt: (n: 
 }
 
 const ratio = (n: number) => n.toFixed(3);
-const money = (n: number) => n.toFixed(6);
+/** Three significant digits: a run's cost is a small fraction of the operator's unit. */
+const money = (n: number) => n.toPrecision(3);
 
 export function ComparisonPage({ id }: { id: string }) {
   const [doc, setDoc] = useState<ComparisonView | null>(null);
@@ -123,22 +124,21 @@ export function ComparisonPage({ id }: { id: string }) {
         <thead>
           <tr>
             <th>platform</th>
+            <th title="native entries only, fastest first">rank</th>
             <th>how</th>
             <th>n</th>
             <th>median wall time</th>
             <th>95% interval</th>
             <th>vs baseline</th>
-            <th>cost per run</th>
+            <th>cost per 1,000 runs</th>
             <th>output</th>
           </tr>
         </thead>
         <tbody>
           {report.entries.map((e) => (
             <tr key={e.label} data-label={e.label} data-status={e.status}>
-              <td>
-                {e.label}
-                {e.rank !== null && <span class="muted"> #{e.rank}</span>}
-              </td>
+              <td>{e.label}</td>
+              <td class="rank">{e.rank ?? '—'}</td>
               <td class={e.emulated === true ? 'emulated' : ''}>{emulatedText(e)}</td>
               <td class="n">{e.runs.counted}</td>
               <td class="median">{e.wallTimeMs ? msFixed(e.wallTimeMs.median) : e.status === 'ok' ? '—' : e.status}</td>
@@ -146,7 +146,7 @@ export function ComparisonPage({ id }: { id: string }) {
               <td class="ratio">
                 {e.label === report.baseline ? 'baseline' : e.vsBaseline ? `${ratio(e.vsBaseline.estimate)} ${interval(e.vsBaseline.interval, ratio)} ${e.vsBaseline.verdict}` : '—'}
               </td>
-              <td class="cost">{e.cost ? money(e.cost.perRun.median) : '—'}</td>
+              <td class="cost">{e.cost ? money(e.cost.per1000Runs.median) : '—'}</td>
               <td class={differ || e.outputsVary ? 'output differs' : 'output'}>{e.outputsVary ? 'varies between runs' : e.outputDigest ? e.outputDigest.slice(0, 12) : '—'}</td>
             </tr>
           ))}
