@@ -67,6 +67,11 @@ export class ComparisonRunner {
     return row ? (row.document as ComparisonDocument) : undefined;
   }
 
+  /** The newest comparisons first, a page at a time (`afterId`: the last of the page before). */
+  async list(query: { limit: number; afterId?: string }): Promise<ComparisonDocument[]> {
+    return (await this.opts.store.list(query)).map((row) => row.document as ComparisonDocument);
+  }
+
   /** Stops every comparison this process runs; they are saved as failed (stopped with the server). */
   async close(): Promise<void> {
     for (const r of this.running.values()) r.abort.abort();

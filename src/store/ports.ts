@@ -224,6 +224,8 @@ export interface ComparisonStore {
   /** Inserts the comparison or replaces it whole (its runner is its only writer). */
   save(row: ComparisonRow): Promise<void>;
   get(id: string): Promise<ComparisonRow | undefined>;
+  /** The newest first (by creation, then id), `limit` of them, those older than `afterId`'s when given (an unknown `afterId`: none). */
+  list(query: { limit: number; afterId?: string }): Promise<ComparisonRow[]>;
 }
 
 /** One embedded or networked database holding all four. */

@@ -3,7 +3,9 @@
  * `remex serve` with tokens, its local bubblewrap workers and real programs: it asks for a token and is
  * refused without one (API and live feed), shows each platform, shows a job submitted through the API
  * appear and complete without a reload, a long job's progress bar move, cancels a job, drains and undrains
- * workers with the buttons. It takes the docs' screenshots (REMEX_SCREENSHOTS=docs/images).
+ * workers with the buttons, shows a comparison run through the API with the numbers of its JSON, and an
+ * autoscaler's pools and decisions (or that a server has none). It takes the docs' screenshots
+ * (REMEX_SCREENSHOTS=docs/images).
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -13,6 +15,9 @@ import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { DEFAULT_DASHBOARD_DIR } from '../../src/api/http/dashboard-assets.js';
 import { Authenticator } from '../../src/auth/tokens.js';
+import { parseAutoscaleConfig } from '../../src/autoscale/config.js';
+import type { AutoscalerState } from '../../src/autoscale/controller.js';
+import type { ComparisonDocument } from '../../src/compare/comparison.js';
 import { RemexClient } from '../../src/client/remex-client.js';
 import { digestOf } from '../../src/core/digest.js';
 import type { Digest } from '../../src/core/digest.js';
@@ -178,6 +183,47 @@ describe('the web dashboard in a real browser', () => {
     await page.screenshot({ path: screenshotPath('dashboard-overview') });
   });
 
+  test("comparisons: one run through the API is listed, and its page shows a row per entry with its JSON's numbers", async (t) => {
+    if (!browser || !ts || !requireTools(t, 'bwrap', 'gcc')) return;
+    const echo = await upload('programs/echo.c');
+    const X86 = 'x86_64-linux-cpu';
+    const execution = { platform: X86, executable: echo, args: ['same', 'answer'] };
+    const started = await client.request<ComparisonDocument>('POST', '/v1/comparisons', { repeat: 2, warmup: 0, entries: [{ execution }, { execution }] });
+    let doc = started;
+    while (doc.state === 'running') {
+      await new Promise((r) => setTimeout(r, 200));
+      doc = await client.request<ComparisonDocument>('GET', `/v1/comparisons/${started.id}`);
+    }
+    assert.equal(doc.state, 'completed', doc.failure ?? '');
+    const listed = await client.request<{ comparisons: Array<{ id: string }>; next: string | null }>('GET', '/v1/comparisons?limit=1');
+    assert.deepEqual(listed.comparisons.map((c) => c.id), [doc.id]);
+    const badLimit = await fetch(`${ts.server.url}/v1/comparisons?limit=0`, { headers: { authorization: `Bearer ${CLIENT_TOKEN}` } });
+    assert.equal(badLimit.status, 400);
+    assert.match(((await badLimit.json()) as { detail: string }).detail, /limit must be an integer from 1 to 1000/);
+
+    await page.goto(`${ts.server.url}/#/comparisons`);
+    await page.click(`tr[data-id="${doc.id}"] a`);
+    await page.waitForSelector('#comparison[data-state="completed"]', { timeout: 10_000 });
+    const entries = doc.report.entries;
+    assert.deepEqual(entries.map((e) => e.label), [X86, `${X86}#2`]);
+    assert.equal(await page.locator('#entries tbody tr').count(), entries.length);
+    for (const e of entries) {
+      const cell = async (c: string) => (await page.textContent(`#entries tr[data-label="${e.label}"] td.${c}`))?.trim();
+      assert.equal(await cell('n'), String(e.runs.counted));
+      assert.equal(e.runs.counted, 2);
+      assert.equal(await cell('median'), `${e.wallTimeMs!.median.toFixed(1)} ms`);
+      const i = e.wallTimeMs!.medianInterval;
+      assert.equal(await cell('interval'), i ? `[${i.low.toFixed(1)} ms, ${i.high.toFixed(1)} ms]` : '');
+      assert.equal(await cell('cost'), e.cost!.per1000Runs.median.toPrecision(3));
+      if (e.label === doc.report.baseline) assert.equal(await cell('ratio'), 'baseline');
+      else assert.match((await cell('ratio')) ?? '', new RegExp(`^${e.vsBaseline!.estimate.toFixed(3)} `));
+      assert.equal(await page.textContent(`#entries tr[data-label="${e.label}"] td:nth-child(3)`), 'native');
+    }
+    assert.equal(await page.locator('#outputs-differ').count(), 0, 'the same program gives the same output');
+    assert.equal(await page.locator('#comparison-chart g[data-label]').count(), entries.length);
+    await page.screenshot({ path: screenshotPath('dashboard-comparison') });
+  });
+
   test('workers: drain and undrain with the buttons; the local worker drains and leaves; a worker that left cannot be undrained', async (t) => {
     if (!browser || !ts) return t.skip('no browser');
     // A worker registered through the worker protocol that takes no work and sends no heartbeat: its drain
@@ -205,5 +251,38 @@ describe('the web dashboard in a real browser', () => {
     const problem = (await refused.json()) as { code: string; detail: string };
     assert.equal(problem.code, 'FAILED_PRECONDITION');
     assert.match(problem.detail, /has left; it cannot be undrained/);
+  });
+
+  test('the autoscaler page says a server runs none, and shows a pool: desired against actual, its decisions with reasons', async (t) => {
+    if (!browser || !ts) return t.skip('no browser');
+    await page.goto(`${ts.server.url}/#/autoscaler`);
+    assert.match((await page.textContent('#no-autoscaler', { timeout: 10_000 })) ?? '', /No autoscaler configured/);
+
+    // A server with one pool that must keep a worker: its scale-out command (`true`) starts nothing, so the
+    // worker stays starting and the pool wants one it does not have.
+    const config = parseAutoscaleConfig(
+      {
+        decisionIntervalSeconds: 0.5,
+        pools: [{ name: 'spare', platforms: ['x86_64-linux-cpu'], provider: { type: 'command', scaleOut: ['true'], scaleIn: ['true'], timeoutSeconds: 10, attempts: 1 }, minWorkers: 1, maxWorkers: 2, registerTimeoutSeconds: 600 }],
+      },
+      'test',
+    );
+    const scaled = await startTestServer({ workerSlots: 0, autoscale: config, scheduler: { acceptPlatforms: ['x86_64-linux-cpu'] } });
+    try {
+      const other = await browser.newPage({ viewport: { width: 1280, height: 700 } });
+      await other.goto(`${scaled.server.url}/#/autoscaler`);
+      await other.waitForSelector('.pool[data-pool="spare"][data-desired="1"] .decisions tr[data-direction="up"]', { timeout: 30_000 });
+      const state = (await (await fetch(`${scaled.server.url}/v1/autoscaler`)).json()) as AutoscalerState;
+      const pool = state.pools.find((p) => p.name === 'spare')!;
+      assert.equal(pool.desired, 1);
+      assert.equal(await other.textContent('.pool[data-pool="spare"] .active'), String(pool.active));
+      const up = pool.changes.find((d) => d.direction === 'up')!;
+      assert.ok(up.reason.length > 0);
+      assert.ok(((await other.textContent('.pool[data-pool="spare"] .decisions')) ?? '').includes(up.reason), up.reason);
+      await other.screenshot({ path: screenshotPath('dashboard-autoscaler') });
+      await other.close();
+    } finally {
+      await scaled.close();
+    }
   });
 });

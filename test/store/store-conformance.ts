@@ -904,6 +904,20 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.deepEqual(await store.comparisons.get('c1'), done);
         assert.equal(await store.comparisons.get('c2'), undefined);
       });
+
+      test('list: the newest first, a page at a time after a cursor; an unknown cursor lists none', async () => {
+        const row = (id: string, at: number) => ({ id, state: 'completed', createdAtMs: at, updatedAtMs: at, document: { id } });
+        // Two share a creation time: the id breaks the tie, so no page repeats or skips one.
+        for (const r of [row('l-a', T0 + 100), row('l-b', T0 + 300), row('l-c', T0 + 200), row('l-d', T0 + 300)]) await store.comparisons.save(r);
+        const ids = async (q: { limit: number; afterId?: string }) => (await store.comparisons.list(q)).map((r) => r.id).filter((id) => id.startsWith('l-'));
+        assert.deepEqual(await ids({ limit: 100 }), ['l-d', 'l-b', 'l-c', 'l-a']);
+        const [first] = await store.comparisons.list({ limit: 1 });
+        assert.deepEqual(first, row('l-d', T0 + 300));
+        assert.deepEqual(await ids({ limit: 2, afterId: 'l-d' }), ['l-b', 'l-c']);
+        assert.deepEqual(await ids({ limit: 2, afterId: 'l-c' }), ['l-a']);
+        assert.deepEqual(await ids({ limit: 2, afterId: 'l-a' }), []);
+        assert.deepEqual(await store.comparisons.list({ limit: 5, afterId: 'no-such' }), []);
+      });
     });
 
     describe('worker registry', () => {

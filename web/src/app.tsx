@@ -6,6 +6,8 @@ import { useEffect, useState } from 'preact/hooks';
 import type { JSX } from 'preact';
 import { ApiError, get, onAuthNeeded, setToken } from './api';
 import { live } from './live';
+import { AutoscalerPage } from './pages/autoscaler';
+import { ComparisonPage, ComparisonsPage } from './pages/comparisons';
 import { JobPage } from './pages/job';
 import { JobsPage } from './pages/jobs';
 import { OverviewPage } from './pages/overview';
@@ -17,14 +19,13 @@ interface PageDef {
   render: (arg: string | undefined) => JSX.Element;
 }
 
-/**
- * The pages, in the navigation's order. Comparisons (issue 6) and the autoscaler (issue 7) become entries
- * here, each a component in pages/, once their APIs exist.
- */
+/** The pages, in the navigation's order; each a component in pages/. */
 const PAGES: PageDef[] = [
   { id: 'overview', title: 'Overview', render: () => <OverviewPage /> },
   { id: 'jobs', title: 'Jobs', render: (id) => (id ? <JobPage id={id} /> : <JobsPage />) },
   { id: 'workers', title: 'Workers', render: () => <WorkersPage /> },
+  { id: 'comparisons', title: 'Comparisons', render: (id) => (id ? <ComparisonPage id={id} /> : <ComparisonsPage />) },
+  { id: 'autoscaler', title: 'Autoscaler', render: () => <AutoscalerPage /> },
 ];
 
 function route(): { page: PageDef; arg: string | undefined } {

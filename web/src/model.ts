@@ -139,3 +139,96 @@ export function labelText(labels: Record<string, string>): string {
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');
 }
+
+/** A comparison as `GET /v1/comparisons` lists it (docs/compare.md). */
+export interface ComparisonSummary {
+  id: string;
+  state: 'running' | 'completed' | 'failed';
+  createdAt: string;
+  completedAt: string | null;
+  progress: { done: number; total: number };
+  failure: string | null;
+  baseline: string;
+  repeat: number;
+  entries: Array<{ label: string; platform: string }>;
+}
+
+export interface Interval {
+  low: number;
+  high: number;
+  level: number;
+}
+
+export interface Summary {
+  n: number;
+  median: number;
+  medianInterval: Interval | null;
+}
+
+export interface RatioView {
+  estimate: number;
+  interval: Interval | null;
+  verdict: string;
+}
+
+export interface ComparisonEntry {
+  label: string;
+  platform: string;
+  emulated: boolean | 'mixed' | null;
+  status: 'ok' | 'failed' | 'not-run';
+  failure: string | null;
+  runs: { counted: number; failed: number; warmup: number };
+  wallTimeMs: Summary | null;
+  vsBaseline: RatioView | null;
+  rank: number | null;
+  cost: { perRun: Summary; per1000Runs: { median: number; interval: Interval | null }; vsCheapest: RatioView | null } | null;
+  outputDigest: string | null;
+  outputsVary: boolean;
+}
+
+/** `GET /v1/comparisons/<id>`, the parts the dashboard shows. */
+export interface ComparisonView {
+  id: string;
+  state: 'running' | 'completed' | 'failed';
+  createdAt: string;
+  completedAt: string | null;
+  progress: { done: number; total: number };
+  failure: string | null;
+  report: {
+    entries: ComparisonEntry[];
+    baseline: string;
+    outputs: { same: boolean; allowed: boolean; groups: Array<{ digest: string; labels: string[] }> };
+    cheapest: { label: string; clear: boolean } | null;
+    method: { interval: string; ratio: string; counted: string };
+  };
+}
+
+/** `GET /v1/autoscaler` (decisions 0031, 0032). */
+export interface AutoscalerDecision {
+  atMs: number;
+  desired: number;
+  current: number;
+  direction: 'up' | 'down' | 'hold';
+  reason: string;
+}
+
+export interface AutoscalerView {
+  leader: boolean;
+  holder: string;
+  pools: Array<{
+    name: string;
+    desired: number;
+    active: number;
+    starting: number;
+    draining: number;
+    joinedUnasked: number;
+    neverRegistered: number;
+    lastDecision?: AutoscalerDecision;
+    changes: AutoscalerDecision[];
+  }>;
+}
+
+/** Wall times in a comparison: milliseconds with one decimal, as the JSON has them. */
+export function msFixed(value: number): string {
+  return `${value.toFixed(1)} ms`;
+}
