@@ -457,18 +457,23 @@ export function buildProgram(): Command {
       process.stdout.write((await workerCommands()).formatWorkers(workers));
     });
 
-  program
-    .command('drain')
-    .description("order a worker to drain: it finishes what it holds, takes nothing new, leaves, and its process exits 0")
-    .argument('<worker-id>', 'as `remex workers` lists it')
-    .addOption(serverOption())
-    .addOption(workerTokenOption())
-    .addOption(caFileOption())
-    .action(async (workerId: string, o: { server: string; tokenFile?: string; caFile?: string }) => {
-      const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
-      const worker = await new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined }).drainWorker(workerId);
-      process.stdout.write(`drain ordered for ${worker.id} (${worker.name}): it stops at its next heartbeat once its jobs are committed\n`);
-    });
+  // A drain order and its withdrawal, given to one worker by id.
+  const orderCommand = (name: string, description: string, order: (client: RemexClient, id: string) => Promise<{ id: string; name: string }>, said: string): void => {
+    program
+      .command(name)
+      .description(description)
+      .argument('<worker-id>', 'as `remex workers` lists it')
+      .addOption(serverOption())
+      .addOption(workerTokenOption())
+      .addOption(caFileOption())
+      .action(async (workerId: string, o: { server: string; tokenFile?: string; caFile?: string }) => {
+        const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
+        const worker = await order(new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined }), workerId);
+        process.stdout.write(`${said.replace('%s', `${worker.id} (${worker.name})`)}\n`);
+      });
+  };
+  orderCommand('drain', 'order a worker to drain: it finishes what it holds, takes nothing new, leaves, and its process exits 0', (c, id) => c.drainWorker(id), 'drain ordered for %s: it stops at its next heartbeat once its jobs are committed');
+  orderCommand('undrain', 'withdraw a drain order the worker has not acted on yet (one that already drains finishes and leaves)', (c, id) => c.undrainWorker(id), 'drain order withdrawn for %s: it goes on taking jobs');
 
   program
     .command('autoscale')
@@ -487,18 +492,6 @@ export function buildProgram(): Command {
       process.stdout.write(simulateCommand(o));
     });
 
-  program
-    .command('undrain')
-    .description('withdraw a drain order the worker has not acted on yet (one that already drains finishes and leaves)')
-    .argument('<worker-id>', 'as `remex workers` lists it')
-    .addOption(serverOption())
-    .addOption(workerTokenOption())
-    .addOption(caFileOption())
-    .action(async (workerId: string, o: { server: string; tokenFile?: string; caFile?: string }) => {
-      const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
-      const worker = await new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined }).undrainWorker(workerId);
-      process.stdout.write(`drain order withdrawn for ${worker.id} (${worker.name}): it goes on taking jobs\n`);
-    });
 
   return program;
 }
