@@ -150,8 +150,6 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       logger: schedulerLogger,
       observers: [schedulerObserver, executionLog(schedulerLogger), ...(traces ? [traces] : []), ...(opts.observers?.scheduler ?? []), liveStats.observer, ...(autoscaler ? [autoscaler.observer] : [])],
     });
-    // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
-    // rather than after their leases expire.
     // Running long jobs' live logs, kept on this controller's disk while they run (decision 0021).
     const logs = new FsLogStore(join(opts.dataDir, 'logs'));
     const logIntake = new LogIntake(logs, events, Date.now, (err, jobId) => logger.warn({ err, jobId }, 'cannot remove an ended job\'s live log'));
@@ -160,6 +158,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       logIntake.close();
       await logs.close();
     });
+    // In-process workers of an earlier run of this server are gone with that process: requeue their jobs now
+    // rather than after their leases expire.
     const localPrefix = `local:${hostname()}:${opts.dataDir}:`;
     await scheduler.start({ releaseOwnerPrefix: localPrefix });
     started.push(() => scheduler.close());
