@@ -2,7 +2,7 @@
  * The web dashboard in a real browser (Debian's Chromium, headless, driven by playwright-core) against a real
  * `remex serve` with tokens, its local bubblewrap workers and real programs: it asks for a token and is
  * refused without one (API and live feed), shows each platform, shows a job submitted through the API
- * appear and complete without a reload, a long job's progress bar move, cancels a job, drains and undrains
+ * appear and complete without a reload, a long job's progress bar move and its log lines arrive, cancels a job, drains and undrains
  * workers with the buttons, shows a comparison run through the API with the numbers of its JSON, and an
  * autoscaler's pools and decisions (or that a server has none). It takes the docs' screenshots
  * (REMEX_SCREENSHOTS=docs/images).
@@ -162,6 +162,23 @@ describe('the web dashboard in a real browser', () => {
     assert.match((await page.textContent('.facts')) ?? '', /command\.\/program 3000platform/);
     assert.match((await page.textContent('#host')) ?? '', /cores, .*slots, 0\.5\/h/);
     assert.match((await page.textContent('#cost')) ?? '', /^\d+\.\d{6}$/);
+  });
+
+  test("a long job's live log: its lines arrive on the page while it still runs, stdout and stderr apart", async (t) => {
+    if (!browser || !ts || !requireTools(t, 'bwrap', 'gcc')) return;
+    const lines = await upload('programs/log-lines.c');
+    // Six lines 150 ms apart, then it holds until cancelled: whatever the page shows came while it ran.
+    const job = await client.submit({ executable: lines, args: ['6', '150', 'hold'], logs: true, name: 'dashboard-logs', doNotCache: true });
+    try {
+      await page.goto(`${ts.server.url}/#/jobs/${job.id}`);
+      await page.waitForSelector('#stdout:has-text("line 5")', { timeout: 30_000 });
+      assert.equal((await client.getExecution(job.id)).state, 'running', 'the lines came while the program ran');
+      const stdout = (await page.textContent('#stdout')) ?? '';
+      assert.deepEqual(stdout.match(/line \d/g), ['line 0', 'line 1', 'line 2', 'line 3', 'line 4', 'line 5'], 'every line once, in order');
+      assert.match((await page.textContent('#stderr')) ?? '', /note 0[\s\S]*note 5/);
+    } finally {
+      await client.cancel(job.id);
+    }
   });
 
   test("cancel on a running job's page cancels it", async (t) => {
