@@ -191,8 +191,9 @@ export function decide(input: PolicyInput): Decision {
   const backlogNeed = Math.ceil(last.running / slots + last.queued / k.targetBacklogPerWorker);
   // The slots busy on average over the window, beside the prediction: a noisy low guess never sizes below what runs.
   const averageRunning = samples.reduce((n, s) => n + s.running, 0) / samples.length;
-  // The prediction's sizing of the flow alone (no queue): what the pool needs once the backlog is served.
-  const flowNeed = k.mode === 'predictive' ? Math.ceil(Math.max(predictedBusySlots, averageRunning) / (slots * k.targetUtilization)) : 0;
+  // The prediction's sizing of the arrivals alone (Little's law, no queue and no backlog being drained):
+  // what the pool needs once the backlog is served.
+  const flowNeed = k.mode === 'predictive' ? Math.ceil(predictedBusySlots / (slots * k.targetUtilization)) : 0;
   const predictiveNeed = k.mode === 'predictive' ? Math.ceil(Math.max(predictedBusySlots, averageRunning) / (slots * k.targetUtilization) + last.queued / k.targetBacklogPerWorker) : undefined;
   const figures: DecisionFigures = {
     current,
@@ -214,9 +215,10 @@ export function decide(input: PolicyInput): Decision {
   // Scale-down stabilisation: the sizings of the last few minutes are remembered, and a shrink goes no lower
   // than the highest of them, so a dip in a steady load shorter than that is not followed down (and up again).
   const stabilizeMs = k.scaleDownStabilizationSeconds * 1000;
-  const recentNeeds = [...(memory.recentNeeds ?? []).filter((r) => r.atMs <= nowMs && r.atMs > nowMs - stabilizeMs), { atMs: nowMs, need: stale ? 0 : flowNeed }];
+  // A sizing made while a backlog waits is not remembered: it is the start or a burst, not the steady flow.
+  const recentNeeds = [...(memory.recentNeeds ?? []).filter((r) => r.atMs <= nowMs && r.atMs > nowMs - stabilizeMs), ...(last.queued === 0 && !stale ? [{ atMs: nowMs, need: flowNeed }] : [])];
   // Only while the trend is flat: a significant fall (the end of a spike) is followed at once.
-  const stableNeed = trend < 0 ? 0 : Math.max(...recentNeeds.map((r) => r.need));
+  const stableNeed = trend < 0 ? 0 : Math.max(0, ...recentNeeds.map((r) => r.need));
   mem = { ...mem, recentNeeds };
   const why =
     k.mode === 'predictive'
@@ -281,7 +283,7 @@ export function decide(input: PolicyInput): Decision {
   }
   // Shrinking never leaves the jobs running now above the up threshold: that would only grow again.
   const keep = Math.ceil(last.running / (slots * k.scaleUpUtilization));
-  const shrinkTo = Math.max(clamp(Math.max(stableNeed, floor)), keep);
+  const shrinkTo = Math.max(target, clamp(stableNeed), keep);
   if (Math.max(target, keep) < current && shrinkTo >= current) {
     return hold(current, `hold at ${current}: ${why}, but the highest sizing of the last ${k.scaleDownStabilizationSeconds} s needs ${stableNeed}`, figures, mem);
   }
