@@ -8,7 +8,9 @@
  * the side-by-side HTML report of each trace there (bench/results/autoscale-*.html were made so).
  *
  *   BENCH_AUTOSCALE_HTML=bench/results node dist/bench/autoscale-simulation.js
+ *   npm run bench -- autoscale-simulation
  */
+import { pathToFileURL } from 'node:url';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAutoscaleConfig, poolShape } from '../src/autoscale/config.js';
@@ -16,6 +18,7 @@ import { simulationHtml } from '../src/autoscale/simulation-html.js';
 import { simulate } from '../src/autoscale/simulator.js';
 import type { SimulationResult } from '../src/autoscale/simulator.js';
 import { patternTrace, PATTERNS } from '../src/autoscale/traces.js';
+import { verdict } from './lib.js';
 import type { Pattern } from '../src/autoscale/traces.js';
 
 const base = {
@@ -32,43 +35,49 @@ const config = (mode: 'backlog' | 'predictive') => parseAutoscaleConfig({ decisi
 const predictive = config('predictive');
 const backlog = config('backlog');
 
-const html = process.env.BENCH_AUTOSCALE_HTML;
-if (html) mkdirSync(html, { recursive: true });
+/** Every pattern under both modes; true when every target is met. */
+export async function benchAutoscaleSimulation(): Promise<boolean> {
+  const html = process.env.BENCH_AUTOSCALE_HTML;
+  if (html) mkdirSync(html, { recursive: true });
 
-const line = (name: string, r: SimulationResult): string =>
-  `${name.padEnd(11)} jobs ${String(r.jobs).padStart(5)}  wait p50/p95/p99 ${r.waitP50Seconds.toFixed(1)}/${r.waitP95Seconds.toFixed(1)}/${r.waitP99Seconds.toFixed(1)} s  worker-s ${Math.round(r.workerSeconds)} (${(r.workerSeconds / r.jobSeconds).toFixed(2)}× run)  cost ${r.cost.toFixed(2)}  actions ${r.scaleUps}↑ ${r.scaleDowns}↓  dir changes ${r.directionChanges} (${(r.directionChanges / r.simulatedHours).toFixed(2)}/h)  peak ${r.maxWorkers}  to zero ${r.timeToZeroSeconds === undefined ? 'never' : `${r.timeToZeroSeconds.toFixed(0)} s`}`;
+  const line = (name: string, r: SimulationResult): string =>
+    `${name.padEnd(11)} jobs ${String(r.jobs).padStart(5)}  wait p50/p95/p99 ${r.waitP50Seconds.toFixed(1)}/${r.waitP95Seconds.toFixed(1)}/${r.waitP99Seconds.toFixed(1)} s  worker-s ${Math.round(r.workerSeconds)} (${(r.workerSeconds / r.jobSeconds).toFixed(2)}× run)  cost ${r.cost.toFixed(2)}  actions ${r.scaleUps}↑ ${r.scaleDowns}↓  dir changes ${r.directionChanges} (${(r.directionChanges / r.simulatedHours).toFixed(2)}/h)  peak ${r.maxWorkers}  to zero ${r.timeToZeroSeconds === undefined ? 'never' : `${r.timeToZeroSeconds.toFixed(0)} s`}`;
 
-let failed = false;
-const check = (what: string, ok: boolean, detail: string): void => {
-  failed ||= !ok;
-  console.log(`${ok ? 'PASS' : 'FAIL'} ${what}: ${detail}`);
-};
+  let failed = false;
+  const check = (what: string, ok: boolean, detail: string): void => {
+    failed ||= !ok;
+    console.log(`${verdict(ok)} ${what}: ${detail}`);
+  };
 
-const results = new Map<Pattern, { predictive: SimulationResult; backlog: SimulationResult }>();
-for (const pattern of PATTERNS) {
-  const trace = patternTrace(pattern, 42);
-  const p = simulate({ pool: poolShape(predictive, predictive.pools[0]!), trace });
-  const b = simulate({ pool: poolShape(backlog, backlog.pools[0]!), trace });
-  results.set(pattern, { predictive: p, backlog: b });
-  console.log(`-- ${pattern}`);
-  console.log(line('predictive', p));
-  console.log(line('backlog', b));
-  if (html) writeFileSync(join(html, `${pattern}.html`), simulationHtml(`remex autoscale: ${pattern} trace`, [{ name: 'predictive', result: p }, { name: 'backlog-only', result: b }]));
-}
-
-const spike = results.get('spike')!;
-check(
-  'spike: predictive p95 wait < backlog-only, worker-seconds ≤ 1.10×',
-  spike.predictive.waitP95Seconds < spike.backlog.waitP95Seconds && spike.predictive.workerSeconds <= 1.1 * spike.backlog.workerSeconds,
-  `p95 ${spike.predictive.waitP95Seconds.toFixed(1)} s vs ${spike.backlog.waitP95Seconds.toFixed(1)} s; worker-seconds ratio ${(spike.predictive.workerSeconds / spike.backlog.workerSeconds).toFixed(3)}`,
-);
-const steady = results.get('steady')!.predictive;
-check('steady: ≤ 2 direction changes per simulated hour', steady.directionChanges / steady.simulatedHours <= 2, `${(steady.directionChanges / steady.simulatedHours).toFixed(2)}/h`);
-check('steady: worker-seconds ≤ 1.2× the jobs\' run time', steady.workerSeconds <= 1.2 * steady.jobSeconds, `${(steady.workerSeconds / steady.jobSeconds).toFixed(3)}×`);
-const idleBound = predictive.pools[0]!.policy.idleToZeroSeconds + predictive.decisionIntervalSeconds;
-for (const [pattern, r] of results) {
-  for (const [name, res] of [['predictive', r.predictive], ['backlog', r.backlog]] as const) {
-    check(`${pattern} ${name}: zero within idle + one interval (${idleBound} s)`, res.timeToZeroSeconds !== undefined && res.timeToZeroSeconds <= idleBound, `${res.timeToZeroSeconds?.toFixed(0) ?? 'never'} s`);
+  const results = new Map<Pattern, { predictive: SimulationResult; backlog: SimulationResult }>();
+  for (const pattern of PATTERNS) {
+    const trace = patternTrace(pattern, 42);
+    const p = simulate({ pool: poolShape(predictive, predictive.pools[0]!), trace });
+    const b = simulate({ pool: poolShape(backlog, backlog.pools[0]!), trace });
+    results.set(pattern, { predictive: p, backlog: b });
+    console.log(`-- ${pattern}`);
+    console.log(line('predictive', p));
+    console.log(line('backlog', b));
+    if (html) writeFileSync(join(html, `${pattern}.html`), simulationHtml(`remex autoscale: ${pattern} trace`, [{ name: 'predictive', result: p }, { name: 'backlog-only', result: b }]));
   }
+
+  const spike = results.get('spike')!;
+  check(
+    'spike: predictive p95 wait < backlog-only, worker-seconds ≤ 1.10×',
+    spike.predictive.waitP95Seconds < spike.backlog.waitP95Seconds && spike.predictive.workerSeconds <= 1.1 * spike.backlog.workerSeconds,
+    `p95 ${spike.predictive.waitP95Seconds.toFixed(1)} s vs ${spike.backlog.waitP95Seconds.toFixed(1)} s; worker-seconds ratio ${(spike.predictive.workerSeconds / spike.backlog.workerSeconds).toFixed(3)}`,
+  );
+  const steady = results.get('steady')!.predictive;
+  check('steady: ≤ 2 direction changes per simulated hour', steady.directionChanges / steady.simulatedHours <= 2, `${(steady.directionChanges / steady.simulatedHours).toFixed(2)}/h`);
+  check('steady: worker-seconds ≤ 1.2× the jobs\' run time', steady.workerSeconds <= 1.2 * steady.jobSeconds, `${(steady.workerSeconds / steady.jobSeconds).toFixed(3)}×`);
+  const idleBound = predictive.pools[0]!.policy.idleToZeroSeconds + predictive.decisionIntervalSeconds;
+  for (const [pattern, r] of results) {
+    for (const [name, res] of [['predictive', r.predictive], ['backlog', r.backlog]] as const) {
+      check(`${pattern} ${name}: zero within idle + one interval (${idleBound} s)`, res.timeToZeroSeconds !== undefined && res.timeToZeroSeconds <= idleBound, `${res.timeToZeroSeconds?.toFixed(0) ?? 'never'} s`);
+    }
+  }
+  return !failed;
 }
-process.exitCode = failed ? 1 : 0;
+
+// Run on its own (`node dist/bench/autoscale-simulation.js`) as well as from run-all.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) process.exitCode = (await benchAutoscaleSimulation()) ? 0 : 1;

@@ -1,4 +1,5 @@
 /** `npm run bench`: every benchmark, each printing its figures and ratios to a floor from the same run. */
+import { benchAutoscaleSimulation } from './autoscale-simulation.js';
 import { benchBazelBuild } from './bazel-build.js';
 import { benchDashboard } from './dashboard.js';
 import { benchCompareCalibration } from './compare-calibration.js';
@@ -34,6 +35,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'log-throughput': benchLogThroughput,
   'cli-start': benchCliStart,
   soak: benchSoak,
+  'autoscale-simulation': benchAutoscaleSimulation,
 };
 
 const only = process.argv.slice(2);

@@ -37,6 +37,8 @@ export const DEFAULT_POLICY_KNOBS = Object.freeze({
   scaleUpCooldownSeconds: 20,
   /** Counted from the last change either way: a pool that just grew does not shrink at once. */
   scaleDownCooldownSeconds: 60,
+  /** A shrink goes no lower than the highest sizing of this many seconds: a shorter dip is not followed. */
+  scaleDownStabilizationSeconds: 600,
   maxStepUp: 10,
   maxStepDown: 10,
   /** No job queued or running for this long: the pool goes to minWorkers at once (0: scale to zero). */
@@ -64,6 +66,7 @@ const policySchema = z
     scaleDownUtilization: z.number().min(0).lt(1),
     scaleUpCooldownSeconds: nonNegative('scaleUpCooldownSeconds'),
     scaleDownCooldownSeconds: nonNegative('scaleDownCooldownSeconds'),
+    scaleDownStabilizationSeconds: nonNegative('scaleDownStabilizationSeconds'),
     maxStepUp: z.number().int().positive(),
     maxStepDown: z.number().int().positive(),
     idleToZeroSeconds: nonNegative('idleToZeroSeconds'),

@@ -27,6 +27,10 @@ import type { WorkerProvider } from './provider.js';
 export const POOL_LABEL = 'remex-pool';
 const LEASE_NAME = 'autoscaler';
 const KEPT_DECISIONS = 200;
+/** A decision as the status shows it: without the remembered sizings (one per interval), which only the policy reads. */
+function shown<D extends Decision | undefined>(d: D): D {
+  return (d === undefined ? d : { ...d, memory: { ...d.memory, recentNeeds: undefined } }) as D;
+}
 
 /** What the controller needs of the scheduler. */
 export interface FleetView {
@@ -344,8 +348,8 @@ export class Autoscaler {
           draining: last?.drainingWorkers ?? 0,
           joinedUnasked: p.joinedUnasked,
           neverRegistered: p.neverRegistered,
-          lastDecision: p.decisions[p.decisions.length - 1],
-          changes: p.decisions.filter((d) => d.direction !== 'hold').slice(-50),
+          lastDecision: shown(p.decisions[p.decisions.length - 1]),
+          changes: p.decisions.filter((d) => d.direction !== 'hold').slice(-50).map(shown),
         };
       }),
     };

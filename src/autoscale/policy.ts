@@ -41,9 +41,11 @@ export interface PolicyMemory {
   lastScaleDownAtMs: number | undefined;
   /** The last moment a job was queued or running. */
   lastBusyAtMs: number | undefined;
+  /** The sizings of the last `scaleDownStabilizationSeconds` (oldest first): a shrink goes no lower than their highest. */
+  recentNeeds?: readonly { atMs: number; need: number }[];
 }
 
-export const EMPTY_MEMORY: PolicyMemory = Object.freeze({ lastScaleUpAtMs: undefined, lastScaleDownAtMs: undefined, lastBusyAtMs: undefined });
+export const EMPTY_MEMORY: PolicyMemory = Object.freeze({ lastScaleUpAtMs: undefined, lastScaleDownAtMs: undefined, lastBusyAtMs: undefined, recentNeeds: [] });
 
 export interface PoolShape {
   minWorkers: number;
@@ -160,7 +162,7 @@ export function decide(input: PolicyInput): Decision {
 
   const current = last.activeWorkers + last.startingWorkers;
   const busyNow = last.queued + last.running > 0;
-  const mem: PolicyMemory = { ...memory, lastBusyAtMs: busyNow ? nowMs : memory.lastBusyAtMs };
+  let mem: PolicyMemory = { ...memory, lastBusyAtMs: busyNow ? nowMs : memory.lastBusyAtMs };
 
   // Arrival rates per interval (a sample with no time before it, or time going back, gives no rate).
   const rates: { x: number; y: number }[] = [];
@@ -189,8 +191,10 @@ export function decide(input: PolicyInput): Decision {
   const backlogNeed = Math.ceil(last.running / slots + last.queued / k.targetBacklogPerWorker);
   // The slots busy on average over the window, beside the prediction: a noisy low guess never sizes below what runs.
   const averageRunning = samples.reduce((n, s) => n + s.running, 0) / samples.length;
-  const predictiveNeed =
-    k.mode === 'predictive' ? Math.ceil(Math.max(predictedBusySlots, averageRunning) / (slots * k.targetUtilization) + last.queued / k.targetBacklogPerWorker) : undefined;
+  // The prediction's sizing of the arrivals alone (Little's law, no queue and no backlog being drained):
+  // what the pool needs once the backlog is served.
+  const flowNeed = k.mode === 'predictive' ? Math.ceil(predictedBusySlots / (slots * k.targetUtilization)) : 0;
+  const predictiveNeed = k.mode === 'predictive' ? Math.ceil(Math.max(predictedBusySlots, averageRunning) / (slots * k.targetUtilization) + last.queued / k.targetBacklogPerWorker) : undefined;
   const figures: DecisionFigures = {
     current,
     backlogNeed,
@@ -203,11 +207,24 @@ export function decide(input: PolicyInput): Decision {
     busyShare,
     predictedBusyShare,
   };
-  const need = Math.max(backlogNeed, predictiveNeed ?? 0);
+  // Nothing queued or running and nothing arrived over the last two intervals: the smoothed rate is stale
+  // (an empty 20 s at even 0.3 jobs/s has odds of 1 in 400), so the backlog alone sizes the pool.
+  const tail = samples.slice(-2);
+  const stale = tail.length === 2 && tail.every((s) => s.arrivals === 0 && s.queued === 0 && s.running === 0);
+  const need = stale ? backlogNeed : Math.max(backlogNeed, predictiveNeed ?? 0);
+  // Scale-down stabilisation: the sizings of the last few minutes are remembered, and a shrink goes no lower
+  // than the highest of them, so a dip in a steady load shorter than that is not followed down (and up again).
+  const stabilizeMs = k.scaleDownStabilizationSeconds * 1000;
+  // A sizing made while a backlog waits is not remembered: it is the start or a burst, not the steady flow.
+  const recentNeeds = [...(memory.recentNeeds ?? []).filter((r) => r.atMs <= nowMs && r.atMs > nowMs - stabilizeMs), ...(last.queued === 0 && !stale ? [{ atMs: nowMs, need: flowNeed }] : [])];
+  // Only while the trend is flat: a significant fall (the end of a spike) is followed at once.
+  const stableNeed = trend < 0 ? 0 : Math.max(0, ...recentNeeds.map((r) => r.need));
+  mem = { ...mem, recentNeeds };
   const why =
     k.mode === 'predictive'
       ? `backlog ${last.queued} queued + ${last.running} running needs ${backlogNeed}; predicted ${round(predictedRate)}/s (smoothed ${round(smoothed)}/s, trend ${round(trend, 3)}/s²) × ${round(serviceSeconds, 1)} s = ${round(predictedBusySlots, 1)} busy slots needs ${predictiveNeed} at ${pct(k.targetUtilization)}`
       : `backlog ${last.queued} queued + ${last.running} running needs ${backlogNeed} (${k.targetBacklogPerWorker} queued per worker)`;
+  const whyStale = stale ? `${why}; nothing queued, running or arriving: the prediction is set aside` : why;
   const clamp = (n: number): number => Math.min(pool.maxWorkers, Math.max(pool.minWorkers, n));
 
   // Idle long enough: straight to the minimum (the scale-in drains; nothing runs to be harmed).
@@ -220,6 +237,20 @@ export function decide(input: PolicyInput): Decision {
       current,
       direction: 'down',
       reason: `down ${current}→${desired}: idle for ${round(Math.min(idleMs, 1e12) / 1000, 0)} s ≥ ${k.idleToZeroSeconds} s`,
+      figures,
+      memory: { ...mem, lastScaleDownAtMs: nowMs },
+    };
+  }
+  // Idle and nothing arriving (the stale case above): every worker is idle, so drop to the one kept until the
+  // idle time passes at once — no step limit or cooldown protects a running job here, there is none.
+  const idleFloor = Math.max(pool.minWorkers, 1);
+  if (stale && current > idleFloor) {
+    return {
+      atMs: nowMs,
+      desired: idleFloor,
+      current,
+      direction: 'down',
+      reason: `down ${current}→${idleFloor}: nothing queued, running or arriving for ${round((nowMs - (tail[0] as PoolSample).atMs) / 1000 + pool.decisionIntervalSeconds, 0)} s; ${idleFloor} kept until idle for ${k.idleToZeroSeconds} s`,
       figures,
       memory: { ...mem, lastScaleDownAtMs: nowMs },
     };
@@ -252,17 +283,21 @@ export function decide(input: PolicyInput): Decision {
   }
   // Shrinking never leaves the jobs running now above the up threshold: that would only grow again.
   const keep = Math.ceil(last.running / (slots * k.scaleUpUtilization));
-  if (Math.max(target, keep) < current) {
+  const shrinkTo = Math.max(target, clamp(stableNeed), keep);
+  if (Math.max(target, keep) < current && shrinkTo >= current) {
+    return hold(current, `hold at ${current}: ${why}, but the highest sizing of the last ${k.scaleDownStabilizationSeconds} s needs ${stableNeed}`, figures, mem);
+  }
+  if (shrinkTo < current) {
     const cold = busyShare < k.scaleDownUtilization && predictedBusyShare < k.scaleDownUtilization && last.queued === 0;
     if (!cold) {
       return hold(current, `hold at ${current}: ${why}, but busy ${pct(busyShare)} (predicted ${pct(predictedBusyShare)}) is not below ${pct(k.scaleDownUtilization)}${last.queued ? ' or jobs wait' : ''}`, figures, mem);
     }
     const lastChange = Math.max(memory.lastScaleDownAtMs ?? -Infinity, memory.lastScaleUpAtMs ?? -Infinity);
     const cool = since(nowMs, Number.isFinite(lastChange) ? lastChange : undefined) / 1000;
-    if (cool < k.scaleDownCooldownSeconds) return hold(current, `hold at ${current}: would shrink to ${target} (${why}) but the down cooldown has ${round(k.scaleDownCooldownSeconds - cool, 0)} s left`, figures, mem);
-    const desired = Math.max(target, keep, current - k.maxStepDown);
-    const step = desired > Math.max(target, keep) ? ` (step limit ${k.maxStepDown})` : '';
+    if (cool < k.scaleDownCooldownSeconds) return hold(current, `hold at ${current}: would shrink to ${shrinkTo} (${why}) but the down cooldown has ${round(k.scaleDownCooldownSeconds - cool, 0)} s left`, figures, mem);
+    const desired = Math.max(shrinkTo, current - k.maxStepDown);
+    const step = desired > shrinkTo ? ` (step limit ${k.maxStepDown})` : '';
     return { atMs: nowMs, desired, current, direction: 'down', reason: `down ${current}→${desired}${step}: ${why}; busy ${pct(busyShare)}`, figures, memory: { ...mem, lastScaleDownAtMs: nowMs } };
   }
-  return hold(current, `hold at ${current}: ${why}`, figures, mem);
+  return hold(current, `hold at ${current}: ${whyStale}`, figures, mem);
 }
