@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what remex needs on a machine that has only Node.js, npm and apt:
-#   - Debian packages (when run as root and any is missing): the sandbox, qemu-user and cross toolchains;
+#   - Debian packages (when run as root and any is missing): the sandbox, qemu-user and cross toolchains,
+#     and for the tests (REMEX_SETUP_FOR_TESTS=1) Bazel, PostgreSQL, Chromium, Prometheus, zstd and curl;
 #   - npm dependencies (when package-lock.json changed since the last install);
 #   - the TypeScript build.
 # Idempotent and quick when nothing changed.
@@ -8,14 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(
-  bubblewrap util-linux qemu-user-static bazel-bootstrap postgresql musl-tools
+  bubblewrap util-linux qemu-user-static musl-tools
   gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
-  chromium
-  prometheus
-  zstd curl
 )
+# What only the tests use (scripts/test.sh asks for them): real peers and tools, not needed to serve.
+if [ "${REMEX_SETUP_FOR_TESTS:-}" = 1 ]; then
+  DEBIAN_PACKAGES+=(bazel-bootstrap postgresql chromium prometheus zstd curl)
+fi
 EXTRA_PACKAGES=(${REMEX_EXTRA_DEBIAN_PACKAGES:-})
 
 missing=()

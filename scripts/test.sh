@@ -4,7 +4,7 @@
 # on Node 24, the active LTS (scripts/node24.sh fetches it where the machine lacks it; decision 0036).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+REMEX_SETUP_FOR_TESTS=1 bash scripts/setup.sh
 npm run --silent lint
 node24="$(bash scripts/node24.sh)"
 # Test files run in parallel processes; each starts its own servers on port 0.
