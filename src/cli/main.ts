@@ -87,6 +87,19 @@ function logFormatOption(): OptionType {
   return new Option('--log-format <format>', 'auto (readable on a terminal, else JSON lines), json or pretty').choices(LOG_FORMATS).default('auto');
 }
 
+/**
+ * The token of an operator's command (the worker list, drain and undrain orders take a client or a worker
+ * token: decision 0028): the file's, else REMEX_WORKER_TOKEN, else REMEX_TOKEN.
+ */
+function operatorToken(file: string | undefined): string | undefined {
+  const worker = ownToken(file, 'REMEX_WORKER_TOKEN');
+  const client = ownToken(undefined, 'REMEX_TOKEN');
+  return worker ?? client;
+}
+
+const operatorTokenOption = () =>
+  new Option('--token-file <file>', 'a client or worker token (first line of the file; else REMEX_WORKER_TOKEN or REMEX_TOKEN)').env('REMEX_WORKER_TOKEN_FILE');
+
 /** The version in remex's package.json (dist/src/cli/ is three levels below it). */
 function remexVersion(): string {
   try {
@@ -208,10 +221,10 @@ export function buildProgram(): Command {
     .option('--generation <name>', 'every worker of this generation')
     .option('--force', 'drain even if a platform is left with no worker taking work', false)
     .addOption(serverOption())
-    .addOption(new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE'))
+    .addOption(operatorTokenOption())
     .addOption(caFileOption())
     .action(async (name: string | undefined, o: { server: string; generation?: string; force: boolean; tokenFile?: string; caFile?: string }) => {
-      const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
+      const token = operatorToken(o.tokenFile);
       const client = new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined });
       process.stdout.write(await (await workerCommands()).drainCommand(client, { ...(name !== undefined ? { name } : {}), ...(o.generation !== undefined ? { generation: o.generation } : {}), force: o.force }));
     });
@@ -438,17 +451,15 @@ export function buildProgram(): Command {
       process.stdout.write(formatTable(['PLATFORM', 'MODE', 'WORKERS', 'FREE/SLOTS', 'QUEUED', 'RUNNING'], rows));
     });
 
-  const workerTokenOption = () => new Option('--token-file <file>', 'worker token (first line of the file; else REMEX_WORKER_TOKEN)').env('REMEX_WORKER_TOKEN_FILE');
-
   program
     .command('workers')
-    .description('list the workers a server knows: platforms, slots, state, labels (needs a worker token where tokens are on)')
+    .description('list the workers a server knows: platforms, slots, state, labels (a client or worker token where tokens are on)')
     .addOption(serverOption())
     .option('--json', 'print JSON', false)
-    .addOption(workerTokenOption())
+    .addOption(operatorTokenOption())
     .addOption(caFileOption())
     .action(async (o: { server: string; json: boolean; tokenFile?: string; caFile?: string }) => {
-      const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
+      const token = operatorToken(o.tokenFile);
       const workers = await new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined }).workers();
       if (o.json) {
         process.stdout.write(`${JSON.stringify(workers, null, 2)}\n`);
@@ -464,10 +475,10 @@ export function buildProgram(): Command {
       .description(description)
       .argument('<worker-id>', 'as `remex workers` lists it')
       .addOption(serverOption())
-      .addOption(workerTokenOption())
+      .addOption(operatorTokenOption())
       .addOption(caFileOption())
       .action(async (workerId: string, o: { server: string; tokenFile?: string; caFile?: string }) => {
-        const token = ownToken(o.tokenFile, 'REMEX_WORKER_TOKEN');
+        const token = operatorToken(o.tokenFile);
         const worker = await order(new RemexClient(o.server, { token, ca: o.caFile !== undefined ? readPem(o.caFile, 'CA file') : undefined }), workerId);
         process.stdout.write(`${said.replace('%s', `${worker.id} (${worker.name})`)}\n`);
       });

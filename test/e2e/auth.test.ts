@@ -248,6 +248,12 @@ describe('authentication', () => {
     const platforms = await remexCli(['platforms', '--server', serve.url], { REMEX_TOKEN: clientToken });
     assert.equal(platforms.code, 0, platforms.stderr);
     assert.match(platforms.stdout, /^x86_64-linux-cpu\s+native\s+1/m);
+    // The operator's commands take a client token too (decision 0028), from REMEX_TOKEN when no worker token is given.
+    const workers = await remexCli(['workers', '--server', serve.url], { REMEX_TOKEN: clientToken });
+    assert.equal(workers.code, 0, workers.stderr);
+    assert.match(workers.stdout, /authed/);
+    const anonymous = await remexCli(['workers', '--server', serve.url]);
+    assert.notEqual(anonymous.code, 0, 'no token, no worker list');
     const refused = await remexCli(['run', '--server', serve.url, envDump]);
     assert.equal(refused.code, 125);
     assert.match(refused.stderr, /UNAUTHENTICATED: this server requires authentication/);
