@@ -5,7 +5,7 @@
  * - steady: worker-seconds ≤ 1.2× the jobs' pure run time;
  * - idle (every trace): the pool at zero within its idle time plus one decision interval of the last job.
  * Simulated time, so the figures do not depend on this machine's load. BENCH_AUTOSCALE_HTML=<dir> writes
- * the side-by-side HTML report of each trace there (bench/results/autoscale-*.html were made so).
+ * the side-by-side HTML report of each trace there (bench/results/<trace>.html were made so).
  *
  *   BENCH_AUTOSCALE_HTML=bench/results node dist/bench/autoscale-simulation.js
  *   npm run bench -- autoscale-simulation
