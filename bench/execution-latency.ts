@@ -6,7 +6,6 @@
  * rate (the same sandboxed spawns, 2 at a time).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RemexClient } from '../src/client/remex-client.js';
@@ -14,7 +13,7 @@ import { digestOf } from '../src/core/digest.js';
 import { DEFAULT_LIMITS } from '../src/core/limits.js';
 import { BwrapSandbox } from '../src/worker/sandbox/bwrap/bwrap-sandbox.js';
 import { compileC } from '../test/helpers/tools.js';
-import { fmt, intEnv, percentile, startServe, verdict } from './lib.js';
+import { fmt, intEnv, keepAliveRunner, percentile, startServe, verdict } from './lib.js';
 
 const N_LATENCY = intEnv('BENCH_LATENCY_RUNS', 300);
 const N_THROUGHPUT = intEnv('BENCH_THROUGHPUT_RUNS', 400);
@@ -52,25 +51,7 @@ export async function benchExecutionLatency(): Promise<boolean> {
     const client = new RemexClient(serve.url);
     const exe = digestOf(bytes);
     await client.putBlob(exe, bytes);
-    // A keep-alive node:http client, as a front end holding a connection to remex would use: the figure is
-    // the server's latency, not a client library's.
-    const agent = new Agent({ keepAlive: true, maxSockets: 16 });
-    const body = JSON.stringify({ executable: exe, platform: 'x86_64-linux-cpu', doNotCache: true });
-    const url = new URL('/v1/executions?wait=1', serve.url);
-    const remexRun = (): Promise<void> =>
-      new Promise((resolve, reject) => {
-        const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const v = JSON.parse(Buffer.concat(chunks).toString()) as { code?: number };
-            if (res.statusCode !== 200 || v.code !== 0) reject(new Error(`remex run failed: ${res.statusCode} ${JSON.stringify(v)}`));
-            else resolve();
-          });
-        });
-        req.on('error', reject);
-        req.end(body);
-      });
+    const { run: remexRun } = keepAliveRunner(serve.url, exe);
 
     // Warm both paths, then interleave samples so drift on a shared machine hits both alike.
     for (let i = 0; i < 20; i++) {

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
 import { resolve } from 'node:path';
 
 export const REMEX_BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'remex.js');
@@ -127,4 +128,37 @@ export function childPids(ppid: number): number[] {
   return readdirSync('/proc')
     .filter((entry) => /^\d+$/.test(entry) && parentPid(Number(entry)) === ppid)
     .map(Number);
+}
+
+/**
+ * A keep-alive node:http client, as a front end holding a connection to remex would use, so a figure is the
+ * server's latency, not a client library's: `run` executes `executable` once (waiting for its result, exit
+ * code 0 or a rejection), `get` reads a path.
+ */
+export function keepAliveRunner(serverUrl: string, executable: { hash: string; sizeBytes: number }): {
+  run: () => Promise<void>;
+  get: (path: string) => Promise<{ status: number; text: string }>;
+} {
+  const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+  const body = JSON.stringify({ executable, platform: 'x86_64-linux-cpu', doNotCache: true });
+  const url = new URL('/v1/executions?wait=1', serverUrl);
+  const call = (target: URL, method: string, payload?: string): Promise<{ status: number; text: string }> =>
+    new Promise((done, fail) => {
+      const headers = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+      const req = request(target, { method, agent, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => done({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+      });
+      req.on('error', fail);
+      req.end(payload);
+    });
+  return {
+    run: async () => {
+      const { status, text } = await call(url, 'POST', body);
+      const v = JSON.parse(text) as { code?: number };
+      if (status !== 200 || v.code !== 0) throw new Error(`remex run failed: ${status} ${text}`);
+    },
+    get: (path) => call(new URL(path, serverUrl), 'GET'),
+  };
 }

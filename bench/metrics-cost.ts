@@ -7,13 +7,12 @@
  * Target: executions/s while scraped ≥ 97% of the rate without.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RemexClient } from '../src/client/remex-client.js';
 import { digestOf } from '../src/core/digest.js';
 import { compileC } from '../test/helpers/tools.js';
-import { intEnv, startServe, verdict } from './lib.js';
+import { intEnv, keepAliveRunner, startServe, verdict } from './lib.js';
 
 const ROUNDS = intEnv('BENCH_METRICS_ROUNDS', 6);
 const RUNS_PER_ROUND = intEnv('BENCH_METRICS_RUNS', 200);
@@ -27,33 +26,7 @@ export async function benchMetricsCost(): Promise<boolean> {
     const client = new RemexClient(serve.url);
     const exe = digestOf(bytes);
     await client.putBlob(exe, bytes);
-    const agent = new Agent({ keepAlive: true, maxSockets: 16 });
-    const body = JSON.stringify({ executable: exe, platform: 'x86_64-linux-cpu', doNotCache: true });
-    const url = new URL('/v1/executions?wait=1', serve.url);
-    const get = (path: string): Promise<{ status: number; text: string }> =>
-      new Promise((resolve, reject) => {
-        const req = request(new URL(path, serve.url), { agent }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
-        });
-        req.on('error', reject);
-        req.end();
-      });
-    const run = (): Promise<void> =>
-      new Promise((resolve, reject) => {
-        const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const v = JSON.parse(Buffer.concat(chunks).toString()) as { code?: number };
-            if (res.statusCode !== 200 || v.code !== 0) reject(new Error(`run failed: ${res.statusCode} ${JSON.stringify(v)}`));
-            else resolve();
-          });
-        });
-        req.on('error', reject);
-        req.end(body);
-      });
+    const { run, get } = keepAliveRunner(serve.url, exe);
     /** Runs RUNS_PER_ROUND executions, 6 in flight; their wall time, ms. */
     const round = async (): Promise<number> => {
       let left = RUNS_PER_ROUND;
