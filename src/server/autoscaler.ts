@@ -49,7 +49,10 @@ export function startAutoscaler(autoscaler: Autoscaler, deps: { scheduler: Sched
  * each scrape; only the leader's are non-zero, so a sum over controllers is the fleet's.
  */
 export function autoscalerMetrics(metrics: Metrics, autoscaler: Autoscaler): void {
-  const pools = () => (autoscaler.state().leader ? autoscaler.state().pools : []);
+  const pools = () => {
+    const state = autoscaler.state();
+    return state.leader ? state.pools : [];
+  };
   metrics.gauge({
     name: 'remex_autoscaler_desired_workers',
     help: 'Workers the autoscaler wants in each pool (its last decision; the leader only).',
