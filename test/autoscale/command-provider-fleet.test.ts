@@ -97,6 +97,12 @@ process.stdout.write(JSON.stringify({ instanceIds: ids }));
     }, 60_000, 'the extra worker counted and the ghost given up');
     assert.ok(counted.cmd.joinedUnasked >= 1);
     assert.equal((await client.getExecution(ghostJob.id)).state, 'queued', 'nothing lost: the job waits');
+    // The leader's pools are gauges on /metrics: what it wants and what it has, per pool.
+    const metrics = await (await client.fetch('/metrics')).text();
+    for (const pool of ['cmd', 'ghosts']) {
+      assert.match(metrics, new RegExp(`^remex_autoscaler_desired_workers\\{pool="${pool}"\\} \\d+$`, 'm'));
+      for (const st of ['active', 'starting', 'draining']) assert.match(metrics, new RegExp(`^remex_autoscaler_actual_workers\\{pool="${pool}",state="${st}"\\} \\d+$`, 'm'));
+    }
 
     // Idle, the pool drains its two workers (asked and unasked); their instances go to scale-in once gone.
     const released = await eventually(async () => {
