@@ -4,9 +4,8 @@
  * the server's modules (imported when they run): every other command is a client and starts quickly.
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
-import type * as Commander from 'commander';
+import { Command as CommandClass, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
 import type { Command, Option as OptionType } from 'commander';
 import { parseTokenList, readOwnToken } from '../auth/tokens.js';
 import { InvalidArgumentError, RemexError } from '../core/errors.js';
@@ -19,8 +18,6 @@ import type { ServeFlags } from '../server/config.js';
 import { EXIT_REMEX_FAILURE, EXIT_WORKER_UNFIT } from './exit-codes.js';
 import { formatTable } from './table.js';
 
-// commander is CommonJS: required, it loads as it is; imported, Node first scans it for its exports.
-const { Command: CommandClass, InvalidArgumentError: CommanderArgumentError, Option } = createRequire(import.meta.url)('commander') as typeof Commander;
 // Each command's module is loaded when that command runs (a client command loads only the client).
 const runCommands = () => import('./run-command.js');
 const jobCommands = () => import('./job-commands.js');
@@ -528,6 +525,7 @@ function onTerminate(logger: Logger, shutdown: () => Promise<void>): void {
   process.on('SIGINT', handler);
 }
 
+/** Runs the command line (bin/remex.js calls it: with the client bundle of scripts/build-cli.js, or this module). */
 export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
@@ -537,5 +535,3 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = EXIT_REMEX_FAILURE;
   }
 }
-
-await main(process.argv);

@@ -6,8 +6,8 @@
  * When the connection to the controller drops while waiting, it looks the execution up by id (the client
  * moves to the next controller if this one is gone) and subscribes again there.
  */
-import { createReadStream, readFileSync } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+// Not node:fs/promises: loading it (and the modules it loads) is a measurable part of a quick command's start.
+import { closeSync, createReadStream, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import type { IncomingMessage } from 'node:http';
@@ -50,7 +50,7 @@ export async function prepareSubmission(executable: string, args: string[], opts
   client.onServerChange(({ from, to, reason }) => {
     if (!quiet) process.stderr.write(`remex: ${from} unreachable (${reason}); using ${to}\n`);
   });
-  const platform = opts.platform !== undefined ? canonicalPlatform(opts.platform) : await detectPlatform(executable);
+  const platform = opts.platform !== undefined ? canonicalPlatform(opts.platform) : detectPlatform(executable);
 
   const files: Record<string, Digest & { executable?: boolean }> = {};
   const uploads: Array<{ path: string; digest: Digest }> = [];
@@ -59,7 +59,7 @@ export async function prepareSubmission(executable: string, args: string[], opts
   for (const spec of opts.file) {
     const [local, remote] = splitFileSpec(spec);
     const digest = await digestFile(local);
-    const mode = (await stat(local)).mode;
+    const mode = statSync(local).mode;
     files[remote] = { ...digest, executable: (mode & 0o111) !== 0 };
     uploads.push({ path: local, digest });
   }
@@ -227,16 +227,16 @@ function signalNumber(name: string): number {
   return (osConstants.signals as Record<string, number>)[name] ?? 0;
 }
 
-async function detectPlatform(path: string): Promise<string> {
-  const handle = await open(path, 'r');
+function detectPlatform(path: string): string {
+  const fd = openSync(path, 'r');
   try {
     const buf = Buffer.alloc(EXECUTABLE_HEADER_BYTES);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    const bytesRead = readSync(fd, buf, 0, buf.length, 0);
     const info = detectExecutable(buf.subarray(0, bytesRead));
     if (!info.platform) throw new InvalidArgumentError(`cannot tell the platform of ${path} (${info.kind}); pass --platform`);
     return info.platform;
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 

@@ -11,7 +11,6 @@
  * (`idempotent`: GET, HEAD, PUT, DELETE, and POSTs marked so, such as the worker protocol's).
  */
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
@@ -440,12 +439,8 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 export async function digestFile(path: string): Promise<Digest> {
   const builder = new DigestBuilder();
-  const handle = await open(path, 'r');
-  try {
-    for await (const chunk of handle.createReadStream()) builder.update(chunk as Buffer);
-  } finally {
-    await handle.close().catch(() => undefined);
-  }
+  // A stream of the path, not of a FileHandle: node:fs/promises (and what it loads) stays unloaded.
+  for await (const chunk of createReadStream(path)) builder.update(chunk as Buffer);
   return builder.digest();
 }
 

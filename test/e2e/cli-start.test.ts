@@ -1,12 +1,14 @@
 /**
  * The quick client: `remex --version` (answered before the command line loads, and `-V` through it), and
- * what a client command loads — never the server's modules, the WebSocket library or TLS when the server
- * is plain HTTP and the answer comes at once (the timing itself is bench/cli-start.ts).
+ * what a client command loads — one bundled file (scripts/build-cli.js), never the server's modules, the
+ * WebSocket library or TLS when the server is plain HTTP and the answer comes at once; without a fresh
+ * bundle, and for the server's commands, the modules tsc built, with the same output (the timing itself
+ * is bench/cli-start.ts).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,7 +18,48 @@ import { remexCli } from '../helpers/remex-cli.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
 
-const VERSION = (JSON.parse(readFileSync(join(REMEX_BIN, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+const ROOT = join(REMEX_BIN, '..', '..');
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+interface Loaded {
+  stdout: string;
+  /** ESM modules, as a module hook saw them load. */
+  esm: string[];
+  /** CommonJS modules, from require's cache at exit. */
+  cjs: string[];
+  /** Node's built-in modules, at exit. */
+  builtins: string[];
+}
+
+/** Runs `bin` with these arguments and lists every module the process loads. */
+async function modulesLoaded(bin: string, args: string[]): Promise<Loaded> {
+  const dir = mkdtempSync(join(tmpdir(), 'remex-cli-start-'));
+  try {
+    const loader = join(dir, 'loader.mjs');
+    writeFileSync(loader, 'export async function load(url, ctx, next) { process.stderr.write(`LOAD ${url}\\n`); return next(url, ctx); }\n');
+    const hook = join(dir, 'list-modules.mjs');
+    writeFileSync(
+      hook,
+      `import { createRequire, register } from 'node:module';
+register(${JSON.stringify(pathToFileURL(loader).href)});
+const cache = createRequire(import.meta.url).cache;
+process.on('exit', () => process.stderr.write('BUILTINS ' + JSON.stringify(process.moduleLoadList) + '\\nCJS ' + JSON.stringify(Object.keys(cache)) + '\\n'));
+`,
+    );
+    // Asynchronously: the server answering it runs in this process.
+    const r = await promisify(execFile)(process.execPath, ['--import', pathToFileURL(hook).href, bin, ...args], { encoding: 'utf8' });
+    return {
+      stdout: r.stdout,
+      esm: [...r.stderr.matchAll(/^LOAD (\S+)$/gm)].map((m) => m[1] as string),
+      cjs: JSON.parse(/^CJS (.*)$/m.exec(r.stderr)?.[1] ?? '[]') as string[],
+      builtins: JSON.parse(/^BUILTINS (.*)$/m.exec(r.stderr)?.[1] ?? '[]') as string[],
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const isRemexModule = (m: string): boolean => /\/dist\/src\//.test(m);
 
 describe('a quick CLI', () => {
   let ts: TestServer;
@@ -36,34 +79,48 @@ describe('a quick CLI', () => {
     assert.match((await remexCli(['--help'])).stdout, /-V, --version +print the version of remex/);
   });
 
-  test('a client command loads neither the server, nor ws, nor TLS for an http:// server', async () => {
-    // A module hook lists every module the process loads; an exit listener lists the built-ins it loaded.
-    const dir = mkdtempSync(join(tmpdir(), 'remex-cli-start-'));
+  test('a client command loads one bundled file: neither the server, nor ws, nor TLS for an http:// server', async () => {
+    const r = await modulesLoaded(REMEX_BIN, ['platforms', '--server', ts.server.url]);
+    assert.match(r.stdout, /PLATFORM/);
+    assert.ok(r.builtins.length > 0 && r.cjs.length > 0, 'the modules were listed');
+    assert.deepEqual(r.cjs.filter(isRemexModule), [join(ROOT, 'dist', 'src', 'cli', 'client.cjs')], 'the client bundle, and no other module of remex (missing or stale? run `npm run build`)');
+    assert.deepEqual(r.esm.filter(isRemexModule), [], 'no ESM module of remex');
+    assert.deepEqual([...r.esm, ...r.cjs].filter((m) => /\/node_modules\//.test(m)), [], 'no dependency loaded on its own (commander is in the bundle; no ws)');
+    assert.deepEqual(r.builtins.filter((m) => /^NativeModule (tls|_tls_wrap|https|child_process)$/.test(m)), [], 'no TLS for an http:// server, no child processes');
+  });
+
+  test('serve, worker and autoscale, and every command when the bundle is stale or missing, run the modules tsc built', async () => {
+    const serve = await modulesLoaded(REMEX_BIN, ['serve', '--help']);
+    assert.match(serve.stdout, /Usage: remex serve/);
+    assert.ok(serve.esm.some((u) => u.endsWith('/dist/src/cli/main.js')), 'serve runs main.js');
+    assert.deepEqual(serve.cjs.filter(isRemexModule), [], 'not the client bundle');
+
+    // A copy of the install whose bundle is older than one of its inputs (as after a bare `tsc`), then gone.
+    const root = mkdtempSync(join(tmpdir(), 'remex-cli-copy-'));
     try {
-      const loader = join(dir, 'loader.mjs');
-      writeFileSync(loader, 'export async function load(url, ctx, next) { process.stderr.write(`LOAD ${url}\\n`); return next(url, ctx); }\n');
-      const hook = join(dir, 'list-modules.mjs');
-      writeFileSync(
-        hook,
-        `import { register } from 'node:module';
-register(${JSON.stringify(pathToFileURL(loader).href)});
-process.on('exit', () => process.stderr.write('BUILTINS ' + JSON.stringify(process.moduleLoadList) + '\\n'));
-`,
-      );
-      // Asynchronously: the server answering it runs in this process.
-      const r = await promisify(execFile)(process.execPath, ['--import', pathToFileURL(hook).href, REMEX_BIN, 'platforms', '--server', ts.server.url], { encoding: 'utf8' });
-      assert.match(r.stdout, /PLATFORM/);
-      const loaded = [...r.stderr.matchAll(/^LOAD (\S+)$/gm)].map((m) => m[1] as string);
-      const builtins = JSON.parse(/^BUILTINS (.*)$/m.exec(r.stderr)?.[1] ?? '[]') as string[];
-      assert.ok(loaded.some((u) => u.endsWith('/dist/src/cli/main.js')), 'the hook saw the CLI load');
-      assert.ok(builtins.length > 0, 'the built-ins were listed');
-      // server/defaults.ts holds the flags' defaults and loads nothing (a client command's help shows them).
-      const serverModules = loaded.filter((u) => /\/dist\/src\/(server|scheduler|store|worker|cas\/fs|api\/(http|grpc|ws))\//.test(u) && !u.endsWith('/server/defaults.js'));
-      assert.deepEqual(serverModules, [], 'no server module');
-      assert.deepEqual(loaded.filter((u) => /\/node_modules\/(ws|fastify|pino|better-sqlite3|@grpc|zod|pg)\//.test(u)), [], 'no server dependency, no ws');
-      assert.deepEqual(builtins.filter((m) => /^NativeModule (tls|_tls_wrap|https)$/.test(m)), [], 'no TLS for an http:// server');
+      cpSync(join(ROOT, 'bin'), join(root, 'bin'), { recursive: true });
+      cpSync(join(ROOT, 'package.json'), join(root, 'package.json'));
+      symlinkSync(join(ROOT, 'node_modules'), join(root, 'node_modules'));
+      mkdirSync(join(root, 'dist', 'src'), { recursive: true });
+      for (const name of readdirSync(join(ROOT, 'dist', 'src'))) {
+        if (name === 'cli') cpSync(join(ROOT, 'dist', 'src', 'cli'), join(root, 'dist', 'src', 'cli'), { recursive: true, preserveTimestamps: true });
+        else symlinkSync(join(ROOT, 'dist', 'src', name), join(root, 'dist', 'src', name));
+      }
+      const bin = join(root, 'bin', 'remex.js');
+      const bundled = await modulesLoaded(bin, ['platforms', '--server', ts.server.url]);
+      assert.ok(bundled.cjs.some((m) => m.endsWith('/dist/src/cli/client.cjs')), 'the copy runs its bundle while it is fresh');
+      const later = new Date(Date.now() + 60_000);
+      utimesSync(join(root, 'dist', 'src', 'cli', 'run-command.js'), later, later);
+      const stale = await modulesLoaded(bin, ['platforms', '--server', ts.server.url]);
+      rmSync(join(root, 'dist', 'src', 'cli', 'client.json'));
+      const missing = await modulesLoaded(bin, ['platforms', '--server', ts.server.url]);
+      for (const [what, r] of Object.entries({ stale, missing })) {
+        assert.equal(r.stdout, bundled.stdout, `${what}: the same output`);
+        assert.ok(r.esm.some((u) => u.endsWith('/dist/src/cli/main.js')), `${what}: main.js runs`);
+        assert.deepEqual(r.cjs.filter(isRemexModule), [], `${what}: not the bundle`);
+      }
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });
