@@ -3,8 +3,8 @@
 //
 // CommonJS (bin/package.json), so that a client command never starts Node's ESM loader: it requires one
 // file, dist/src/cli/client.cjs, the client side of the command line bundled by scripts/build-cli.js
-// (decision 0044). `serve`, `worker` and `autoscale`, and every command when the bundle is missing or
-// older than what tsc built since, run from dist/src/cli/main.js.
+// (decision 0044). `serve`, `worker`, `autoscale`, `compare` and `collect`, and every command when the
+// bundle is missing or older than what tsc built since (or REMEX_CLI_BUNDLE=0), run dist/src/cli/main.js.
 'use strict';
 const { existsSync, readFileSync, statSync } = require('node:fs');
 const { join } = require('node:path');
@@ -35,6 +35,7 @@ if (bundle !== undefined) {
 
 /** The client bundle, if it holds this command and nothing it was built from changed since. */
 function clientBundle() {
+  if (process.env.REMEX_CLI_BUNDLE === '0') return undefined;
   let manifest;
   try {
     manifest = JSON.parse(readFileSync(join(root, 'dist', 'src', 'cli', 'client.json'), 'utf8'));

@@ -32,7 +32,7 @@ interface Loaded {
 }
 
 /** Runs `bin` with these arguments and lists every module the process loads. */
-async function modulesLoaded(bin: string, args: string[]): Promise<Loaded> {
+async function modulesLoaded(bin: string, args: string[], env: Record<string, string> = {}): Promise<Loaded> {
   const dir = mkdtempSync(join(tmpdir(), 'remex-cli-start-'));
   try {
     const loader = join(dir, 'loader.mjs');
@@ -47,7 +47,7 @@ process.on('exit', () => process.stderr.write('BUILTINS ' + JSON.stringify(proce
 `,
     );
     // Asynchronously: the server answering it runs in this process.
-    const r = await promisify(execFile)(process.execPath, ['--import', pathToFileURL(hook).href, bin, ...args], { encoding: 'utf8' });
+    const r = await promisify(execFile)(process.execPath, ['--import', pathToFileURL(hook).href, bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
     return {
       stdout: r.stdout,
       esm: [...r.stderr.matchAll(/^LOAD (\S+)$/gm)].map((m) => m[1] as string),
@@ -89,11 +89,14 @@ describe('a quick CLI', () => {
     assert.deepEqual(r.builtins.filter((m) => /^NativeModule (tls|_tls_wrap|https|child_process)$/.test(m)), [], 'no TLS for an http:// server, no child processes');
   });
 
-  test('serve, worker and autoscale, and every command when the bundle is stale or missing, run the modules tsc built', async () => {
+  test('serve and the other unbundled commands, and every command when the bundle is stale, missing or turned off, run the modules tsc built', async () => {
     const serve = await modulesLoaded(REMEX_BIN, ['serve', '--help']);
     assert.match(serve.stdout, /Usage: remex serve/);
     assert.ok(serve.esm.some((u) => u.endsWith('/dist/src/cli/main.js')), 'serve runs main.js');
     assert.deepEqual(serve.cjs.filter(isRemexModule), [], 'not the client bundle');
+    const off = await modulesLoaded(REMEX_BIN, ['platforms', '--server', ts.server.url], { REMEX_CLI_BUNDLE: '0' });
+    assert.match(off.stdout, /PLATFORM/);
+    assert.ok(off.esm.some((u) => u.endsWith('/dist/src/cli/main.js')) && off.cjs.filter(isRemexModule).length === 0, 'REMEX_CLI_BUNDLE=0 runs main.js');
 
     // A copy of the install whose bundle is older than one of its inputs (as after a bare `tsc`), then gone.
     const root = mkdtempSync(join(tmpdir(), 'remex-cli-copy-'));
