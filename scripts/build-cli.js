@@ -23,6 +23,9 @@ const out = join(cliDir, 'client.cjs');
 const UNBUNDLED_COMMANDS = ['serve', 'worker', 'autoscale', 'compare', 'collect'];
 const LEFT_OUT = new Set(['../server/config.js', '../server/logger.js', '../server/server.js', '../server/remote-worker.js', './autoscale-command.js', './compare-command.js', './collect-command.js']);
 
+// The modules the bundle may hold.
+const QUICK = /^(node_modules\/commander\/|dist\/src\/(cli|client|core|auth)\/|dist\/src\/server\/defaults\.js$)/;
+
 // commander requires node:child_process on load, for subcommands that are executables of their own, which
 // remex has none of: in the bundle it is required when first used (it loads net, dgram and more).
 const COMMANDER_CHILD_PROCESS = "const childProcess = require('node:child_process');";
@@ -50,6 +53,10 @@ try {
   // (Rolldown lists './x.js' as 'x.js'.)
   const outside = [...chunk.imports, ...chunk.dynamicImports].filter((id) => !id.startsWith('node:') && !LEFT_OUT.has(id) && !LEFT_OUT.has(`./${id}`));
   if (outside.length > 0) throw new Error(`the client bundle would load ${outside.join(', ')} from outside: bundle it, or leave it to the unbundled commands (scripts/build-cli.js)`);
+  // What a quick command may load: a command that needs more (the server's modules, a dependency) belongs
+  // with the unbundled ones.
+  const heavy = chunk.moduleIds.filter((id) => !id.startsWith('\0') && !QUICK.test(relative(root, id).replaceAll('\\', '/')));
+  if (heavy.length > 0) throw new Error(`the client bundle would hold ${heavy.map((id) => relative(root, id)).join(', ')}: run the command that needs it unbundled (UNBUNDLED_COMMANDS and LEFT_OUT in scripts/build-cli.js)`);
   const inputs = chunk.moduleIds.filter((id) => !id.startsWith('\0')).map((id) => relative(root, id));
   renameSync(`${out}.tmp`, out);
   writeFileSync(join(cliDir, 'client.json'), `${JSON.stringify({ bundle: relative(root, out), unbundledCommands: UNBUNDLED_COMMANDS, inputs }, null, 1)}\n`);

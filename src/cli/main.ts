@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+// Imported, not required: scripts/build-cli.js bundles commander into the client commands' file.
 import { Command as CommandClass, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
 import type { Command, Option as OptionType } from 'commander';
 import { parseTokenList, readOwnToken } from '../auth/tokens.js';
