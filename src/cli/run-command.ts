@@ -13,12 +13,12 @@ import { constants as osConstants } from 'node:os';
 import type { IncomingMessage } from 'node:http';
 import type { ExecutionView, OutputView } from '../api/execution-view.js';
 import type { Digest } from '../core/digest.js';
-import { digestOf } from '../core/digest.js';
+import { DigestBuilder, digestOf } from '../core/digest.js';
 import { InvalidArgumentError, RemexError } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
 import { detectExecutable, EXECUTABLE_HEADER_BYTES } from '../core/executable-format.js';
 import { canonicalPlatform } from '../core/platform.js';
-import { RemexClient, digestFile } from '../client/remex-client.js';
+import { RemexClient } from '../client/remex-client.js';
 import type { ExecutionSubmission } from '../client/remex-client.js';
 import { EXIT_REMEX_FAILURE, EXIT_SIGNAL_BASE, EXIT_TIMED_OUT } from './exit-codes.js';
 
@@ -54,11 +54,11 @@ export async function prepareSubmission(executable: string, args: string[], opts
 
   const files: Record<string, Digest & { executable?: boolean }> = {};
   const uploads: Array<{ path: string; digest: Digest }> = [];
-  const exeDigest = await digestFile(executable);
+  const exeDigest = digestLocalFile(executable);
   uploads.push({ path: executable, digest: exeDigest });
   for (const spec of opts.file) {
     const [local, remote] = splitFileSpec(spec);
-    const digest = await digestFile(local);
+    const digest = digestLocalFile(local);
     const mode = statSync(local).mode;
     files[remote] = { ...digest, executable: (mode & 0o111) !== 0 };
     uploads.push({ path: local, digest });
@@ -225,6 +225,23 @@ function writeAll(stream: NodeJS.WriteStream, bytes: Buffer): Promise<void> {
 
 function signalNumber(name: string): number {
   return (osConstants.signals as Record<string, number>)[name] ?? 0;
+}
+
+/**
+ * The digest of a local file, read in 1 MiB blocks without yielding: a command has nothing else to do
+ * meanwhile, and a stream's round trip per 64 KiB chunk costs several times the hashing (6–8 ms against
+ * 1.6 for a 750 KB executable).
+ */
+function digestLocalFile(path: string): Digest {
+  const builder = new DigestBuilder();
+  const fd = openSync(path, 'r');
+  try {
+    const block = Buffer.allocUnsafe(1024 * 1024);
+    for (let n = readSync(fd, block); n > 0; n = readSync(fd, block)) builder.update(block.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return builder.digest();
 }
 
 function detectPlatform(path: string): string {
