@@ -36,7 +36,9 @@ async function modulesLoaded(bin: string, args: string[], env: Record<string, st
   const dir = mkdtempSync(join(tmpdir(), 'remex-cli-start-'));
   try {
     const loader = join(dir, 'loader.mjs');
-    writeFileSync(loader, 'export async function load(url, ctx, next) { process.stderr.write(`LOAD ${url}\\n`); return next(url, ctx); }\n');
+    // Written at once to fd 2: on Node 24 the hooks run on their own thread, whose process.stderr is lost
+    // when the command ends with process.exit (as --help does).
+    writeFileSync(loader, "import { writeSync } from 'node:fs';\nexport async function load(url, ctx, next) { writeSync(2, `LOAD ${url}\\n`); return next(url, ctx); }\n");
     const hook = join(dir, 'list-modules.mjs');
     writeFileSync(
       hook,
