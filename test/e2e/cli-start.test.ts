@@ -1,14 +1,14 @@
 /**
  * The quick client: `remex --version` (answered before the command line loads, and `-V` through it), and
- * what a client command loads — one bundled file (scripts/build-cli.js), never the server's modules, the
- * WebSocket library or TLS when the server is plain HTTP and the answer comes at once; without a fresh
- * bundle, and for the server's commands, the modules tsc built, with the same output (the timing itself
- * is bench/cli-start.ts).
+ * what a client command loads — one bundled file (scripts/build-cli.js) with its code cache, never the
+ * server's modules, the WebSocket library or TLS when the server is plain HTTP and the answer comes at
+ * once; without a fresh bundle, and for the server's commands, the modules tsc built, with the same output
+ * (the timing itself is bench/cli-start.ts).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -63,6 +63,12 @@ process.on('exit', () => process.stderr.write('BUILTINS ' + JSON.stringify(proce
 
 const isRemexModule = (m: string): boolean => /\/dist\/src\//.test(m);
 
+/** The code caches bin/remex.js keeps under this XDG_CACHE_HOME. */
+function codeCaches(cacheHome: string): string[] {
+  const dir = join(cacheHome, 'remex', 'cli-code-cache');
+  return existsSync(dir) ? readdirSync(dir).map((name) => join(dir, name)) : [];
+}
+
 describe('a quick CLI', () => {
   let ts: TestServer;
   before(async () => {
@@ -81,14 +87,31 @@ describe('a quick CLI', () => {
     assert.match((await remexCli(['--help'])).stdout, /-V, --version +print the version of remex/);
   });
 
-  test('a client command loads one bundled file: neither the server, nor ws, nor TLS for an http:// server', async () => {
-    const r = await modulesLoaded(REMEX_BIN, ['platforms', '--server', ts.server.url]);
-    assert.match(r.stdout, /PLATFORM/);
-    assert.ok(r.builtins.length > 0 && r.cjs.length > 0, 'the modules were listed');
-    assert.deepEqual(r.cjs.filter(isRemexModule), [join(ROOT, 'dist', 'src', 'cli', 'client.cjs')], 'the client bundle, and no other module of remex (missing or stale? run `npm run build`)');
-    assert.deepEqual(r.esm.filter(isRemexModule), [], 'no ESM module of remex');
-    assert.deepEqual([...r.esm, ...r.cjs].filter((m) => /\/node_modules\//.test(m)), [], 'no dependency loaded on its own (commander is in the bundle; no ws)');
-    assert.deepEqual(r.builtins.filter((m) => /^NativeModule (tls|_tls_wrap|https|child_process)$/.test(m)), [], 'no TLS for an http:// server, no child processes');
+  test('a client command runs one bundled file, from its code cache once a command ran: neither the server, nor ws, nor TLS for an http:// server', async () => {
+    const cacheHome = mkdtempSync(join(tmpdir(), 'remex-cli-cache-'));
+    try {
+      const env = { XDG_CACHE_HOME: cacheHome };
+      const first = await modulesLoaded(REMEX_BIN, ['platforms', '--server', ts.server.url], env);
+      assert.match(first.stdout, /PLATFORM/);
+      const caches = codeCaches(cacheHome);
+      assert.equal(caches.length, 1, 'the bundle ran and left its code cache (no bundle, or a stale one? run `npm run build`)');
+      // Its time set back: a command that uses it (V8 accepts it) leaves it as it is.
+      const past = new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000);
+      utimesSync(caches[0] as string, past, past);
+      const second = await modulesLoaded(REMEX_BIN, ['platforms', '--server', ts.server.url], env);
+      assert.equal(second.stdout, first.stdout);
+      assert.deepEqual(codeCaches(cacheHome), caches);
+      assert.equal(statSync(caches[0] as string).mtimeMs, past.getTime(), 'the code cache was used, not written again');
+      for (const r of [first, second]) {
+        assert.ok(r.builtins.length > 0 && r.cjs.length > 0, 'the modules were listed');
+        assert.deepEqual(r.esm.filter(isRemexModule), [], 'no ESM module of remex');
+        assert.deepEqual(r.cjs.filter(isRemexModule), [join(ROOT, 'dist', 'src', 'cli', 'client.cjs')], 'the client bundle, and no other module of remex');
+        assert.deepEqual([...r.esm, ...r.cjs].filter((m) => /\/node_modules\//.test(m)), [], 'no dependency loaded on its own (commander is in the bundle; no ws)');
+        assert.deepEqual(r.builtins.filter((m) => /^NativeModule (tls|_tls_wrap|https|child_process)$/.test(m)), [], 'no TLS for an http:// server, no child processes');
+      }
+    } finally {
+      rmSync(cacheHome, { recursive: true, force: true });
+    }
   });
 
   test('serve and the other unbundled commands, and every command when the bundle is stale, missing or turned off, run the modules tsc built', async () => {
@@ -112,8 +135,8 @@ describe('a quick CLI', () => {
         else symlinkSync(join(ROOT, 'dist', 'src', name), join(root, 'dist', 'src', name));
       }
       const bin = join(root, 'bin', 'remex.js');
-      const bundled = await modulesLoaded(bin, ['platforms', '--server', ts.server.url]);
-      assert.ok(bundled.cjs.some((m) => m.endsWith('/dist/src/cli/client.cjs')), 'the copy runs its bundle while it is fresh');
+      const bundled = await modulesLoaded(bin, ['platforms', '--server', ts.server.url], { XDG_CACHE_HOME: join(root, 'cache') });
+      assert.ok(!bundled.esm.some((u) => u.endsWith('/dist/src/cli/main.js')) && codeCaches(join(root, 'cache')).length === 1, 'the copy runs its bundle while it is fresh');
       const later = new Date(Date.now() + 60_000);
       utimesSync(join(root, 'dist', 'src', 'cli', 'run-command.js'), later, later);
       const stale = await modulesLoaded(bin, ['platforms', '--server', ts.server.url]);
