@@ -108,7 +108,8 @@ function writeCodeCache(file, script) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (!ownedAndPrivate(dir)) return;
     const prefix = `${file.slice(dir.length + 1).split('-').slice(0, 3).join('-')}-`;
-    for (const old of readdirSync(dir)) if (old.startsWith(prefix)) unlinkSync(join(dir, old));
+    // (Not another process's file being written, `<name>.<pid>`.)
+    for (const old of readdirSync(dir)) if (old.startsWith(prefix) && join(dir, old) !== file && !/\.\d+$/.test(old)) unlinkSync(join(dir, old));
     writeFileSync(`${file}.${process.pid}`, script.createCachedData(), { mode: 0o600 });
     renameSync(`${file}.${process.pid}`, file);
   } catch {
