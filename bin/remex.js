@@ -56,9 +56,9 @@ function clientBundle() {
 /**
  * Runs the bundle as CommonJS, compiled with a V8 code cache written after a first command ran: unlike
  * Node's compile cache (written before the code runs), it holds the functions commander and the client
- * compile lazily. The cache lives in the user's cache directory, named after the bundle (path, size, time)
- * and Node's version; V8 refuses one made by another V8 or for other flags, and it is then written again.
- * REMEX_CLI_CODE_CACHE=0 goes without.
+ * compile lazily. The cache lives in the user's cache directory, named after the bundle (path, size,
+ * time), Node's version and the command; V8 refuses one made by another V8 or for other flags, and it is
+ * then written again. REMEX_CLI_CODE_CACHE=0 goes without.
  */
 function runBundle({ path, stat }) {
   const { Script, constants } = require('node:vm');
@@ -93,7 +93,9 @@ function codeCacheFile(path, stat) {
   if (base === undefined) return undefined;
   let h = 0x811c9dc5; // FNV-1a of the path: each install its own file
   for (let i = 0; i < path.length; i++) h = Math.imul(h ^ path.charCodeAt(i), 0x01000193) >>> 0;
-  return join(base, 'remex', 'cli-code-cache', `${h.toString(16)}-${process.version}-${process.arch}-${Math.trunc(stat.mtimeMs)}-${stat.size}`);
+  // One per command: each holds what its command compiled (`run` and `status` run different code).
+  const name = /^[a-z]{1,20}$/.test(command ?? '') ? command : 'other';
+  return join(base, 'remex', 'cli-code-cache', `${h.toString(16)}-${process.version}-${process.arch}-${Math.trunc(stat.mtimeMs)}-${stat.size}-${name}`);
 }
 
 function ownedAndPrivate(path) {
@@ -101,15 +103,17 @@ function ownedAndPrivate(path) {
   return uid === process.getuid() && (mode & 0o022) === 0;
 }
 
-/** Writes the code cache (private directory, whole file or none), dropping the older ones of this install and Node. */
+/** Writes the code cache (private directory, whole file or none). */
 function writeCodeCache(file, script) {
   try {
     const dir = dirname(file);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (!ownedAndPrivate(dir)) return;
-    const prefix = `${file.slice(dir.length + 1).split('-').slice(0, 3).join('-')}-`;
-    // (Not another process's file being written, `<name>.<pid>`.)
-    for (const old of readdirSync(dir)) if (old.startsWith(prefix) && join(dir, old) !== file && !/\.\d+$/.test(old)) unlinkSync(join(dir, old));
+    // The caches of this install and Node for an older bundle go (not a file being written, `<name>.<pid>`).
+    const parts = file.slice(dir.length + 1).split('-');
+    const install = `${parts.slice(0, 3).join('-')}-`;
+    const current = `${parts.slice(0, 5).join('-')}-`;
+    for (const old of readdirSync(dir)) if (old.startsWith(install) && !old.startsWith(current) && !/\.\d+$/.test(old)) unlinkSync(join(dir, old));
     writeFileSync(`${file}.${process.pid}`, script.createCachedData(), { mode: 0o600 });
     renameSync(`${file}.${process.pid}`, file);
   } catch {
