@@ -173,6 +173,8 @@ export interface WorkerRecord {
   instanceId: string | null;
   /** Someone (an operator, the autoscaler) asked it to drain: its next heartbeat tells it. Kept across re-registrations. */
   drainRequested: boolean;
+  /** What it said it costs per hour (`remex worker --price-per-hour`); absent when it did not say. */
+  pricePerHour?: number;
 }
 
 /** What a touch learns of a known worker. */

@@ -169,6 +169,7 @@ export class Worker {
       slots: this.opts.slots,
       ...(this.opts.labels ? { labels: this.opts.labels } : {}),
       ...(this.opts.instanceId !== undefined ? { instanceId: this.opts.instanceId } : {}),
+      ...(this.opts.pricePerHour !== undefined ? { pricePerHour: this.opts.pricePerHour } : {}),
     });
     this.workerId = session.workerId;
     this.startLogShipper(session.features ?? []);

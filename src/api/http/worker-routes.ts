@@ -39,6 +39,7 @@ const registration = z.object({
   slots: z.number().int().min(1).max(1024),
   labels: labels.optional(),
   instanceId: z.string().min(1).max(256).optional(),
+  pricePerHour: z.number().nonnegative().finite().optional(),
 });
 
 const heartbeatBody = z.object({

@@ -145,4 +145,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER action_cache_release_refs BEFORE DELETE OR UPDATE OF result ON action_cache
     FOR EACH ROW EXECUTE FUNCTION remex_action_cache_release_refs();
   `,
+  // 10: what a worker says it costs per hour (`remex worker --price-per-hour`), for `remex workers`.
+  `
+  ALTER TABLE workers ADD COLUMN price_per_hour float8;
+  `,
 ];

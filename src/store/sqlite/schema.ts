@@ -169,4 +169,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
       WHERE instance = old.instance AND action_hash = old.action_hash AND action_size = old.action_size;
   END;
   `,
+  // 10: what a worker says it costs per hour (`remex worker --price-per-hour`), for `remex workers`.
+  `
+  ALTER TABLE workers ADD COLUMN price_per_hour REAL;
+  `,
 ];
