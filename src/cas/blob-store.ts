@@ -82,8 +82,8 @@ export interface BlobStore {
  * The filesystem store is one; an S3 bucket is kept by its lifecycle rules instead (docs/deploy.md).
  */
 export interface BlobReclaimer {
-  /** Removes those of these blobs it may; how many it removed. */
-  reclaim(hashes: readonly string[]): Promise<number>;
+  /** Removes those of these blobs it may: how many it removed, and those present it kept for now (pinned or recent). */
+  reclaim(hashes: readonly string[]): Promise<{ removed: number; kept: string[] }>;
 }
 
 export function isBlobReclaimer(store: object): store is BlobReclaimer {

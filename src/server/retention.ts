@@ -5,7 +5,7 @@
  * (their input tree, stdin, stdout, stderr, output files and trees; a tree's members once per tree), then
  * deletes the jobs — which releases their references in the store — then hands the released hashes that
  * nothing references any more to the CAS, which keeps those a queued or running job needs or a client
- * used within `--cas-grace`. An S3 bucket keeps itself by its lifecycle rules instead (docs/deploy.md).
+ * used within `--cas-grace` (offered again at the next sweep). An S3 bucket keeps itself by its lifecycle rules instead (docs/deploy.md).
  * Their log lines were never stored (the event relay streams them live). Every controller sweeps; with
  * PostgreSQL they skip the rows another is deleting.
  */
@@ -78,11 +78,17 @@ export class RetentionSweep {
     let blobs = 0;
     if (this.opts.blobs) {
       const { references, reclaimer } = this.opts.blobs;
+      const kept: string[] = [];
       for (;;) {
         const unreferenced = await references.takeUnreferenced(REFS_BATCH);
         if (unreferenced.length === 0) break;
-        if (reclaimer) blobs += await reclaimer.reclaim(unreferenced);
+        if (!reclaimer) continue;
+        const reclaimed = await reclaimer.reclaim(unreferenced);
+        blobs += reclaimed.removed;
+        kept.push(...reclaimed.kept);
       }
+      // Pinned or used lately: offered again at the next sweep, which removes them if still unreferenced then.
+      await references.release(kept);
     }
     if (jobs > 0 || blobs > 0) this.opts.logger.info({ removed: jobs, blobsRemoved: blobs, retainMs: this.opts.retainMs }, 'finished jobs past their retention removed');
     return { jobs, blobs };

@@ -261,6 +261,8 @@ export interface BlobReferences {
    * names releases its members on the way.
    */
   takeUnreferenced(limit: number): Promise<string[]>;
+  /** Offers these hashes again at the next takeUnreferenced (the CAS kept them for now: pinned, or used lately). */
+  release(hashes: readonly string[]): Promise<void>;
 }
 
 /** One embedded or networked database holding all four. */

@@ -97,10 +97,11 @@ async function scenario(store: Store): Promise<void> {
     for (const [name, d] of Object.entries(kept)) assert.equal(await cas.has(d), true, `${name}: still needed, so it stayed`);
     assert.equal(outcome.blobs, Object.keys(gone).length);
 
-    // The kept job, past its own retention, takes what only it used now; the entry's and the queued job's blobs still stay.
+    // The kept job, past its own retention, takes what only it used now; the blob kept for its grace period goes
+    // too (it was offered again); the entry's and the queued job's blobs still stay.
     casNow = T0 + 14 * DAY;
-    assert.deepEqual(await sweep.sweep(), { jobs: 1, blobs: 4 });
-    for (const d of [keptOnlyInput, keptRoot, tool, sharedStream]) assert.equal(await cas.has(d), false);
+    assert.deepEqual(await sweep.sweep(), { jobs: 1, blobs: 5 });
+    for (const d of [keptOnlyInput, keptRoot, tool, sharedStream, recentOutput]) assert.equal(await cas.has(d), false);
     for (const d of [cachedOutput, pinnedFile, queuedRoot]) assert.equal(await cas.has(d), true);
     await sweep.close();
   } finally {

@@ -691,22 +691,27 @@ export class FsBlobStore implements BlobStore, BlobReclaimer {
    * within the grace period (a client was just told they are present, or is about to name them). Without
    * usage tracking the store cannot tell: it removes nothing. Runs between eviction passes.
    */
-  async reclaim(hashes: readonly string[]): Promise<number> {
+  async reclaim(hashes: readonly string[]): Promise<{ removed: number; kept: string[] }> {
     const usage = this.usage;
-    if (!usage || hashes.length === 0) return 0;
+    if (!usage || hashes.length === 0) return { removed: 0, kept: [] };
     await this.usageReady;
     while (this.evicting) await this.evicting;
     const pass = (async () => {
       const pinned = (await this.pins?.pinnedHashes()) ?? new Set<string>();
       const usedBefore = this.now() - this.graceMs;
       let removed = 0;
+      const kept: string[] = [];
       for (const hash of hashes) {
         const entry = usage.get(hash);
-        if (!entry || entry.usedAtMs > usedBefore || pinned.has(hash)) continue;
+        if (!entry) continue;
+        if (entry.usedAtMs > usedBefore || pinned.has(hash)) {
+          kept.push(hash);
+          continue;
+        }
         await this.remove(hash, entry.size);
         removed++;
       }
-      return removed;
+      return { removed, kept };
     })();
     this.evicting = pass.then(() => undefined);
     try {

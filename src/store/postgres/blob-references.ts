@@ -32,6 +32,7 @@ export class PostgresBlobReferences implements BlobReferences {
           SELECT 't:' || h FROM unnest($1::text[]) AS x(h)
           WHERE NOT EXISTS (SELECT 1 FROM ${t('blob_refs')} WHERE hash = h AND owner NOT LIKE 't:%'))
         RETURNING hash`,
+      release: `INSERT INTO ${t('blob_refs_released')} (hash) SELECT h FROM unnest($1::text[]) AS x(h) ON CONFLICT DO NOTHING`,
       unreferenced: `SELECT h FROM unnest($1::text[]) AS x(h) WHERE NOT EXISTS (SELECT 1 FROM ${t('blob_refs')} WHERE hash = h)`,
     };
   }
@@ -65,6 +66,10 @@ export class PostgresBlobReferences implements BlobReferences {
         await this.db.query(this.sql.insert, [`a:${entry.instance}/${hash}/${sizeBytes}`, [...entry.hashes]], c);
       }
     });
+  }
+
+  async release(hashes: readonly string[]): Promise<void> {
+    if (hashes.length > 0) await this.db.query(this.sql.release, [hashes]);
   }
 
   async takeUnreferenced(limit: number): Promise<string[]> {

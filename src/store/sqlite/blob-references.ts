@@ -21,6 +21,7 @@ export class SqliteBlobReferences implements BlobReferences {
       markJob: db.prepare(`UPDATE jobs SET refs_recorded = 1 WHERE id = ? AND refs_recorded = 0 AND state IN ${FINISHED}`),
       markCache: db.prepare('UPDATE action_cache SET refs_recorded = 1 WHERE instance = ? AND action_hash = ? AND action_size = ? AND refs_recorded = 0'),
       released: db.prepare<[number], { hash: string }>('SELECT hash FROM blob_refs_released LIMIT ?'),
+      release: db.prepare('INSERT OR IGNORE INTO blob_refs_released (hash) VALUES (?)'),
       unrelease: db.prepare('DELETE FROM blob_refs_released WHERE hash = ?'),
       // A tree is kept while a job or an action-cache entry names it; trees only list members.
       namedOutsideTrees: db.prepare<[string], { one: number }>(`SELECT 1 AS one FROM blob_refs WHERE hash = ? AND owner NOT LIKE 't:%' LIMIT 1`),
@@ -64,6 +65,12 @@ export class SqliteBlobReferences implements BlobReferences {
         if (this.s.markCache.run(entry.instance, actionHash, sizeBytes).changes === 0) continue;
         for (const hash of entry.hashes) this.s.insert.run(`a:${entry.instance}/${actionHash}/${sizeBytes}`, hash);
       }
+    })();
+  }
+
+  async release(hashes: readonly string[]): Promise<void> {
+    this.db.transaction(() => {
+      for (const hash of hashes) this.s.release.run(hash);
     })();
   }
 
