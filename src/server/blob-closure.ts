@@ -44,6 +44,12 @@ export async function inputTreeBlobs(root: Digest, blobs: BlobStore): Promise<Se
   return hashes;
 }
 
+/** One Directory's own entries (file hashes, subdirectory digests), or undefined when it is gone or no Directory. */
+export async function directoryEntries(digest: Digest, blobs: BlobStore): Promise<{ files: string[]; directories: Digest[] } | undefined> {
+  const dir = await readOrSkip(blobs, digest, decodeDirectory);
+  return dir && { files: dir.files.map((f) => f.digest.hash), directories: dir.directories.map((d) => d.digest) };
+}
+
 /** Every blob hash an output directory's Tree names (its files, and its child Directories as blobs), the Tree itself included. */
 export async function outputTreeBlobs(tree: Digest, blobs: BlobStore): Promise<Set<string>> {
   const hashes = new Set<string>([tree.hash]);

@@ -13,13 +13,15 @@ import type { Logger } from 'pino';
 import type { BlobReclaimer, BlobStore } from '../cas/blob-store.js';
 import type { BlobReferenceBatch, BlobReferences, JobStore, UnrecordedOwner } from '../store/ports.js';
 import type { RunReport } from '../core/model.js';
-import { inputTreeBlobs, outputTreeBlobs } from './blob-closure.js';
+import { directoryEntries, outputTreeBlobs } from './blob-closure.js';
 
 export const DEFAULT_RETAIN_MS = 7 * 24 * 3_600_000;
 /** Jobs deleted per statement: a long backlog goes in slices, never one long transaction. */
 const BATCH = 1000;
 /** Jobs and entries recorded per transaction, and released hashes taken per one. */
 const REFS_BATCH = 200;
+/** Directories read per recording batch at most: a larger tree is recorded as far as this goes. */
+const MAX_DIRECTORIES_PER_BATCH = 100_000;
 
 export interface RetentionOptions {
   retainMs: number;
@@ -114,12 +116,48 @@ export class RetentionSweep {
         if (owner.kind === 'job') jobs.push({ id: owner.id, hashes });
         else cache.push({ instance: owner.instance, actionDigest: owner.actionDigest, hashes });
       }
-      const known = await references.recordedTrees([...inputRoots.keys(), ...outputTrees.keys()]);
       const trees: Array<{ root: string; hashes: Iterable<string> }> = [];
-      for (const [hash, digest] of inputRoots) if (!known.has(hash)) trees.push({ root: hash, hashes: without(await inputTreeBlobs(digest, store), hash) });
-      for (const [hash, digest] of outputTrees) if (!known.has(hash)) trees.push({ root: hash, hashes: without(await outputTreeBlobs(digest, store), hash) });
+      const knownOutputs = await references.recordedTrees([...outputTrees.keys()]);
+      for (const [hash, digest] of outputTrees) if (!knownOutputs.has(hash)) trees.push({ root: hash, hashes: without(await outputTreeBlobs(digest, store), hash) });
+      await recordDirectoriesOf([...inputRoots.values()], references, store, trees);
       await references.record({ jobs, cache, trees });
     }
+  }
+}
+
+/**
+ * Input trees, one Directory at a time: each records its own entries, and a Directory recorded already
+ * (a toolchain under thousands of roots) is not read again, nor anything under it.
+ */
+async function recordDirectoriesOf(
+  roots: ReadonlyArray<UnrecordedOwner['actionDigest']>,
+  references: BlobReferences,
+  store: BlobStore,
+  trees: Array<{ root: string; hashes: Iterable<string> }>,
+): Promise<void> {
+  const seen = new Set<string>();
+  let level = roots.filter((d) => {
+    if (seen.has(d.hash)) return false;
+    seen.add(d.hash);
+    return true;
+  });
+  let walked = 0;
+  while (level.length > 0 && walked < MAX_DIRECTORIES_PER_BATCH) {
+    const known = await references.recordedTrees(level.map((d) => d.hash));
+    const next: Array<UnrecordedOwner['actionDigest']> = [];
+    for (const digest of level) {
+      if (known.has(digest.hash)) continue;
+      walked++;
+      const entries = await directoryEntries(digest, store);
+      if (!entries) continue;
+      trees.push({ root: digest.hash, hashes: [...entries.files, ...entries.directories.map((d) => d.hash)] });
+      for (const d of entries.directories) {
+        if (seen.has(d.hash)) continue;
+        seen.add(d.hash);
+        next.push(d);
+      }
+    }
+    level = next;
   }
 }
 

@@ -235,7 +235,7 @@ export type UnrecordedOwner =
   | { kind: 'job'; id: string; actionDigest: Digest; spec: ExecutionSpec; result: RunReport | null }
   | { kind: 'cache'; instance: string; actionDigest: Digest; result: RunReport };
 
-/** What one recording adds: the hashes each owner references (a tree's are every blob under its root). */
+/** What one recording adds: the hashes each owner references (a tree's: its own entries, files and subdirectories). */
 export interface BlobReferenceBatch {
   jobs: ReadonlyArray<{ id: string; hashes: Iterable<string> }>;
   cache: ReadonlyArray<{ instance: string; actionDigest: Digest; hashes: Iterable<string> }>;
@@ -257,8 +257,8 @@ export interface BlobReferences {
   /** Records the references and marks the jobs and entries recorded (an owner gone meanwhile records nothing). */
   record(batch: BlobReferenceBatch): Promise<void>;
   /**
-   * Takes up to `limit` released hashes and returns those nothing references any more; a tree no kept owner
-   * names releases its members on the way.
+   * Takes up to `limit` released hashes and returns those nothing references any more (no job, entry or
+   * parent tree); such a tree releases its members on the way.
    */
   takeUnreferenced(limit: number): Promise<string[]>;
   /** Offers these hashes again at the next takeUnreferenced (the CAS kept them for now: pinned, or used lately). */

@@ -41,13 +41,16 @@ async function scenario(store: Store): Promise<void> {
       return d;
     };
     const file = (name: string, digest: Digest) => ({ name, digest, isExecutable: false });
-    const directory = async (files: Directory['files']): Promise<Digest> => blob(encodeDirectory({ files, directories: [], symlinks: [] }));
+    const directory = async (files: Directory['files'], directories: Directory['directories'] = []): Promise<Digest> => blob(encodeDirectory({ files, directories, symlinks: [] }));
 
     const tool = await blob('a compiler both jobs use');
     const oldOnlyInput = await blob('an input only the old job used');
     const keptOnlyInput = await blob('an input only the kept job uses');
-    const oldRoot = await directory([file('cc', tool), file('in.txt', oldOnlyInput)]);
-    const keptRoot = await directory([file('cc', tool), file('in.txt', keptOnlyInput)]);
+    // A subdirectory both roots share: recorded once, kept while either root is.
+    const libFile = await blob('a library both jobs link');
+    const lib = await directory([file('libc.so', libFile)]);
+    const oldRoot = await directory([file('cc', tool), file('in.txt', oldOnlyInput)], [{ name: 'lib', digest: lib }]);
+    const keptRoot = await directory([file('cc', tool), file('in.txt', keptOnlyInput)], [{ name: 'lib', digest: lib }]);
     const pinnedFile = await blob('an output the queued job takes as input');
     const queuedRoot = await directory([file('in.txt', pinnedFile)]);
     const oldStdout = await blob('old stdout');
@@ -92,7 +95,7 @@ async function scenario(store: Store): Promise<void> {
     assert.equal(await store.jobs.get('old'), undefined);
 
     const gone = { oldRoot, oldOnlyInput, oldStdout, oldOutput, outputTree, treeFile };
-    const kept = { tool, keptOnlyInput, keptRoot, sharedStream, cachedOutput, pinnedFile, queuedRoot, recentOutput };
+    const kept = { tool, lib, libFile, keptOnlyInput, keptRoot, sharedStream, cachedOutput, pinnedFile, queuedRoot, recentOutput };
     for (const [name, d] of Object.entries(gone)) assert.equal(await cas.has(d), false, `${name}: only the old job used it, so it went`);
     for (const [name, d] of Object.entries(kept)) assert.equal(await cas.has(d), true, `${name}: still needed, so it stayed`);
     assert.equal(outcome.blobs, Object.keys(gone).length);
@@ -100,8 +103,8 @@ async function scenario(store: Store): Promise<void> {
     // The kept job, past its own retention, takes what only it used now; the blob kept for its grace period goes
     // too (it was offered again); the entry's and the queued job's blobs still stay.
     casNow = T0 + 14 * DAY;
-    assert.deepEqual(await sweep.sweep(), { jobs: 1, blobs: 5 });
-    for (const d of [keptOnlyInput, keptRoot, tool, sharedStream, recentOutput]) assert.equal(await cas.has(d), false);
+    assert.deepEqual(await sweep.sweep(), { jobs: 1, blobs: 7 });
+    for (const d of [keptOnlyInput, keptRoot, tool, lib, libFile, sharedStream, recentOutput]) assert.equal(await cas.has(d), false);
     for (const d of [cachedOutput, pinnedFile, queuedRoot]) assert.equal(await cas.has(d), true);
     await sweep.close();
   } finally {

@@ -27,11 +27,8 @@ export class PostgresBlobReferences implements BlobReferences {
         WHERE instance = $1 AND action_hash = $2 AND action_size = $3 AND NOT refs_recorded RETURNING instance`,
       takeReleased: `DELETE FROM ${t('blob_refs_released')} WHERE hash IN
         (SELECT hash FROM ${t('blob_refs_released')} LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING hash`,
-      // Trees among these hashes that no job or action-cache entry names any more: dropped, their members returned.
-      dropDeadTrees: `DELETE FROM ${t('blob_refs')} WHERE owner IN (
-          SELECT 't:' || h FROM unnest($1::text[]) AS x(h)
-          WHERE NOT EXISTS (SELECT 1 FROM ${t('blob_refs')} WHERE hash = h AND owner NOT LIKE 't:%'))
-        RETURNING hash`,
+      // The trees among these (unreferenced) hashes: dropped, their members returned.
+      dropTrees: `DELETE FROM ${t('blob_refs')} WHERE owner IN (SELECT 't:' || h FROM unnest($1::text[]) AS x(h)) RETURNING hash`,
       release: `INSERT INTO ${t('blob_refs_released')} (hash) SELECT h FROM unnest($1::text[]) AS x(h) ON CONFLICT DO NOTHING`,
       unreferenced: `SELECT h FROM unnest($1::text[]) AS x(h) WHERE NOT EXISTS (SELECT 1 FROM ${t('blob_refs')} WHERE hash = h)`,
     };
@@ -74,15 +71,17 @@ export class PostgresBlobReferences implements BlobReferences {
 
   async takeUnreferenced(limit: number): Promise<string[]> {
     return this.db.tx(async (c) => {
-      const released = (await this.db.query<{ hash: string }>(this.sql.takeReleased, [limit], c)).map((r) => r.hash);
-      const seen = new Set(released);
-      let level = released;
+      const unreferenced = new Set<string>();
+      let level = (await this.db.query<{ hash: string }>(this.sql.takeReleased, [limit], c)).map((r) => r.hash);
       while (level.length > 0) {
-        const members = (await this.db.query<{ hash: string }>(this.sql.dropDeadTrees, [level], c)).map((r) => r.hash);
-        level = [...new Set(members)].filter((h) => !seen.has(h));
-        for (const h of level) seen.add(h);
+        // Checked before any of this level's trees is dropped; a member whose last referrer goes now is
+        // looked at again with the next level.
+        const free = (await this.db.query<{ h: string }>(this.sql.unreferenced, [level], c)).map((r) => r.h);
+        for (const h of free) unreferenced.add(h);
+        const members = free.length === 0 ? [] : (await this.db.query<{ hash: string }>(this.sql.dropTrees, [free], c)).map((r) => r.hash);
+        level = [...new Set(members)].filter((h) => !unreferenced.has(h));
       }
-      return (await this.db.query<{ h: string }>(this.sql.unreferenced, [[...seen]], c)).map((r) => r.h);
+      return [...unreferenced];
     });
   }
 }

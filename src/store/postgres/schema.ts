@@ -105,7 +105,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     CHECK (state IN ('queued','running','completed','timed_out','cancelled','failed','emergency_stopped'));
   `,
   // 9: the blobs finished jobs and action-cache entries reference, for the retention sweep (decision 0047).
-  // Owners: 'j:<job id>', 'a:<instance>/<action hash>/<size>', 't:<tree root hash>' (every blob under it).
+  // Owners: 'j:<job id>', 'a:<instance>/<action hash>/<size>', 't:<Directory or Tree hash>' (its own entries).
   // Deleting a recorded job or entry, or replacing an entry's result, releases its hashes in the same statement.
   // The trigger functions keep the migration's search_path, so they find the tables whatever the session's.
   `

@@ -23,8 +23,6 @@ export class SqliteBlobReferences implements BlobReferences {
       released: db.prepare<[number], { hash: string }>('SELECT hash FROM blob_refs_released LIMIT ?'),
       release: db.prepare('INSERT OR IGNORE INTO blob_refs_released (hash) VALUES (?)'),
       unrelease: db.prepare('DELETE FROM blob_refs_released WHERE hash = ?'),
-      // A tree is kept while a job or an action-cache entry names it; trees only list members.
-      namedOutsideTrees: db.prepare<[string], { one: number }>(`SELECT 1 AS one FROM blob_refs WHERE hash = ? AND owner NOT LIKE 't:%' LIMIT 1`),
       treeMembers: db.prepare<[string], { hash: string }>(`SELECT hash FROM blob_refs WHERE owner = 't:' || ?`),
       dropTree: db.prepare(`DELETE FROM blob_refs WHERE owner = 't:' || ?`),
       referenced: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM blob_refs WHERE hash = ? LIMIT 1'),
@@ -77,22 +75,20 @@ export class SqliteBlobReferences implements BlobReferences {
   async takeUnreferenced(limit: number): Promise<string[]> {
     return this.db.transaction(() => {
       const pending = this.s.released.all(limit).map((r) => r.hash);
-      const seen = new Set(pending);
       for (const hash of pending) this.s.unrelease.run(hash);
+      const unreferenced = new Set<string>();
       for (let i = 0; i < pending.length; i++) {
         const hash = pending[i] as string;
-        if (this.s.namedOutsideTrees.get(hash)) continue;
-        // A tree nothing names any more: its members are released with it.
+        if (unreferenced.has(hash) || this.s.referenced.get(hash)) continue;
+        unreferenced.add(hash);
+        // A Directory or Tree nothing names any more (no job, entry or parent): its members are released with it,
+        // and looked at again even if already seen (their last referrer may have been this tree).
         const members = this.s.treeMembers.all(hash);
         if (members.length === 0) continue;
         this.s.dropTree.run(hash);
-        for (const m of members) {
-          if (seen.has(m.hash)) continue;
-          seen.add(m.hash);
-          pending.push(m.hash);
-        }
+        for (const m of members) if (!unreferenced.has(m.hash)) pending.push(m.hash);
       }
-      return pending.filter((hash) => !this.s.referenced.get(hash));
+      return [...unreferenced];
     })();
   }
 }

@@ -137,7 +137,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX jobs_name ON jobs (name) WHERE name IS NOT NULL;
   `,
   // 9: the blobs finished jobs and action-cache entries reference, for the retention sweep (decision 0047).
-  // Owners: 'j:<job id>', 'a:<instance>/<action hash>/<size>', 't:<tree root hash>' (every blob under it).
+  // Owners: 'j:<job id>', 'a:<instance>/<action hash>/<size>', 't:<Directory or Tree hash>' (its own entries).
   // Deleting a recorded job or entry, or replacing an entry's result, releases its hashes in the same statement.
   `
   CREATE TABLE blob_refs (
