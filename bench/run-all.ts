@@ -15,6 +15,7 @@ import { benchMetricsCost } from './metrics-cost.js';
 import { benchLogLatency, benchLogThroughput } from './live-logs.js';
 import { benchPostgresDispatch } from './postgres-dispatch.js';
 import { benchQueueScale } from './queue-scale.js';
+import { benchRetentionBlobs } from './retention-blobs.js';
 import { benchSoak } from './soak.js';
 
 const benches: Record<string, () => Promise<boolean>> = {
@@ -25,6 +26,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'grpc-find-missing': benchGrpcFindMissing,
   'grpc-compression': benchGrpcCompression,
   'cas-eviction': benchCasEviction,
+  'retention-blobs': benchRetentionBlobs,
   'bazel-build': benchBazelBuild,
   'postgres-dispatch': benchPostgresDispatch,
   'long-job-supervision': benchLongJobSupervision,

@@ -17,6 +17,9 @@ import { DEFAULT_LOG_CEILING_BYTES, DEFAULT_MAX_LOG_CEILING_BYTES } from '../cor
 import { canonicalPlatform } from '../core/platform.js';
 import { digest, hash, labels, parseWith, resourceLimits, sizeBytes } from './schemas.js';
 
+/** Input files one HTTP execution request may name (its 32 MiB body would otherwise be the only bound). */
+export const MAX_INPUT_FILES = 10_000;
+
 export const executionRequestSchema = z.strictObject({
   /** Optional when the executable is an ELF binary: its header tells the platform. */
   platform: z.string().min(1).max(64).optional(),
@@ -24,7 +27,13 @@ export const executionRequestSchema = z.strictObject({
   /** File name of the executable inside the sandbox (argv[0] is `./<name>`). */
   executableName: z.string().min(1).max(255).default('program'),
   /** Extra input files: path relative to the working directory → digest. */
-  files: z.record(z.string().min(1).max(4096), z.strictObject({ hash, sizeBytes, executable: z.boolean().default(false) })).default({}),
+  files: z
+    .record(z.string().min(1).max(4096), z.strictObject({ hash, sizeBytes, executable: z.boolean().default(false) }))
+    .superRefine((files, ctx) => {
+      const n = Object.keys(files).length;
+      if (n > MAX_INPUT_FILES) ctx.addIssue({ code: 'custom', message: `at most ${MAX_INPUT_FILES} files per execution, not ${n} (pack more into an archive, or use REAPI)` });
+    })
+    .default({}),
   args: z.array(z.string().max(128 * 1024)).max(4096).default([]),
   stdin: z.string().max(16 * 1024 * 1024).optional(),
   stdinDigest: digest.optional(),

@@ -38,18 +38,25 @@ export const resourceLimits = z.strictObject({
 
 export const limitKind = z.enum(LIMIT_KINDS);
 
-const outputStream = z.strictObject({ digest, inlineBase64: z.string().nullable(), totalBytes: z.number().int().nonnegative(), truncated: z.boolean() });
+/**
+ * The worker protocol's shapes below (a run report, a failure, progress) are plain objects: fields this
+ * server does not know — a newer worker's — are accepted and dropped, so workers can be upgraded before
+ * their server. Known fields keep their types and bounds, and the body limit bounds the rest.
+ */
+const wireDigest = z.object({ hash, sizeBytes });
+
+const outputStream = z.object({ digest: wireDigest, inlineBase64: z.string().nullable(), totalBytes: z.number().int().nonnegative(), truncated: z.boolean() });
 
 /** A worker's RunReport (core/model.ts). */
-export const runReport = z.strictObject({
+export const runReport = z.object({
   exitCode: z.number().int().nullable(),
   signal: z.string().nullable(),
   timedOut: z.boolean(),
   limitExceeded: limitKind.nullable(),
   stdout: outputStream,
   stderr: outputStream,
-  outputFiles: z.array(z.strictObject({ path: z.string(), digest, isExecutable: z.boolean() })),
-  outputDirectories: z.array(z.strictObject({ path: z.string(), treeDigest: digest })).optional(),
+  outputFiles: z.array(z.object({ path: z.string(), digest: wireDigest, isExecutable: z.boolean() })),
+  outputDirectories: z.array(z.object({ path: z.string(), treeDigest: wireDigest })).optional(),
   wallTimeMs: z.number().nonnegative(),
   cpuTimeMs: z.number().nonnegative(),
   maxRssKb: z.number().nonnegative(),
@@ -85,7 +92,7 @@ export const jobFailure = z
   .transform(({ code, message }): JobFailure => (isJobFailureCode(code) ? { code, message } : { code: 'INTERNAL', message: `${code}: ${message}` }));
 
 /** A running job's progress as a worker reports it, within the event bus's bounds. */
-export const jobProgress = z.strictObject({
+export const jobProgress = z.object({
   percent: z.number().min(0).max(100).optional(),
   message: z.string().max(MAX_PROGRESS_MESSAGE_CHARS).optional(),
   metrics: z
@@ -93,7 +100,7 @@ export const jobProgress = z.strictObject({
     .refine((m) => Object.keys(m).length <= MAX_PROGRESS_METRICS, `at most ${MAX_PROGRESS_METRICS} metrics`)
     .optional(),
   atMs: z.number().int().nonnegative(),
-  history: z.array(z.strictObject({ percent: z.number().min(0).max(100), atMs: z.number().int().nonnegative() })).max(MAX_PROGRESS_HISTORY),
+  history: z.array(z.object({ percent: z.number().min(0).max(100), atMs: z.number().int().nonnegative() })).max(MAX_PROGRESS_HISTORY),
 });
 
 /** Labels (`{"suite": "stream"}`), as core/labels.ts defines them. */

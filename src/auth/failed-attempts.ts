@@ -8,6 +8,7 @@
  * forgotten first (a guesser with many addresses gets a fresh budget for those forgotten, never unbounded
  * memory). Only failures are counted: a request with a valid token costs nothing here.
  */
+import { isIPv6 } from 'node:net';
 import { RemexError } from '../core/errors.js';
 
 export interface FailedAttemptOptions {
@@ -68,12 +69,13 @@ export class FailedAttempts {
 
   /** Throws TooManyFailedAttemptsError while `address` is over its limit. */
   check(address: string): void {
-    const w = this.current(address);
+    const w = this.current(hostKey(address));
     if (w && w.failures >= this.maxFailures) throw new TooManyFailedAttemptsError(w.startMs + this.windowMs - this.now());
   }
 
   /** Counts one failure of `address`; TooManyFailedAttemptsError (`first`) when it reaches the limit. */
-  fail(address: string): void {
+  fail(peer: string): void {
+    const address = hostKey(peer);
     let w = this.current(address);
     this.windows.delete(address);
     if (!w) {
@@ -99,14 +101,28 @@ export class FailedAttempts {
   }
 }
 
-/** The address part of a gRPC peer (`127.0.0.1:5000`, `[::1]:5000`, `ipv4:…`) or a socket address. */
+/** The address part of a gRPC peer (`127.0.0.1:5000`, `[::1]:5000`, `ipv4:…`) or a socket address, as {@link hostKey} names it. */
 export function peerAddress(peer: string | undefined): string {
   if (!peer) return 'unknown';
   const p = peer.replace(/^ipv[46]:/, '');
   const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(p);
-  if (bracketed) return bracketed[1] as string;
+  if (bracketed) return hostKey(bracketed[1] as string);
   // One colon: host:port. More: a bare IPv6 address.
-  return p.indexOf(':') === p.lastIndexOf(':') && p.includes(':') ? p.slice(0, p.lastIndexOf(':')) : p;
+  return hostKey(p.indexOf(':') === p.lastIndexOf(':') && p.includes(':') ? p.slice(0, p.lastIndexOf(':')) : p);
+}
+
+/**
+ * One host, one name: an IPv6 address in its canonical form (`0:0::1` is `::1`), and an IPv4-mapped one
+ * (`::ffff:127.0.0.1`, how a dual-stack socket reports an IPv4 peer) as its IPv4 address, so that the two
+ * doors of one host share one failure budget. Anything else is kept as it is.
+ */
+export function hostKey(address: string): string {
+  if (!isIPv6(address)) return address;
+  const canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (!mapped) return canonical;
+  const [high, low] = [parseInt(mapped[1] as string, 16), parseInt(mapped[2] as string, 16)];
+  return [high >> 8, high & 255, low >> 8, low & 255].join('.');
 }
 
 /**

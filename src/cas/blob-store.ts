@@ -75,3 +75,17 @@ export interface BlobStore {
    */
   close(): Promise<void>;
 }
+
+/**
+ * A store that can remove blobs it was told nothing references any more (the retention sweep's, decision
+ * 0047): it keeps any a queued or running job needs (its pins) or that was used within its grace period.
+ * The filesystem store is one; an S3 bucket is kept by its lifecycle rules instead (docs/deploy.md).
+ */
+export interface BlobReclaimer {
+  /** Removes those of these blobs it may: how many it removed, and those present it kept for now (pinned or recent). */
+  reclaim(hashes: readonly string[]): Promise<{ removed: number; kept: string[] }>;
+}
+
+export function isBlobReclaimer(store: object): store is BlobReclaimer {
+  return typeof (store as Partial<BlobReclaimer>).reclaim === 'function';
+}

@@ -12,3 +12,8 @@ export const EXIT_SIGNAL_BASE = 128;
  * supervisor replaces it. EX_SOFTWARE of sysexits.h.
  */
 export const EXIT_WORKER_UNFIT = 70;
+/**
+ * `remex worker` was told to stop (SIGTERM, SIGINT) and its server could not be reached: it stopped its runs
+ * and left without committing them (their leases expire and the jobs are requeued). EX_UNAVAILABLE of sysexits.h.
+ */
+export const EXIT_WORKER_SERVER_UNREACHABLE = 69;

@@ -16,7 +16,7 @@ import { parseLabels } from '../core/labels.js';
 import { defaultSlots, LOG_FORMATS, LOG_LEVELS, SERVE_DEFAULTS, WORKER_DEFAULTS } from '../server/defaults.js';
 import type { LogFormat } from '../server/defaults.js';
 import type { ServeFlags } from '../server/config.js';
-import { EXIT_REMEX_FAILURE, EXIT_WORKER_UNFIT } from './exit-codes.js';
+import { EXIT_REMEX_FAILURE, EXIT_WORKER_SERVER_UNREACHABLE, EXIT_WORKER_UNFIT } from './exit-codes.js';
 import { formatTable } from './table.js';
 
 // Each command's module is loaded when that command runs (a client command loads only the client).
@@ -209,7 +209,7 @@ export function buildProgram(): Command {
         ...(o.injectFault !== undefined ? { injectFault: o.injectFault } : {}),
       });
       process.stdout.write(`remex worker ${worker.id ?? ''} serving ${o.server}\n`);
-      onTerminate(logger, () => worker.drain());
+      onTerminate(logger, async () => ((await worker.drain()) === 'server-unreachable' ? EXIT_WORKER_SERVER_UNREACHABLE : 0));
     });
 
   workerCommand
@@ -505,7 +505,8 @@ export function buildProgram(): Command {
   return program;
 }
 
-function onTerminate(logger: Logger, shutdown: () => Promise<void>): void {
+/** On SIGTERM or SIGINT: shuts down, then exits with the status `shutdown` returns (0 by default); a second signal exits at once. */
+function onTerminate(logger: Logger, shutdown: () => Promise<number | void>): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -515,7 +516,7 @@ function onTerminate(logger: Logger, shutdown: () => Promise<void>): void {
     stopping = true;
     logger.info(`${signal}: draining (running jobs finish, no new ones start)`);
     shutdown().then(
-      () => process.exit(0),
+      (status) => process.exit(status ?? 0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
         process.exit(EXIT_REMEX_FAILURE);

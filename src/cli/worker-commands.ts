@@ -36,12 +36,20 @@ export function formatWorkers(workers: readonly ListedWorker[], nowMs = Date.now
       generation ?? '-',
       String(w.slots),
       w.running === undefined ? '-' : String(w.running),
+      formatPrice(w.price),
       w.drainRequested && w.state === 'active' ? 'drain-ordered' : w.state,
       since(w.state === 'gone' ? w.lastSeenAtMs : w.registeredAtMs, nowMs),
       formatLabels(labels),
     ];
   });
-  return formatTable(['ID', 'NAME', 'PLATFORMS', 'MODE', 'GENERATION', 'SLOTS', 'RUNNING', 'STATE', 'SINCE', 'LABELS'], rows);
+  return formatTable(['ID', 'NAME', 'PLATFORMS', 'MODE', 'GENERATION', 'SLOTS', 'RUNNING', 'PRICE/H', 'STATE', 'SINCE', 'LABELS'], rows);
+}
+
+/** `0.034`, the worker's own price; `0.034 (platform)`, the server's default for its platform; `-`, none. */
+function formatPrice(price: ListedWorker['price']): string {
+  if (!price) return '-';
+  const perHour = String(Number(price.perHour.toPrecision(6)));
+  return price.from === 'platform' ? `${perHour} (platform)` : perHour;
 }
 
 const takesWork = (w: ListedWorker): boolean => w.state === 'active' && !w.drainRequested;

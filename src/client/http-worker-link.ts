@@ -26,7 +26,15 @@ export class HttpWorkerLink implements WorkerLink {
   constructor(private readonly client: RemexClient) {}
 
   async register(reg: WorkerRegistration): Promise<WorkerSession> {
-    const session = await this.client.request<WorkerSession>('POST', '/v1/workers', reg, { idempotent: true, timeoutMs: CALL_TIMEOUT_MS });
+    const send = (body: WorkerRegistration): Promise<WorkerSession> =>
+      this.client.request<WorkerSession>('POST', '/v1/workers', body, { idempotent: true, timeoutMs: CALL_TIMEOUT_MS });
+    const session = await send(reg).catch((err: unknown) => {
+      // A controller older than prices in registrations refuses the field by name: register without it there
+      // (its jobs are still priced, by the runs' reports).
+      if (reg.pricePerHour === undefined || !isRemexError(err, 'INVALID_ARGUMENT') || !/Unrecognized key.*pricePerHour/.test(err.message)) throw err;
+      const { pricePerHour: _unknownThere, ...older } = reg;
+      return send(older);
+    });
     this.features = new Set(session.features ?? []);
     this.registration = { ...reg, id: session.workerId };
     this.registeredAt = this.client.serverChanges;

@@ -28,7 +28,8 @@ import { HttpTransport, isReplayable, TransportError } from './transport.js';
 import type { RequestBody } from './transport.js';
 
 /** A worker as `GET /v1/workers` lists it: its record and the jobs it runs now. */
-export type ListedWorker = WorkerRecord & { running?: number };
+/** A worker as `GET /v1/workers` lists it: `running` and `price` are absent from older servers. */
+export type ListedWorker = WorkerRecord & { running?: number; price?: { perHour: number; from: 'worker' | 'platform' } | null };
 
 export interface ExecutionSubmission {
   platform?: string;

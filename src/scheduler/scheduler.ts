@@ -35,6 +35,12 @@ import { completeThenLease, LIVE_LOGS_FEATURE, WORKER_PROTOCOL_FEATURES } from '
 import type { LogAck, LogChunk } from './worker-link.js';
 
 /** The part of the blob store the scheduler needs: whether inputs and cached outputs still exist. */
+/** A worker's price per hour, and whose it is: the worker's own (`--price-per-hour`) or its platform's (`--platform-price`). */
+export interface WorkerPrice {
+  perHour: number;
+  from: 'worker' | 'platform';
+}
+
 export interface BlobPresence {
   findMissing(digests: readonly Digest[]): Promise<Digest[]>;
 }
@@ -456,6 +462,7 @@ export class Scheduler implements WorkerLink {
       labels: { ...reg.labels },
       instanceId: reg.instanceId ?? null,
       drainRequested: false,
+      ...(reg.pricePerHour !== undefined ? { pricePerHour: reg.pricePerHour } : {}),
     };
     await this.store.workers.upsert(record);
     this.offersCache = undefined;
@@ -595,10 +602,22 @@ export class Scheduler implements WorkerLink {
     return this.store.workers.list();
   }
 
-  /** The registered workers, each with the number of jobs it runs now (for `remex workers`). */
-  async workersWithLoad(): Promise<Array<WorkerRecord & { running: number }>> {
+  /**
+   * The registered workers, each with the number of jobs it runs now and its price per hour (for `remex
+   * workers`): its own `--price-per-hour`, else the server's `--platform-price` of its first priced platform.
+   */
+  async workersWithLoad(): Promise<Array<WorkerRecord & { running: number; price: WorkerPrice | null }>> {
     const [workers, byWorker] = await Promise.all([this.store.workers.list(), this.store.jobs.runningByWorker()]);
-    return workers.map((w) => ({ ...w, running: byWorker.get(w.id) ?? 0 }));
+    return workers.map((w) => ({ ...w, running: byWorker.get(w.id) ?? 0, price: this.priceOf(w) }));
+  }
+
+  private priceOf(w: WorkerRecord): WorkerPrice | null {
+    if (w.pricePerHour !== undefined) return { perHour: w.pricePerHour, from: 'worker' };
+    for (const p of w.platforms) {
+      const perHour = this.opts.platformPrices[p.platform];
+      if (perHour !== undefined) return { perHour, from: 'platform' };
+    }
+    return null;
   }
 
   async complete(workerId: string, c: Completion): Promise<void> {

@@ -17,6 +17,8 @@ export interface WorkerRegistration {
   labels?: Record<string, string>;
   /** The provider's id of the machine or process (an EC2 instance id, a pid): how a scaler finds it again. */
   instanceId?: string;
+  /** What it costs per hour (`--price-per-hour`), for `remex workers`; a run's report carries it too. */
+  pricePerHour?: number;
 }
 
 /** Protocol features a server offers beyond the first version's calls. */

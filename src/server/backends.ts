@@ -84,7 +84,8 @@ export async function openBackends(opts: BackendOptions): Promise<Backends> {
 async function openBlobs(opts: BackendOptions, pins: LatePins): Promise<BlobStore> {
   const url = opts.blobsUrl;
   const fsync = opts.casFsync ?? false;
-  const eviction = opts.casMaxBytes !== undefined ? { maxBytes: opts.casMaxBytes, pins, ...(opts.casGraceMs !== undefined ? { evictionGraceMs: opts.casGraceMs } : {}) } : {};
+  // Pins, the grace period and usage tracking serve the cap's eviction and the retention sweep's reclaim alike (decision 0047).
+  const eviction = { pins, trackUsage: true, ...(opts.casMaxBytes !== undefined ? { maxBytes: opts.casMaxBytes } : {}), ...(opts.casGraceMs !== undefined ? { evictionGraceMs: opts.casGraceMs } : {}) };
   if (url === undefined) return new FsBlobStore({ root: join(opts.dataDir, 'cas'), maxBlobBytes: opts.maxBlobBytes, fsync, ...eviction });
   if (url.startsWith('s3://')) {
     if (opts.casMaxBytes !== undefined) throw new InvalidArgumentError('--cas-max-bytes caps a filesystem CAS; an S3 bucket is kept in size by its lifecycle rules (docs/deploy.md)');

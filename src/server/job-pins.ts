@@ -6,16 +6,12 @@
  */
 import type { PinSource } from '../cas/fs/blob-usage.js';
 import type { BlobStore } from '../cas/blob-store.js';
-import { decodeDirectory } from '../cas/directory-codec.js';
-import type { Digest } from '../core/digest.js';
 import { formatDigest } from '../core/digest.js';
-import { isRemexError } from '../core/errors.js';
 import type { JobStore } from '../store/ports.js';
+import { inputTreeBlobs } from './blob-closure.js';
 
 /** Jobs listed per page; every queued and running job is listed. */
 const PAGE = 1000;
-/** Directories walked per tree at most: a larger tree is pinned as far as this goes. */
-const MAX_DIRECTORIES = 100_000;
 
 export class JobInputPins implements PinSource {
   /** Blobs of each input root seen in flight, by formatted digest. */
@@ -37,7 +33,7 @@ export class JobInputPins implements PinSource {
         const key = formatDigest(root);
         inFlight.add(key);
         let blobs = this.trees.get(key);
-        if (!blobs) this.trees.set(key, (blobs = await this.treeBlobs(root)));
+        if (!blobs) this.trees.set(key, (blobs = await inputTreeBlobs(root, this.blobs)));
         for (const hash of blobs) pinned.add(hash);
         if (job.spec.stdinDigest) pinned.add(job.spec.stdinDigest.hash);
       }
@@ -47,34 +43,5 @@ export class JobInputPins implements PinSource {
     // Trees no job in flight uses any more are forgotten.
     for (const key of this.trees.keys()) if (!inFlight.has(key)) this.trees.delete(key);
     return pinned;
-  }
-
-  /** Every blob hash under `root`, itself included; a Directory missing from the store ends that branch. */
-  private async treeBlobs(root: Digest): Promise<ReadonlySet<string>> {
-    const hashes = new Set<string>([root.hash]);
-    let level: Digest[] = [root];
-    let walked = 0;
-    while (level.length > 0 && walked < MAX_DIRECTORIES) {
-      const next: Digest[] = [];
-      for (const digest of level) {
-        walked++;
-        let dir: ReturnType<typeof decodeDirectory>;
-        try {
-          dir = decodeDirectory(await this.blobs.get(digest));
-        } catch (err) {
-          // Gone, or not a Directory: the job will fail on it anyway; nothing under it to keep.
-          if (isRemexError(err, 'NOT_FOUND') || isRemexError(err, 'INVALID_ARGUMENT')) continue;
-          throw err;
-        }
-        for (const f of dir.files) hashes.add(f.digest.hash);
-        for (const d of dir.directories) {
-          if (hashes.has(d.digest.hash)) continue;
-          hashes.add(d.digest.hash);
-          next.push(d.digest);
-        }
-      }
-      level = next;
-    }
-    return hashes;
   }
 }

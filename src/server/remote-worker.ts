@@ -9,7 +9,7 @@ import { HttpWorkerLink } from '../client/http-worker-link.js';
 import { RemexClient } from '../client/remex-client.js';
 import { RemoteBlobStore } from '../cas/remote/remote-blob-store.js';
 import { canonicalPlatform } from '../core/platform.js';
-import { UnsupportedPlatformError } from '../core/errors.js';
+import { isRemexError, UnsupportedPlatformError } from '../core/errors.js';
 import { detectPlatformSupport } from '../worker/emulation.js';
 import { BwrapSandbox } from '../worker/sandbox/bwrap/bwrap-sandbox.js';
 import { Worker } from '../worker/worker.js';
@@ -45,9 +45,21 @@ export interface RemoteWorkerOptions {
 export interface RunningRemoteWorker {
   readonly id: string | undefined;
   readonly activeJobs: number;
-  /** Takes no new jobs, finishes and commits the running ones, leaves the server, closes the cache. */
-  drain(): Promise<void>;
+  /**
+   * Takes no new jobs, finishes and commits the running ones, leaves the server, closes the cache:
+   * `drained`. While it waits the server is checked every second; when no controller can be reached the
+   * worker leaves without it — its runs are stopped as a cancellation does, their leases left to expire
+   * and be requeued — and the drain resolves `server-unreachable` once they are gone.
+   */
+  drain(): Promise<DrainOutcome>;
 }
+
+export type DrainOutcome = 'drained' | 'server-unreachable';
+
+/** How often a draining worker checks that its server can still be reached. */
+const REACHABILITY_CHECK_MS = 1_000;
+/** A check waits this long for /healthz once connected (the connection itself: the client's 5 s). */
+const REACHABILITY_TIMEOUT_MS = 5_000;
 
 export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<RunningRemoteWorker> {
   const client = new RemexClient(opts.server, { token: opts.token, ca: opts.ca });
@@ -82,6 +94,38 @@ export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<Runn
     onUnfit: (left) => void left.finally(() => opts.onUnfit?.()),
     ...(opts.injectFault ? { injectFault: opts.injectFault } : {}),
   });
+  let leaving: Promise<DrainOutcome> | undefined;
+  /** A fresh client (never contacted: one round over the controllers decides), so a dead server answers at once. */
+  const reachable = async (): Promise<boolean> => {
+    const probe = new RemexClient(opts.server, { token: opts.token, ca: opts.ca });
+    try {
+      await probe.request('GET', '/healthz', undefined, { timeoutMs: REACHABILITY_TIMEOUT_MS });
+      return true;
+    } catch (err) {
+      return !isRemexError(err, 'UNAVAILABLE');
+    } finally {
+      probe.close();
+    }
+  };
+  const drainOrLeave = async (w: Worker): Promise<DrainOutcome> => {
+    let done = false;
+    const drained = drain(w).then((): DrainOutcome => 'drained');
+    const watched = (async (): Promise<DrainOutcome | undefined> => {
+      while (!done) {
+        if (!(await reachable())) {
+          if (done) return undefined;
+          opts.logger.warn({ server: opts.server }, 'draining, and the server cannot be reached: stopping the runs and leaving without it');
+          await w.abandon();
+          return 'server-unreachable';
+        }
+        await new Promise((r) => setTimeout(r, REACHABILITY_CHECK_MS));
+      }
+      return undefined;
+    })();
+    const outcome = await Promise.race([drained, watched.then((o) => o ?? drained)]);
+    done = true;
+    return outcome;
+  };
   await worker.start();
   return {
     get id() {
@@ -90,6 +134,6 @@ export async function startRemoteWorker(opts: RemoteWorkerOptions): Promise<Runn
     get activeJobs() {
       return worker.activeJobs;
     },
-    drain: () => drain(worker),
+    drain: () => (leaving ??= drainOrLeave(worker)),
   };
 }

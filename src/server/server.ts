@@ -12,6 +12,7 @@ import { Authenticator, isLoopbackHost } from '../auth/tokens.js';
 import { RemexError } from '../core/errors.js';
 import type { ActionCache } from '../store/ports.js';
 import type { BlobStore } from '../cas/blob-store.js';
+import { isBlobReclaimer } from '../cas/blob-store.js';
 import { startGrpcServer } from '../api/grpc/grpc-server.js';
 import { WebhookNotifier } from '../api/webhook-notifier.js';
 import { FsLogStore } from '../logs/fs-log-store.js';
@@ -167,7 +168,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     started.push(async () => liveStats.close());
     // Eviction keeps what queued and running jobs need (a capped filesystem CAS asks when it evicts).
     backends.pins.bind(new JobInputPins(store.jobs, blobs));
-    const retention = new RetentionSweep(store.jobs, { retainMs: opts.retainMs ?? DEFAULT_RETAIN_MS, logger: logger.child({ component: 'retention' }) });
+    const retention = new RetentionSweep(store.jobs, {
+      retainMs: opts.retainMs ?? DEFAULT_RETAIN_MS,
+      logger: logger.child({ component: 'retention' }),
+      blobs: { references: store.blobReferences, store: blobs, ...(isBlobReclaimer(blobs) ? { reclaimer: blobs } : {}) },
+    });
     retention.start();
     started.push(() => retention.close());
     const notifier = new WebhookNotifier(events, { secret: opts.webhookSecret ?? (await keptWebhookSecret(opts.dataDir)), logger: logger.child({ component: 'webhooks' }) });

@@ -173,6 +173,8 @@ export interface WorkerRecord {
   instanceId: string | null;
   /** Someone (an operator, the autoscaler) asked it to drain: its next heartbeat tells it. Kept across re-registrations. */
   drainRequested: boolean;
+  /** What it said it costs per hour (`remex worker --price-per-hour`); absent when it did not say. */
+  pricePerHour?: number;
 }
 
 /** What a touch learns of a known worker. */
@@ -228,6 +230,41 @@ export interface ComparisonStore {
   list(query: { limit: number; afterId?: string }): Promise<ComparisonRow[]>;
 }
 
+/** A finished job or an action-cache entry whose blob references are not recorded yet. */
+export type UnrecordedOwner =
+  | { kind: 'job'; id: string; actionDigest: Digest; spec: ExecutionSpec; result: RunReport | null }
+  | { kind: 'cache'; instance: string; actionDigest: Digest; result: RunReport };
+
+/** What one recording adds: the hashes each owner references (a tree's: its own entries, files and subdirectories). */
+export interface BlobReferenceBatch {
+  jobs: ReadonlyArray<{ id: string; hashes: Iterable<string> }>;
+  cache: ReadonlyArray<{ instance: string; actionDigest: Digest; hashes: Iterable<string> }>;
+  trees: ReadonlyArray<{ root: string; hashes: Iterable<string> }>;
+}
+
+/**
+ * Which CAS blobs the kept jobs and action-cache entries reference, so that the retention sweep removes
+ * what only the jobs it deletes used (decision 0047). The server records finished jobs and entries after
+ * the fact (never on the hot path); deleting a job or an entry, or replacing an entry's result, releases
+ * its references in the same statement (a trigger), and takeUnreferenced turns released hashes that
+ * nothing references any more into the CAS's to remove.
+ */
+export interface BlobReferences {
+  /** Up to `limit` finished jobs and action-cache entries whose references are not recorded yet. */
+  unrecorded(limit: number): Promise<UnrecordedOwner[]>;
+  /** Those of these tree roots whose members are recorded. */
+  recordedTrees(roots: readonly string[]): Promise<Set<string>>;
+  /** Records the references and marks the jobs and entries recorded (an owner gone meanwhile records nothing). */
+  record(batch: BlobReferenceBatch): Promise<void>;
+  /**
+   * Takes up to `limit` released hashes and returns those nothing references any more (no job, entry or
+   * parent tree); such a tree releases its members on the way.
+   */
+  takeUnreferenced(limit: number): Promise<string[]>;
+  /** Offers these hashes again at the next takeUnreferenced (the CAS kept them for now: pinned, or used lately). */
+  release(hashes: readonly string[]): Promise<void>;
+}
+
 /** One embedded or networked database holding all four. */
 export interface Store {
   readonly jobs: JobStore;
@@ -236,5 +273,6 @@ export interface Store {
   /** Leadership among the controllers sharing this store (the autoscaler's). */
   readonly leader?: LeaderLease;
   readonly comparisons: ComparisonStore;
+  readonly blobReferences: BlobReferences;
   close(): Promise<void>;
 }

@@ -84,6 +84,8 @@ interface Running {
   outOfService?: Promise<void>;
   /** The run is over (its result may still be travelling): nothing left to stop. */
   ended?: boolean;
+  /** Settles when the run gave its slot back (its processes are gone). */
+  slotBack?: Promise<void>;
 }
 
 /** After the watchdog orders a kill: the grace period, and this much more, before the run counts as outliving it. */
@@ -167,6 +169,7 @@ export class Worker {
       slots: this.opts.slots,
       ...(this.opts.labels ? { labels: this.opts.labels } : {}),
       ...(this.opts.instanceId !== undefined ? { instanceId: this.opts.instanceId } : {}),
+      ...(this.opts.pricePerHour !== undefined ? { pricePerHour: this.opts.pricePerHour } : {}),
     });
     this.workerId = session.workerId;
     this.startLogShipper(session.features ?? []);
@@ -184,6 +187,22 @@ export class Worker {
    */
   drain(): Promise<void> {
     return (this.drainDone ??= this.drainOnce());
+  }
+
+  /**
+   * Leaves without the server, which cannot be reached (`remex worker` on SIGTERM then): takes no new jobs,
+   * stops the runs as a cancellation does, and resolves once each has given its slot back. Their results
+   * are not waited for (the server requeues their leases when they expire), nor is the unregistration.
+   */
+  async abandon(): Promise<void> {
+    this.draining = true;
+    this.stopLeasing.abort();
+    this.slotFreed?.();
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.logShipper?.close();
+    const runs = [...this.running.values()];
+    for (const r of runs) r.abort.abort();
+    await Promise.all(runs.map((r) => r.slotBack));
   }
 
   private async drainOnce(): Promise<void> {
@@ -253,9 +272,12 @@ export class Worker {
     this.running.set(lease.jobId, entry);
     this.busySlots++;
     let slotHeld = true;
+    let slotBack = (): void => undefined;
+    entry.slotBack = new Promise<void>((resolve) => (slotBack = resolve));
     const freeSlot = (): void => {
       if (!slotHeld) return;
       slotHeld = false;
+      slotBack();
       this.busySlots--;
       this.wakeLoop();
     };

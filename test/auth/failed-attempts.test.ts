@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FailedAttempts, peerAddress, TooManyFailedAttemptsError } from '../../src/auth/failed-attempts.js';
+import { FailedAttempts, hostKey, peerAddress, TooManyFailedAttemptsError } from '../../src/auth/failed-attempts.js';
 import { Authenticator } from '../../src/auth/tokens.js';
 
 function refusal(fn: () => void): TooManyFailedAttemptsError | undefined {
@@ -60,7 +60,29 @@ test('peer addresses: gRPC peers and socket addresses name the same host alike',
   assert.equal(peerAddress('ipv4:10.1.2.3:80'), '10.1.2.3');
   assert.equal(peerAddress('[::1]:5000'), '::1');
   assert.equal(peerAddress('ipv6:[2001:db8::1]:443'), '2001:db8::1');
-  assert.equal(peerAddress('::ffff:127.0.0.1'), '::ffff:127.0.0.1');
+  assert.equal(peerAddress('::ffff:127.0.0.1'), '127.0.0.1');
+  assert.equal(peerAddress('ipv6:[::ffff:10.0.0.7]:5000'), '10.0.0.7');
+  assert.equal(peerAddress('[0:0:0:0:0:0:0:1]:5000'), '::1');
   assert.equal(peerAddress('10.0.0.9'), '10.0.0.9');
   assert.equal(peerAddress(undefined), 'unknown');
+});
+
+test('an IPv4 host and its IPv4-mapped IPv6 form share one failure budget', () => {
+  assert.equal(hostKey('::ffff:127.0.0.1'), '127.0.0.1');
+  assert.equal(hostKey('::FFFF:7f00:1'), '127.0.0.1');
+  assert.equal(hostKey('0:0:0:0:0:ffff:c0a8:0101'), '192.168.1.1');
+  assert.equal(hostKey('2001:DB8:0:0::1'), '2001:db8::1');
+  assert.equal(hostKey('::1'), '::1', 'loopback IPv6 is a host of its own');
+  assert.equal(hostKey('127.0.0.1'), '127.0.0.1');
+  assert.equal(hostKey('unknown'), 'unknown');
+
+  const auth = Authenticator.fromTokens({ client: ['c'.repeat(32)] }, { maxFailures: 4 });
+  const bad = `Bearer ${'x'.repeat(32)}`;
+  // A dual-stack HTTP socket reports the IPv4 peer mapped; the gRPC door reports it plain.
+  for (const from of ['::ffff:127.0.0.1', '127.0.0.1', peerAddress('ipv6:[::ffff:127.0.0.1]:40000')]) {
+    assert.throws(() => auth.authorize(bad, ['client'], from), { code: 'UNAUTHENTICATED' });
+  }
+  assert.throws(() => auth.authorize(bad, ['client'], '::ffff:7f00:1'), { code: 'RESOURCE_EXHAUSTED' }, 'the fourth failure of one host, whatever its form');
+  assert.throws(() => auth.authorize(`Bearer ${'c'.repeat(32)}`, ['client'], '127.0.0.1'), { code: 'RESOURCE_EXHAUSTED' });
+  auth.authorize(`Bearer ${'c'.repeat(32)}`, ['client'], '::1');
 });

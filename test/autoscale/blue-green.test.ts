@@ -47,8 +47,8 @@ describe('blue/green by generation', () => {
     const green = start('green');
     await waitForOutput(green, /remex worker (\S+) serving/);
     const listed = await remexCli(['workers', '--server', fx.url]);
-    assert.match(listed.stdout, /blue-1\s+x86_64-linux-cpu\s+native\s+blue\s+1\s+1\s+active/, listed.stdout);
-    assert.match(listed.stdout, /green-1\s+x86_64-linux-cpu\s+native\s+green\s+1\s+0\s+active/, listed.stdout);
+    assert.match(listed.stdout, /blue-1\s+x86_64-linux-cpu\s+native\s+blue\s+1\s+1\s+-\s+active/, listed.stdout);
+    assert.match(listed.stdout, /green-1\s+x86_64-linux-cpu\s+native\s+green\s+1\s+0\s+-\s+active/, listed.stdout);
 
     const ordered = await remexCli(['worker', 'drain', '--generation', 'blue', '--server', fx.url]);
     assert.equal(ordered.code, 0, ordered.stderr);

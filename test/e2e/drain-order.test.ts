@@ -26,7 +26,7 @@ describe('a drain ordered by the server', () => {
 
   test('the running job is committed, nothing new is taken, the worker leaves and exits 0', async (t) => {
     if (!requireTools(t, 'bwrap', 'gcc')) return;
-    const worker = spawnRemex(['worker', '--server', fx.url, '--work-dir', join(fx.dir, 'w'), '--slots', '1', '--name', 'blue-1', '--label', 'pool=blue', '--instance-id', 'pid-test', '--platform', 'x86_64-linux-cpu'], { REMEX_LOG_LEVEL: 'info' });
+    const worker = spawnRemex(['worker', '--server', fx.url, '--work-dir', join(fx.dir, 'w'), '--slots', '1', '--name', 'blue-1', '--label', 'pool=blue', '--instance-id', 'pid-test', '--platform', 'x86_64-linux-cpu', '--price-per-hour', '0.25'], { REMEX_LOG_LEVEL: 'info' });
     fx.processes.push(worker);
     const workerId = (await waitForOutput(worker, /remex worker (\S+) serving/))[1] as string;
     const client = new RemexClient(fx.url);
@@ -43,7 +43,9 @@ describe('a drain ordered by the server', () => {
     assert.equal(ordered.code, 0, ordered.stderr);
     assert.match(ordered.stdout, new RegExp(`drain ordered for ${workerId} \\(blue-1\\)`));
     const listed = await remexCli(['workers', '--server', fx.url]);
-    assert.match(listed.stdout, new RegExp(`${workerId}\\s+blue-1\\s+x86_64-linux-cpu\\s+native\\s+-\\s+1\\s+1\\s+(drain-ordered|draining)\\s+\\d+s\\s+pool=blue`), listed.stdout);
+    const json = JSON.parse((await remexCli(['workers', '--server', fx.url, '--json'])).stdout) as Array<{ id: string; pricePerHour?: number; price: unknown }>;
+    assert.deepEqual(json.map((w) => [w.id, w.pricePerHour, w.price]), [[workerId, 0.25, { perHour: 0.25, from: 'worker' }]]);
+    assert.match(listed.stdout, new RegExp(`${workerId}\\s+blue-1\\s+x86_64-linux-cpu\\s+native\\s+-\\s+1\\s+1\\s+0\\.25\\s+(drain-ordered|draining)\\s+\\d+s\\s+pool=blue`), listed.stdout);
 
     // A job submitted after the order is not taken by the draining worker.
     const later = await client.submit({ executable: exe, args: ['0'] });

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket } from 'ws';
+import { executionRequestSchema, MAX_INPUT_FILES } from '../../src/api/execution-request.js';
 import type { ExecutionView } from '../../src/api/execution-view.js';
 import type { Digest } from '../../src/core/digest.js';
 import { digestOf } from '../../src/core/digest.js';
@@ -305,6 +306,19 @@ describe('HTTP API: bad input gets a clear error and stores nothing', () => {
       assert.equal(res.json.code, 'INVALID_ARGUMENT', body);
       assert.equal(typeof res.json.detail, 'string');
     }
+  });
+
+  test('more input files than MAX_INPUT_FILES are refused with 400 naming the limit, and nothing is queued', async () => {
+    const exe = digestOf('y');
+    const file = { hash: exe.hash, sizeBytes: exe.sizeBytes };
+    const files = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`in/${i}`, file]));
+    const before = (await ts.client.listExecutions({ limit: 1000 })).executions.length;
+    const res = await post('/v1/executions', JSON.stringify({ executable: file, platform: 'x86_64-linux-cpu', files: files(MAX_INPUT_FILES + 1) }));
+    assert.equal(res.status, 400);
+    assert.equal(res.json.code, 'INVALID_ARGUMENT');
+    assert.match(String(res.json.detail), new RegExp(`files: at most ${MAX_INPUT_FILES} files per execution, not ${MAX_INPUT_FILES + 1}`));
+    assert.equal((await ts.client.listExecutions({ limit: 1000 })).executions.length, before);
+    assert.equal(executionRequestSchema.safeParse({ executable: file, files: files(MAX_INPUT_FILES) }).success, true, 'the limit itself is accepted');
   });
 
   test('an oversized JSON request is refused with 413', async () => {

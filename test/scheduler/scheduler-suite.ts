@@ -804,6 +804,22 @@ export function schedulerSuite(on: SchedulerBackend): void {
         assert.equal((await h.scheduler.get(arm.job.id))?.result?.host?.pricePerHour, null, 'no default for that platform');
       });
 
+      test('workers are listed with their price per hour: their own, else their platform\'s default, else none', async () => {
+        const h = await harness({ ...SLOW, platformPrices: { [ARM]: 0.0336 } });
+        await h.scheduler.register({ id: 'own', name: 'own', platforms: [{ platform: X86, emulated: false }], slots: 1, pricePerHour: 0.25 });
+        await h.scheduler.register({ id: 'arm', name: 'arm', platforms: [{ platform: X86, emulated: true }, { platform: ARM, emulated: false }], slots: 1 });
+        await h.scheduler.register({ id: 'none', name: 'none', platforms: [{ platform: X86, emulated: false }], slots: 1 });
+        const listed = new Map((await h.scheduler.workersWithLoad()).map((w) => [w.id, w]));
+        assert.deepEqual(listed.get('own')?.price, { perHour: 0.25, from: 'worker' });
+        assert.equal(listed.get('own')?.pricePerHour, 0.25, 'stored with the worker');
+        assert.deepEqual(listed.get('arm')?.price, { perHour: 0.0336, from: 'platform' });
+        assert.equal(listed.get('none')?.price, null);
+        assert.equal('pricePerHour' in (listed.get('none') ?? {}), false);
+        // Registering again without a price forgets the old one.
+        await h.scheduler.register({ id: 'own', name: 'own', platforms: [{ platform: X86, emulated: false }], slots: 1 });
+        assert.equal((await h.scheduler.workersWithLoad()).find((w) => w.id === 'own')?.price, null);
+      });
+
       test('after maxAttempts lost workers the job fails as LOST', async () => {
         const h = await harness({ ...FAST, maxAttempts: 2 });
         const w1 = await addWorker(h, { id: 'first', heartbeat: false });

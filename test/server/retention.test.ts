@@ -36,12 +36,12 @@ test('the retention sweep removes jobs finished more than --retain ago, and only
 
   let now = T0 + 7 * DAY + 1;
   const sweep = new RetentionSweep(store.jobs, { retainMs: 7 * DAY, now: () => now, logger: pino({ level: 'silent' }) });
-  assert.equal(await sweep.sweep(), 1);
+  assert.equal((await sweep.sweep()).jobs, 1);
   assert.equal(await store.jobs.get('old-done'), undefined);
   assert.ok(await store.jobs.get('recent-done'));
   assert.ok(await store.jobs.get('still-queued'));
   now += 7 * DAY;
-  assert.equal(await sweep.sweep(), 1);
+  assert.equal((await sweep.sweep()).jobs, 1);
   assert.equal((await store.jobs.get('still-queued'))?.state, 'queued', 'a queued job is never removed, however old');
   await sweep.close();
 });

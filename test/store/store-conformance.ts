@@ -124,6 +124,45 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
       });
     });
 
+    describe('blob references (decision 0047)', () => {
+      test('an action-cache entry replaced or deleted releases the hashes it named; a hash another owner names stays', async () => {
+        const action = digestOf('an action');
+        const first = makeReport({ stdoutText: 'first result' });
+        await store.actionCache.put('', action, first, T0);
+        const [entry] = await store.blobReferences.unrecorded(10);
+        assert.equal(entry?.kind, 'cache');
+        const shared = digestOf('named by a job too').hash;
+        await store.blobReferences.record({ jobs: [], trees: [], cache: [{ instance: '', actionDigest: action, hashes: [first.stdout.digest.hash, shared] }] });
+        const job = await enqueue({ label: 'holder' });
+        await store.jobs.fail(job.id, { code: 'INTERNAL', message: 'boom' }, T0 + 1);
+        await store.blobReferences.record({ jobs: [{ id: job.id, hashes: [shared] }], trees: [], cache: [] });
+        assert.deepEqual(await store.blobReferences.unrecorded(10), []);
+        assert.deepEqual(await store.blobReferences.takeUnreferenced(10), []);
+
+        await store.actionCache.put('', action, makeReport({ stdoutText: 'second result' }), T0 + 2);
+        assert.deepEqual(await store.blobReferences.takeUnreferenced(10), [first.stdout.digest.hash]);
+        assert.equal((await store.blobReferences.unrecorded(10))[0]?.kind, 'cache', 'the replaced entry is recorded again');
+        await store.actionCache.delete('', action);
+        assert.deepEqual(await store.blobReferences.unrecorded(10), []);
+        assert.equal(await store.jobs.deleteFinishedBefore(T0 + 10, 10), 1);
+        assert.deepEqual(await store.blobReferences.takeUnreferenced(10), [shared]);
+      });
+
+      test('a tree stays recorded while a job names it, and releases its members with the last one', async () => {
+        const [a, b] = [await enqueue({ label: 'tree-a' }), await enqueue({ label: 'tree-b' })];
+        for (const j of [a, b]) await store.jobs.fail(j.id, { code: 'INTERNAL', message: 'boom' }, j === a ? T0 + 1 : T0 + 100);
+        const root = digestOf('a root').hash;
+        const member = digestOf('a member').hash;
+        await store.blobReferences.record({ trees: [{ root, hashes: [member] }], cache: [], jobs: [a, b].map((j) => ({ id: j.id, hashes: [root] })) });
+        assert.deepEqual([...(await store.blobReferences.recordedTrees([root, digestOf('unknown').hash]))], [root]);
+        assert.equal(await store.jobs.deleteFinishedBefore(T0 + 50, 10), 1);
+        assert.deepEqual(await store.blobReferences.takeUnreferenced(10), []);
+        assert.equal(await store.jobs.deleteFinishedBefore(T0 + 500, 10), 1);
+        assert.deepEqual((await store.blobReferences.takeUnreferenced(10)).sort(), [member, root].sort());
+        assert.deepEqual([...(await store.blobReferences.recordedTrees([root]))], []);
+      });
+    });
+
     describe('jobs: enqueue and get', () => {
       test('round trip keeps every field and the spec JSON intact', async () => {
         const spec = makeSpec({ label: 'round-trip', platform: ARM, stdin: 'some stdin' });

@@ -253,6 +253,47 @@ describe('Worker routes: lease calls carrying results', () => {
   });
 });
 
+describe('Worker routes: version skew', () => {
+  test('a newer worker\'s extra fields are accepted and dropped; a known field of the wrong type is still refused by name', async () => {
+    const ts = await startTestServer({ workerSlots: 0, scheduler: { acceptPlatforms: ['x86_64-linux-cpu'] } });
+    teardowns.push(() => ts.close());
+    const post = async (path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+      const res = await fetch(`${ts.server.url}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+      return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+    };
+    const registered = await post('/v1/workers', { name: 'newer', platforms: [{ platform: 'x86_64-linux-cpu', emulated: false, isa: 'x86-64-v4' }], slots: 1, gpus: 0 });
+    assert.equal(registered.status, 200, JSON.stringify(registered.json));
+    const id = String(registered.json.workerId);
+    const bytes = Buffer.from('#!/bin/sh\n');
+    await ts.client.putBlob(digestOf(bytes), bytes);
+    const job = await ts.client.submit({ executable: digestOf(bytes), platform: 'x86_64-linux-cpu', doNotCache: true });
+    const leased = await post(`/v1/workers/${id}/lease`, { max: 1, waitMs: 0, preferLocality: true });
+    assert.equal(leased.status, 200, JSON.stringify(leased.json));
+    const [held] = leased.json.leases as Lease[];
+    assert.equal(held?.jobId, job.id);
+    const beat = await post(`/v1/workers/${id}/heartbeat`, { draining: false, held: [{ jobId: job.id, attempt: 1, progress: { percent: 50, atMs: 1, history: [], eta: 3 } }], load: 0.5 });
+    assert.equal(beat.status, 200, JSON.stringify(beat.json));
+
+    const stream = { digest: { hash: digestOf('').hash, sizeBytes: 0 }, inlineBase64: '', totalBytes: 0, truncated: false, encoding: 'utf-8' };
+    const result = {
+      exitCode: 0, signal: null, timedOut: false, limitExceeded: null, stdout: stream, stderr: stream, outputFiles: [],
+      wallTimeMs: 1, cpuTimeMs: 1, maxRssKb: 1, emulated: false, worker: 'newer', energyJoules: 12,
+    };
+    const wrongType = await post(`/v1/workers/${id}/lease`, { max: 0, waitMs: 0, completions: [{ jobId: job.id, attempt: 1, outcome: { state: 'completed', result: { ...result, exitCode: 'zero' } } }] });
+    assert.equal(wrongType.status, 400);
+    assert.match(String(wrongType.json.detail), /invalid lease request: completions\.0\.outcome.*exitCode/);
+    assert.equal((await ts.server.scheduler.get(job.id))?.state, 'running', 'a refused report commits nothing');
+
+    const done = await post(`/v1/workers/${id}/lease`, { max: 0, waitMs: 0, completions: [{ jobId: job.id, attempt: 1, outcome: { state: 'completed', result }, signature: 'x' }] });
+    assert.equal(done.status, 200, JSON.stringify(done.json));
+    const stored = await ts.server.scheduler.get(job.id);
+    assert.equal(stored?.state, 'completed');
+    assert.equal(stored?.result?.worker, 'newer');
+    assert.equal('energyJoules' in (stored?.result ?? {}), false, 'an unknown field is dropped, not stored');
+    assert.equal('encoding' in (stored?.result?.stdout ?? {}), false);
+  });
+});
+
 describe('Worker routes: long-polls', () => {
   test('a lease call over HTTP waits for work, and stops waiting when its caller hangs up', async () => {
     const ts = await startTestServer({ workerSlots: 0, scheduler: { acceptPlatforms: ['x86_64-linux-cpu'] } });

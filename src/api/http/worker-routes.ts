@@ -1,6 +1,8 @@
 /**
  * The worker protocol over HTTP: the WorkerLink port's calls as JSON routes. `client/http-worker-link.ts`
- * is the other end. Lease calls long-poll so an idle worker hears of new work at once.
+ * is the other end. Lease calls long-poll so an idle worker hears of new work at once. Bodies are plain
+ * zod objects, not strict ones: a newer worker's extra fields are accepted and dropped (version skew), while
+ * the known fields keep their types and bounds.
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -9,15 +11,16 @@ import { jobFailure, jobProgress, labels, parseWith, runReport } from '../schema
 import { whenClientGone } from './client-gone.js';
 import { MAX_LOG_CHUNK_BYTES } from '../../events/bus-events.js';
 import { InvalidArgumentError } from '../../core/errors.js';
+import type { Outcome } from '../../store/ports.js';
 
 const MAX_LEASE_WAIT_MS = 60_000;
 /** Live-log chunks in one call: a worker sends at most logBytesPerCall (4 MiB) in chunks of up to 64 KiB. */
 const MAX_LOG_CHUNKS_PER_CALL = 64;
 
-const logChunks = z.strictObject({
+const logChunks = z.object({
   chunks: z
     .array(
-      z.strictObject({
+      z.object({
         jobId: z.string().min(1).max(256),
         attempt: z.number().int().min(1),
         stream: z.enum(['stdout', 'stderr']),
@@ -29,31 +32,43 @@ const logChunks = z.strictObject({
     .max(MAX_LOG_CHUNKS_PER_CALL),
 });
 
-const registration = z.strictObject({
+const registration = z.object({
   id: z.string().min(1).max(200).optional(),
   name: z.string().min(1).max(200),
-  platforms: z.array(z.strictObject({ platform: z.string(), emulated: z.boolean() })).min(1).max(64),
+  platforms: z.array(z.object({ platform: z.string(), emulated: z.boolean() })).min(1).max(64),
   slots: z.number().int().min(1).max(1024),
   labels: labels.optional(),
   instanceId: z.string().min(1).max(256).optional(),
+  pricePerHour: z.number().nonnegative().finite().optional(),
 });
 
-const heartbeatBody = z.strictObject({
+const heartbeatBody = z.object({
   draining: z.boolean(),
   // The leases the worker is running; absent (older workers): every lease the server thinks it holds is renewed.
   // Progress not yet sent rides with its lease.
-  held: z.array(z.strictObject({ jobId: z.string().min(1).max(256), attempt: z.number().int().min(1), progress: jobProgress.optional() })).max(4096).optional(),
+  held: z.array(z.object({ jobId: z.string().min(1).max(256), attempt: z.number().int().min(1), progress: jobProgress.optional() })).max(4096).optional(),
 });
-const completionBody = z.strictObject({
+const REPORTED = ['completed', 'timed_out', 'cancelled'] as const;
+const FAILED = ['failed', 'cancelled', 'emergency_stopped'] as const;
+/**
+ * How a lease ended: a run's report, or a failure. One object rather than a union of two, so that a bad
+ * field is refused by its own path and reason (`outcome.result.exitCode: …`), not as "Invalid input".
+ */
+const outcome = z
+  .object({ state: z.enum([...REPORTED, ...FAILED]), result: runReport.optional(), failure: jobFailure.optional() })
+  .transform((o, ctx): Outcome => {
+    if (o.result !== undefined && (REPORTED as readonly string[]).includes(o.state)) return { state: o.state as (typeof REPORTED)[number], result: o.result };
+    if (o.failure !== undefined && (FAILED as readonly string[]).includes(o.state)) return { state: o.state as (typeof FAILED)[number], failure: o.failure };
+    ctx.addIssue({ code: 'custom', message: `a ${REPORTED.join(', ')} outcome carries a result; a ${FAILED.join(', ')} one carries a failure` });
+    return z.NEVER;
+  });
+const completionBody = z.object({
   jobId: z.string(),
   attempt: z.number().int().min(1),
-  outcome: z.union([
-    z.strictObject({ state: z.enum(['completed', 'timed_out', 'cancelled']), result: runReport }),
-    z.strictObject({ state: z.enum(['failed', 'cancelled', 'emergency_stopped']), failure: jobFailure }),
-  ]),
+  outcome,
 });
 const leaseBody = z
-  .strictObject({
+  .object({
     max: z.number().int().min(0).max(1024),
     waitMs: z.number().int().min(0).max(MAX_LEASE_WAIT_MS),
     // Results of finished leases, committed before new ones are taken: one round trip for a busy worker.

@@ -24,6 +24,10 @@ export class BlobUsage {
     return this.entries.has(hash);
   }
 
+  get(hash: string): Readonly<UsageEntry> | undefined {
+    return this.entries.get(hash);
+  }
+
   /** A blob stored (or found) now or at `usedAtMs`: the most recently used, unless an older time is given. */
   add(hash: string, size: number, usedAtMs: number): void {
     const old = this.entries.get(hash);

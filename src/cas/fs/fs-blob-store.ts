@@ -48,7 +48,7 @@ import type { Digest } from '../../core/digest.js';
 import { DigestBuilder, digestEquals, EMPTY_DIGEST, isValidHash, validateDigest } from '../../core/digest.js';
 import { InsufficientStorageError, InternalError, InvalidArgumentError } from '../../core/errors.js';
 import { alreadyExists, blobNotFound, corruptBlobRemoved, corruptBlobStreamed } from '../blob-errors.js';
-import type { BlobStore, ByteRange, MaterializeOptions } from '../blob-store.js';
+import type { BlobReclaimer, BlobStore, ByteRange, MaterializeOptions } from '../blob-store.js';
 import {
   asBytes,
   checkDigestForWrite,
@@ -87,6 +87,11 @@ export interface FsBlobStoreOptions {
   evictionGraceMs?: number;
   /** With a cap: blobs never evicted whatever their age (a queued or running job's inputs). */
   pins?: PinSource;
+  /**
+   * Keep each blob's last use in memory even without a cap, so that {@link FsBlobStore.reclaim} can honour
+   * the grace period (the server's store: the retention sweep reclaims). Default: only with a cap.
+   */
+  trackUsage?: boolean;
   /** The clock of last uses (tests). */
   now?: () => number;
 }
@@ -110,7 +115,7 @@ const MIN_HASH_CHUNK_BYTES = 4 * 1024;
 /** Presence checks findMissing makes between two yields to the event loop (~1-3 ms of stats). */
 const STATS_PER_SLICE = 512;
 
-export class FsBlobStore implements BlobStore {
+export class FsBlobStore implements BlobStore, BlobReclaimer {
   readonly root: string;
   readonly maxBlobBytes: number;
   private readonly fsync: boolean;
@@ -147,7 +152,7 @@ export class FsBlobStore implements BlobStore {
     this.blobDir = join(opts.root, 'sha256');
     // Checked before this instance writes anything: a root with blobs already may hold small ones as files.
     this.pack = new SmallBlobPack({ root: opts.root, fsync: this.fsync, smallFilesBefore: existsSync(this.blobDir) });
-    if (opts.maxBytes !== undefined) {
+    if (opts.maxBytes !== undefined || opts.trackUsage === true) {
       this.usage = new BlobUsage();
       this.usageReady = this.learnUsage(this.usage);
       // Awaited by every write; observed here so a failure is not unhandled meanwhile.
@@ -646,7 +651,7 @@ export class FsBlobStore implements BlobStore {
 
   /** The disk is full: frees the incoming size and a tenth of what is held, if eviction may. Bytes freed. */
   private async freeAfterDiskFull(incoming: number): Promise<number> {
-    if (!this.usage) return 0;
+    if (!this.usage || this.maxBytes === undefined) return 0;
     await this.usageReady;
     const before = this.usage.bytes;
     await this.evictDownTo(Math.max(0, before - incoming - Math.ceil(before / 10)));
@@ -676,6 +681,41 @@ export class FsBlobStore implements BlobStore {
     this.evicting = pass;
     try {
       await pass;
+    } finally {
+      this.evicting = undefined;
+    }
+  }
+
+  /**
+   * Removes blobs the retention sweep found unreferenced (decision 0047), except those pinned or used
+   * within the grace period (a client was just told they are present, or is about to name them). Without
+   * usage tracking the store cannot tell: it removes nothing. Runs between eviction passes.
+   */
+  async reclaim(hashes: readonly string[]): Promise<{ removed: number; kept: string[] }> {
+    const usage = this.usage;
+    if (!usage || hashes.length === 0) return { removed: 0, kept: [] };
+    await this.usageReady;
+    while (this.evicting) await this.evicting;
+    const pass = (async () => {
+      const pinned = (await this.pins?.pinnedHashes()) ?? new Set<string>();
+      const usedBefore = this.now() - this.graceMs;
+      let removed = 0;
+      const kept: string[] = [];
+      for (const hash of hashes) {
+        const entry = usage.get(hash);
+        if (!entry) continue;
+        if (entry.usedAtMs > usedBefore || pinned.has(hash)) {
+          kept.push(hash);
+          continue;
+        }
+        await this.remove(hash, entry.size);
+        removed++;
+      }
+      return { removed, kept };
+    })();
+    this.evicting = pass.then(() => undefined);
+    try {
+      return await pass;
     } finally {
       this.evicting = undefined;
     }

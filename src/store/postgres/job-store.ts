@@ -207,7 +207,7 @@ export class PostgresJobStore implements JobStore {
       running: `SELECT platform, count(*) AS n FROM ${jobs} WHERE state = 'running' GROUP BY platform`,
       byWorker: `SELECT lease_owner AS owner, count(*) AS n FROM ${jobs} WHERE state = 'running' GROUP BY lease_owner`,
       deleteFinished: `DELETE FROM ${jobs} WHERE seq IN (SELECT seq FROM ${jobs}
-        WHERE state IN ('completed', 'timed_out', 'cancelled', 'failed') AND completed_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING seq`,
+        WHERE state IN ('completed', 'timed_out', 'cancelled', 'failed', 'emergency_stopped') AND completed_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING seq`,
     };
     this.inserts = new StatementBatcher({
       retryAlone: refusedByDatabase,

@@ -5,8 +5,9 @@
  * See docs/decisions/0006-postgres.md.
  */
 import { PostgresLeaderLease } from './leader-lease.js';
-import type { ActionCache, ComparisonStore, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
+import type { ActionCache, BlobReferences, ComparisonStore, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
 import { PostgresActionCache } from './action-cache.js';
+import { PostgresBlobReferences } from './blob-references.js';
 import { PostgresComparisonStore } from './comparison-store.js';
 import { PostgresDb } from './connection.js';
 import type { PoolStats } from './connection.js';
@@ -42,6 +43,7 @@ export class PostgresStore implements Store {
   readonly leader: LeaderLease;
   private readonly leaderLease: PostgresLeaderLease;
   readonly comparisons: ComparisonStore;
+  readonly blobReferences: BlobReferences;
 
   private constructor(
     private readonly db: PostgresDb,
@@ -53,6 +55,7 @@ export class PostgresStore implements Store {
     this.leaderLease = new PostgresLeaderLease(db);
     this.leader = this.leaderLease;
     this.comparisons = new PostgresComparisonStore(db);
+    this.blobReferences = new PostgresBlobReferences(db);
   }
 
   /**

@@ -104,4 +104,49 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE jobs ADD CONSTRAINT jobs_state_check
     CHECK (state IN ('queued','running','completed','timed_out','cancelled','failed','emergency_stopped'));
   `,
+  // 9: the blobs finished jobs and action-cache entries reference, for the retention sweep (decision 0047).
+  // Owners: 'j:<job id>', 'a:<instance>/<action hash>/<size>', 't:<Directory or Tree hash>' (its own entries).
+  // Deleting a recorded job or entry, or replacing an entry's result, releases its hashes in the same statement.
+  // The trigger functions keep the migration's search_path, so they find the tables whatever the session's.
+  `
+  CREATE TABLE blob_refs (
+    owner  text NOT NULL,
+    hash   text NOT NULL,
+    PRIMARY KEY (owner, hash)
+  );
+  CREATE INDEX blob_refs_hash ON blob_refs (hash);
+  CREATE TABLE blob_refs_released (hash text PRIMARY KEY);
+  ALTER TABLE jobs ADD COLUMN refs_recorded boolean NOT NULL DEFAULT false;
+  CREATE INDEX jobs_refs_unrecorded ON jobs (seq)
+    WHERE NOT refs_recorded AND state IN ('completed','timed_out','cancelled','failed','emergency_stopped');
+  ALTER TABLE action_cache ADD COLUMN refs_recorded boolean NOT NULL DEFAULT false;
+  CREATE INDEX action_cache_refs_unrecorded ON action_cache (stored_at) WHERE NOT refs_recorded;
+  CREATE FUNCTION remex_release_refs(owner_key text) RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
+    INSERT INTO blob_refs_released (hash) SELECT hash FROM blob_refs WHERE owner = owner_key ON CONFLICT DO NOTHING;
+    DELETE FROM blob_refs WHERE owner = owner_key;
+  $$;
+  CREATE FUNCTION remex_jobs_release_refs() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+  BEGIN
+    IF OLD.refs_recorded THEN PERFORM remex_release_refs('j:' || OLD.id); END IF;
+    RETURN NULL;
+  END $$;
+  CREATE TRIGGER jobs_release_refs AFTER DELETE ON jobs FOR EACH ROW EXECUTE FUNCTION remex_jobs_release_refs();
+  CREATE FUNCTION remex_action_cache_release_refs() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+  BEGIN
+    IF OLD.refs_recorded THEN
+      PERFORM remex_release_refs('a:' || OLD.instance || '/' || OLD.action_hash || '/' || OLD.action_size);
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+      NEW.refs_recorded := false;
+      RETURN NEW;
+    END IF;
+    RETURN OLD;
+  END $$;
+  CREATE TRIGGER action_cache_release_refs BEFORE DELETE OR UPDATE OF result ON action_cache
+    FOR EACH ROW EXECUTE FUNCTION remex_action_cache_release_refs();
+  `,
+  // 10: what a worker says it costs per hour (`remex worker --price-per-hour`), for `remex workers`.
+  `
+  ALTER TABLE workers ADD COLUMN price_per_hour float8;
+  `,
 ];

@@ -18,6 +18,7 @@ interface WorkerRow {
   labels: Record<string, string>;
   instance_id: string | null;
   drain_requested: boolean;
+  price_per_hour: number | null;
 }
 
 function toWorker(row: WorkerRow): WorkerRecord {
@@ -32,6 +33,7 @@ function toWorker(row: WorkerRow): WorkerRecord {
     labels: row.labels,
     instanceId: row.instance_id,
     drainRequested: row.drain_requested,
+    ...(row.price_per_hour !== null ? { pricePerHour: row.price_per_hour } : {}),
   };
 }
 
@@ -40,13 +42,13 @@ export class PostgresWorkerRegistry implements WorkerRegistry {
 
   constructor(private readonly db: PostgresDb) {
     const workers = `${db.schema}.workers`;
-    const columns = 'id, name, platforms, slots, state, registered_at, last_seen_at, labels, instance_id, drain_requested';
+    const columns = 'id, name, platforms, slots, state, registered_at, last_seen_at, labels, instance_id, drain_requested, price_per_hour';
     this.sql = {
       // A drain order stands when the worker registers again (after a controller failover, say).
-      upsert: `INSERT INTO ${workers} (${columns}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+      upsert: `INSERT INTO ${workers} (${columns}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         ON CONFLICT (id) DO UPDATE SET name = excluded.name, platforms = excluded.platforms, slots = excluded.slots,
           state = excluded.state, last_seen_at = excluded.last_seen_at, labels = excluded.labels, instance_id = excluded.instance_id,
-          drain_requested = ${workers}.drain_requested OR excluded.drain_requested`,
+          price_per_hour = excluded.price_per_hour, drain_requested = ${workers}.drain_requested OR excluded.drain_requested`,
       touch: `UPDATE ${workers} SET last_seen_at = $1, state = coalesce($2, state) WHERE id = $3 AND state <> 'gone' RETURNING drain_requested`,
       drain: `UPDATE ${workers} SET drain_requested = true WHERE id = $1 AND state <> 'gone'`,
       undrain: `UPDATE ${workers} SET drain_requested = false WHERE id = $1 AND state = 'active'`,
@@ -58,7 +60,7 @@ export class PostgresWorkerRegistry implements WorkerRegistry {
   }
 
   async upsert(w: WorkerRecord): Promise<void> {
-    await this.db.query(this.sql.upsert, [w.id, w.name, JSON.stringify(w.platforms), w.slots, w.state, w.registeredAtMs, w.lastSeenAtMs, JSON.stringify(w.labels), w.instanceId, w.drainRequested]);
+    await this.db.query(this.sql.upsert, [w.id, w.name, JSON.stringify(w.platforms), w.slots, w.state, w.registeredAtMs, w.lastSeenAtMs, JSON.stringify(w.labels), w.instanceId, w.drainRequested, w.pricePerHour ?? null]);
   }
 
   async touch(id: string, nowMs: number, state?: WorkerRecord['state']): Promise<WorkerTouch | undefined> {

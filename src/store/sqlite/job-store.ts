@@ -128,7 +128,7 @@ export class SqliteJobStore implements JobStore {
       byWorker: prepare<{ owner: string; n: number }>(`SELECT lease_owner AS owner, count(*) AS n FROM jobs
         WHERE state = 'running' GROUP BY lease_owner`),
       deleteFinished: prepare<never>(`DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
-        WHERE state IN ('completed', 'timed_out', 'cancelled', 'failed') AND completed_at < ? LIMIT ?)`),
+        WHERE state IN ('completed', 'timed_out', 'cancelled', 'failed', 'emergency_stopped') AND completed_at < ? LIMIT ?)`),
     };
   }
 

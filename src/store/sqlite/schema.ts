@@ -136,4 +136,41 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     WHERE mergeable = 1 AND state IN ('queued','running');
   CREATE INDEX jobs_name ON jobs (name) WHERE name IS NOT NULL;
   `,
+  // 9: the blobs finished jobs and action-cache entries reference, for the retention sweep (decision 0047).
+  // Owners: 'j:<job id>', 'a:<instance>/<action hash>/<size>', 't:<Directory or Tree hash>' (its own entries).
+  // Deleting a recorded job or entry, or replacing an entry's result, releases its hashes in the same statement.
+  `
+  CREATE TABLE blob_refs (
+    owner  TEXT NOT NULL,
+    hash   TEXT NOT NULL,
+    PRIMARY KEY (owner, hash)
+  ) WITHOUT ROWID;
+  CREATE INDEX blob_refs_hash ON blob_refs (hash);
+  CREATE TABLE blob_refs_released (hash TEXT PRIMARY KEY) WITHOUT ROWID;
+  ALTER TABLE jobs ADD COLUMN refs_recorded INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX jobs_refs_unrecorded ON jobs (seq)
+    WHERE refs_recorded = 0 AND state IN ('completed','timed_out','cancelled','failed','emergency_stopped');
+  ALTER TABLE action_cache ADD COLUMN refs_recorded INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX action_cache_refs_unrecorded ON action_cache (stored_at) WHERE refs_recorded = 0;
+  CREATE TRIGGER jobs_release_refs AFTER DELETE ON jobs WHEN old.refs_recorded = 1 BEGIN
+    INSERT OR IGNORE INTO blob_refs_released (hash) SELECT hash FROM blob_refs WHERE owner = 'j:' || old.id;
+    DELETE FROM blob_refs WHERE owner = 'j:' || old.id;
+  END;
+  CREATE TRIGGER action_cache_release_refs AFTER DELETE ON action_cache WHEN old.refs_recorded = 1 BEGIN
+    INSERT OR IGNORE INTO blob_refs_released (hash)
+      SELECT hash FROM blob_refs WHERE owner = 'a:' || old.instance || '/' || old.action_hash || '/' || old.action_size;
+    DELETE FROM blob_refs WHERE owner = 'a:' || old.instance || '/' || old.action_hash || '/' || old.action_size;
+  END;
+  CREATE TRIGGER action_cache_rerecord AFTER UPDATE OF result ON action_cache WHEN old.refs_recorded = 1 BEGIN
+    INSERT OR IGNORE INTO blob_refs_released (hash)
+      SELECT hash FROM blob_refs WHERE owner = 'a:' || old.instance || '/' || old.action_hash || '/' || old.action_size;
+    DELETE FROM blob_refs WHERE owner = 'a:' || old.instance || '/' || old.action_hash || '/' || old.action_size;
+    UPDATE action_cache SET refs_recorded = 0
+      WHERE instance = old.instance AND action_hash = old.action_hash AND action_size = old.action_size;
+  END;
+  `,
+  // 10: what a worker says it costs per hour (`remex worker --price-per-hour`), for `remex workers`.
+  `
+  ALTER TABLE workers ADD COLUMN price_per_hour REAL;
+  `,
 ];

@@ -14,6 +14,7 @@ interface WorkerRow {
   labels: string;
   instance_id: string | null;
   drain_requested: number;
+  price_per_hour: number | null;
 }
 
 function toWorker(row: WorkerRow): WorkerRecord {
@@ -28,6 +29,7 @@ function toWorker(row: WorkerRow): WorkerRecord {
     labels: JSON.parse(row.labels) as Record<string, string>,
     instanceId: row.instance_id,
     drainRequested: row.drain_requested === 1,
+    ...(row.price_per_hour !== null ? { pricePerHour: row.price_per_hour } : {}),
   };
 }
 
@@ -37,11 +39,11 @@ export class SqliteWorkerRegistry implements WorkerRegistry {
   constructor(db: Database.Database) {
     this.s = {
       // A drain order stands when the worker registers again (after a controller failover, say).
-      upsert: db.prepare(`INSERT INTO workers (id, name, platforms, slots, state, registered_at, last_seen_at, labels, instance_id, drain_requested)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      upsert: db.prepare(`INSERT INTO workers (id, name, platforms, slots, state, registered_at, last_seen_at, labels, instance_id, drain_requested, price_per_hour)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (id) DO UPDATE SET name = excluded.name, platforms = excluded.platforms, slots = excluded.slots,
           state = excluded.state, last_seen_at = excluded.last_seen_at, labels = excluded.labels, instance_id = excluded.instance_id,
-          drain_requested = max(workers.drain_requested, excluded.drain_requested)`),
+          price_per_hour = excluded.price_per_hour, drain_requested = max(workers.drain_requested, excluded.drain_requested)`),
       touch: db.prepare<unknown[], { drain_requested: number }>(
         'UPDATE workers SET last_seen_at = ?, state = coalesce(?, state) WHERE id = ? AND state != \'gone\' RETURNING drain_requested',
       ),
@@ -56,7 +58,7 @@ export class SqliteWorkerRegistry implements WorkerRegistry {
   }
 
   async upsert(w: WorkerRecord): Promise<void> {
-    this.s.upsert.run(w.id, w.name, JSON.stringify(w.platforms), w.slots, w.state, w.registeredAtMs, w.lastSeenAtMs, JSON.stringify(w.labels), w.instanceId, w.drainRequested ? 1 : 0);
+    this.s.upsert.run(w.id, w.name, JSON.stringify(w.platforms), w.slots, w.state, w.registeredAtMs, w.lastSeenAtMs, JSON.stringify(w.labels), w.instanceId, w.drainRequested ? 1 : 0, w.pricePerHour ?? null);
   }
 
   async touch(id: string, nowMs: number, state?: WorkerRecord['state']): Promise<WorkerTouch | undefined> {
