@@ -2,7 +2,8 @@
  * Live logs from a worker linked over HTTP (`remex worker`'s HttpWorkerLink and the `POST
  * /v1/workers/<id>/logs` route), with a real sandbox and program: the lines reach a follower on the server
  * while the program runs, and an answer lost after the server stored a chunk (a dying connection) makes the
- * worker send it again — stored and heard once. The route refuses a chunk over the bound.
+ * worker send it again — stored and heard once. The route refuses a chunk over the bound. A worker whose
+ * lease was revoked and given to another cannot append to the job's log.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -90,5 +91,39 @@ describe('live logs over the worker protocol', () => {
     const tooBig = Buffer.alloc(64 * 1024 + 1).toString('base64');
     await assert.rejects(client.request('POST', `/v1/workers/${workerId}/logs`, { chunks: [{ jobId: job.id, attempt: 1, stream: 'stdout', offset: 0, data: tooBig }] }), { code: 'INVALID_ARGUMENT' });
     await assert.rejects(client.request('POST', `/v1/workers/${workerId}/logs`, { chunks: [{ jobId: job.id, attempt: 1, stream: 'stdin', offset: 0, data: 'eA==' }] }), { code: 'INVALID_ARGUMENT' });
+  });
+
+  test('a worker appends only to runs it holds the lease of: after its lease went to another, its chunks are refused', async (t) => {
+    const ts = await startTestServer({ workerSlots: 0, scheduler: { acceptPlatforms: ['x86_64-linux-cpu'] } });
+    t.after(() => ts.close());
+    const client = new RemexClient(ts.server.url);
+    const offer = { platforms: [{ platform: 'x86_64-linux-cpu', emulated: false }], slots: 1 };
+    const a = new HttpWorkerLink(client);
+    const b = new HttpWorkerLink(client);
+    const { workerId: aId } = await a.register({ id: 'worker-a', name: 'a', ...offer });
+    const bytes = Buffer.from('#!/bin/sh\n');
+    await ts.client.putBlob(digestOf(bytes), bytes);
+    const job = await ts.client.submit({ executable: digestOf(bytes), platform: 'x86_64-linux-cpu', logs: true, doNotCache: true });
+    const [leaseA] = await a.lease(aId, 1, 5_000);
+    assert.equal(leaseA?.jobId, job.id);
+    const chunk = (attempt: number, offset: number, text: string): LogChunk => ({ jobId: job.id, attempt, stream: 'stdout', offset, data: Buffer.from(text) });
+    assert.deepEqual(await a.appendLogs(aId, [chunk(1, 0, 'from a\n')]), [{ jobId: job.id, attempt: 1, stream: 'stdout', storedBytes: 7 }]);
+
+    // A's lease is revoked (it is gone) and the job goes to B.
+    await a.unregister(aId);
+    const { workerId: bId } = await b.register({ id: 'worker-b', name: 'b', ...offer });
+    const [leaseB] = await b.lease(bId, 1, 5_000);
+    assert.equal(leaseB?.attempt, 2);
+    const lost = { jobId: job.id, stream: 'stdout', storedBytes: 0, leaseLost: true };
+    assert.deepEqual(await a.appendLogs(aId, [chunk(1, 7, 'late a\n')]), [{ ...lost, attempt: 1 }], 'its old run');
+    assert.deepEqual(await a.appendLogs(aId, [chunk(2, 0, 'as b?\n')]), [{ ...lost, attempt: 2 }], "B's run");
+    assert.deepEqual(await b.appendLogs(bId, [chunk(2, 0, 'from b\n')]), [{ jobId: job.id, attempt: 2, stream: 'stdout', storedBytes: 7 }]);
+    const frames: LogFrame[] = [];
+    for await (const frame of ts.client.logs(job.id, { stream: 'stdout' })) frames.push(frame);
+    assert.deepEqual(frames.filter((f) => f.event === 'log').map((f) => (f.event === 'log' ? [f.attempt, f.data] : [])), [[2, 'from b\n']]);
+
+    // Nor to a job that ended.
+    await b.complete(bId, { jobId: job.id, attempt: 2, outcome: { state: 'failed', failure: { code: 'INTERNAL', message: 'the test ends it' } } });
+    assert.deepEqual(await b.appendLogs(bId, [chunk(2, 7, 'after\n')]), [{ ...lost, attempt: 2 }]);
   });
 });

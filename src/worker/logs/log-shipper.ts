@@ -130,6 +130,11 @@ export class LogShipper {
       const acks = await this.opts.send(chunks);
       for (const ack of acks) {
         const run = this.runs.get(ack.jobId);
+        if (ack.leaseLost) {
+          // The run is no longer this worker's: its log is not either (the heartbeat stops the run).
+          if (run?.attempt === ack.attempt) this.forget(run);
+          continue;
+        }
         const s = run?.attempt === ack.attempt ? run.streams.find((x) => x.stream === ack.stream) : undefined;
         if (s) s.sent = ack.storedBytes;
         if (run) run.failuresWhileFinishing = 0;
