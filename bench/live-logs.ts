@@ -62,6 +62,12 @@ int main(int argc, char **argv) {
 }
 `;
 
+/** CPU time of a process so far (user + system), ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
 function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
@@ -113,21 +119,23 @@ export function benchLogThroughput(): Promise<boolean> {
   return withServe(async (client, _url, pid, exe) => {
     type Mode = 'null' | 'file' | 'log';
     /** One flood: the program's own write time (it reports it on stderr) and the time from submit to result. */
-    const run = async (bytes: number, mode: Mode): Promise<{ writeMs: number; e2eMs: number }> => {
+    const run = async (bytes: number, mode: Mode): Promise<{ writeMs: number; e2eMs: number; serverCpuMs: number }> => {
       const logs = mode === 'log';
+      const cpu0 = cpuMs(pid);
       const t0 = performance.now();
       const v = await client.submit({ executable: exe, args: ['flood', String(bytes), ...(logs ? [] : [mode])], logs, doNotCache: true, timeoutMs: 300_000, limits: { fileSizeBytes: 2 * bytes } }, { wait: true });
       const e2eMs = performance.now() - t0;
+      const serverCpuMs = cpuMs(pid) - cpu0;
       if (v.state !== 'completed' || v.code !== 0) throw new Error(`the flood ended ${v.state} (${v.code})`);
       if (logs && v.output?.stdout.digest.sizeBytes !== bytes) throw new Error(`kept ${v.output?.stdout.digest.sizeBytes} of ${bytes} bytes`);
       const stderr = Buffer.from(v.output?.stderr.base64 ?? '', 'base64').toString();
       const m = /REMEX_METRIC write_ms=([\d.]+)/.exec(stderr);
       if (!m) throw new Error(`the flood reported no write time: ${JSON.stringify(stderr)}`);
-      return { writeMs: Number(m[1]), e2eMs };
+      return { writeMs: Number(m[1]), e2eMs, serverCpuMs };
     };
     // Warm: the sandbox, the program's pages, the log path.
     for (const mode of ['null', 'file', 'log'] as const) await run(MIB, mode);
-    const runs: Record<Mode, Array<{ writeMs: number; e2eMs: number }>> = { null: [], file: [], log: [] };
+    const runs: Record<Mode, Array<{ writeMs: number; e2eMs: number; serverCpuMs: number }>> = { null: [], file: [], log: [] };
     const rss0 = rssKb(pid);
     let peak = rss0;
     const sampler = setInterval(() => (peak = Math.max(peak, rssKb(pid))), 20);
@@ -138,6 +146,7 @@ export function benchLogThroughput(): Promise<boolean> {
     const rate = (ms: number): string => `${(FLOOD_BYTES / MIB / (ms / 1000)).toFixed(0).padStart(5)} MiB/s (${ms.toFixed(0).padStart(4)} ms)`;
     const write = (mode: Mode): number => median(runs[mode].map((r) => r.writeMs));
     const e2e = (mode: Mode): number => median(runs[mode].map((r) => r.e2eMs));
+    const serverCpu = (mode: Mode): number => median(runs[mode].map((r) => r.serverCpuMs));
     const pct = (floorMs: number, ms: number): string => `${((floorMs / ms) * 100).toFixed(0)}%`;
     const ratio = write('null') / write('log');
     const growthMiB = (peak - rss0) / 1024;
@@ -150,6 +159,7 @@ export function benchLogThroughput(): Promise<boolean> {
     console.log('  submit to result (a second figure: the log is also shipped and put into the CAS, SHA-256 of every byte)');
     console.log(`    to /dev/null:  ${rate(e2e('null'))}`);
     console.log(`    live logs:     ${rate(e2e('log'))} = ${pct(e2e('null'), e2e('log'))} of /dev/null's`);
+    console.log(`  remex serve's CPU (its process: server and worker; the spawner and the program apart): ${serverCpu('null').toFixed(0)} ms per flood to /dev/null, ${serverCpu('log').toFixed(0)} ms with live logs`);
     console.log(`  server RSS ${(rss0 / 1024).toFixed(0)} MiB before, peak +${growthMiB.toFixed(1)} MiB during the ${ROUNDS * 3} floods`);
     console.log(`  live logs ≥ 50% of the program's rate to /dev/null, memory flat (< 64 MiB growth): ${verdict(met)}`);
     return met;
