@@ -123,7 +123,7 @@ export function benchLogThroughput(): Promise<boolean> {
       const logs = mode === 'log';
       const cpu0 = cpuMs(pid);
       const t0 = performance.now();
-      const v = await client.submit({ executable: exe, args: ['flood', String(bytes), ...(logs ? [] : [mode])], logs, doNotCache: true, timeoutMs: 300_000, limits: { fileSizeBytes: 2 * bytes } }, { wait: true });
+      const v = await client.submit({ executable: exe, args: ['flood', String(bytes), ...(logs ? [] : [mode])], ...(logs ? { logs, logCeilingBytes: bytes } : {}), doNotCache: true, timeoutMs: 300_000, limits: { fileSizeBytes: 2 * bytes } }, { wait: true });
       const e2eMs = performance.now() - t0;
       const serverCpuMs = cpuMs(pid) - cpu0;
       if (v.state !== 'completed' || v.code !== 0) throw new Error(`the flood ended ${v.state} (${v.code})`);
