@@ -92,6 +92,7 @@ export function withRecentActionResults(store: Store, opts: RecentActionResultsO
     jobs: store.jobs,
     workers: store.workers,
     comparisons: store.comparisons,
+    logPieces: store.logPieces,
     actionCache: new RecentActionResults(store.actionCache, opts),
     close: () => store.close(),
   };

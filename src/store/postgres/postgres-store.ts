@@ -5,13 +5,14 @@
  * See docs/decisions/0006-postgres.md.
  */
 import { PostgresLeaderLease } from './leader-lease.js';
-import type { ActionCache, ComparisonStore, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
+import type { ActionCache, ComparisonStore, JobStore, LogPieceIndex, LeaderLease, Store, WorkerRegistry } from '../ports.js';
 import { PostgresActionCache } from './action-cache.js';
 import { PostgresComparisonStore } from './comparison-store.js';
 import { PostgresDb } from './connection.js';
 import type { PoolStats } from './connection.js';
 import { PostgresJobStore } from './job-store.js';
 import { PostgresWorkerRegistry } from './worker-registry.js';
+import { PostgresLogPieceIndex } from './log-piece-index.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database?…` (libpq URL; `sslmode` and the like are honoured). */
@@ -42,6 +43,7 @@ export class PostgresStore implements Store {
   readonly leader: LeaderLease;
   private readonly leaderLease: PostgresLeaderLease;
   readonly comparisons: ComparisonStore;
+  readonly logPieces: LogPieceIndex;
 
   private constructor(
     private readonly db: PostgresDb,
@@ -53,6 +55,7 @@ export class PostgresStore implements Store {
     this.leaderLease = new PostgresLeaderLease(db);
     this.leader = this.leaderLease;
     this.comparisons = new PostgresComparisonStore(db);
+    this.logPieces = new PostgresLogPieceIndex(db);
   }
 
   /**

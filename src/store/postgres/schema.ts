@@ -104,4 +104,16 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE jobs ADD CONSTRAINT jobs_state_check
     CHECK (state IN ('queued','running','completed','timed_out','cancelled','failed','emergency_stopped'));
   `,
+  // Live-log pieces in the CAS, so that a follower on any controller reads what another took in (decision 0043).
+  `
+  CREATE TABLE log_pieces (
+    job_id      text NOT NULL,
+    attempt     int4 NOT NULL,
+    stream      text NOT NULL,
+    "offset"    int8 NOT NULL,
+    size_bytes  int8 NOT NULL,
+    hash        text NOT NULL,
+    PRIMARY KEY (job_id, attempt, stream, "offset")
+  );
+  `,
 ];

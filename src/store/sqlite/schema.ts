@@ -136,4 +136,16 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     WHERE mergeable = 1 AND state IN ('queued','running');
   CREATE INDEX jobs_name ON jobs (name) WHERE name IS NOT NULL;
   `,
+  // Live-log pieces in the CAS, shared by whoever reads this store (decision 0043).
+  `
+  CREATE TABLE log_pieces (
+    job_id      TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    stream      TEXT NOT NULL,
+    offset      INTEGER NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    hash        TEXT NOT NULL,
+    PRIMARY KEY (job_id, attempt, stream, offset)
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -6,12 +6,13 @@
  */
 import type Database from 'better-sqlite3';
 import { SqliteLeaderLease } from './leader-lease.js';
-import type { ActionCache, ComparisonStore, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
+import type { ActionCache, ComparisonStore, JobStore, LogPieceIndex, LeaderLease, Store, WorkerRegistry } from '../ports.js';
 import { SqliteActionCache } from './action-cache.js';
 import { SqliteComparisonStore } from './comparison-store.js';
 import { openSqlite } from './connection.js';
 import { SqliteJobStore } from './job-store.js';
 import { SqliteWorkerRegistry } from './worker-registry.js';
+import { SqliteLogPieceIndex } from './log-piece-index.js';
 
 export interface SqliteStoreOptions {
   /** Database file, or ':memory:'. */
@@ -24,6 +25,7 @@ export class SqliteStore implements Store {
   readonly workers: WorkerRegistry;
   readonly leader: LeaderLease = new SqliteLeaderLease();
   readonly comparisons: ComparisonStore;
+  readonly logPieces: LogPieceIndex;
   private readonly db: Database.Database;
 
   constructor(opts: SqliteStoreOptions) {
@@ -32,6 +34,7 @@ export class SqliteStore implements Store {
     this.actionCache = new SqliteActionCache(this.db);
     this.workers = new SqliteWorkerRegistry(this.db);
     this.comparisons = new SqliteComparisonStore(this.db);
+    this.logPieces = new SqliteLogPieceIndex(this.db);
   }
 
   async close(): Promise<void> {
