@@ -136,6 +136,7 @@ export function buildProgram(): Command {
     .option('--cas-fsync', 'fsync every blob of a filesystem CAS before it is visible (slower; see docs/decisions/0009)', false)
     .option('--cas-max-bytes <size>', 'keep a filesystem CAS under this size (500M, 20G…), evicting least recently used blobs (default: no cap; see docs/deploy.md)')
     .option('--retain <duration>', 'keep finished jobs (and their results) this long, then remove them (default 7d)')
+    .option('--max-log-ceiling <size>', "the highest live-log ceiling per stream a job may ask for (64M, 1G…; at most and by default 1G); remex submit's --log-ceiling-mib above it is refused")
     .option('--cas-grace <duration>', 'with --cas-max-bytes: never evict a blob used or reported present less than this long ago (90s, 10m…; default 10m)')
     .addOption(
       new Option('--run-directories <where>', 'where local runs are staged: auto (a private tmpfs directory under /dev/shm when roomy, else <data>/runs) or data-dir (see docs/decisions/0012)')

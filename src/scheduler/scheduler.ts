@@ -33,6 +33,7 @@ import type {
 } from './worker-link.js';
 import { completeThenLease, LIVE_LOGS_FEATURE, WORKER_PROTOCOL_FEATURES } from './worker-link.js';
 import type { LogAck, LogChunk } from './worker-link.js';
+import { leasesHeld } from './log-leases.js';
 
 /** The part of the blob store the scheduler needs: whether inputs and cached outputs still exist. */
 /** A worker's price per hour, and whose it is: the worker's own (`--price-per-hour`) or its platform's (`--platform-price`). */
@@ -534,10 +535,18 @@ export class Scheduler implements WorkerLink {
   /** Where running jobs' log chunks go (logs/log-intake.ts); set by the composition root. Without it no live logs are offered. */
   logIntake: { append(chunks: readonly LogChunk[]): Promise<LogAck[]> } | undefined;
 
-  /** A worker's live-log chunks: stored and published by the log intake (workers are trusted with their jobs' logs). */
-  async appendLogs(_workerId: string, chunks: readonly LogChunk[]): Promise<LogAck[]> {
+  /**
+   * A worker's live-log chunks, stored and published by the log intake: only those of runs whose lease the
+   * worker holds (one read of each job named); the others' streams are answered `leaseLost`.
+   */
+  async appendLogs(workerId: string, chunks: readonly LogChunk[]): Promise<LogAck[]> {
     if (!this.logIntake) throw new UnavailableError('this server keeps no live logs');
-    return this.logIntake.append(chunks);
+    const held = await leasesHeld(this.store.jobs, workerId, chunks);
+    const mine = chunks.filter((c) => held.has(`${c.jobId}\n${c.attempt}`));
+    const refused = chunks.filter((c) => !held.has(`${c.jobId}\n${c.attempt}`));
+    const acks = mine.length > 0 ? await this.logIntake.append(mine) : [];
+    const lost = new Map(refused.map((c) => [`${c.jobId}\n${c.attempt}\n${c.stream}`, { jobId: c.jobId, attempt: c.attempt, stream: c.stream, storedBytes: 0, leaseLost: true as const }]));
+    return [...acks, ...lost.values()];
   }
 
   async heartbeat(workerId: string, draining: boolean, held?: readonly HeldLease[]): Promise<HeartbeatReply> {

@@ -38,12 +38,17 @@ export interface LogChunk {
   data: Uint8Array;
 }
 
-/** How much of a stream the server holds after an `appendLogs`: the worker goes on from there. */
+/**
+ * How much of a stream the server holds after an `appendLogs`: the worker goes on from there. `leaseLost`:
+ * the run's lease is not this worker's (revoked, reassigned, the job ended); nothing of it was stored, and
+ * the worker sends no more of it.
+ */
 export interface LogAck {
   jobId: string;
   attempt: number;
   stream: 'stdout' | 'stderr';
   storedBytes: number;
+  leaseLost?: true;
 }
 
 export interface WorkerSession {
@@ -128,7 +133,8 @@ export interface WorkerLink {
   /**
    * Live logs (offered as {@link LIVE_LOGS_FEATURE}): stores the chunks, in order, and answers how much of
    * each stream sent the server holds. Idempotent by offset; a chunk past the stored end is not stored (the
-   * answer says where to resume). Absent from links to servers without it.
+   * answer says where to resume). Chunks of a run whose lease this worker does not hold are not stored:
+   * their streams are answered `leaseLost`. Absent from links to servers without it.
    */
   appendLogs?(workerId: string, chunks: readonly LogChunk[]): Promise<LogAck[]>;
 }

@@ -14,6 +14,7 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { parseDuration } from '../core/duration.js';
 import { canonicalPlatform } from '../core/platform.js';
 import { DEFAULT_LIMITS, DEFAULT_TIMEOUT_MS } from '../core/limits.js';
+import { DEFAULT_MAX_LOG_CEILING_BYTES } from '../core/model.js';
 import { DEFAULT_SCHEDULER_OPTIONS } from '../scheduler/scheduler.js';
 import type { SchedulerOptions } from '../scheduler/scheduler.js';
 import type { SchedulerObserver } from '../scheduler/observer.js';
@@ -129,6 +130,7 @@ export interface ServeFlags {
   casMaxBytes?: string;
   casGrace?: string;
   retain?: string;
+  maxLogCeiling?: string;
   runDirectories: 'auto' | 'data-dir';
   clientTokenFile?: string;
   workerTokenFile?: string;
@@ -207,7 +209,7 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     ...(flags.metricsHost !== undefined ? { metricsHost: flags.metricsHost } : {}),
     ...(otlpTraces ? { otlpTraces } : {}),
     ...(flags.instanceName.length ? { instanceNames: flags.instanceName } : {}),
-    policy: DEFAULT_POLICY,
+    policy: flags.maxLogCeiling !== undefined ? { ...DEFAULT_POLICY, maxLogCeilingBytes: maxLogCeilingOf(flags.maxLogCeiling) } : DEFAULT_POLICY,
     scheduler: {
       ...schedulerTimings(flags.acceptPlatform, flags.leaseTimeout),
       maxAttempts: Math.max(1, flags.maxAttempts),
@@ -219,6 +221,16 @@ export function serveConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, logger: L
     insecureOpen: flags.insecureOpen,
     ...(loaded ? { tls: { cert: loaded.cert, key: loaded.key } } : {}),
   };
+}
+
+/**
+ * `--max-log-ceiling`: the highest live-log ceiling a job may ask for (one asking more is refused, not
+ * lowered). At most what a worker's sandbox keeps of a stream (1 GiB: it counts the rest).
+ */
+export function maxLogCeilingOf(text: string): number {
+  const bytes = parseSize(text, '--max-log-ceiling');
+  if (bytes > DEFAULT_MAX_LOG_CEILING_BYTES) throw new InvalidArgumentError(`--max-log-ceiling: at most 1G (what a worker's sandbox keeps of a stream), not ${text}`);
+  return bytes;
 }
 
 /**

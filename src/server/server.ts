@@ -16,6 +16,7 @@ import { isBlobReclaimer } from '../cas/blob-store.js';
 import { startGrpcServer } from '../api/grpc/grpc-server.js';
 import { WebhookNotifier } from '../api/webhook-notifier.js';
 import { FsLogStore } from '../logs/fs-log-store.js';
+import { CasLogStore } from '../logs/cas-log-store.js';
 import { LogIntake } from '../logs/log-intake.js';
 import type { RunningGrpcServer } from '../api/grpc/grpc-server.js';
 import { buildHttpServer, DEFAULT_MAX_JSON_BODY_BYTES } from '../api/http/http-server.js';
@@ -151,8 +152,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       logger: schedulerLogger,
       observers: [schedulerObserver, executionLog(schedulerLogger), ...(traces ? [traces] : []), ...(opts.observers?.scheduler ?? []), liveStats.observer, ...(autoscaler ? [autoscaler.observer] : [])],
     });
-    // Running long jobs' live logs, kept on this controller's disk while they run (decision 0021).
-    const logs = new FsLogStore(join(opts.dataDir, 'logs'));
+    // Running long jobs' live logs: on this controller's disk while they run (decision 0021), or, for controllers
+    // sharing a database and a CAS, pieces in the CAS indexed in the database, read by any of them (decision 0043).
+    const logs = opts.databaseUrl !== undefined && opts.blobsUrl !== undefined ? new CasLogStore(blobs, store.logPieces) : new FsLogStore(join(opts.dataDir, 'logs'));
     const logIntake = new LogIntake(logs, events, Date.now, (err, jobId) => logger.warn({ err, jobId }, 'cannot remove an ended job\'s live log'));
     scheduler.logIntake = logIntake;
     started.push(async () => {

@@ -265,6 +265,32 @@ export interface BlobReferences {
   release(hashes: readonly string[]): Promise<void>;
 }
 
+/** One piece of a running job's live log kept in the CAS: bytes `offset` on of one stream of one run (decision 0043). */
+export interface LogPiece {
+  offset: number;
+  sizeBytes: number;
+  /** SHA-256 of the bytes, hex: the CAS blob holding them. */
+  hash: string;
+}
+
+/**
+ * Where a running job's live log is, piece by piece, in a database every controller shares: each piece is a
+ * CAS blob, so any controller reads what another took in. Append-only by offset, per run and stream.
+ */
+export interface LogPieceIndex {
+  /**
+   * Records a piece when it starts exactly at the stream's end (else records nothing: another controller
+   * stored these bytes, or a piece before it is missing), and answers the stream's end after.
+   */
+  append(jobId: string, attempt: number, stream: string, piece: LogPiece): Promise<number>;
+  /** The pieces holding bytes past `from`, in offset order, at most `limit`. */
+  pieces(jobId: string, attempt: number, stream: string, from: number, limit: number): Promise<LogPiece[]>;
+  /** The stream's end: 0 when nothing is recorded. */
+  end(jobId: string, attempt: number, stream: string): Promise<number>;
+  /** Forgets every piece of a job (it ended: its output is in its result). */
+  remove(jobId: string): Promise<void>;
+}
+
 /** One embedded or networked database holding all four. */
 export interface Store {
   readonly jobs: JobStore;
@@ -274,5 +300,7 @@ export interface Store {
   readonly leader?: LeaderLease;
   readonly comparisons: ComparisonStore;
   readonly blobReferences: BlobReferences;
+  /** Live logs shared by the controllers of one store (decision 0043). */
+  readonly logPieces: LogPieceIndex;
   close(): Promise<void>;
 }

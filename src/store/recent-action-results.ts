@@ -93,6 +93,7 @@ export function withRecentActionResults(store: Store, opts: RecentActionResultsO
     workers: store.workers,
     comparisons: store.comparisons,
     blobReferences: store.blobReferences,
+    logPieces: store.logPieces,
     actionCache: new RecentActionResults(store.actionCache, opts),
     close: () => store.close(),
   };

@@ -187,6 +187,36 @@ describe('multi-node: controllers on PostgreSQL + S3, workers over the network',
       assert.equal(v.state, 'completed', `${id}: ${JSON.stringify(v.failure)}`);
     }
   });
+
+  test("a running job's earlier log is read on a controller that did not take it in (decision 0043)", async (t) => {
+    if (!requireTools(t, 'bwrap', 'gcc') || !cluster) return;
+    const c = cluster;
+    // No worker knows B: whoever runs the job sends its log elsewhere.
+    const [a, b] = [await startController(c, 'logs-a'), await startController(c, 'logs-b')];
+    c.controllers.push(a, b);
+    const worker = startWorker(c, 'logs-w', [a.url]);
+    c.workers.push(worker);
+    await waitForOutput(worker, /remex worker/);
+    const [onA, onB] = [new RemexClient(a.url), new RemexClient(b.url)];
+    const exe = await upload(onA, compileC({ file: 'programs/log-lines.c' }, 'x86_64'));
+    const job = await onA.submit({ executable: exe, args: ['6', '150', 'hold'], logs: true, doNotCache: true });
+    const want = Array.from({ length: 6 }, (_, i) => `line ${i}\n`).join('');
+    let seen = '';
+    for await (const frame of onA.logs(job.id, { follow: true, stream: 'stdout' })) {
+      if (frame.event === 'log') seen += frame.data;
+      if (seen === want) break;
+    }
+    // The program holds after its lines: still running, and B has them from the shared store.
+    const stored: string[] = [];
+    for await (const frame of onB.logs(job.id, { stream: 'stdout' })) if (frame.event === 'log') stored.push(frame.data);
+    assert.equal(stored.join(''), want);
+    assert.equal((await onB.getExecution(job.id)).state, 'running');
+    await onB.cancel(job.id);
+    const frames = [];
+    for await (const frame of onB.logs(job.id, { follow: true, stream: 'stdout' })) frames.push(frame);
+    assert.equal(frames.map((f) => (f.event === 'log' ? f.data : '')).join(''), want, 'each line once');
+    assert.equal(frames.at(-1)?.event, 'end');
+  });
 });
 
 test('embedded mode: SIGKILL remex serve with 500 jobs queued or running; after restart all complete', async (t) => {

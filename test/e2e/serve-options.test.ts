@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { killHard, spawnRemex, startServeProcess, waitForOutput } from '../helpers/processes.js';
+import { remexCli } from '../helpers/remex-cli.js';
+import { compileC, requireTools } from '../helpers/tools.js';
 import type { RemexProcess } from '../helpers/processes.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'remex-serve-options-'));
@@ -32,6 +34,25 @@ describe('remex serve options', () => {
     const { code } = await proc.exited;
     assert.notEqual(code, 0);
     assert.match(proc.output(), /--run-directories.*ramdisk.*(auto|data-dir)/s);
+  });
+
+  test("--max-log-ceiling bounds the live-log ceiling a job may ask for: remex submit's --log-ceiling-mib above it is refused", async (t) => {
+    if (!requireTools(t, 'gcc')) return;
+    const exe = compileC({ file: 'programs/log-lines.c' }, 'x86_64');
+    const { proc, url } = await startServeProcess(['--no-grpc', '--workers', '0', '--accept-platform', 'x86_64-linux-cpu', '--data', join(dataDir, 'ceiling'), '--max-log-ceiling', '4M']);
+    started.push(proc);
+    const refused = await remexCli(['submit', exe, '--log-ceiling-mib', '5', '--server', url]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /logCeilingBytes 5242880 is above this server's maximum 4194304/);
+    // At the maximum, and without a ceiling (the default, 256 MiB, is lowered to the maximum): taken.
+    for (const ceiling of [['--log-ceiling-mib', '4'], []]) {
+      const taken = await remexCli(['submit', exe, ...ceiling, '--server', url]);
+      assert.equal(taken.code, 0, taken.stderr);
+    }
+    // Past what a worker's sandbox keeps of a stream: refused before anything starts.
+    const tooHigh = spawnRemex(['serve', '--no-grpc', '--port', '0', '--data', join(dataDir, 'ceiling-2g'), '--max-log-ceiling', '2G']);
+    assert.notEqual((await tooHigh.exited).code, 0);
+    assert.match(tooHigh.output(), /--max-log-ceiling: at most 1G .*not 2G/);
   });
 
   for (const door of ['--port', '--grpc-port'] as const) {

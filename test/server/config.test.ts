@@ -84,3 +84,16 @@ test('--failsafe and --platform-price reach the scheduler; bad ones are refused 
     assert.throws(() => serveConfig(flags(over), {}, quiet), (err: unknown) => isRemexError(err, 'INVALID_ARGUMENT') && message.test((err as Error).message));
   }
 });
+
+test('--max-log-ceiling sets the policy\'s maximum live-log ceiling, up to what a sandbox keeps (1G); a bad size is refused', () => {
+  const c = serveConfig(flags({ maxLogCeiling: '64M' }), {}, quiet);
+  assert.deepEqual(c.policy, { ...DEFAULT_POLICY, maxLogCeilingBytes: 64 * 1024 * 1024 });
+  assert.equal(serveConfig(flags({ maxLogCeiling: '1G' }), {}, quiet).policy.maxLogCeilingBytes, 1024 ** 3);
+  for (const [given, message] of [
+    ['1.5G', /--max-log-ceiling: at most 1G/],
+    ['lots', /--max-log-ceiling: expected a size/],
+    ['0', /--max-log-ceiling: expected a size/],
+  ] as const) {
+    assert.throws(() => serveConfig(flags({ maxLogCeiling: given }), {}, quiet), (err: unknown) => isRemexError(err) && err.code === 'INVALID_ARGUMENT' && message.test(err.message));
+  }
+});

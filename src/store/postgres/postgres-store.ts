@@ -5,7 +5,7 @@
  * See docs/decisions/0006-postgres.md.
  */
 import { PostgresLeaderLease } from './leader-lease.js';
-import type { ActionCache, BlobReferences, ComparisonStore, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
+import type { ActionCache, BlobReferences, ComparisonStore, JobStore, LogPieceIndex, LeaderLease, Store, WorkerRegistry } from '../ports.js';
 import { PostgresActionCache } from './action-cache.js';
 import { PostgresBlobReferences } from './blob-references.js';
 import { PostgresComparisonStore } from './comparison-store.js';
@@ -13,6 +13,7 @@ import { PostgresDb } from './connection.js';
 import type { PoolStats } from './connection.js';
 import { PostgresJobStore } from './job-store.js';
 import { PostgresWorkerRegistry } from './worker-registry.js';
+import { PostgresLogPieceIndex } from './log-piece-index.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database?…` (libpq URL; `sslmode` and the like are honoured). */
@@ -44,6 +45,7 @@ export class PostgresStore implements Store {
   private readonly leaderLease: PostgresLeaderLease;
   readonly comparisons: ComparisonStore;
   readonly blobReferences: BlobReferences;
+  readonly logPieces: LogPieceIndex;
 
   private constructor(
     private readonly db: PostgresDb,
@@ -56,6 +58,7 @@ export class PostgresStore implements Store {
     this.leader = this.leaderLease;
     this.comparisons = new PostgresComparisonStore(db);
     this.blobReferences = new PostgresBlobReferences(db);
+    this.logPieces = new PostgresLogPieceIndex(db);
   }
 
   /**

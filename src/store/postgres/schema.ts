@@ -149,4 +149,16 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE workers ADD COLUMN price_per_hour float8;
   `,
+  // 11: live-log pieces in the CAS, so that a follower on any controller reads what another took in (decision 0043).
+  `
+  CREATE TABLE log_pieces (
+    job_id      text NOT NULL,
+    attempt     int4 NOT NULL,
+    stream      text NOT NULL,
+    "offset"    int8 NOT NULL,
+    size_bytes  int8 NOT NULL,
+    hash        text NOT NULL,
+    PRIMARY KEY (job_id, attempt, stream, "offset")
+  );
+  `,
 ];

@@ -173,4 +173,16 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE workers ADD COLUMN price_per_hour REAL;
   `,
+  // 11: live-log pieces in the CAS, shared by whoever reads this store (decision 0043).
+  `
+  CREATE TABLE log_pieces (
+    job_id      TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    stream      TEXT NOT NULL,
+    offset      INTEGER NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    hash        TEXT NOT NULL,
+    PRIMARY KEY (job_id, attempt, stream, offset)
+  ) WITHOUT ROWID;
+  `,
 ];

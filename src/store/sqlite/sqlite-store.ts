@@ -6,13 +6,14 @@
  */
 import type Database from 'better-sqlite3';
 import { SqliteLeaderLease } from './leader-lease.js';
-import type { ActionCache, BlobReferences, ComparisonStore, JobStore, LeaderLease, Store, WorkerRegistry } from '../ports.js';
+import type { ActionCache, BlobReferences, ComparisonStore, JobStore, LogPieceIndex, LeaderLease, Store, WorkerRegistry } from '../ports.js';
 import { SqliteActionCache } from './action-cache.js';
 import { SqliteBlobReferences } from './blob-references.js';
 import { SqliteComparisonStore } from './comparison-store.js';
 import { openSqlite } from './connection.js';
 import { SqliteJobStore } from './job-store.js';
 import { SqliteWorkerRegistry } from './worker-registry.js';
+import { SqliteLogPieceIndex } from './log-piece-index.js';
 
 export interface SqliteStoreOptions {
   /** Database file, or ':memory:'. */
@@ -26,6 +27,7 @@ export class SqliteStore implements Store {
   readonly leader: LeaderLease = new SqliteLeaderLease();
   readonly comparisons: ComparisonStore;
   readonly blobReferences: BlobReferences;
+  readonly logPieces: LogPieceIndex;
   private readonly db: Database.Database;
 
   constructor(opts: SqliteStoreOptions) {
@@ -35,6 +37,7 @@ export class SqliteStore implements Store {
     this.workers = new SqliteWorkerRegistry(this.db);
     this.comparisons = new SqliteComparisonStore(this.db);
     this.blobReferences = new SqliteBlobReferences(this.db);
+    this.logPieces = new SqliteLogPieceIndex(this.db);
   }
 
   async close(): Promise<void> {

@@ -61,10 +61,19 @@ export class LogShipper {
     this.schedule(this.opts.pollMs);
   }
 
-  /** The program has ended (its files are whole): resolves once they are sent, then forgets the run. */
+  /**
+   * The program has ended (its files are whole): resolves once they are sent, then forgets the run. A
+   * backlog larger than one call (a program that flooded faster than the server took it) is not sent live:
+   * the result, in the CAS, carries the whole output, and followers get what they did not see from it.
+   */
   finish(jobId: string): Promise<void> {
     const run = this.runs.get(jobId);
     if (!run) return Promise.resolve();
+    if (this.backlogOf(run) > this.opts.maxBytesPerCall) {
+      this.opts.logger.debug({ jobId }, 'the rest of a live log is left to the result');
+      this.forget(run);
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       run.finished = resolve;
       this.schedule(0);
@@ -130,6 +139,11 @@ export class LogShipper {
       const acks = await this.opts.send(chunks);
       for (const ack of acks) {
         const run = this.runs.get(ack.jobId);
+        if (ack.leaseLost) {
+          // The run is no longer this worker's: its log is not either (the heartbeat stops the run).
+          if (run?.attempt === ack.attempt) this.forget(run);
+          continue;
+        }
         const s = run?.attempt === ack.attempt ? run.streams.find((x) => x.stream === ack.stream) : undefined;
         if (s) s.sent = ack.storedBytes;
         if (run) run.failuresWhileFinishing = 0;
@@ -156,6 +170,16 @@ export class LogShipper {
         this.forget(run);
       }
     }
+  }
+
+  /** Bytes of the run's files the server does not hold. */
+  private backlogOf(run: ShippedRun): number {
+    let bytes = 0;
+    for (const s of run.streams) {
+      s.fd ??= openIfThere(s.path);
+      if (s.fd !== null) bytes += Math.max(0, fstatSync(s.fd).size - s.sent);
+    }
+    return bytes;
   }
 
   private forget(run: ShippedRun): void {

@@ -70,7 +70,7 @@ if (pgFixture) {
           `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
           [schema],
         );
-        assert.deepEqual(tables.map((t) => t.table_name), ['action_cache', 'blob_refs', 'blob_refs_released', 'comparisons', 'jobs', 'remex_migrations', 'workers']);
+        assert.deepEqual(tables.map((t) => t.table_name), ['action_cache', 'blob_refs', 'blob_refs_released', 'comparisons', 'jobs', 'log_pieces', 'remex_migrations', 'workers']);
         // Every controller sees one and the same data.
         const { job } = await a.jobs.enqueue(newJob('seen-by-all'));
         assert.deepEqual(await b.jobs.get(job.id), job);

@@ -76,7 +76,7 @@ describe('SqliteStore specifics', () => {
       assert.equal(raw.pragma('user_version', { simple: true }), SQLITE_MIGRATIONS.length);
       assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
       const tables = raw.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all();
-      assert.deepEqual(tables.map((t) => t.name), ['action_cache', 'blob_refs', 'blob_refs_released', 'comparisons', 'jobs', 'workers']);
+      assert.deepEqual(tables.map((t) => t.name), ['action_cache', 'blob_refs', 'blob_refs_released', 'comparisons', 'jobs', 'log_pieces', 'workers']);
     } finally {
       raw.close();
     }
