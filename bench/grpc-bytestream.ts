@@ -50,7 +50,7 @@ const PATTERN_BYTES = 1024 * 1024;
 const RSS_GROWTH_LIMIT_MB = 256;
 
 /** 1 MiB of xorshift32 output from a fixed seed: the pattern every chunk is cut from. */
-function patternBlock(): Buffer {
+export function patternBlock(): Buffer {
   const block = Buffer.allocUnsafe(PATTERN_BYTES);
   let x = 0x9e3779b9;
   for (let i = 0; i < PATTERN_BYTES; i += 4) {
@@ -66,7 +66,7 @@ function patternBlock(): Buffer {
  * The blob, `chunk` bytes at a time, each a fresh buffer (gRPC may hold it until sent): the pattern,
  * with the chunk's offset stamped into its first 8 bytes so no two chunks are alike.
  */
-function* blobChunks(total: number, chunk: number, pattern: Buffer): Generator<Buffer> {
+export function* blobChunks(total: number, chunk: number, pattern: Buffer): Generator<Buffer> {
   for (let offset = 0; offset < total; offset += chunk) {
     const n = Math.min(chunk, total - offset);
     const buf = Buffer.allocUnsafe(n);
@@ -112,7 +112,7 @@ const socket = net.connect(port, '127.0.0.1', () => {
 `;
 
 /** Raw loopback TCP: `total` bytes from a child process to this one (`up`) or back (`down`), in ms. */
-async function rawTcp(direction: 'up' | 'down', total: number): Promise<number> {
+export async function rawTcp(direction: 'up' | 'down', total: number): Promise<number> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -202,9 +202,9 @@ async function cCoreClient(python: string, address: string, total: number, seed:
   return run;
 }
 
-/** Starts bytestream-noop-server.js; resolves with its address and a stop function. */
-async function startNoopServer(): Promise<{ address: string; stop(): Promise<void> }> {
-  const child: ChildProcess = spawn(process.execPath, [NOOP_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Starts bytestream-noop-server.js (or another no-op server script); resolves with its address and a stop function. */
+export async function startNoopServer(script = NOOP_SERVER, env: NodeJS.ProcessEnv = process.env): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
+  const child: ChildProcess = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'], env });
   let out = '';
   const address = await new Promise<string>((res, rej) => {
     child.stdout?.on('data', (d: Buffer) => {
@@ -216,6 +216,7 @@ async function startNoopServer(): Promise<{ address: string; stop(): Promise<voi
   });
   return {
     address,
+    pid: child.pid as number,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const gone = once(child, 'exit');
@@ -226,7 +227,7 @@ async function startNoopServer(): Promise<{ address: string; stop(): Promise<voi
 }
 
 /** Uploads the blob; `sentAt` is when the last request was handed to the transport (performance.now()). */
-async function upload(clients: ReapiClients, digest: Digest, pattern: Buffer): Promise<{ res: WriteResponseOut; sentAt: number }> {
+export async function upload(clients: ReapiClients, digest: Digest, pattern: Buffer): Promise<{ res: WriteResponseOut; sentAt: number }> {
   const resourceName = `uploads/${randomUUID()}/blobs/${digest.hash}/${digest.sizeBytes}`;
   let done!: (res: WriteResponseOut) => void;
   let failed!: (err: Error) => void;
@@ -245,7 +246,7 @@ async function upload(clients: ReapiClients, digest: Digest, pattern: Buffer): P
   return { res: await result, sentAt };
 }
 
-async function download(clients: ReapiClients, digest: Digest): Promise<Digest> {
+export async function download(clients: ReapiClients, digest: Digest): Promise<Digest> {
   const builder = new DigestBuilder();
   const stream = clients.bytestream.read({ resource_name: `blobs/${digest.hash}/${digest.sizeBytes}`, read_offset: 0, read_limit: 0 });
   for await (const res of stream as AsyncIterable<ReadResponseOut>) builder.update(res.data);
