@@ -216,6 +216,10 @@ class Call implements CallContext {
         }
       });
       this.stream.once('end', () => {
+        if (this.resetByClient()) {
+          reject(new RemexError('CANCELLED', 'the client cancelled the call'));
+          return;
+        }
         if (got.length !== 1 || decoder.partial) {
           reject(new RemexError('INVALID_ARGUMENT', `a ${method.route.what} call carries exactly one message (got ${got.length}${decoder.partial ? ' and a cut-off one' : ''})`));
           return;
@@ -240,7 +244,14 @@ class Call implements CallContext {
       if (isRemexError(err)) throw err;
       throw new RemexError('CANCELLED', 'the client cancelled the call');
     }
+    // A client's RST_STREAM ends the request body like a half-close does: tell them apart.
+    if (this.resetByClient()) throw new RemexError('CANCELLED', 'the client cancelled the call');
     if (decoder.partial) throw new RemexError('INVALID_ARGUMENT', `the request stream ended inside a ${method.route.what} message`);
+  }
+
+  private resetByClient(): boolean {
+    const { rstCode } = this.stream;
+    return this.stream.aborted || (rstCode !== undefined && rstCode !== constants.NGHTTP2_NO_ERROR);
   }
 
   private encode(method: BoundMethod, message: unknown): Buffer {
@@ -282,6 +293,11 @@ class Call implements CallContext {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.timer);
+    if (this.resetByClient()) {
+      this.abort?.abort();
+      this.opts.onCallDone?.(this.path, 'CANCELLED', (performance.now() - this.started) / 1000);
+      return;
+    }
     const status = err === undefined ? undefined : toCallStatus(err, this.opts.logger);
     const code = status?.code ?? GrpcStatus.OK;
     this.opts.onCallDone?.(this.path, CODE_NAMES.get(code) ?? String(code), (performance.now() - this.started) / 1000);
@@ -290,14 +306,23 @@ class Call implements CallContext {
     const trailers: Record<string, string> = { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(status?.details ?? '') };
     const details = status?.metadata.get('grpc-status-details-bin')[0];
     if (details instanceof Buffer) trailers['grpc-status-details-bin'] = details.toString('base64').replace(/=+$/, '');
-    // What the client still sends is read and dropped (an early answer to a Write, a refused call).
+    // What the client still sends is read and dropped (an early answer to a Write, a refused call), and
+    // once the status is out a request still open is reset with NO_ERROR (RFC 9113 §8.1): the answer is
+    // whole, nothing more is wanted.
     stream.resume();
+    const release = (): void => {
+      if (!stream.readableEnded && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+    };
     if (!stream.headersSent && reply === undefined) {
       stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
+      release();
       return;
     }
     if (!stream.headersSent) stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+    stream.once('wantTrailers', () => {
+      stream.sendTrailers(trailers);
+      release();
+    });
     if (reply) writeMessage(stream, reply);
     stream.end();
   }
