@@ -148,7 +148,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
 }
 
 /** Which server carries the door unless the options say: REMEX_GRPC_DOOR (`h2` or `grpc-js`), else grpc-js. */
-function defaultDoor(): GrpcDoor {
+export function defaultDoor(): GrpcDoor {
   const env = process.env.REMEX_GRPC_DOOR;
   if (env === undefined || env === '') return 'grpc-js';
   if (env !== 'h2' && env !== 'grpc-js') throw new InvalidArgumentError(`REMEX_GRPC_DOOR must be h2 or grpc-js, not ${JSON.stringify(env)}`);
