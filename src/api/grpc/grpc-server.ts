@@ -61,7 +61,7 @@ export interface GrpcServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Told of every call that ended: its method path, status code name and latency (the request metrics). */
   onCallDone?: CallRecorder;
-  /** The server that carries the door (decision 0040); default: REMEX_GRPC_DOOR, else grpc-js. */
+  /** The server that carries the door (decision 0040); default: REMEX_GRPC_DOOR, else h2. */
   door?: GrpcDoor;
 }
 
@@ -147,10 +147,13 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   };
 }
 
-/** Which server carries the door unless the options say: REMEX_GRPC_DOOR (`h2` or `grpc-js`), else grpc-js. */
+/**
+ * Which server carries the door unless the options say: REMEX_GRPC_DOOR (`h2` or `grpc-js`), else h2
+ * (decision 0040). grpc-js stays available while the h2 door is new.
+ */
 export function defaultDoor(): GrpcDoor {
   const env = process.env.REMEX_GRPC_DOOR;
-  if (env === undefined || env === '') return 'grpc-js';
+  if (env === undefined || env === '') return 'h2';
   if (env !== 'h2' && env !== 'grpc-js') throw new InvalidArgumentError(`REMEX_GRPC_DOOR must be h2 or grpc-js, not ${JSON.stringify(env)}`);
   return env;
 }

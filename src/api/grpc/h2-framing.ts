@@ -77,8 +77,18 @@ export function messagePrefix(length: number): Buffer {
   return prefix;
 }
 
+/** Below this, a message is copied behind its prefix (one small write); above, written as it is. */
+const COPY_BELOW_BYTES = 16 * 1024;
+
 /** Writes one message (prefix and bytes in one write); false when the stream's buffer is full. */
 export function writeMessage(stream: ServerHttp2Stream, bytes: Uint8Array): boolean {
+  if (bytes.byteLength < COPY_BELOW_BYTES) {
+    const framed = Buffer.allocUnsafe(5 + bytes.byteLength);
+    framed[0] = 0;
+    framed.writeUInt32BE(bytes.byteLength, 1);
+    framed.set(bytes, 5);
+    return stream.write(framed);
+  }
   stream.cork();
   stream.write(messagePrefix(bytes.byteLength));
   const more = stream.write(bytes);
