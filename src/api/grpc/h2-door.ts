@@ -88,6 +88,7 @@ export async function startH2Door(opts: H2DoorOptions): Promise<RunningH2Door> {
       opts.logger.debug({ err }, 'could not set the HTTP/2 connection window on a new session');
     }
   });
+  server.on('sessionError', (err) => opts.logger.debug({ err }, 'HTTP/2 session error on the gRPC door'));
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
     stream.on('error', (err) => opts.logger.debug({ err }, 'HTTP/2 stream error on the gRPC door'));
     new Call(stream, headers, opts).start();
