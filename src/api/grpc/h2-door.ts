@@ -110,6 +110,9 @@ export async function startH2Door(opts: H2DoorOptions): Promise<RunningH2Door> {
   };
 }
 
+/** How long a request may stay open after its call's status was sent. */
+const RELEASE_AFTER_STATUS_MS = 1_000;
+
 const RESPONSE_HEADERS = { ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' } as const;
 
 /** One call, from its headers to its status. */
@@ -307,12 +310,18 @@ class Call implements CallContext {
     const trailers: Record<string, string> = { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(status?.details ?? '') };
     const details = status?.metadata.get('grpc-status-details-bin')[0];
     if (details instanceof Buffer) trailers['grpc-status-details-bin'] = details.toString('base64').replace(/=+$/, '');
-    // What the client still sends is read and dropped (an early answer to a Write, a refused call), and
-    // once the status is out a request still open is reset with NO_ERROR (RFC 9113 §8.1): the answer is
-    // whole, nothing more is wanted.
+    // What the client still sends is read and dropped (an early answer to a Write, a refused call). A
+    // client stops sending once it has the status; one whose request is still open a while after is reset
+    // with NO_ERROR (RFC 9113 §8.1), so a stalled or hostile peer cannot keep the stream. Not at once: the
+    // reset could overtake the trailers, and grpc-js would then see a call without a status.
     stream.resume();
     const release = (): void => {
-      if (!stream.readableEnded && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+      if (stream.readableEnded || stream.closed) return;
+      const timer = setTimeout(() => {
+        if (!stream.readableEnded && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+      }, RELEASE_AFTER_STATUS_MS);
+      timer.unref();
+      stream.once('close', () => clearTimeout(timer));
     };
     if (!stream.headersSent && reply === undefined) {
       stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
