@@ -7,8 +7,10 @@
  * BENCH_BYTESTREAM_BYTES (1 GiB) and once as 8 parallel streams of an eighth of it on one connection,
  * against raw loopback TCP moving the same bytes in the same run (best of before and after).
  *
- * The client counts what it reads and does not hash it (a noop server sends a fixed pattern), so what is
- * measured is the transport. Not judged: it chooses; bench/grpc-bytestream judges remex itself.
+ * Two clients: grpc-js (1 MiB window, as the tests and bench/grpc-bytestream use it) and gRPC framed by
+ * hand over node:http2 (so the client limits less). The clients count what they read and hash nothing (a
+ * no-op server sends a fixed pattern), so what is measured is the transport. Besides wall time, each line
+ * gives the server process's CPU time, the steadier figure on a shared machine. Not judged: it chooses; bench/grpc-bytestream judges remex itself.
  * `node dist/bench/run-all.js bytestream-doors`; BENCH_DOORS=grpc-js,h2 to run some only.
  */
 import { once } from 'node:events';
