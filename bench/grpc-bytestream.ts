@@ -36,6 +36,7 @@ import { createServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { defaultDoor } from '../src/api/grpc/grpc-server.js';
 import type { ReadResponseOut, WriteRequest, WriteResponseOut } from '../src/api/grpc/messages.js';
 import type { Digest } from '../src/core/digest.js';
 import { DigestBuilder } from '../src/core/digest.js';
@@ -50,7 +51,7 @@ const PATTERN_BYTES = 1024 * 1024;
 const RSS_GROWTH_LIMIT_MB = 256;
 
 /** 1 MiB of xorshift32 output from a fixed seed: the pattern every chunk is cut from. */
-function patternBlock(): Buffer {
+export function patternBlock(): Buffer {
   const block = Buffer.allocUnsafe(PATTERN_BYTES);
   let x = 0x9e3779b9;
   for (let i = 0; i < PATTERN_BYTES; i += 4) {
@@ -66,7 +67,7 @@ function patternBlock(): Buffer {
  * The blob, `chunk` bytes at a time, each a fresh buffer (gRPC may hold it until sent): the pattern,
  * with the chunk's offset stamped into its first 8 bytes so no two chunks are alike.
  */
-function* blobChunks(total: number, chunk: number, pattern: Buffer): Generator<Buffer> {
+export function* blobChunks(total: number, chunk: number, pattern: Buffer): Generator<Buffer> {
   for (let offset = 0; offset < total; offset += chunk) {
     const n = Math.min(chunk, total - offset);
     const buf = Buffer.allocUnsafe(n);
@@ -112,7 +113,7 @@ const socket = net.connect(port, '127.0.0.1', () => {
 `;
 
 /** Raw loopback TCP: `total` bytes from a child process to this one (`up`) or back (`down`), in ms. */
-async function rawTcp(direction: 'up' | 'down', total: number): Promise<number> {
+export async function rawTcp(direction: 'up' | 'down', total: number): Promise<number> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -170,7 +171,9 @@ async function diskWrite(path: string, total: number, pattern: Buffer): Promise<
   return ms;
 }
 
-const NOOP_SERVER = resolve(import.meta.dirname, 'bytestream-noop-server.js');
+/** The door `remex serve` runs (REMEX_GRPC_DOOR or the default), whose no-op twin gives the ceiling. */
+const DOOR = defaultDoor();
+const NOOP_SERVER = resolve(import.meta.dirname, DOOR === 'h2' ? 'bytestream-h2-noop-server.js' : 'bytestream-noop-server.js');
 /** bench/bytestream-client.py, from dist/bench/. */
 const C_CORE_CLIENT = resolve(import.meta.dirname, '..', '..', 'bench', 'bytestream-client.py');
 
@@ -202,9 +205,9 @@ async function cCoreClient(python: string, address: string, total: number, seed:
   return run;
 }
 
-/** Starts bytestream-noop-server.js; resolves with its address and a stop function. */
-async function startNoopServer(): Promise<{ address: string; stop(): Promise<void> }> {
-  const child: ChildProcess = spawn(process.execPath, [NOOP_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Starts bytestream-noop-server.js (or another no-op server script); resolves with its address and a stop function. */
+export async function startNoopServer(script = NOOP_SERVER, env: NodeJS.ProcessEnv = process.env): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
+  const child: ChildProcess = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'], env });
   let out = '';
   const address = await new Promise<string>((res, rej) => {
     child.stdout?.on('data', (d: Buffer) => {
@@ -216,6 +219,7 @@ async function startNoopServer(): Promise<{ address: string; stop(): Promise<voi
   });
   return {
     address,
+    pid: child.pid as number,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const gone = once(child, 'exit');
@@ -226,7 +230,7 @@ async function startNoopServer(): Promise<{ address: string; stop(): Promise<voi
 }
 
 /** Uploads the blob; `sentAt` is when the last request was handed to the transport (performance.now()). */
-async function upload(clients: ReapiClients, digest: Digest, pattern: Buffer): Promise<{ res: WriteResponseOut; sentAt: number }> {
+export async function upload(clients: ReapiClients, digest: Digest, pattern: Buffer): Promise<{ res: WriteResponseOut; sentAt: number }> {
   const resourceName = `uploads/${randomUUID()}/blobs/${digest.hash}/${digest.sizeBytes}`;
   let done!: (res: WriteResponseOut) => void;
   let failed!: (err: Error) => void;
@@ -245,11 +249,44 @@ async function upload(clients: ReapiClients, digest: Digest, pattern: Buffer): P
   return { res: await result, sentAt };
 }
 
-async function download(clients: ReapiClients, digest: Digest): Promise<Digest> {
+export async function download(clients: ReapiClients, digest: Digest): Promise<Digest> {
   const builder = new DigestBuilder();
   const stream = clients.bytestream.read({ resource_name: `blobs/${digest.hash}/${digest.sizeBytes}`, read_offset: 0, read_limit: 0 });
   for await (const res of stream as AsyncIterable<ReadResponseOut>) builder.update(res.data);
   return builder.digest();
+}
+
+const PARALLEL = 8;
+
+/**
+ * PARALLEL blobs of BYTES / PARALLEL, each from its own variant of the pattern, uploaded at once on one
+ * channel and then downloaded at once, each download hashed and checked. Times in ms, largest server RSS.
+ */
+async function parallelStreams(clients: ReapiClients, pid: number, pattern: Buffer): Promise<{ writeMs: number; readMs: number; rssMax: number }> {
+  const size = Math.floor(BYTES / PARALLEL);
+  const patterns = Array.from({ length: PARALLEL }, (_, i) => {
+    const p = Buffer.from(pattern);
+    p[8] = (p[8] as number) ^ (i + 1);
+    return p;
+  });
+  const digests = patterns.map((p) => {
+    const builder = new DigestBuilder();
+    for (const chunk of blobChunks(size, WRITE_CHUNK, p)) builder.update(chunk);
+    return builder.digest();
+  });
+  let sampler = sampleRss(pid);
+  let t = performance.now();
+  const written = await Promise.all(digests.map((d, i) => upload(clients, d, patterns[i] as Buffer)));
+  const writeMs = performance.now() - t;
+  let rssMax = sampler.stop();
+  for (const w of written) if (w.res.committed_size !== size) throw new Error(`parallel Write committed ${w.res.committed_size} bytes, expected ${size}`);
+  sampler = sampleRss(pid);
+  t = performance.now();
+  const read = await Promise.all(digests.map((d) => download(clients, d)));
+  const readMs = performance.now() - t;
+  rssMax = Math.max(rssMax, sampler.stop());
+  for (const [i, r] of read.entries()) if (r.hash !== digests[i]?.hash) throw new Error(`parallel Read ${i} returned ${r.hash}, expected ${digests[i]?.hash}`);
+  return { writeMs, readMs, rssMax };
 }
 
 export async function benchGrpcByteStream(): Promise<boolean> {
@@ -303,6 +340,9 @@ export async function benchGrpcByteStream(): Promise<boolean> {
     const rssReadMax = sampler.stop();
     if (read.hash !== digest.hash || read.sizeBytes !== BYTES) throw new Error(`Read returned ${read.hash}/${read.sizeBytes}, expected ${digest.hash}/${BYTES}`);
 
+    // 8 parallel streams of an eighth each on the same channel (other blobs: a pattern per stream).
+    const parallel = await parallelStreams(clients, pid, pattern);
+
     // The C-core client, against remex (another blob: this one is stored now) and then the no-op server.
     const python = pythonWithGrpc();
     const cCoreRemex = python ? await cCoreClient(python, serve.grpcAddress as string, BYTES, 1, true) : undefined;
@@ -347,15 +387,15 @@ export async function benchGrpcByteStream(): Promise<boolean> {
     const tcpMs = tcpUpMs + tcpDownMs;
     const grpcMs = writeMs + readMs;
     const ratio = tcpMs / grpcMs;
-    const growth = Math.max(rssWriteMax, rssReadMax) - rssStart;
-    console.log(`blob of ${mb(BYTES)} (${WRITE_CHUNK / 1024} KiB WriteRequests; pattern generated and hashed in ${(hashMs / 1000).toFixed(1)} s, ${mbps(BYTES, hashMs)})`);
+    const growth = Math.max(rssWriteMax, rssReadMax, parallel.rssMax) - rssStart;
+    console.log(`door: ${DOOR}; blob of ${mb(BYTES)} (${WRITE_CHUNK / 1024} KiB WriteRequests; pattern generated and hashed in ${(hashMs / 1000).toFixed(1)} s, ${mbps(BYTES, hashMs)})`);
     console.log(`  raw loopback TCP   up ${mbps(BYTES, tcpUpMs)}  down ${mbps(BYTES, tcpDownMs)}  both ${mbps(2 * BYTES, tcpMs)}  (best of before/after: up ${tcpUp.map((ms) => mbps(BYTES, ms)).join(' / ')}, down ${tcpDown.map((ms) => mbps(BYTES, ms)).join(' / ')})`);
     console.log(`  ByteStream         Write ${mbps(BYTES, writeMs)} (${(writeMs / 1000).toFixed(1)} s, ${((tcpUpMs / writeMs) * 100).toFixed(0)}% of TCP up)  Read ${mbps(BYTES, readMs)} (${(readMs / 1000).toFixed(1)} s, ${((tcpDownMs / readMs) * 100).toFixed(0)}% of TCP down)`);
     console.log(`  (of the Write, ${(tailMs / 1000).toFixed(1)} s passed after the client's last request was queued: the transport's last buffers, the store's rename)`);
     console.log(`  (context: this disk takes the same bytes durably, write + fsync, at ${mbps(BYTES, diskMs)}; Write ran at ${((diskMs / writeMs) * 100).toFixed(0)}% of that)`);
     const noopMs = noopWriteMs + noopReadMs;
     console.log(
-      `  grpc-js itself     Write ${mbps(BYTES, noopWriteMs)}  Read ${mbps(BYTES, noopReadMs)}  both ${mbps(2 * BYTES, noopMs)}: ${((tcpMs / noopMs) * 100).toFixed(1)}% of raw TCP ` +
+      `  ${`${DOOR} itself`.padEnd(18)} Write ${mbps(BYTES, noopWriteMs)}  Read ${mbps(BYTES, noopReadMs)}  both ${mbps(2 * BYTES, noopMs)}: ${((tcpMs / noopMs) * 100).toFixed(1)}% of raw TCP ` +
         `(no-op server, same client; not judged); remex moves ${((noopMs / grpcMs) * 100).toFixed(0)}% of that (Write ${((noopWriteMs / writeMs) * 100).toFixed(0)}%, Read ${((noopReadMs / readMs) * 100).toFixed(0)}%)`,
     );
     if (cCore) {
@@ -363,16 +403,21 @@ export async function benchGrpcByteStream(): Promise<boolean> {
       const line = (run: CCoreRun, ms: number): string => `Write ${mbps(BYTES, run.write_ms)}  Read ${mbps(BYTES, run.read_ms)}  both ${mbps(2 * BYTES, ms)} (${((tcpMs / ms) * 100).toFixed(1)}% of raw TCP)`;
       console.log(`  C-core client (python3-grpcio, another blob; not judged):`);
       console.log(`    remex            ${line(cCore.remex, remexMs)}`);
-      console.log(`    no-op grpc-js    ${line(cCore.noop, noopBothMs)}; remex moves ${((noopBothMs / remexMs) * 100).toFixed(0)}% of that`);
+      console.log(`    no-op ${DOOR.padEnd(10)} ${line(cCore.noop, noopBothMs)}; remex moves ${((noopBothMs / remexMs) * 100).toFixed(0)}% of that`);
     } else {
       console.log('  (C-core client not run: no python3 with grpc here; Debian package python3-grpcio)');
     }
     console.log(`  Write + Read ${mbps(2 * BYTES, grpcMs)}: ${(ratio * 100).toFixed(1)}% of raw TCP (target ≥ 50%) ${verdict(ratio >= 0.5)}`);
+    const parallelRatio = tcpMs / (parallel.writeMs + parallel.readMs);
+    console.log(
+      `  ${PARALLEL} parallel streams of ${mb(BYTES / PARALLEL)}: Write ${mbps(BYTES, parallel.writeMs)}  Read ${mbps(BYTES, parallel.readMs)}  ` +
+        `Write + Read ${(parallelRatio * 100).toFixed(1)}% of raw TCP (target ≥ 50%) ${verdict(parallelRatio >= 0.5)}`,
+    );
     console.log(
       `  server RSS: start ${rssStart.toFixed(0)} MB, max during Write ${rssWriteMax.toFixed(0)} MB, during Read ${rssReadMax.toFixed(0)} MB: ` +
-        `growth ${growth.toFixed(0)} MB (target < ${RSS_GROWTH_LIMIT_MB} MB) ${verdict(growth < RSS_GROWTH_LIMIT_MB)}`,
+        `(parallel ${parallel.rssMax.toFixed(0)} MB): growth ${growth.toFixed(0)} MB (target < ${RSS_GROWTH_LIMIT_MB} MB) ${verdict(growth < RSS_GROWTH_LIMIT_MB)}`,
     );
-    return ratio >= 0.5 && growth < RSS_GROWTH_LIMIT_MB;
+    return ratio >= 0.5 && parallelRatio >= 0.5 && growth < RSS_GROWTH_LIMIT_MB;
   } finally {
     clients?.close();
     await serve?.stop();

@@ -1,6 +1,7 @@
 /** `npm run bench`: every benchmark, each printing its figures and ratios to a floor from the same run. */
 import { benchAutoscaleSimulation } from './autoscale-simulation.js';
 import { benchBazelBuild } from './bazel-build.js';
+import { benchByteStreamDoors } from './bytestream-doors.js';
 import { benchDashboard } from './dashboard.js';
 import { benchCompareCalibration } from './compare-calibration.js';
 import { benchCliStart } from './cli-start.js';
@@ -23,6 +24,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'queue-scale': benchQueueScale,
   'grpc-action-cache': benchGrpcActionCache,
   'grpc-bytestream': benchGrpcByteStream,
+  'bytestream-doors': benchByteStreamDoors,
   'grpc-find-missing': benchGrpcFindMissing,
   'grpc-compression': benchGrpcCompression,
   'cas-eviction': benchCasEviction,

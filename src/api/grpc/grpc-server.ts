@@ -5,7 +5,7 @@
  */
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { MethodDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { Authenticator } from '../../auth/tokens.js';
 import type { BlobStore } from '../../cas/blob-store.js';
@@ -23,6 +23,9 @@ import { CapabilitiesService } from './capabilities-service.js';
 import { CasService } from './cas-service.js';
 import { ExecutionService } from './execution-service.js';
 import { clientStreaming, rawRequests, serverStreaming, unary } from './handlers.js';
+import type { CallContext, ResponseSink } from './handlers.js';
+import { startH2Door } from './h2-door.js';
+import type { BoundMethod, MethodRoute } from './h2-door.js';
 import { HealthService } from './health-service.js';
 import { InstanceNames } from './instances.js';
 import { DEFAULT_MAX_BATCH_BYTES, maxMessageBytes } from './limits.js';
@@ -58,7 +61,12 @@ export interface GrpcServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Told of every call that ended: its method path, status code name and latency (the request metrics). */
   onCallDone?: CallRecorder;
+  /** The server that carries the door (decision 0040); default: REMEX_GRPC_DOOR, else h2. */
+  door?: GrpcDoor;
 }
+
+/** `grpc-js`: @grpc/grpc-js's Server; `h2`: the door's own gRPC framing on node:http2 (h2-door.ts). */
+export type GrpcDoor = 'grpc-js' | 'h2';
 
 export interface RunningGrpcServer {
   readonly port: number;
@@ -92,8 +100,86 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const byteStream = new ByteStreamService({ blobs: opts.blobs, instances, uploads });
   const health = new HealthService(Object.values(SERVICES));
 
+  const routes: Record<string, Record<string, MethodRoute>> = {
+    [SERVICES.execution]: {
+      Execute: { kind: 'serverStreaming', what: 'ExecuteRequest', run: execution.execute.bind(execution) },
+      WaitExecution: { kind: 'serverStreaming', what: 'WaitExecutionRequest', run: execution.waitExecution.bind(execution) },
+    },
+    [SERVICES.actionCache]: {
+      GetActionResult: { kind: 'unary', what: 'GetActionResultRequest', run: actionCache.getActionResult.bind(actionCache) },
+      UpdateActionResult: { kind: 'unary', what: 'UpdateActionResultRequest', run: actionCache.updateActionResult.bind(actionCache) },
+    },
+    [SERVICES.cas]: {
+      FindMissingBlobs: { kind: 'unary', what: 'FindMissingBlobsRequest', run: cas.findMissingBlobs.bind(cas) },
+      BatchUpdateBlobs: { kind: 'unary', what: 'BatchUpdateBlobsRequest', run: cas.batchUpdateBlobs.bind(cas) },
+      BatchReadBlobs: { kind: 'unary', what: 'BatchReadBlobsRequest', run: cas.batchReadBlobs.bind(cas) },
+      GetTree: { kind: 'serverStreaming', what: 'GetTreeRequest', run: cas.getTree.bind(cas) },
+    },
+    [SERVICES.capabilities]: {
+      GetCapabilities: { kind: 'unary', what: 'GetCapabilitiesRequest', run: capabilities.getCapabilities.bind(capabilities) },
+    },
+    [SERVICES.byteStream]: {
+      Read: { kind: 'serverStreaming', what: 'ReadRequest', run: byteStream.read.bind(byteStream) },
+      Write: { kind: 'clientStreaming', what: 'WriteRequest', run: byteStream.write.bind(byteStream) },
+      QueryWriteStatus: { kind: 'unary', what: 'QueryWriteStatusRequest', run: byteStream.queryWriteStatus.bind(byteStream) },
+    },
+    [SERVICES.health]: {
+      Check: { kind: 'unary', what: 'HealthCheckRequest', run: health.check.bind(health) },
+      Watch: { kind: 'serverStreaming', what: 'HealthCheckRequest', run: health.watch.bind(health) },
+    },
+  } as Record<string, Record<string, MethodRoute>>;
   const messageBytes = maxMessageBytes(maxBatchBytes);
   const auth = opts.auth ?? Authenticator.open();
+  const door = opts.door ?? defaultDoor();
+  const served = door === 'h2' ? await serveOnH2(opts, routes, messageBytes, auth, logger) : await serveOnGrpcJs(opts, routes, messageBytes, auth, logger);
+  logger.info({ host: opts.host, port: served.port, door, tls: opts.tls !== undefined, auth: auth.enabled, instances: opts.instanceNames ?? 'any', maxBatchBytes, defaultPlatform }, 'REAPI gRPC serving');
+
+  let closing: Promise<void> | undefined;
+  return {
+    port: served.port,
+    close: () =>
+      (closing ??= (async () => {
+        health.close();
+        uploads.closeAll();
+        // Streams such as Execute may wait on long jobs: give calls a moment, then cut them off.
+        await served.close(2_000);
+      })()),
+  };
+}
+
+/**
+ * Which server carries the door unless the options say: REMEX_GRPC_DOOR (`h2` or `grpc-js`), else h2
+ * (decision 0040). grpc-js stays available while the h2 door is new.
+ */
+export function defaultDoor(): GrpcDoor {
+  const env = process.env.REMEX_GRPC_DOOR;
+  if (env === undefined || env === '') return 'h2';
+  if (env !== 'h2' && env !== 'grpc-js') throw new InvalidArgumentError(`REMEX_GRPC_DOOR must be h2 or grpc-js, not ${JSON.stringify(env)}`);
+  return env;
+}
+
+interface ServedDoor {
+  port: number;
+  close(graceMs: number): Promise<void>;
+}
+
+/** The routes on the door's own node:http2 server (h2-door.ts). */
+async function serveOnH2(opts: GrpcServerOptions, routes: Record<string, Record<string, MethodRoute>>, messageBytes: number, auth: Authenticator, logger: Logger): Promise<ServedDoor> {
+  const protos = reapiProtos();
+  const bound = new Map<string, BoundMethod>();
+  for (const [service, methods] of Object.entries(routes)) {
+    const definition = protos.service(service) as unknown as Record<string, MethodDefinition<unknown, unknown>>;
+    for (const [name, route] of Object.entries(methods)) {
+      const method = definition[name];
+      if (!method) throw new InvalidArgumentError(`${service} has no method ${name}`);
+      bound.set(method.path, { route, decode: method.requestDeserialize, encode: method.responseSerialize });
+    }
+  }
+  return startH2Door({ host: opts.host, port: opts.port, routes: bound, messageBytes, auth, logger, ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.onCallDone ? { onCallDone: opts.onCallDone } : {}) });
+}
+
+/** The routes on a @grpc/grpc-js Server, through the adapters of handlers.ts. */
+async function serveOnGrpcJs(opts: GrpcServerOptions, routes: Record<string, Record<string, MethodRoute>>, messageBytes: number, auth: Authenticator, logger: Logger): Promise<ServedDoor> {
   const server = new Server({
     // No channelz service is offered, so its per-call and per-socket bookkeeping would only cost CPU
     // (call counters, timestamps and trackers on every RPC of every build).
@@ -103,37 +189,20 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     interceptors: [...(opts.onCallDone ? [callMetricsInterceptor(opts.onCallDone)] : []), ...(auth.enabled ? [grpcAuthInterceptor(auth, logger)] : [])],
   });
   const protos = reapiProtos();
-  const add = (name: string, implement: (decoder: (method: string) => (bytes: Buffer) => unknown) => UntypedServiceImplementation): void => {
-    const raw = rawRequests(protos.service(name), name);
-    server.addService(raw.definition, implement((method) => raw.decoder(method)));
-  };
-
-  add(SERVICES.execution, (m) => ({
-    Execute: serverStreaming(m('Execute'), 'ExecuteRequest', logger, execution.execute.bind(execution)),
-    WaitExecution: serverStreaming(m('WaitExecution'), 'WaitExecutionRequest', logger, execution.waitExecution.bind(execution)),
-  }));
-  add(SERVICES.actionCache, (m) => ({
-    GetActionResult: unary(m('GetActionResult'), 'GetActionResultRequest', logger, actionCache.getActionResult.bind(actionCache)),
-    UpdateActionResult: unary(m('UpdateActionResult'), 'UpdateActionResultRequest', logger, actionCache.updateActionResult.bind(actionCache)),
-  }));
-  add(SERVICES.cas, (m) => ({
-    FindMissingBlobs: unary(m('FindMissingBlobs'), 'FindMissingBlobsRequest', logger, cas.findMissingBlobs.bind(cas)),
-    BatchUpdateBlobs: unary(m('BatchUpdateBlobs'), 'BatchUpdateBlobsRequest', logger, cas.batchUpdateBlobs.bind(cas)),
-    BatchReadBlobs: unary(m('BatchReadBlobs'), 'BatchReadBlobsRequest', logger, cas.batchReadBlobs.bind(cas)),
-    GetTree: serverStreaming(m('GetTree'), 'GetTreeRequest', logger, cas.getTree.bind(cas)),
-  }));
-  add(SERVICES.capabilities, (m) => ({
-    GetCapabilities: unary(m('GetCapabilities'), 'GetCapabilitiesRequest', logger, capabilities.getCapabilities.bind(capabilities)),
-  }));
-  add(SERVICES.byteStream, (m) => ({
-    Read: serverStreaming(m('Read'), 'ReadRequest', logger, byteStream.read.bind(byteStream)),
-    Write: clientStreaming(m('Write'), 'WriteRequest', logger, byteStream.write.bind(byteStream)),
-    QueryWriteStatus: unary(m('QueryWriteStatus'), 'QueryWriteStatusRequest', logger, byteStream.queryWriteStatus.bind(byteStream)),
-  }));
-  add(SERVICES.health, (m) => ({
-    Check: unary(m('Check'), 'HealthCheckRequest', logger, health.check.bind(health)),
-    Watch: serverStreaming(m('Watch'), 'HealthCheckRequest', logger, health.watch.bind(health)),
-  }));
+  for (const [service, methods] of Object.entries(routes)) {
+    const raw = rawRequests(protos.service(service), service);
+    const implementation: UntypedServiceImplementation = {};
+    for (const [name, route] of Object.entries(methods)) {
+      const decode = raw.decoder(name);
+      implementation[name] =
+        route.kind === 'unary'
+          ? unary(decode, route.what, logger, route.run as (req: unknown, ctx: CallContext) => Promise<unknown>)
+          : route.kind === 'serverStreaming'
+            ? serverStreaming(decode, route.what, logger, route.run as (req: unknown, sink: ResponseSink<unknown>, ctx: CallContext) => Promise<void>)
+            : clientStreaming(decode, route.what, logger, route.run as (requests: AsyncIterable<unknown>, ctx: CallContext) => Promise<unknown>);
+    }
+    server.addService(raw.definition, implementation);
+  }
 
   const port = await new Promise<number>((resolve, reject) => {
     const address = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
@@ -143,24 +212,16 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     server.bindAsync(address, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
   });
   applyReceiveWindows(server, logger);
-  logger.info({ host: opts.host, port, tls: opts.tls !== undefined, auth: auth.enabled, instances: opts.instanceNames ?? 'any', maxBatchBytes, defaultPlatform }, 'REAPI gRPC serving');
-
-  let closing: Promise<void> | undefined;
   return {
     port,
-    close: () =>
-      (closing ??= (async () => {
-        health.close();
-        uploads.closeAll();
-        await new Promise<void>((resolve) => {
-          // Streams such as Execute may wait on long jobs: give calls a moment, then cut them off.
-          const force = setTimeout(() => server.forceShutdown(), 2_000);
-          server.tryShutdown(() => {
-            clearTimeout(force);
-            resolve();
-          });
+    close: (graceMs) =>
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
         });
-      })()),
+      }),
   };
 }
 
