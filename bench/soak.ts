@@ -20,7 +20,7 @@
  */
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RemexClient } from '../src/client/remex-client.js';
 import { digestOf } from '../src/core/digest.js';
@@ -28,7 +28,7 @@ import type { Digest } from '../src/core/digest.js';
 import { tmpfsRunRootPath } from '../src/server/run-root.js';
 import { RUN_CGROUP_PREFIX, listRunCgroups } from '../src/worker/sandbox/bwrap/cgroup-probe.js';
 import { compileC } from '../test/helpers/tools.js';
-import { intEnv, parentPid, percentile, rssMb, startServe, verdict } from './lib.js';
+import { childPids, cpuMs, cpuWithReapedMs, intEnv, parentPid, percentile, rssMb, startServe, verdict } from './lib.js';
 
 /** One program for every kind: `sleep MS`, `exit CODE`, `print BYTES`, or nothing (exit 0). */
 const SOAK_C = `
@@ -126,6 +126,22 @@ export interface SoakReport {
   after: Holdings;
   /** The holdings that did not come back to their baseline. */
   leaks: Array<keyof Holdings>;
+  /** CPU per completed execution over the load, ms (see {@link CpuShares}). */
+  cpu: CpuShares;
+  /** The 1-minute load average when the load started and when it ended (the machine may be shared). */
+  loadAverage: [number, number];
+}
+
+/**
+ * Where the CPU went, per completed execution: the server process (its event loop, thread pool and GC
+ * threads), the sandboxes (the spawner with everything it reaped: launchers, bwrap, the programs, qemu),
+ * this load generator, and the whole machine's busy time (other work included) divided the same way.
+ */
+export interface CpuShares {
+  serverMs: number;
+  sandboxesMs: number;
+  loadGeneratorMs: number;
+  machineMs: number;
 }
 
 interface Sample {
@@ -178,6 +194,14 @@ function countEntries(dir: string, recursive: boolean): number {
     if (recursive && e.isDirectory()) n += countEntries(join(dir, e.name), true);
   }
   return n;
+}
+
+/** Busy and total CPU time of the machine so far (all cores), in ms, from /proc/stat. */
+function machineCpuMs(): { busy: number; total: number } {
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] as string).trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: ((total - idle) * 1000) / 100, total: (total * 1000) / 100 };
 }
 
 function countOrZero(dir: string): number {
@@ -340,6 +364,15 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     log(`soak: ${opts.seconds} s at ${opts.rate}/s offered, ${slots} slots, windows of ${windowSeconds} s; server pid ${pid}`);
     log(`  baseline ${JSON.stringify(baseline)}, RSS ${rssMb(pid).toFixed(1)} MB`);
 
+    // The server's CPU and its sandboxes' (its children: the spawner, which reaps every run's processes).
+    const serverCpu = (): { server: number; sandboxes: number } => ({
+      server: cpuMs(pid),
+      sandboxes: childPids(pid).reduce((sum, child) => sum + cpuWithReapedMs(child), 0),
+    });
+    const cpu0 = serverCpu();
+    const gen0 = process.cpuUsage();
+    const machine0 = machineCpuMs();
+    const load0 = loadavg()[0] as number;
     const samples: Sample[] = [];
     const done: Done[] = [];
     const inFlight = new Set<Promise<void>>();
@@ -390,6 +423,17 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     }
     await Promise.all(inFlight);
     const loadSeconds = (performance.now() - start) / 1000;
+    const cpu1 = serverCpu();
+    const gen1 = process.cpuUsage(gen0);
+    const machine1 = machineCpuMs();
+    const perExecution = (ms: number): number => ms / Math.max(1, done.length);
+    const cpu: CpuShares = {
+      serverMs: perExecution(cpu1.server - cpu0.server),
+      sandboxesMs: perExecution(cpu1.sandboxes - cpu0.sandboxes),
+      loadGeneratorMs: perExecution((gen1.user + gen1.system) / 1000),
+      machineMs: perExecution(machine1.busy - machine0.busy),
+    };
+    const loadAverage: [number, number] = [load0, loadavg()[0] as number];
     await quiesce();
     agent.destroy();
     const peak = Object.fromEntries(
@@ -433,6 +477,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       peak,
       after,
       leaks,
+      cpu,
+      loadAverage,
     };
   } finally {
     await serve.stop();
@@ -459,6 +505,11 @@ export function judgeSoak(r: SoakReport, log: (line: string) => void = (line) =>
   log(`  RSS second ${w} ${r.rssSecondMb.toFixed(1)} MB, last ${w} ${r.rssLastMb.toFixed(1)} MB: growth ${(r.rssGrowth * 100).toFixed(1)}% (target < 10%) ${verdict(rssOk)}`);
   log(`  p99 second ${w} ${r.p99SecondMs.toFixed(0)} ms, last ${w} ${r.p99LastMs.toFixed(0)} ms: ${(r.p99LastMs / r.p99SecondMs).toFixed(2)}× (target ≤ 1.2×) ${verdict(p99Ok)}`);
   log(`  (without the timeouts: p99 second ${w} ${r.quickP99SecondMs.toFixed(0)} ms, last ${w} ${r.quickP99LastMs.toFixed(0)} ms: ${(r.quickP99LastMs / r.quickP99SecondMs).toFixed(2)}×)`);
+  const c = r.cpu;
+  log(
+    `  CPU per execution: server ${c.serverMs.toFixed(2)} ms, sandboxes ${c.sandboxesMs.toFixed(2)} ms, load generator ${c.loadGeneratorMs.toFixed(2)} ms;` +
+      ` whole machine ${c.machineMs.toFixed(2)} ms (other work included); load average ${r.loadAverage[0].toFixed(2)} at the start, ${r.loadAverage[1].toFixed(2)} at the end`,
+  );
   for (const [kind, x] of Object.entries(r.byKind)) log(`    ${kind}: ${x.n} runs, p50 ${x.p50.toFixed(0)} ms, p99 ${x.p99.toFixed(0)} ms, max ${x.max.toFixed(0)} ms`);
   for (const k of Object.keys(r.baseline) as Array<keyof Holdings>) {
     log(`  ${k}: baseline ${r.baseline[k]}, peak ${r.peak[k]}, after ${r.after[k]} ${verdict(r.after[k] <= r.baseline[k])}`);
