@@ -15,7 +15,7 @@ import { benchMetricsCost } from './metrics-cost.js';
 import { benchLogLatency, benchLogThroughput } from './live-logs.js';
 import { benchPostgresDispatch } from './postgres-dispatch.js';
 import { benchQueueScale } from './queue-scale.js';
-import { benchSoak } from './soak.js';
+import { benchSoak, benchSoakCost } from './soak.js';
 
 const benches: Record<string, () => Promise<boolean>> = {
   'execution-latency': benchExecutionLatency,
@@ -35,6 +35,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'log-throughput': benchLogThroughput,
   'cli-start': benchCliStart,
   soak: benchSoak,
+  'soak-cost': benchSoakCost,
   'autoscale-simulation': benchAutoscaleSimulation,
 };
 
