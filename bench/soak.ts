@@ -462,12 +462,16 @@ function soakExecutor(
     }
   };
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  const post = (path: string, body: unknown): Promise<{ status: number; json: unknown }> =>
+  // Cancellations (their submit without waiting, and the cancel) on connections of their own, as a client
+  // would send them: behind a backlog of waiting requests on the same sockets a cancel would be late, its
+  // `sleep 10000` would hold a slot for 10 s, and the backlog would feed on itself.
+  const controlAgent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const post = (path: string, body: unknown, via: Agent = agent): Promise<{ status: number; json: unknown }> =>
     new Promise((resolve, reject) => {
       const text = body === undefined ? '' : JSON.stringify(body);
       const headers: Record<string, string | number> = { 'content-length': Buffer.byteLength(text) };
       if (text !== '') headers['content-type'] = 'application/json';
-      const req = request(new URL(path, url), { method: 'POST', agent, headers }, (res) => {
+      const req = request(new URL(path, url), { method: 'POST', agent: via, headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
@@ -485,11 +489,11 @@ function soakExecutor(
   /** One execution of `kind`; resolves when it is over (cancellations: once the cancel is answered). */
   const execute = async (kind: SoakKind): Promise<void> => {
     if (kind === 'cancel-queued' || kind === 'cancel-running') {
-      const r = await post('/v1/executions', submission(kind));
+      const r = await post('/v1/executions', submission(kind), controlAgent);
       const id = (r.json as { id?: string }).id;
       if (r.status >= 300 || !id) return fail(kind, `submit answered ${r.status} ${JSON.stringify(r.json).slice(0, 300)}`);
       if (kind === 'cancel-running') await sleep(TIMEOUT_MS);
-      const c = await post(`/v1/executions/${encodeURIComponent(id)}/cancel`, undefined);
+      const c = await post(`/v1/executions/${encodeURIComponent(id)}/cancel`, undefined, controlAgent);
       if (c.status >= 300) fail(kind, `cancel answered ${c.status} ${JSON.stringify(c.json).slice(0, 300)}`);
       return;
     }
@@ -497,7 +501,13 @@ function soakExecutor(
     const v = r.json as ExecutionResult;
     if (r.status !== 200 || !expected(kind, v)) fail(kind, `${r.status} ${JSON.stringify({ state: v.state, code: v.code, timedOut: v.timedOut, truncated: v.truncated, failure: v.failure }).slice(0, 300)}`);
   };
-  return { execute, close: () => agent.destroy() };
+  return {
+    execute,
+    close: () => {
+      agent.destroy();
+      controlAgent.destroy();
+    },
+  };
 }
 
 interface ExecutionResult {
