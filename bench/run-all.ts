@@ -17,7 +17,7 @@ import { benchLogLatency, benchLogThroughput } from './live-logs.js';
 import { benchPostgresDispatch } from './postgres-dispatch.js';
 import { benchQueueScale } from './queue-scale.js';
 import { benchRetentionBlobs } from './retention-blobs.js';
-import { benchSoak } from './soak.js';
+import { benchSoak, benchSoakCost } from './soak.js';
 
 const benches: Record<string, () => Promise<boolean>> = {
   'execution-latency': benchExecutionLatency,
@@ -39,6 +39,7 @@ const benches: Record<string, () => Promise<boolean>> = {
   'log-throughput': benchLogThroughput,
   'cli-start': benchCliStart,
   soak: benchSoak,
+  'soak-cost': benchSoakCost,
   'autoscale-simulation': benchAutoscaleSimulation,
 };
 

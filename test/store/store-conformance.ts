@@ -390,6 +390,27 @@ export function storeConformance(name: string, factory: StoreFactory, capabiliti
         assert.equal((await store.jobs.claim({ platforms: [X86, ARM], workerId: 'w1', max: 4, leaseMs: LEASE_MS, nowMs: T0 })).length, 0);
       });
 
+      test('across platforms: one dispatch order, so a quiet platform is not held behind a busy one', async () => {
+        const x1 = await enqueue({ platform: X86, nowMs: T0 });
+        const a1 = await enqueue({ platform: ARM, nowMs: T0 + 1 });
+        const x2 = await enqueue({ platform: X86, nowMs: T0 + 2 });
+        const a2 = await enqueue({ platform: ARM, nowMs: T0 + 3, priority: -1 });
+        const x3 = await enqueue({ platform: X86, nowMs: T0 + 4 });
+        // One slot at a time, as a worker whose runs end one by one claims: x86 first in its list of platforms.
+        const order: string[] = [];
+        for (let i = 0; i < 5; i++) order.push((await claimOne('w1', T0 + 10, [X86, ARM])).id);
+        assert.deepEqual(order, [a2.id, x1.id, a1.id, x2.id, x3.id]);
+        assert.deepEqual(await store.jobs.claim({ platforms: [X86, ARM], workerId: 'w1', max: 3, leaseMs: LEASE_MS, nowMs: T0 + 10 }), []);
+        // A batch takes the head of the merged order too.
+        const y1 = await enqueue({ platform: X86, nowMs: T0 + 20 });
+        const b1 = await enqueue({ platform: ARM, nowMs: T0 + 21 });
+        const y2 = await enqueue({ platform: X86, nowMs: T0 + 22 });
+        await enqueue({ platform: X86, nowMs: T0 + 23 });
+        const batch = await store.jobs.claim({ platforms: [X86, ARM], workerId: 'w2', max: 3, leaseMs: LEASE_MS, nowMs: T0 + 30 });
+        assert.deepEqual(batch.map((j) => j.id), [y1.id, b1.id, y2.id]);
+        assert.ok(batch.every((j) => j.state === 'running' && j.leaseOwner === 'w2' && j.attempt === 1));
+      });
+
       test('sets running, lease owner and expiry, start time, and increments the attempt', async () => {
         const queued = await enqueue({ nowMs: T0 });
         const job = await claimOne('w1', T0 + 250);

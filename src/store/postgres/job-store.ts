@@ -15,7 +15,7 @@ import type { NewJobColumn } from '../job-row.js';
 import type { HeldLease, JobQuery, JobRecord, JobStore, LeaseExpiry, NewJob, Outcome } from '../ports.js';
 import { checkLabels } from '../../core/labels.js';
 import { int, intOrNull, refusedByDatabase } from './connection.js';
-import type { PostgresDb, Queryable } from './connection.js';
+import type { PostgresDb } from './connection.js';
 import { StatementBatcher } from './statement-batcher.js';
 
 interface JobRow {
@@ -129,17 +129,16 @@ export class PostgresJobStore implements JobStore {
           AND mergeable AND state IN ('queued','running')`,
       get: `SELECT ${JOB_COLUMNS} FROM ${jobs} WHERE id = $1`,
       list: `SELECT ${JOB_COLUMNS} FROM ${jobs} ORDER BY seq DESC LIMIT $1`,
+      // A claim over several platforms (in a transaction): each platform's head, locked, then the chosen rows.
       // SKIP LOCKED: rows another controller is claiming right now are passed over, not waited for. The
-      // outer `state = 'queued'` re-checks each row once locked.
-      claim: `WITH head AS (
-          SELECT seq FROM ${jobs} WHERE state = 'queued' AND platform = $5 ORDER BY priority, seq LIMIT $6
-          FOR UPDATE SKIP LOCKED
-        )
-        UPDATE ${jobs} AS j SET state = 'running', attempt = j.attempt + 1, lease_owner = $1, lease_expires_at = $2,
-          started_at = $3, queue_time_ms = j.queue_time_ms + greatest(0, $4::int8 - j.queued_at)
-        FROM head WHERE j.seq = head.seq AND j.state = 'queued'
-        RETURNING ${READ_COLUMNS.map((c) => `j.${c}`).join(', ')}`,
-      // The claim above for several workers at once (one platform): their wanted slots are numbered in the
+      // update's `state = 'queued'` re-checks each row once locked.
+      heads: `SELECT seq, priority FROM ${jobs} WHERE state = 'queued' AND platform = $1 ORDER BY priority, seq LIMIT $2
+        FOR UPDATE SKIP LOCKED`,
+      claimSeqs: `UPDATE ${jobs} SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2,
+          started_at = $3, queue_time_ms = queue_time_ms + greatest(0, $4::int8 - queued_at)
+        WHERE seq = ANY($5::int8[]) AND state = 'queued'
+        RETURNING ${JOB_COLUMNS}`,
+      // A claim of one platform for several workers at once: their wanted slots are numbered in the
       // order the workers asked, the head of the queue in dispatch order, and slot n gets job n.
       claimMany: `WITH req AS (
           SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[]) WITH ORDINALITY AS r(owner, want, expires, now, ord)
@@ -313,14 +312,6 @@ export class PostgresJobStore implements JobStore {
 
   async claim(opts: { platforms: readonly string[]; workerId: string; max: number; leaseMs: number; nowMs: number }): Promise<JobRecord[]> {
     if (opts.max <= 0 || opts.platforms.length === 0) return [];
-    const claimOn = async (on: Queryable | undefined, platform: string, want: number): Promise<JobRow[]> => {
-      const rows = await this.db.query<JobRow>(
-        this.sql.claim,
-        [opts.workerId, opts.nowMs + opts.leaseMs, opts.nowMs, opts.nowMs, platform, want],
-        on,
-      );
-      return rows.sort(byDispatchOrder);
-    };
     // One platform (the common case): one autocommit statement, shared with other workers claiming now.
     if (opts.platforms.length === 1) {
       const rows = await this.claims.submit({
@@ -332,15 +323,20 @@ export class PostgresJobStore implements JobStore {
       });
       return rows.map(toJob);
     }
-    // Several: one transaction, so a controller dying halfway leaves no job leased to a worker that never heard of it.
+    // Several: one dispatch order across them (job-rules), so a busy platform's queue does not hold a quiet
+    // one's jobs back for as long as it is not empty; each platform's head comes from its index, locked
+    // (rows left unchosen are unlocked at commit). One transaction, so a controller dying halfway leaves no
+    // job leased to a worker that never heard of it.
     return this.db.tx(async (c) => {
-      const claimed: JobRecord[] = [];
-      for (const platform of opts.platforms) {
-        const want = opts.max - claimed.length;
-        if (want <= 0) break;
-        for (const row of await claimOn(c, platform, want)) claimed.push(toJob(row));
-      }
-      return claimed;
+      const heads: Array<{ seq: string; priority: number }> = [];
+      for (const platform of opts.platforms) heads.push(...(await this.db.query<{ seq: string; priority: number }>(this.sql.heads, [platform, opts.max], c)));
+      const chosen = heads
+        .sort((a, b) => compareDispatchOrder({ priority: a.priority, seq: int(a.seq) }, { priority: b.priority, seq: int(b.seq) }))
+        .slice(0, opts.max)
+        .map((h) => h.seq);
+      if (chosen.length === 0) return [];
+      const rows = await this.db.query<JobRow>(this.sql.claimSeqs, [opts.workerId, opts.nowMs + opts.leaseMs, opts.nowMs, opts.nowMs, chosen], c);
+      return rows.sort(byDispatchOrder).map(toJob);
     });
   }
 

@@ -86,6 +86,12 @@ export class SqliteJobStore implements JobStore {
           lease_expires_at = ?, started_at = ?, queue_time_ms = queue_time_ms + max(0, ? - queued_at)
         WHERE seq IN (SELECT seq FROM jobs WHERE state = 'queued' AND platform = ? ORDER BY priority, seq LIMIT ?)
         RETURNING ${JOB_COLUMNS}, seq`),
+      // A claim over several platforms: the head of each platform's queue, then the chosen rows by seq.
+      heads: prepare<{ seq: number; priority: number }>(`SELECT seq, priority FROM jobs
+        WHERE state = 'queued' AND platform = ? ORDER BY priority, seq LIMIT ?`),
+      claimSeq: prepare<JobRow & { seq: number }>(`UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?,
+          lease_expires_at = ?, started_at = ?, queue_time_ms = queue_time_ms + max(0, ? - queued_at)
+        WHERE seq = ? AND state = 'queued' RETURNING ${JOB_COLUMNS}, seq`),
       renew: prepare<{ id: string; cancel_requested: number }>(`UPDATE jobs SET lease_expires_at = ?
         WHERE state = 'running' AND lease_owner = ? RETURNING id, cancel_requested`),
       renewHeld: prepare<{ id: string; cancel_requested: number }>(`UPDATE jobs SET lease_expires_at = ?, progress = coalesce(?, progress)
@@ -199,16 +205,22 @@ export class SqliteJobStore implements JobStore {
   }
 
   async claim(opts: { platforms: readonly string[]; workerId: string; max: number; leaseMs: number; nowMs: number }): Promise<JobRecord[]> {
+    if (opts.max <= 0 || opts.platforms.length === 0) return [];
+    const lease = [opts.workerId, opts.nowMs + opts.leaseMs, opts.nowMs, opts.nowMs] as const;
+    if (opts.platforms.length === 1) {
+      return this.s.claim
+        .all(...lease, opts.platforms[0], opts.max)
+        .sort(compareDispatchOrder)
+        .map(toJob);
+    }
+    // Several platforms: one dispatch order across them (job-rules), so that a worker serving a busy
+    // platform and a quiet one does not leave the quiet one's jobs queued behind the busy one's for as
+    // long as the busy queue is not empty. Each platform's head comes from its index; at most max of each.
     return this.db.transaction(() => {
-      const claimed: JobRecord[] = [];
-      for (const platform of opts.platforms) {
-        const want = opts.max - claimed.length;
-        if (want <= 0) break;
-        const rows = this.s.claim.all(opts.workerId, opts.nowMs + opts.leaseMs, opts.nowMs, opts.nowMs, platform, want);
-        rows.sort(compareDispatchOrder);
-        for (const row of rows) claimed.push(toJob(row));
-      }
-      return claimed;
+      const heads = opts.platforms.flatMap((platform) => this.s.heads.all(platform, opts.max));
+      const chosen = heads.sort(compareDispatchOrder).slice(0, opts.max);
+      const claimed = chosen.flatMap((head) => this.s.claimSeq.all(...lease, head.seq));
+      return claimed.map(toJob);
     })();
   }
 

@@ -10,11 +10,10 @@ import {
   type CgroupSample,
   type CgroupWrite,
   type RunCgroup,
+  CgroupCounterFiles,
   keyedValue,
   killUntilEmpty,
   makeCgroupDir,
-  readNumber,
-  readOptional,
   readPids,
   removeCgroupDir,
 } from './cgroups.js';
@@ -74,6 +73,7 @@ export class CgroupV1Driver implements CgroupDriver {
 
 class CgroupV1Run implements RunCgroup {
   private readonly anyDir: string;
+  private readonly counters = new CgroupCounterFiles();
 
   constructor(
     private readonly dirs: CgroupV1Parents,
@@ -85,12 +85,10 @@ class CgroupV1Run implements RunCgroup {
 
   async sample(): Promise<CgroupSample> {
     const { memory, pids, cpuacct } = this.dirs;
-    const [cpuNs, peak, oomControl, pidsEvents] = await Promise.all([
-      cpuacct ? readNumber(join(cpuacct, 'cpuacct.usage')) : null,
-      memory ? readNumber(join(memory, 'memory.max_usage_in_bytes')) : null,
-      memory ? readOptional(join(memory, 'memory.oom_control')) : null,
-      pids ? readOptional(join(pids, 'pids.events')) : null,
-    ]);
+    const cpuNs = cpuacct ? this.counters.readNumber(join(cpuacct, 'cpuacct.usage')) : null;
+    const peak = memory ? this.counters.readNumber(join(memory, 'memory.max_usage_in_bytes')) : null;
+    const oomControl = memory ? this.counters.read(join(memory, 'memory.oom_control')) : null;
+    const pidsEvents = pids ? this.counters.read(join(pids, 'pids.events')) : null;
     return {
       cpuTimeNs: cpuNs,
       peakMemoryBytes: peak,
@@ -108,6 +106,7 @@ class CgroupV1Run implements RunCgroup {
   }
 
   async remove(): Promise<void> {
+    this.counters.close();
     await Promise.all(Object.values(this.dirs).map((dir: string) => removeCgroupDir(dir)));
   }
 }

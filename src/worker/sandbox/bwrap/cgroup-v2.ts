@@ -11,12 +11,11 @@ import {
   type CgroupSample,
   type CgroupWrite,
   type RunCgroup,
+  CgroupCounterFiles,
   isErrno,
   keyedValue,
   killUntilEmpty,
   makeCgroupDir,
-  readNumber,
-  readOptional,
   readPids,
   removeCgroupDir,
 } from './cgroups.js';
@@ -61,18 +60,18 @@ export class CgroupV2Driver implements CgroupDriver {
 }
 
 class CgroupV2Run implements RunCgroup {
+  private readonly counters = new CgroupCounterFiles();
+
   constructor(
     private readonly dir: string,
     readonly setup: readonly CgroupWrite[],
   ) {}
 
   async sample(): Promise<CgroupSample> {
-    const [cpuStat, peak, memoryEvents, pidsEvents] = await Promise.all([
-      readOptional(join(this.dir, 'cpu.stat')),
-      readNumber(join(this.dir, 'memory.peak')),
-      readOptional(join(this.dir, 'memory.events')),
-      readOptional(join(this.dir, 'pids.events')),
-    ]);
+    const cpuStat = this.counters.read(join(this.dir, 'cpu.stat'));
+    const peak = this.counters.readNumber(join(this.dir, 'memory.peak'));
+    const memoryEvents = this.counters.read(join(this.dir, 'memory.events'));
+    const pidsEvents = this.counters.read(join(this.dir, 'pids.events'));
     const usageUs = keyedValue(cpuStat, 'usage_usec');
     return {
       cpuTimeNs: usageUs === null ? null : usageUs * 1000,
@@ -93,6 +92,7 @@ class CgroupV2Run implements RunCgroup {
   }
 
   remove(): Promise<void> {
+    this.counters.close();
     return removeCgroupDir(this.dir);
   }
 }

@@ -3,7 +3,7 @@
  * the launcher before it starts bubblewrap, so every process of the run is inside from its first
  * instruction. Adapters: `cgroup-v1.ts` (one directory per controller hierarchy) and `cgroup-v2.ts`.
  */
-import { mkdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmdirSync } from 'node:fs';
 
 /** Which whole-tree limits an adapter enforces. */
 export interface CgroupEnforcement {
@@ -73,6 +73,57 @@ const RMDIR_RETRIES = 200;
  * final counters), and those round trips were a visible share of the worker's CPU per run.
  */
 export async function readOptional(path: string): Promise<string | null> {
+  return readOptionalSync(path);
+}
+
+/** Room for any counter file a sample reads (a few lines each); a longer one is read whole instead. */
+const COUNTER_READ_BYTES = 16 * 1024;
+const counterBuffer = Buffer.allocUnsafe(COUNTER_READ_BYTES);
+
+/**
+ * The counter files one run's cgroup is sampled from, each opened at its first read and kept open until
+ * {@link close}: a sample is then one pread per file, where a whole-file read is an open, fstat, read and
+ * close with a path walk through the cgroup filesystem each time — ~4× the CPU, measured here, and a busy
+ * worker samples a few hundred times a second on its event loop (limit polls, each run's final counters).
+ * The kernel regenerates a cgroup file at offset 0 on every read, so a pread there sees current values.
+ */
+export class CgroupCounterFiles {
+  /** Open descriptors by path; null for a file this kernel does not have. */
+  private readonly fds = new Map<string, number | null>();
+  private closed = false;
+
+  /** The file's text, or null when it does not exist on this kernel. */
+  read(path: string): string | null {
+    if (this.closed) return readOptionalSync(path);
+    let fd = this.fds.get(path);
+    if (fd === undefined) {
+      try {
+        fd = openSync(path, 'r');
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+        fd = null;
+      }
+      this.fds.set(path, fd);
+    }
+    if (fd === null) return null;
+    const n = readSync(fd, counterBuffer, 0, COUNTER_READ_BYTES, 0);
+    return n < COUNTER_READ_BYTES ? counterBuffer.toString('utf8', 0, n) : readOptionalSync(path);
+  }
+
+  /** The integer a single-value file holds, or null when absent or not a number. */
+  readNumber(path: string): number | null {
+    return parseNumber(this.read(path));
+  }
+
+  /** Closes every descriptor (before the cgroup is removed); later reads open and close the file each time. */
+  close(): void {
+    this.closed = true;
+    for (const fd of this.fds.values()) if (fd !== null) closeSync(fd);
+    this.fds.clear();
+  }
+}
+
+function readOptionalSync(path: string): string | null {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
@@ -81,12 +132,15 @@ export async function readOptional(path: string): Promise<string | null> {
   }
 }
 
-/** The integer a single-value cgroup file holds, or null when absent or not a number. */
-export async function readNumber(path: string): Promise<number | null> {
-  const text = await readOptional(path);
+function parseNumber(text: string | null): number | null {
   if (text === null) return null;
   const value = Number(text.trim());
   return Number.isFinite(value) ? value : null;
+}
+
+/** The integer a single-value cgroup file holds, or null when absent or not a number. */
+export async function readNumber(path: string): Promise<number | null> {
+  return parseNumber(readOptionalSync(path));
 }
 
 /** A `key value` line's value from a flat-keyed cgroup file (`memory.events`, `pids.events`, `cpu.stat`). */
