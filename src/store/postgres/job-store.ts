@@ -129,15 +129,19 @@ export class PostgresJobStore implements JobStore {
           AND mergeable AND state IN ('queued','running')`,
       get: `SELECT ${JOB_COLUMNS} FROM ${jobs} WHERE id = $1`,
       list: `SELECT ${JOB_COLUMNS} FROM ${jobs} ORDER BY seq DESC LIMIT $1`,
-      // A claim over several platforms (in a transaction): each platform's head, locked, then the chosen rows.
-      // SKIP LOCKED: rows another controller is claiming right now are passed over, not waited for. The
-      // update's `state = 'queued'` re-checks each row once locked.
-      heads: `SELECT seq, priority FROM ${jobs} WHERE state = 'queued' AND platform = $1 ORDER BY priority, seq LIMIT $2
-        FOR UPDATE SKIP LOCKED`,
-      claimSeqs: `UPDATE ${jobs} SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2,
-          started_at = $3, queue_time_ms = queue_time_ms + greatest(0, $4::int8 - queued_at)
-        WHERE seq = ANY($5::int8[]) AND state = 'queued'
-        RETURNING ${JOB_COLUMNS}`,
+      // A claim over several platforms: one dispatch order across them (job-rules), so a busy platform's
+      // queue does not hold a quiet one's jobs back. SKIP LOCKED: rows another controller is claiming right
+      // now are passed over, not waited for, and only the rows taken are locked (a claimer never holds rows
+      // it leaves, which others would then pass over). The outer `state = 'queued'` re-checks each row once
+      // locked. One statement: a controller dying halfway leaves no job leased to a worker that never heard.
+      claimAcross: `WITH head AS (
+          SELECT seq FROM ${jobs} WHERE state = 'queued' AND platform = ANY($5::text[]) ORDER BY priority, seq LIMIT $6
+          FOR UPDATE SKIP LOCKED
+        )
+        UPDATE ${jobs} AS j SET state = 'running', attempt = j.attempt + 1, lease_owner = $1, lease_expires_at = $2,
+          started_at = $3, queue_time_ms = j.queue_time_ms + greatest(0, $4::int8 - j.queued_at)
+        FROM head WHERE j.seq = head.seq AND j.state = 'queued'
+        RETURNING ${READ_COLUMNS.map((c) => `j.${c}`).join(', ')}`,
       // A claim of one platform for several workers at once: their wanted slots are numbered in the
       // order the workers asked, the head of the queue in dispatch order, and slot n gets job n.
       claimMany: `WITH req AS (
@@ -323,21 +327,16 @@ export class PostgresJobStore implements JobStore {
       });
       return rows.map(toJob);
     }
-    // Several: one dispatch order across them (job-rules), so a busy platform's queue does not hold a quiet
-    // one's jobs back for as long as it is not empty; each platform's head comes from its index, locked
-    // (rows left unchosen are unlocked at commit). One transaction, so a controller dying halfway leaves no
-    // job leased to a worker that never heard of it.
-    return this.db.tx(async (c) => {
-      const heads: Array<{ seq: string; priority: number }> = [];
-      for (const platform of opts.platforms) heads.push(...(await this.db.query<{ seq: string; priority: number }>(this.sql.heads, [platform, opts.max], c)));
-      const chosen = heads
-        .sort((a, b) => compareDispatchOrder({ priority: a.priority, seq: int(a.seq) }, { priority: b.priority, seq: int(b.seq) }))
-        .slice(0, opts.max)
-        .map((h) => h.seq);
-      if (chosen.length === 0) return [];
-      const rows = await this.db.query<JobRow>(this.sql.claimSeqs, [opts.workerId, opts.nowMs + opts.leaseMs, opts.nowMs, opts.nowMs, chosen], c);
-      return rows.sort(byDispatchOrder).map(toJob);
-    });
+    // Several: one statement over all of them, in one dispatch order.
+    const rows = await this.db.query<JobRow>(this.sql.claimAcross, [
+      opts.workerId,
+      opts.nowMs + opts.leaseMs,
+      opts.nowMs,
+      opts.nowMs,
+      [...opts.platforms],
+      opts.max,
+    ]);
+    return rows.sort(byDispatchOrder).map(toJob);
   }
 
   async renewLeases(workerId: string, leaseExpiresAtMs: number, held?: readonly HeldLease[]): Promise<{ renewed: number; renewedIds: string[]; cancelRequested: string[] }> {
