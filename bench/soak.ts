@@ -244,10 +244,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
 
   try {
     const client = new RemexClient(serve.url);
-    const nativeExe = digestOf(native);
-    const armExe = digestOf(arm);
-    await client.putBlob(nativeExe, native);
-    await client.putBlob(armExe, arm);
+    const { nativeExe, armExe } = await uploadPrograms(client, native, arm);
 
     const wrong: Partial<Record<SoakKind, number>> = {};
     let firstError: string | undefined;
@@ -414,6 +411,15 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   }
 }
 
+/** Puts the soak program's two builds into the server's CAS: their digests. */
+async function uploadPrograms(client: RemexClient, native: Buffer, arm: Buffer): Promise<{ nativeExe: Digest; armExe: Digest }> {
+  const nativeExe = digestOf(native);
+  const armExe = digestOf(arm);
+  await client.putBlob(nativeExe, native);
+  await client.putBlob(armExe, arm);
+  return { nativeExe, armExe };
+}
+
 /** Sends executions of each kind to a server over one keep-alive agent; `fail` hears of every unexpected answer. */
 function soakExecutor(
   url: string,
@@ -561,11 +567,7 @@ export async function benchSoakCost(): Promise<boolean> {
     firstError ??= `${kind}: ${what}`;
   };
   try {
-    const client = new RemexClient(serve.url);
-    const nativeExe = digestOf(native);
-    const armExe = digestOf(arm);
-    await client.putBlob(nativeExe, native);
-    await client.putBlob(armExe, arm);
+    const { nativeExe, armExe } = await uploadPrograms(new RemexClient(serve.url), native, arm);
     const executor = soakExecutor(serve.url, nativeExe, armExe, fail);
     const kinds = [...new Set(CYCLE)];
     for (let round = 0; round < 4; round++) await Promise.all(kinds.map((kind) => executor.execute(kind)));

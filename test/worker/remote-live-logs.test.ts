@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import type { TestContext } from 'node:test';
 import pino from 'pino';
 import { FsBlobStore } from '../../src/cas/fs/fs-blob-store.js';
 import { RemoteBlobStore } from '../../src/cas/remote/remote-blob-store.js';
@@ -47,38 +48,52 @@ class LosingLink extends HttpWorkerLink {
   }
 }
 
+/**
+ * A server with no slots of its own and one real worker (real sandbox) linked to it over HTTP through
+ * `makeLink`, with the log-lines program uploaded; all undone when the test ends (the worker leaves before
+ * the server closes: its lease call would hold the server open).
+ */
+async function remoteWorker<L extends HttpWorkerLink>(
+  t: TestContext,
+  name: string,
+  makeLink: (client: RemexClient) => L,
+  logOptions: { logBytesPerCall?: number; logPollMs?: number } = {},
+) {
+  const ts = await startTestServer({ workerSlots: 0, scheduler: { acceptPlatforms: ['x86_64-linux-cpu'] } });
+  const workDir = mkdtempSync(join(tmpdir(), 'remex-remote-logs-'));
+  const teardowns: Array<() => Promise<void> | void> = [() => ts.close(), () => rmSync(workDir, { recursive: true, force: true })];
+  t.after(async () => {
+    for (const undo of teardowns.reverse()) await undo();
+  });
+  const client = new RemexClient(ts.server.url);
+  const link = makeLink(client);
+  const sandbox = await BwrapSandbox.create({});
+  const worker = new Worker({
+    name,
+    slots: 1,
+    workRoot: join(workDir, 'runs'),
+    link,
+    blobs: new RemoteBlobStore(client, new FsBlobStore({ root: join(workDir, 'cache'), maxBlobBytes: 1 << 30, fsync: false })),
+    sandbox,
+    platforms: (await detectPlatformSupport({})).filter((p) => p.platform === 'x86_64-linux-cpu'),
+    logger: pino({ level: process.env.REMEX_TEST_LOG ?? 'silent' }),
+    ...logOptions,
+  });
+  await worker.start();
+  teardowns.push(async () => {
+    await worker.drain();
+    await sandbox.close();
+  });
+  const bytes = readFileSync(compileC({ file: 'programs/log-lines.c' }, 'x86_64'));
+  const exe = digestOf(bytes);
+  await ts.client.putBlob(exe, bytes);
+  return { ts, client, link, worker, exe };
+}
+
 describe('live logs over the worker protocol', () => {
   test('a remote worker\'s lines reach a follower while the program runs; a chunk sent again is stored once', async (t) => {
     if (!requireTools(t, 'bwrap', 'gcc')) return;
-    const ts = await startTestServer({ workerSlots: 0, scheduler: { acceptPlatforms: ['x86_64-linux-cpu'] } });
-    const workDir = mkdtempSync(join(tmpdir(), 'remex-remote-logs-'));
-    // Undone in reverse: the worker leaves before the server closes (its lease call would hold the server open).
-    const teardowns: Array<() => Promise<void> | void> = [() => ts.close(), () => rmSync(workDir, { recursive: true, force: true })];
-    t.after(async () => {
-      for (const undo of teardowns.reverse()) await undo();
-    });
-    const client = new RemexClient(ts.server.url);
-    const link = new LosingLink(client);
-    const sandbox = await BwrapSandbox.create({});
-    const worker = new Worker({
-      name: 'remote-logs',
-      slots: 1,
-      workRoot: join(workDir, 'runs'),
-      link,
-      blobs: new RemoteBlobStore(client, new FsBlobStore({ root: join(workDir, 'cache'), maxBlobBytes: 1 << 30, fsync: false })),
-      sandbox,
-      platforms: (await detectPlatformSupport({})).filter((p) => p.platform === 'x86_64-linux-cpu'),
-      logger: pino({ level: process.env.REMEX_TEST_LOG ?? 'silent' }),
-    });
-    await worker.start();
-    teardowns.push(async () => {
-      await worker.drain();
-      await sandbox.close();
-    });
-
-    const bytes = readFileSync(compileC({ file: 'programs/log-lines.c' }, 'x86_64'));
-    const exe = digestOf(bytes);
-    await ts.client.putBlob(exe, bytes);
+    const { ts, client, link, worker, exe } = await remoteWorker(t, 'remote-logs', (c) => new LosingLink(c));
     const job = await ts.client.submit({ executable: exe, args: ['6', '150', 'hold'], logs: true, doNotCache: true });
     const want = Array.from({ length: 6 }, (_, i) => `line ${i}\n`).join('');
     let text = '';
@@ -140,36 +155,8 @@ describe('live logs over the worker protocol', () => {
 
   test('a flood whose backlog is larger than one call when the program ends is left to the result; a follower gets every byte once', async (t) => {
     if (!requireTools(t, 'bwrap', 'gcc')) return;
-    const ts = await startTestServer({ workerSlots: 0, scheduler: { acceptPlatforms: ['x86_64-linux-cpu'] } });
-    const workDir = mkdtempSync(join(tmpdir(), 'remex-remote-logs-'));
-    const teardowns: Array<() => Promise<void> | void> = [() => ts.close(), () => rmSync(workDir, { recursive: true, force: true })];
-    t.after(async () => {
-      for (const undo of teardowns.reverse()) await undo();
-    });
-    const client = new RemexClient(ts.server.url);
-    const link = new CountingLink(client);
-    const sandbox = await BwrapSandbox.create({});
-    const worker = new Worker({
-      name: 'remote-flood',
-      slots: 1,
-      workRoot: join(workDir, 'runs'),
-      link,
-      blobs: new RemoteBlobStore(client, new FsBlobStore({ root: join(workDir, 'cache'), maxBlobBytes: 1 << 30, fsync: false })),
-      sandbox,
-      platforms: (await detectPlatformSupport({})).filter((p) => p.platform === 'x86_64-linux-cpu'),
-      logger: pino({ level: process.env.REMEX_TEST_LOG ?? 'silent' }),
-      // One call carries 64 KiB; the first look at the files is long after the flood's end.
-      logBytesPerCall: 64 * 1024,
-      logPollMs: 60_000,
-    });
-    await worker.start();
-    teardowns.push(async () => {
-      await worker.drain();
-      await sandbox.close();
-    });
-    const bytes = readFileSync(compileC({ file: 'programs/log-lines.c' }, 'x86_64'));
-    const exe = digestOf(bytes);
-    await ts.client.putBlob(exe, bytes);
+    // One call carries 64 KiB; the first look at the files is long after the flood's end.
+    const { ts, link, exe } = await remoteWorker(t, 'remote-flood', (c) => new CountingLink(c), { logBytesPerCall: 64 * 1024, logPollMs: 60_000 });
     const flood = 1024 * 1024;
     const job = await ts.client.submit({ executable: exe, args: ['flood', String(flood)], logs: true, doNotCache: true });
     const frames: LogFrame[] = [];
