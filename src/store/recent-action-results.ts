@@ -94,6 +94,8 @@ export function withRecentActionResults(store: Store, opts: RecentActionResultsO
     comparisons: store.comparisons,
     blobReferences: store.blobReferences,
     logPieces: store.logPieces,
+    // The controllers' shared lease (PostgreSQL's): without it each controller's autoscaler would lead.
+    ...(store.leader !== undefined ? { leader: store.leader } : {}),
     actionCache: new RecentActionResults(store.actionCache, opts),
     close: () => store.close(),
   };

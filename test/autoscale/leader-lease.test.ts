@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { withRecentActionResults } from '../../src/store/recent-action-results.js';
 import { usePostgres } from '../helpers/postgres.js';
 
 describe('LeaderLease on SQLite', () => {
@@ -49,6 +50,23 @@ if (pg) {
       } finally {
         await b.close();
         if (!closedA) await a.close();
+        await pg.dropSchema(schema);
+      }
+    });
+
+    test('the store a controller serves with (its action cache behind the recent-results front) keeps the shared lease', async () => {
+      const schema = pg.newSchema('lease');
+      const a = withRecentActionResults(await PostgresStore.open({ url: pg.url, schema, poolSize: 2 }));
+      const b = withRecentActionResults(await PostgresStore.open({ url: pg.url, schema, poolSize: 2 }));
+      const name = `autoscaler-${randomUUID()}`;
+      try {
+        assert.ok(a.leader && b.leader, 'the lease is passed through');
+        assert.equal(await a.leader.tryAcquire(name, 'a', 30_000, 0), true);
+        assert.equal(await b.leader.tryAcquire(name, 'b', 30_000, 0), false, 'one controller leads, not both');
+        await a.leader.release(name, 'a');
+      } finally {
+        await a.close();
+        await b.close();
         await pg.dropSchema(schema);
       }
     });
