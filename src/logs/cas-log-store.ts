@@ -10,12 +10,14 @@ import type { BlobStore } from '../cas/blob-store.js';
 import { digestOf } from '../core/digest.js';
 import type { LogPieceIndex } from '../store/ports.js';
 import type { LogKey, LogStore } from './log-store.js';
+import { SerialByKey } from './serial-by-key.js';
 
 /** Pieces looked up per read at most (a read asks for at most a bus chunk, 64 KiB: one or two pieces). */
 const PIECES_PER_READ = 16;
 
 export class CasLogStore implements LogStore {
-  private readonly queues = new Map<string, Promise<unknown>>();
+  /** Appends to one log never interleave. */
+  private readonly appends = new SerialByKey();
 
   constructor(
     private readonly blobs: Pick<BlobStore, 'put' | 'getStream'>,
@@ -24,16 +26,7 @@ export class CasLogStore implements LogStore {
 
   append(key: LogKey, offset: number, data: Uint8Array): Promise<number> {
     const name = `${key.jobId}\n${key.attempt}\n${key.stream}`;
-    const previous = this.queues.get(name) ?? Promise.resolve();
-    const next = previous.then(
-      () => this.appendNow(key, offset, data),
-      () => this.appendNow(key, offset, data),
-    );
-    this.queues.set(name, next);
-    void next.finally(() => {
-      if (this.queues.get(name) === next) this.queues.delete(name);
-    }).catch(() => undefined);
-    return next;
+    return this.appends.run(name, () => this.appendNow(key, offset, data));
   }
 
   private async appendNow(key: LogKey, offset: number, data: Uint8Array): Promise<number> {
@@ -68,6 +61,6 @@ export class CasLogStore implements LogStore {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.queues.values()]);
+    await this.appends.idle();
   }
 }

@@ -9,29 +9,21 @@ import { mkdir, open, rm, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LogKey, LogStore } from './log-store.js';
+import { SerialByKey } from './serial-by-key.js';
 
 /** Open append handles kept: about one per live log stream, closed least recently used first. */
 const MAX_OPEN_HANDLES = 256;
 
 export class FsLogStore implements LogStore {
-  /** The tail of each log's chain of appends, so that appends to one log never interleave. */
-  private readonly queues = new Map<string, Promise<unknown>>();
+  /** Appends to one log never interleave. */
+  private readonly appends = new SerialByKey();
   private readonly handles = new Map<string, { handle: FileHandle; size: number }>();
 
   constructor(private readonly dir: string) {}
 
   append(key: LogKey, offset: number, data: Uint8Array): Promise<number> {
     const path = this.pathOf(key);
-    const previous = this.queues.get(path) ?? Promise.resolve();
-    const next = previous.then(
-      () => this.appendNow(path, offset, data),
-      () => this.appendNow(path, offset, data),
-    );
-    this.queues.set(path, next);
-    void next.finally(() => {
-      if (this.queues.get(path) === next) this.queues.delete(path);
-    }).catch(() => undefined);
-    return next;
+    return this.appends.run(path, () => this.appendNow(path, offset, data));
   }
 
   private async appendNow(path: string, offset: number, data: Uint8Array): Promise<number> {
@@ -106,7 +98,7 @@ export class FsLogStore implements LogStore {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.queues.values()]);
+    await this.appends.idle();
     const handles = [...this.handles.values()];
     this.handles.clear();
     await Promise.all(handles.map(({ handle }) => handle.close().catch(() => undefined)));
