@@ -85,6 +85,21 @@ export async function storeBody(blobs: BlobStore, digest: Digest, body: unknown)
   }
 }
 
+/** Answers a HEAD for a blob: its size, or 404 with no body. */
+export async function replyBlobSize(blobs: BlobStore, hash: string, reply: FastifyReply): Promise<FastifyReply> {
+  const size = await blobs.sizeOf(hash);
+  if (size === undefined) return reply.status(404).send();
+  return reply.status(200).header('content-length', size).send();
+}
+
+/** Answers a GET for a blob: its bytes streamed, or NotFoundError. */
+export async function replyBlob(blobs: BlobStore, hash: string, reply: FastifyReply): Promise<FastifyReply> {
+  const size = await blobs.sizeOf(hash);
+  if (size === undefined) throw new NotFoundError(`no blob ${hash}`);
+  const stream = await blobs.getStream({ hash, sizeBytes: size });
+  return reply.status(200).type('application/octet-stream').header('content-length', size).send(stream);
+}
+
 export function registerHttpCacheRoutes(app: FastifyInstance, deps: HttpCacheDeps): void {
   const { blobs, actionCache } = deps;
   const codec = reapiProtos().codec<ActionResult, ActionResultOut>('build.bazel.remote.execution.v2.ActionResult');
@@ -101,19 +116,8 @@ export function registerHttpCacheRoutes(app: FastifyInstance, deps: HttpCacheDep
     return reply.status(200).send();
   });
 
-  app.head<{ Params: { hash: string } }>('/cas/:hash', async (req, reply) => {
-    const size = await blobs.sizeOf(cacheHash(req.params.hash));
-    if (size === undefined) return reply.status(404).send();
-    return reply.status(200).header('content-length', size).send();
-  });
-
-  app.get<{ Params: { hash: string } }>('/cas/:hash', async (req, reply) => {
-    const hash = cacheHash(req.params.hash);
-    const size = await blobs.sizeOf(hash);
-    if (size === undefined) throw new NotFoundError(`no blob ${hash}`);
-    const stream = await blobs.getStream({ hash, sizeBytes: size });
-    return reply.status(200).type('application/octet-stream').header('content-length', size).send(stream);
-  });
+  app.head<{ Params: { hash: string } }>('/cas/:hash', async (req, reply) => replyBlobSize(blobs, cacheHash(req.params.hash), reply));
+  app.get<{ Params: { hash: string } }>('/cas/:hash', async (req, reply) => replyBlob(blobs, cacheHash(req.params.hash), reply));
 
   // ---- /ac --------------------------------------------------------------------------------------------
   app.put<{ Params: { hash: string } }>('/ac/:hash', async (req, reply) => {

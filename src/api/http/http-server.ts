@@ -26,7 +26,7 @@ import { BEARER_CHALLENGE, registerHttpAuth } from './auth.js';
 import { whenClientGone } from './client-gone.js';
 import { registerDashboard } from './dashboard-assets.js';
 import type { ActionCache } from '../../store/ports.js';
-import { acceptAnyBody, blobLength, bodyStream, registerHttpCacheRoutes, storeBody } from './http-cache-routes.js';
+import { acceptAnyBody, blobLength, bodyStream, registerHttpCacheRoutes, replyBlob, replyBlobSize, storeBody } from './http-cache-routes.js';
 import { toProblem } from './problem.js';
 import { registerComparisonRoutes } from './comparison-routes.js';
 import { recordRoutes } from './route-table.js';
@@ -146,19 +146,8 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
     if (opts.actionCache) registerHttpCacheRoutes(blobRoutes, { blobs, actionCache: opts.actionCache });
   });
 
-  app.head<{ Params: { hash: string } }>('/v1/blobs/sha256/:hash', async (req, reply) => {
-    const size = await blobs.sizeOf(blobHash(req.params.hash));
-    if (size === undefined) return reply.status(404).send();
-    return reply.status(200).header('content-length', size).send();
-  });
-
-  app.get<{ Params: { hash: string } }>('/v1/blobs/sha256/:hash', async (req, reply) => {
-    const hash = blobHash(req.params.hash);
-    const size = await blobs.sizeOf(hash);
-    if (size === undefined) throw new NotFoundError(`no blob ${hash}`);
-    const stream = await blobs.getStream({ hash, sizeBytes: size });
-    return reply.status(200).type('application/octet-stream').header('content-length', size).send(stream);
-  });
+  app.head<{ Params: { hash: string } }>('/v1/blobs/sha256/:hash', async (req, reply) => replyBlobSize(blobs, blobHash(req.params.hash), reply));
+  app.get<{ Params: { hash: string } }>('/v1/blobs/sha256/:hash', async (req, reply) => replyBlob(blobs, blobHash(req.params.hash), reply));
 
   app.post('/v1/blobs/find-missing', async (req) => {
     const { digests } = parseWith(digestList, req.body, 'digest list');
