@@ -35,13 +35,13 @@ import { completeThenLease, LIVE_LOGS_FEATURE, WORKER_PROTOCOL_FEATURES } from '
 import type { LogAck, LogChunk } from './worker-link.js';
 import { leasesHeld } from './log-leases.js';
 
-/** The part of the blob store the scheduler needs: whether inputs and cached outputs still exist. */
 /** A worker's price per hour, and whose it is: the worker's own (`--price-per-hour`) or its platform's (`--platform-price`). */
 export interface WorkerPrice {
   perHour: number;
   from: 'worker' | 'platform';
 }
 
+/** The part of the blob store the scheduler needs: whether inputs and cached outputs still exist. */
 export interface BlobPresence {
   findMissing(digests: readonly Digest[]): Promise<Digest[]>;
 }
@@ -542,10 +542,13 @@ export class Scheduler implements WorkerLink {
   async appendLogs(workerId: string, chunks: readonly LogChunk[]): Promise<LogAck[]> {
     if (!this.logIntake) throw new UnavailableError('this server keeps no live logs');
     const held = await leasesHeld(this.store.jobs, workerId, chunks);
-    const mine = chunks.filter((c) => held.has(`${c.jobId}\n${c.attempt}`));
-    const refused = chunks.filter((c) => !held.has(`${c.jobId}\n${c.attempt}`));
+    const mine: LogChunk[] = [];
+    const lost = new Map<string, LogAck>(); // one answer per stream refused
+    for (const c of chunks) {
+      if (held.has(`${c.jobId}\n${c.attempt}`)) mine.push(c);
+      else lost.set(`${c.jobId}\n${c.attempt}\n${c.stream}`, { jobId: c.jobId, attempt: c.attempt, stream: c.stream, storedBytes: 0, leaseLost: true });
+    }
     const acks = mine.length > 0 ? await this.logIntake.append(mine) : [];
-    const lost = new Map(refused.map((c) => [`${c.jobId}\n${c.attempt}\n${c.stream}`, { jobId: c.jobId, attempt: c.attempt, stream: c.stream, storedBytes: 0, leaseLost: true as const }]));
     return [...acks, ...lost.values()];
   }
 
